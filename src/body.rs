@@ -1,0 +1,368 @@
+//! The bodies: one run engine, and the step adapter over it.
+//!
+//! Whatever the body, the daemon stops the same way: a stop signal sets a flag and wakes every
+//! [`Ctl::sleep`]; a `run` body sees [`Ctl::running`] turn false and returns; a `step` loop
+//! finishes the step under way and does not start another.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+/// What a body or a step may return: `()`, or a `Result` whose error is logged and stops the
+/// daemon with a failure exit code.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::Daemon;
+///
+/// // A step that can fail: `?` works inside it.
+/// let daemon = Daemon::builder()
+///     .pidfile("/tmp/doc-outcome.pid")
+///     .step(|| -> Result<(), std::io::Error> {
+///         std::fs::metadata("/")?;
+///         Ok(())
+///     })
+///     .build()?;
+/// # Ok::<(), daemons::Error>(())
+/// ```
+pub trait Outcome {
+    /// `Ok(())`, or the error's message.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl Outcome for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<T, E: fmt::Display> Outcome for Result<T, E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map(drop).map_err(|e| e.to_string())
+    }
+}
+
+pub(crate) type RunFn = Box<dyn FnMut(&Ctl) -> Result<(), String> + Send>;
+pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), String> + Send>;
+
+/// The body of a daemon, as given to the builder.
+pub(crate) enum Body {
+    Run(RunFn),
+    Step(StepFn),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Body::Run(_) => "Body::Run(..)",
+            Body::Step(_) => "Body::Step(..)",
+        })
+    }
+}
+
+/// How the step loop runs, beside the step itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepPlan {
+    pub(crate) interval: Duration,
+    pub(crate) keep_going: bool,
+}
+
+/// The body's view of the daemon: whether to go on, an interruptible sleep, and a way to stop.
+///
+/// A `Ctl` is cheap to clone and may be moved into threads that the body spawns.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::Daemon;
+/// use std::time::Duration;
+///
+/// let daemon = Daemon::builder()
+///     .pidfile("/tmp/doc-ctl.pid")
+///     .run(|ctl| {
+///         while ctl.running() {
+///             // do some work, then rest; a stop wakes the sleep at once
+///             ctl.sleep(Duration::from_secs(60));
+///         }
+///     })
+///     .build()?;
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Ctl {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Ctl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctl")
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Shared {
+    stopping: AtomicBool,
+    state: Mutex<StopState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct StopState {
+    requested: bool,
+    signal: Option<Signal>,
+}
+
+impl Shared {
+    /// Ask the body to stop, once. The first request's signal is the one whose handlers run.
+    pub(crate) fn request_stop(&self, signal: Option<Signal>) {
+        let mut state = lock(&self.state);
+        if !state.requested {
+            state.requested = true;
+            state.signal = signal;
+        }
+        self.stopping.store(true, Ordering::Release);
+        self.wake.notify_all();
+    }
+
+    pub(crate) fn stop_signal(&self) -> Option<Signal> {
+        lock(&self.state).signal
+    }
+}
+
+impl Ctl {
+    pub(crate) fn new() -> Ctl {
+        Ctl {
+            shared: Arc::default(),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Whether the daemon should go on: false once a stop was asked.
+    ///
+    /// # Examples
+    ///
+    /// See [`Ctl`].
+    #[inline]
+    pub fn running(&self) -> bool {
+        !self.shared.stopping.load(Ordering::Acquire)
+    }
+
+    /// Sleep for `duration`, or until a stop is asked, whichever comes first. Returns `true` if
+    /// the whole duration passed and the daemon is still running, `false` if a stop cut it short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use daemons::Daemon;
+    /// # use std::time::Duration;
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-sleep.pid")
+    ///     .run(|ctl| {
+    ///         while ctl.sleep(Duration::from_secs(5)) {
+    ///             println!("still here");
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let mut state = lock(&self.shared.state);
+        while !state.requested {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            state = self
+                .shared
+                .wake
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        false
+    }
+
+    /// Ask the daemon to stop, as a stop signal would, but without running any signal's
+    /// handlers. Useful from a thread that the body spawned and that found a fatal condition.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use daemons::Daemon;
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stop.pid")
+    ///     .run(|ctl| {
+    ///         let ctl2 = ctl.clone();
+    ///         std::thread::spawn(move || ctl2.stop());
+    ///         while ctl.running() {
+    ///             ctl.sleep(std::time::Duration::from_millis(10));
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stop(&self) {
+        self.shared.request_stop(None);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock here means a body thread panicked while holding it; the stop state it
+    // guards is two plain fields, always consistent, so going on is right.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Run the body until it returns (run) or a stop is asked (step). A panic is caught and turned
+/// into an error, so that the caller can remove the pidfile and exit with a failure code.
+pub(crate) fn drive(
+    body: &mut Body,
+    plan: StepPlan,
+    ctl: &Ctl,
+    log: &dyn Fn(&str),
+) -> Result<(), String> {
+    let result = catch_unwind(AssertUnwindSafe(|| match body {
+        Body::Run(run) => run(ctl),
+        Body::Step(step) => step_loop(step, plan, ctl, log),
+    }));
+    match result {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(format!("panicked: {}", panic_message(&*panic))),
+    }
+}
+
+fn step_loop(
+    step: &mut StepFn,
+    plan: StepPlan,
+    ctl: &Ctl,
+    log: &dyn Fn(&str),
+) -> Result<(), String> {
+    while ctl.running() {
+        if let Err(e) = step() {
+            if !plan.keep_going {
+                return Err(format!("a step failed: {e}"));
+            }
+            log(&format!("a step failed: {e} (going on)"));
+        }
+        if !plan.interval.is_zero() {
+            ctl.sleep(plan.interval);
+        }
+    }
+    Ok(())
+}
+
+/// The text of a panic payload: panics carry a `&str` or a `String`, anything else is opaque.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic with a non-text payload)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::thread;
+
+    const PLAN: StepPlan = StepPlan {
+        interval: Duration::ZERO,
+        keep_going: false,
+    };
+
+    #[test]
+    fn sleep_wakes_on_stop() {
+        let ctl = Ctl::new();
+        let other = ctl.clone();
+        let waker = thread::spawn(move || other.stop());
+        let slept = ctl.sleep(Duration::from_secs(600));
+        waker.join().expect("join");
+        assert!(!slept);
+        assert!(!ctl.running());
+    }
+
+    #[test]
+    fn sleep_runs_its_course_when_not_stopped() {
+        let ctl = Ctl::new();
+        assert!(ctl.sleep(Duration::from_millis(1)));
+        assert!(ctl.running());
+    }
+
+    #[test]
+    fn the_first_stop_signal_is_kept() {
+        let ctl = Ctl::new();
+        ctl.shared().request_stop(Some(Signal::SIGINT));
+        ctl.shared().request_stop(Some(Signal::SIGTERM));
+        assert_eq!(ctl.shared().stop_signal(), Some(Signal::SIGINT));
+    }
+
+    #[test]
+    fn step_loop_finishes_the_step_under_way() {
+        let ctl = Ctl::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let inner = ctl.clone();
+        let mut body = Body::Step(Box::new(move || {
+            if seen.fetch_add(1, Ordering::SeqCst) == 9 {
+                inner.stop();
+            }
+            Ok(())
+        }));
+        assert_eq!(drive(&mut body, PLAN, &ctl, &|_| {}), Ok(()));
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn step_errors_stop_or_are_logged() {
+        let ctl = Ctl::new();
+        let mut body = Body::Step(Box::new(|| Err("disk full".to_string())));
+        let err = drive(&mut body, PLAN, &ctl, &|_| {}).unwrap_err();
+        assert!(err.contains("disk full"), "{err}");
+
+        let logged = Mutex::new(Vec::new());
+        let inner = ctl.clone();
+        let mut n = 0;
+        let mut body = Body::Step(Box::new(move || {
+            n += 1;
+            if n == 3 {
+                inner.stop();
+            }
+            Err(format!("failure {n}"))
+        }));
+        let plan = StepPlan {
+            keep_going: true,
+            ..PLAN
+        };
+        let log = |m: &str| logged.lock().expect("log").push(m.to_string());
+        assert_eq!(drive(&mut body, plan, &ctl, &log), Ok(()));
+        assert_eq!(logged.lock().expect("log").len(), 3);
+    }
+
+    #[test]
+    fn panics_become_errors() {
+        let ctl = Ctl::new();
+        let mut body = Body::Run(Box::new(|_| panic!("boom")));
+        let err = drive(&mut body, PLAN, &ctl, &|_| {}).unwrap_err();
+        assert!(err.contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn outcomes_convert() {
+        assert_eq!(().into_result(), Ok(()));
+        assert_eq!(Ok::<u8, String>(3).into_result(), Ok(()));
+        assert_eq!(Err::<(), _>("no").into_result(), Err("no".to_string()));
+    }
+}

@@ -1,0 +1,477 @@
+//! The builder: every setting in one place, validated once by [`DaemonBuilder::build`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use derive_builder::Builder;
+use nix::sys::signal::Signal;
+
+use crate::body::{Body, Ctl, Outcome};
+use crate::daemon::Daemon;
+use crate::error::Error;
+use crate::signals::{Handler, is_forbidden};
+
+/// The daemon's settings, as the builder collects them. Plain values get generated setters; the
+/// closures (`on`, `run`, `step`) get hand-written ones below.
+#[derive(Builder, Debug)]
+#[builder(
+    name = "DaemonBuilder",
+    vis = "pub",
+    pattern = "owned",
+    build_fn(
+        private,
+        name = "build_settings",
+        error = "Error",
+        validate = "Self::validate"
+    )
+)]
+#[builder_struct_attr(
+    doc = "Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.\n\n\
+        Get one from [`Daemon::builder`]. Every setter takes and returns the builder; \
+        [`build`](DaemonBuilder::build) checks all settings at once.\n\n\
+        # Examples\n\n\
+        ```\n\
+        use daemons::{Daemon, Signal::SIGHUP};\n\
+        use std::time::Duration;\n\n\
+        let daemon = Daemon::builder()\n\
+        \x20   .pidfile(\"/tmp/heartbeat.pid\")\n\
+        \x20   .stdout(\"/tmp/heartbeat.log\")\n\
+        \x20   .on(SIGHUP, || println!(\"reloading\"))\n\
+        \x20   .step(|| println!(\"beat\"))\n\
+        \x20   .interval(Duration::from_secs(1))\n\
+        \x20   .build()?;\n\
+        assert!(daemon.pidfile().is_absolute());\n\
+        # Ok::<(), daemons::Error>(())\n\
+        ```"
+)]
+pub(crate) struct Settings {
+    /// The pidfile: locked for the daemon's whole life, removed when it stops. Required. A
+    /// relative path is made absolute at `build()`, against the current directory.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().pidfile("/run/user/1000/tool.pid");
+    /// ```
+    #[builder(setter(into))]
+    pub(crate) pidfile: PathBuf,
+
+    /// The daemon's working directory. Default `/`, so that it keeps no file system busy.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().workdir("/var/lib/tool");
+    /// ```
+    #[builder(setter(into), default = "PathBuf::from(\"/\")")]
+    pub(crate) workdir: PathBuf,
+
+    /// The daemon's file mode creation mask. Default `0o022`: files it creates are not writable
+    /// by others.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().umask(0o077);
+    /// ```
+    #[builder(default = "0o022")]
+    pub(crate) umask: u32,
+
+    /// A file that the daemon's stdout is appended to. Default `/dev/null`.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().stdout("/var/log/tool.log");
+    /// ```
+    #[builder(setter(into, strip_option), default)]
+    pub(crate) stdout: Option<PathBuf>,
+
+    /// A file that the daemon's stderr is appended to: panics and step errors are logged there.
+    /// Default `/dev/null`. It may be the same file as `stdout`.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().stderr("/var/log/tool.err");
+    /// ```
+    #[builder(setter(into, strip_option), default)]
+    pub(crate) stderr: Option<PathBuf>,
+
+    /// How long `stop()` waits after SIGTERM before it sends SIGKILL. Default 10 s.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().stop_timeout(std::time::Duration::from_secs(30));
+    /// ```
+    #[builder(default = "Duration::from_secs(10)")]
+    pub(crate) stop_timeout: Duration,
+
+    /// How long `start()` waits for the daemon to report that it is ready before it kills it and
+    /// fails. Default 30 s.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().ready_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    #[builder(default = "Duration::from_secs(30)")]
+    pub(crate) ready_timeout: Duration,
+
+    /// The pause between two steps of a `step` body, cut short by a stop. Default: none.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().step(|| {}).interval(std::time::Duration::from_secs(1));
+    /// ```
+    #[builder(setter(strip_option), default)]
+    pub(crate) interval: Option<Duration>,
+
+    /// Whether a step that returns an error is only logged (`true`) or stops the daemon with a
+    /// failure exit code (`false`, the default).
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder()
+    ///     .step(|| std::fs::metadata("/maybe").map(drop))
+    ///     .keep_going(true);
+    /// ```
+    #[builder(default)]
+    pub(crate) keep_going: bool,
+
+    /// The name the daemon logs under. Default: the executable's file name.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().name("counter");
+    /// ```
+    #[builder(setter(into, strip_option), default)]
+    pub(crate) name: Option<String>,
+
+    #[builder(
+        setter(custom),
+        field(ty = "Vec<(Signal, Handler)>", build = "self.handlers")
+    )]
+    pub(crate) handlers: Vec<(Signal, Handler)>,
+
+    #[builder(setter(custom), field(ty = "Vec<Body>", build = "self.bodies"))]
+    pub(crate) bodies: Vec<Body>,
+}
+
+impl DaemonBuilder {
+    /// Run `handler` when the daemon receives `signal`. Any number of handlers may be registered
+    /// for one signal; they run in registration order, one at a time, on a control thread (not
+    /// in signal context: they may allocate, lock and log).
+    ///
+    /// Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
+    /// body has finished. A SIGKILL, SIGSTOP, SIGSEGV, SIGILL or SIGFPE handler is refused by
+    /// [`build`](DaemonBuilder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Signal::{SIGHUP, SIGTERM}};
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-on.pid")
+    ///     .on(SIGHUP, || println!("reload the configuration"))
+    ///     .on(SIGTERM, || println!("flush the cache"))
+    ///     .step(|| {})
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn on(mut self, signal: Signal, handler: impl FnMut() + Send + 'static) -> Self {
+        self.handlers.push((signal, Handler::new(handler)));
+        self
+    }
+
+    /// The body: a closure that loops by itself and returns when `ctl.running()` turns false (or
+    /// whenever it likes: the daemon stops when it returns). It may return `()` or a `Result`.
+    ///
+    /// Threads and async runtimes belong inside the body: `start()` forks, and a fork copies only
+    /// the calling thread. A child that the body forks without `exec` inherits the pidfile's
+    /// lock; it must not outlive the daemon, or the pidfile stays locked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::time::Duration;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-run.pid")
+    ///     .run(|ctl| {
+    ///         while ctl.running() {
+    ///             ctl.sleep(Duration::from_secs(1));
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn run<F, R>(mut self, mut body: F) -> Self
+    where
+        F: FnMut(&Ctl) -> R + Send + 'static,
+        R: Outcome,
+    {
+        self.bodies
+            .push(Body::Run(Box::new(move |ctl| body(ctl).into_result())));
+        self
+    }
+
+    /// The body: a step, called in a loop until a stop is asked, with an optional
+    /// [`interval`](DaemonBuilder::interval) between calls. A stop lets the step under way
+    /// finish. It may return `()` or a `Result`: an error stops the daemon with a failure code,
+    /// unless [`keep_going`](DaemonBuilder::keep_going) is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    ///
+    /// let mut count = 0u64;
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-step.pid")
+    ///     .step(move || count += 1)
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn step<F, R>(mut self, mut step: F) -> Self
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Outcome,
+    {
+        self.bodies
+            .push(Body::Step(Box::new(move || step().into_result())));
+        self
+    }
+
+    /// Check every setting and build the [`Daemon`]. Relative paths become absolute here, against
+    /// the current directory, so that the daemon (which changes to its working directory) and a
+    /// later `stop()` agree on where the pidfile is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoBody`], [`Error::SeveralBodies`], [`Error::ForbiddenSignal`], and
+    /// [`Error::InvalidSetting`] for a missing or empty pidfile, an `interval` without a `step`,
+    /// a umask above `0o777` or a zero ready timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Error, Signal::SIGKILL};
+    ///
+    /// let err = Daemon::builder().pidfile("x.pid").on(SIGKILL, || {}).step(|| {}).build();
+    /// assert!(matches!(err, Err(Error::ForbiddenSignal { signal: SIGKILL })));
+    ///
+    /// let daemon = Daemon::builder().pidfile("x.pid").step(|| {}).build()?;
+    /// assert!(daemon.pidfile().is_absolute());
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Daemon, Error> {
+        let mut settings = self.build_settings()?;
+        settings.pidfile = absolute(&settings.pidfile, "pidfile")?;
+        settings.workdir = absolute(&settings.workdir, "workdir")?;
+        for (setting, path) in [
+            ("stdout", &mut settings.stdout),
+            ("stderr", &mut settings.stderr),
+        ] {
+            if let Some(path) = path {
+                *path = absolute(path, setting)?;
+            }
+        }
+        Ok(Daemon::new(settings))
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        match self.bodies.as_slice() {
+            [] => return Err(Error::NoBody),
+            [_] => {}
+            _ => return Err(Error::SeveralBodies),
+        }
+        if let Some((signal, _)) = self.handlers.iter().find(|(s, _)| is_forbidden(*s)) {
+            return Err(Error::ForbiddenSignal { signal: *signal });
+        }
+        if let Some(Some(_)) = self.interval
+            && !matches!(self.bodies.as_slice(), [Body::Step(_)])
+        {
+            return Err(Error::setting(
+                "interval",
+                "only a step body has an interval: use .step(...), or sleep with ctl.sleep() in a run body",
+            ));
+        }
+        if let Some(pidfile) = &self.pidfile
+            && pidfile.as_os_str().is_empty()
+        {
+            return Err(Error::setting(
+                "pidfile",
+                "the path is empty: give a file name",
+            ));
+        }
+        if let Some(workdir) = &self.workdir
+            && workdir.as_os_str().is_empty()
+        {
+            return Err(Error::setting(
+                "workdir",
+                "the path is empty: give a directory, or leave the default /",
+            ));
+        }
+        if let Some(umask) = self.umask
+            && umask > 0o777
+        {
+            return Err(Error::setting(
+                "umask",
+                format!("{umask:#o} is not a file mode mask: give a value from 0o000 to 0o777"),
+            ));
+        }
+        if self.ready_timeout == Some(Duration::ZERO) {
+            return Err(Error::setting(
+                "ready_timeout",
+                "zero leaves the daemon no time to start: give a few seconds at least",
+            ));
+        }
+        for (setting, path) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            if let Some(Some(path)) = path
+                && path.as_os_str().is_empty()
+            {
+                return Err(Error::setting(
+                    setting,
+                    "the path is empty: give a file name, or leave the default /dev/null",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|e| {
+        Error::setting(
+            setting,
+            format!(
+                "{} cannot be made absolute ({e}): give an absolute path",
+                path.display()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Daemon;
+
+    #[test]
+    fn a_body_is_required_and_only_one() {
+        let none = Daemon::builder().pidfile("x.pid").build();
+        assert!(matches!(none, Err(Error::NoBody)));
+        let two = Daemon::builder()
+            .pidfile("x.pid")
+            .step(|| {})
+            .run(|_| {})
+            .build();
+        assert!(matches!(two, Err(Error::SeveralBodies)));
+    }
+
+    #[test]
+    fn the_pidfile_is_required_and_not_empty() {
+        let missing = Daemon::builder().step(|| {}).build();
+        assert!(matches!(
+            missing,
+            Err(Error::InvalidSetting {
+                setting: "pidfile",
+                ..
+            })
+        ));
+        let empty = Daemon::builder().pidfile("").step(|| {}).build();
+        assert!(matches!(
+            empty,
+            Err(Error::InvalidSetting {
+                setting: "pidfile",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn uncatchable_signals_are_refused() {
+        for signal in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV] {
+            let result = Daemon::builder()
+                .pidfile("x.pid")
+                .on(signal, || {})
+                .step(|| {})
+                .build();
+            assert!(matches!(result, Err(Error::ForbiddenSignal { signal: s }) if s == signal));
+        }
+    }
+
+    #[test]
+    fn odd_settings_are_refused() {
+        let umask = Daemon::builder()
+            .pidfile("x")
+            .umask(0o1000)
+            .step(|| {})
+            .build();
+        assert!(matches!(
+            umask,
+            Err(Error::InvalidSetting {
+                setting: "umask",
+                ..
+            })
+        ));
+        let interval = Daemon::builder()
+            .pidfile("x")
+            .run(|_| {})
+            .interval(Duration::from_secs(1))
+            .build();
+        assert!(matches!(
+            interval,
+            Err(Error::InvalidSetting {
+                setting: "interval",
+                ..
+            })
+        ));
+        let timeout = Daemon::builder()
+            .pidfile("x")
+            .step(|| {})
+            .ready_timeout(Duration::ZERO)
+            .build();
+        assert!(matches!(
+            timeout,
+            Err(Error::InvalidSetting {
+                setting: "ready_timeout",
+                ..
+            })
+        ));
+        let log = Daemon::builder()
+            .pidfile("x")
+            .stdout("")
+            .step(|| {})
+            .build();
+        assert!(matches!(
+            log,
+            Err(Error::InvalidSetting {
+                setting: "stdout",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_at_build() {
+        let daemon = Daemon::builder()
+            .pidfile("run/x.pid")
+            .stdout("x.log")
+            .workdir(".")
+            .step(|| {})
+            .build()
+            .expect("valid");
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(daemon.pidfile(), cwd.join("run/x.pid"));
+        assert!(
+            daemon
+                .settings()
+                .stdout
+                .as_deref()
+                .is_some_and(Path::is_absolute)
+        );
+        assert!(daemon.settings().workdir.is_absolute());
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let daemon = Daemon::builder()
+            .pidfile("/x.pid")
+            .step(|| {})
+            .build()
+            .expect("valid");
+        let s = daemon.settings();
+        assert_eq!(s.workdir, Path::new("/"));
+        assert_eq!(s.umask, 0o022);
+        assert_eq!(s.stop_timeout, Duration::from_secs(10));
+        assert!(s.stdout.is_none() && s.stderr.is_none());
+    }
+}

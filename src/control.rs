@@ -1,0 +1,339 @@
+//! Process control from outside the daemon: signal it, wait for it, stop it.
+//!
+//! Every operation starts from the pidfile and never trusts the pid written in it: the pid is
+//! signalled only if it is the process that holds the pidfile's lock, and the signal goes through
+//! a pidfd opened *before* that check, so a pid that the kernel reuses in between is never hit.
+//! Waiting for the exit polls the pidfd, which becomes readable the moment the process dies:
+//! there is no sleep loop, and a stop of an idle daemon takes a few milliseconds.
+//!
+//! ```
+//! use daemons::{control, Pidfile};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let pidfile = Pidfile::new(dir.path().join("none.pid"));
+//! // Nothing runs: stopping is a no-op that says so.
+//! let stopped = control::stop(&pidfile, std::time::Duration::from_secs(1))?;
+//! assert_eq!(stopped, control::Stopped::NotRunning);
+//! # Ok::<(), daemons::Error>(())
+//! ```
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::error::Error;
+use crate::pidfile::{Pidfile, State};
+
+/// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
+/// is stuck in the kernel, which nothing here can change.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How a [`stop`] ended.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::control::Stopped;
+/// use std::time::Duration;
+///
+/// let s = Stopped::Exited { pid: daemons::Pid::from_raw(42), after: Duration::from_millis(3) };
+/// assert_eq!(s.pid(), Some(daemons::Pid::from_raw(42)));
+/// assert!(!s.was_killed());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Nothing was running (a stale pidfile, if there was one, was removed).
+    NotRunning,
+    /// The daemon exited after SIGTERM.
+    Exited {
+        /// Its pid.
+        pid: Pid,
+        /// How long it took.
+        after: Duration,
+    },
+    /// The daemon did not exit within the stop timeout and was killed with SIGKILL.
+    Killed {
+        /// Its pid.
+        pid: Pid,
+        /// How long it took, the timeout included.
+        after: Duration,
+    },
+}
+
+impl Stopped {
+    /// The pid of the daemon that was stopped, if one was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(daemons::control::Stopped::NotRunning.pid(), None);
+    /// ```
+    pub fn pid(&self) -> Option<Pid> {
+        match self {
+            Stopped::NotRunning => None,
+            Stopped::Exited { pid, .. } | Stopped::Killed { pid, .. } => Some(*pid),
+        }
+    }
+
+    /// Whether the daemon had to be killed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!daemons::control::Stopped::NotRunning.was_killed());
+    /// ```
+    pub fn was_killed(&self) -> bool {
+        matches!(self, Stopped::Killed { .. })
+    }
+}
+
+/// A live process that holds a pidfile, pinned by a pidfd.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{control::Process, Pidfile};
+///
+/// let dir = tempfile::tempdir()?;
+/// let pidfile = Pidfile::new(dir.path().join("x.pid"));
+/// assert!(Process::holding(&pidfile)?.is_none());
+/// let _lock = pidfile.acquire()?;
+/// let me = Process::holding(&pidfile)?.expect("this process holds it");
+/// assert_eq!(me.pid(), daemons::Pid::this());
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Process {
+    pid: Pid,
+    pidfd: OwnedFd,
+}
+
+impl Process {
+    /// The process that holds `pidfile`'s lock, or `None` if nobody does.
+    ///
+    /// The pidfd is opened first and the holder checked after: if the pid named in the file was
+    /// reused in between, the new process does not hold the lock and the check fails, so the
+    /// returned handle always designates the real holder (or a process that has since exited,
+    /// which signals cannot reach).
+    ///
+    /// # Errors
+    ///
+    /// The pidfile's errors ([`Error::Untrusted`], [`Error::Symlink`], ...), and
+    /// [`Error::Sys`] when `pidfd_open` fails for another reason than the process being gone.
+    ///
+    /// # Examples
+    ///
+    /// See [`Process`].
+    pub fn holding(pidfile: &Pidfile) -> Result<Option<Process>, Error> {
+        // Each round fails only if the holder changed under us; a few rounds settle any race.
+        for _ in 0..8 {
+            let State::Running(pid) = pidfile.probe()? else {
+                return Ok(None);
+            };
+            let pidfd = match pidfd_open(pid) {
+                Ok(fd) => fd,
+                // It died between the probe and now: look again.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                Err(e) => {
+                    return Err(Error::Sys {
+                        call: "pidfd_open",
+                        source: e,
+                    });
+                }
+            };
+            if pidfile.probe()? == State::Running(pid) {
+                return Ok(Some(Process { pid, pidfd }));
+            }
+        }
+        Err(Error::AlreadyRunning {
+            pidfile: pidfile.path().to_path_buf(),
+            pid: None,
+        })
+    }
+
+    /// The process id.
+    ///
+    /// # Examples
+    ///
+    /// See [`Process`].
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Send `signal` through the pidfd.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sys`] when the kernel refuses; a process that has exited already is not an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{control::Process, Pidfile, Signal};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let pidfile = Pidfile::new(dir.path().join("x.pid"));
+    /// let _lock = pidfile.acquire()?;
+    /// // SAFETY: ignoring a signal runs no code in signal context.
+    /// unsafe { nix::sys::signal::signal(Signal::SIGUSR2, nix::sys::signal::SigHandler::SigIgn) }?;
+    /// Process::holding(&pidfile)?.unwrap().signal(Signal::SIGUSR2)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        // SAFETY: pidfd_send_signal takes a valid descriptor (ours), a signal number, and a null
+        // siginfo pointer, which the kernel accepts as "like kill(2)".
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        Err(Error::Sys {
+            call: "pidfd_send_signal",
+            source: e,
+        })
+    }
+
+    /// Wait, at most `timeout`, for the process to exit. Returns whether it did. The wait is a
+    /// `poll` on the pidfd: it wakes the moment the process dies, whoever its parent is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sys`] when `poll` fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{control::Process, Pidfile};
+    /// use std::time::Duration;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let pidfile = Pidfile::new(dir.path().join("x.pid"));
+    /// let _lock = pidfile.acquire()?;
+    /// let me = Process::holding(&pidfile)?.unwrap();
+    /// assert!(!me.wait(Duration::from_millis(1))?);   // this process is alive, of course
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn wait(&self, timeout: Duration) -> Result<bool, Error> {
+        wait_readable(self.pidfd.as_fd(), timeout).map_err(|e| Error::Sys {
+            call: "poll",
+            source: e,
+        })
+    }
+}
+
+/// Send `signal` to the process that holds `pidfile`, and return its pid.
+///
+/// # Errors
+///
+/// [`Error::NotRunning`] when nobody holds the pidfile (a stale pidfile's pid is never
+/// signalled), and the errors of [`Process::holding`] and [`Process::signal`].
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{control, Error, Pidfile, Signal};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("stale.pid");
+/// std::fs::write(&path, format!("{}\n", std::process::id()))?;   // names a live process...
+/// let err = control::send(&Pidfile::new(&path), Signal::SIGTERM).unwrap_err();
+/// assert!(matches!(err, Error::NotRunning { .. }));               // ...that is not signalled
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
+    let process = Process::holding(pidfile)?.ok_or_else(|| Error::NotRunning {
+        pidfile: pidfile.path().to_path_buf(),
+    })?;
+    process.signal(signal)?;
+    Ok(process.pid)
+}
+
+/// Stop the process that holds `pidfile`: SIGTERM, a wait of at most `timeout`, then SIGKILL.
+/// A pidfile left behind (by a killed daemon, or stale from before) is removed.
+///
+/// # Errors
+///
+/// [`Error::StillAlive`] when the process survives SIGKILL (stuck in the kernel), and the errors
+/// of [`Process::holding`].
+///
+/// # Examples
+///
+/// See [the module documentation](self).
+pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
+    let Some(process) = Process::holding(pidfile)? else {
+        remove_stale(pidfile)?;
+        return Ok(Stopped::NotRunning);
+    };
+    let started = Instant::now();
+    process.signal(Signal::SIGTERM)?;
+    let stopped = if process.wait(timeout)? {
+        Stopped::Exited {
+            pid: process.pid,
+            after: started.elapsed(),
+        }
+    } else {
+        process.signal(Signal::SIGKILL)?;
+        if !process.wait(KILL_WAIT)? {
+            return Err(Error::StillAlive { pid: process.pid });
+        }
+        Stopped::Killed {
+            pid: process.pid,
+            after: started.elapsed(),
+        }
+    };
+    remove_stale(pidfile)?;
+    Ok(stopped)
+}
+
+/// Remove the pidfile if nobody holds it. One held by a successor that started in the meantime is
+/// left alone: it is not stale.
+fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
+    match pidfile.remove() {
+        Err(Error::AlreadyRunning { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory is
+    // passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Wait at most `timeout` for `fd` to become readable (or hung up). Restarts after `EINTR`.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Round up: a timeout rounded down to 0 ms would spin for the last fraction.
+        let millis = remaining.as_nanos().div_ceil(1_000_000);
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Detaching from the caller: the double fork of daemon(7), with the outcome sent back.
+//!
+//! [`detach`] forks, starts a new session and forks again, so that the daemon is nobody's child
+//! in the caller's session and can never regain a controlling terminal. The caller gets a
+//! [`Pending`] that waits for the daemon's word; the daemon gets a [`Reporter`] to give it,
+//! once it is ready or has failed. The caller's `start()` can thus return the daemon's own error
+//! ("already running", "no such directory") instead of exiting 0 and leaving the failure unseen.
+//!
+//! The other steps of the procedure ([`redirect_stdio`], [`close_inherited_fds`],
+//! [`reset_signals`]) are separate functions, for programs that detach by other means.
+//!
+//! ```
+//! # // Runs as its own single-threaded process: fork is only safe there.
+//! use daemons::detach::{detach, Side};
+//! use std::time::Duration;
+//!
+//! match detach()? {
+//!     Side::Caller(pending) => {
+//!         let pid = pending.wait(Duration::from_secs(10))?;
+//!         assert!(pid.as_raw() > 0);
+//!     }
+//!     Side::Daemon(reporter) => {
+//!         // Set up here; report, then do the work, then exit: never return into the caller's code.
+//!         reporter.ready();
+//!         std::process::exit(0);
+//!     }
+//! }
+//! # Ok::<(), daemons::Error>(())
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
+
+use crate::control::wait_readable;
+use crate::error::Error;
+
+/// Which side of [`detach`] this is.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::detach::Side;
+///
+/// fn describe(side: &Side) -> &'static str {
+///     match side {
+///         Side::Caller(_) => "the original process",
+///         Side::Daemon(_) => "the daemon",
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub enum Side {
+    /// The original process, which should wait for the daemon's report.
+    Caller(Pending),
+    /// The daemon: a grandchild of the caller, in a session of its own.
+    Daemon(Reporter),
+}
+
+/// The caller's end of the report pipe.
+///
+/// # Examples
+///
+/// See [the module documentation](self).
+#[derive(Debug)]
+pub struct Pending {
+    pipe: File,
+}
+
+/// The daemon's end of the report pipe. Dropping it without reporting counts as a failure on the
+/// caller's side ([`Error::DaemonVanished`]).
+///
+/// # Examples
+///
+/// See [the module documentation](self).
+#[derive(Debug)]
+pub struct Reporter {
+    pipe: File,
+}
+
+// The daemon writes its pid as soon as it exists, so that a caller that gives up waiting can
+// kill it, then one final message: ready, or an encoded error.
+const READY: u8 = b'R';
+const FAILED: u8 = b'E';
+
+/// Fork twice with a `setsid` between, as daemon(7) describes. Returns [`Side::Caller`] in the
+/// calling process once the intermediate process has exited and been reaped (no zombie is left),
+/// and [`Side::Daemon`] in the daemon.
+///
+/// Rust's buffered stdout and stderr are flushed first, so that nothing buffered is written twice.
+/// Only call this while the process runs a single thread: the child gets a copy of the calling
+/// thread only, and any lock another thread held stays locked forever in it.
+///
+/// # Errors
+///
+/// [`Error::Sys`] when `pipe`, `fork` or `setsid` fails in the caller; a failure in the
+/// intermediate process arrives through [`Pending::wait`].
+///
+/// # Examples
+///
+/// See [the module documentation](self).
+pub fn detach() -> Result<Side, Error> {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
+    // SAFETY: the callers of `detach` run it in a single-threaded process (start() checks this),
+    // so the child is a complete copy and may run any code, not only async-signal-safe code.
+    match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
+        ForkResult::Parent { child } => {
+            drop(write);
+            // The intermediate process exits right after its own fork; reaping it here is what
+            // keeps the caller free of zombies.
+            let _ = waitpid(child, None);
+            Ok(Side::Caller(Pending {
+                pipe: File::from(read),
+            }))
+        }
+        ForkResult::Child => {
+            drop(read);
+            let mut reporter = Reporter {
+                pipe: File::from(write),
+            };
+            if let Err(e) = setsid() {
+                reporter.fail(&Error::sys("setsid", e));
+                // SAFETY: `_exit` ends this copy of the caller without running its exit handlers
+                // or destructors a second time.
+                unsafe { libc::_exit(1) };
+            }
+            // SAFETY: this process has exactly one thread (it is a fresh fork of a
+            // single-threaded one).
+            match unsafe { fork() } {
+                Ok(ForkResult::Parent { .. }) => {
+                    // SAFETY: as above: the intermediate process must not run the caller's exit
+                    // handlers or flush its buffers again.
+                    unsafe { libc::_exit(0) }
+                }
+                Ok(ForkResult::Child) => {
+                    let pid = Pid::this().to_string();
+                    let _ = reporter.pipe.write_all(format!("{pid}\n").as_bytes());
+                    Ok(Side::Daemon(reporter))
+                }
+                Err(e) => {
+                    reporter.fail(&Error::sys("fork", e));
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// Wait for the daemon's report, at most `timeout`. Returns the daemon's pid once it says it
+    /// is ready, or the error it reported.
+    ///
+    /// # Errors
+    ///
+    /// The daemon's own error; [`Error::DaemonVanished`] if it exited without a word;
+    /// [`Error::StartTimeout`] if it said nothing in time, in which case it is killed (a daemon
+    /// that never got ready must not linger).
+    ///
+    /// # Examples
+    ///
+    /// See [the module documentation](self).
+    pub fn wait(mut self, timeout: Duration) -> Result<Pid, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut message = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let readable = wait_readable(self.pipe.as_fd(), remaining).map_err(|e| Error::Sys {
+                call: "poll",
+                source: e,
+            })?;
+            if !readable {
+                let pid = parse_report(&message).0;
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                }
+                return Err(Error::StartTimeout {
+                    after: timeout,
+                    pid,
+                });
+            }
+            match self.pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => message.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::Sys {
+                        call: "read",
+                        source: e,
+                    });
+                }
+            }
+        }
+        match parse_report(&message) {
+            (Some(pid), Some(Ok(()))) => Ok(pid),
+            (_, Some(Err(e))) => Err(e),
+            _ => Err(Error::DaemonVanished),
+        }
+    }
+}
+
+/// Split a report into the pid line and the final word.
+fn parse_report(message: &[u8]) -> (Option<Pid>, Option<Result<(), Error>>) {
+    let (pid_line, rest) = match message.iter().position(|&b| b == b'\n') {
+        Some(i) => (&message[..i], &message[i + 1..]),
+        None => (message, &[][..]),
+    };
+    let pid = std::str::from_utf8(pid_line)
+        .ok()
+        .and_then(crate::pidfile::parse_pid);
+    let word = match rest.split_first() {
+        Some((&READY, _)) => Some(Ok(())),
+        Some((&FAILED, encoded)) => Some(Err(Error::decode(encoded))),
+        _ => None,
+    };
+    (pid, word)
+}
+
+impl Reporter {
+    /// Tell the caller that the daemon is ready. Its `start()` returns `Ok(pid)`.
+    ///
+    /// # Examples
+    ///
+    /// See [the module documentation](self).
+    pub fn ready(mut self) {
+        let _ = self.pipe.write_all(&[READY]);
+    }
+
+    /// Tell the caller that the daemon failed to start, and why. Its `start()` returns this error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use daemons::detach::{detach, Side};
+    /// # use std::time::Duration;
+    /// match detach()? {
+    ///     Side::Caller(pending) => {
+    ///         let err = pending.wait(Duration::from_secs(10)).unwrap_err();
+    ///         assert!(matches!(err, daemons::Error::MissingDirectory { .. }));
+    ///     }
+    ///     Side::Daemon(reporter) => {
+    ///         reporter.fail(&daemons::Error::MissingDirectory { path: "/nope/x.pid".into() });
+    ///         std::process::exit(1);
+    ///     }
+    /// }
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn fail(&mut self, error: &Error) {
+        let mut message = vec![FAILED];
+        message.extend(error.encode());
+        let _ = self.pipe.write_all(&message);
+    }
+}
+
+/// Point stdin at `/dev/null`, and stdout and stderr at `/dev/null` or at the given files,
+/// opened for appending (created with mode 0644 less the umask). Either all three are redirected
+/// or, on error, none is.
+///
+/// # Errors
+///
+/// [`Error::MissingDirectory`], [`Error::NotAFile`] or [`Error::Io`] naming the log file that
+/// could not be opened.
+///
+/// # Examples
+///
+/// ```
+/// # // Changes this process's stdio, so it runs as a process of its own.
+/// let dir = tempfile::tempdir()?;
+/// let log = dir.path().join("out.log");
+/// daemons::detach::redirect_stdio(Some(&log), None)?;
+/// println!("hello");
+/// # std::io::Write::flush(&mut std::io::stdout())?;
+/// assert_eq!(std::fs::read_to_string(&log)?, "hello\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn redirect_stdio(stdout: Option<&Path>, stderr: Option<&Path>) -> Result<(), Error> {
+    let null = Path::new("/dev/null");
+    let open = |path: Option<&Path>| -> Result<OwnedFd, Error> {
+        let path = path.unwrap_or(null);
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| Error::open("open the log file", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("open the log file", path, e))?;
+        if meta.is_dir() {
+            return Err(Error::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(file.into())
+    };
+    let input = File::open(null).map_err(|e| Error::io("open", null, e))?;
+    let out = open(stdout)?;
+    let err = open(stderr)?;
+    dup2_stdin(input).map_err(|e| Error::sys("dup2", e))?;
+    dup2_stdout(&out).map_err(|e| Error::sys("dup2", e))?;
+    dup2_stderr(&err).map_err(|e| Error::sys("dup2", e))?;
+    Ok(())
+}
+
+/// Close every descriptor above 2 that this process inherited through `exec`, except `keep`.
+///
+/// Inherited descriptors are the ones without close-on-exec: Rust opens everything with it, so
+/// files, sockets and pipes that this process opened itself (and that a body may have captured)
+/// stay open, while a descriptor leaked by whoever started the program (a terminal, a socket
+/// held by a shell, another daemon's lock) is closed. `/proc/self/fd` is read instead of looping
+/// to the descriptor limit, which can be in the millions.
+///
+/// # Errors
+///
+/// [`Error::Io`] when `/proc/self/fd` cannot be read.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+///
+/// let file = std::fs::File::open("/dev/null")?;           // close-on-exec, like all of std's
+/// daemons::detach::close_inherited_fds(&[])?;
+/// assert!(std::fs::metadata(format!("/proc/self/fd/{}", file.as_raw_fd())).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
+    let dir = Path::new("/proc/self/fd");
+    let fds: Vec<RawFd> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io("close inherited descriptors from", dir, e))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd <= 2 || keep.contains(&fd) {
+            continue;
+        }
+        // SAFETY: `fd` was listed in /proc/self/fd a moment ago; if it has since been closed
+        // (it was read_dir's own), fcntl fails with EBADF and it is skipped.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) else {
+            continue;
+        };
+        if FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC) {
+            continue;
+        }
+        // SAFETY: a descriptor without close-on-exec was not opened by Rust's std in this
+        // process, so no `File` or socket object owns it and nothing will use or close it again.
+        unsafe { libc::close(borrowed.as_raw_fd()) };
+    }
+    Ok(())
+}
+
+/// Clear the signal mask and set every signal's disposition to its default, except that SIGPIPE
+/// stays ignored (Rust's runtime ignores it at start-up and its I/O code relies on that) and that
+/// the signals in `keep` keep a handler this process installed itself.
+///
+/// A disposition of "ignored" survives `exec`: `nohup` leaves SIGHUP ignored, a shell may leave
+/// SIGINT ignored, and a daemon started from them would not react to them.
+///
+/// # Errors
+///
+/// [`Error::Sys`] when `sigprocmask` fails.
+///
+/// # Examples
+///
+/// ```
+/// use nix::sys::signal::{signal, SigHandler, Signal};
+///
+/// // SAFETY: installing SIG_IGN runs no code in signal context.
+/// unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) }?;     // as nohup does
+/// daemons::detach::reset_signals(&[])?;
+/// // SAFETY: as above.
+/// let previous = unsafe { signal(Signal::SIGHUP, SigHandler::SigDfl) }?;
+/// assert_eq!(previous, SigHandler::SigDfl);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn reset_signals(keep: &[Signal]) -> Result<(), Error> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Error::sys("sigprocmask", e))?;
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        let wanted = if signal == Signal::SIGPIPE {
+            SigHandler::SigIgn
+        } else {
+            SigHandler::SigDfl
+        };
+        // SAFETY: the dispositions set here are SIG_DFL and SIG_IGN, which run no code of ours.
+        let Ok(previous) = (unsafe { nix::sys::signal::signal(signal, wanted) }) else {
+            continue;
+        };
+        let own_handler = matches!(previous, SigHandler::Handler(_) | SigHandler::SigAction(_));
+        if own_handler && keep.contains(&signal) {
+            // SAFETY: this puts back the handler that was installed a moment ago.
+            let _ = unsafe { nix::sys::signal::signal(signal, previous) };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_parse() {
+        let ok = parse_report(b"1234\nR");
+        assert_eq!(ok.0, Some(Pid::from_raw(1234)));
+        assert!(matches!(ok.1, Some(Ok(()))));
+
+        let mut failed = b"99\nE".to_vec();
+        failed.extend(
+            Error::NotAFile {
+                path: "/tmp".into(),
+            }
+            .encode(),
+        );
+        let failed = parse_report(&failed);
+        assert_eq!(failed.0, Some(Pid::from_raw(99)));
+        assert!(matches!(failed.1, Some(Err(Error::NotAFile { .. }))));
+
+        let silent = parse_report(b"77\n");
+        assert_eq!(silent.0, Some(Pid::from_raw(77)));
+        assert!(silent.1.is_none());
+        assert_eq!(parse_report(b"").0, None);
+    }
+}

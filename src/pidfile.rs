@@ -1,0 +1,602 @@
+//! The pidfile: a lock, not a guess.
+//!
+//! A daemon holds an exclusive `flock` on its pidfile for its whole life. The lock, not the pid
+//! written in the file, is what says "running": a file that nobody has locked is stale whatever
+//! pid it names, so a pid that the kernel has since given to an unrelated process is never taken
+//! for the daemon. Probing reads `/proc/PID/fdinfo` to check that the pid named in the file is
+//! the process that holds the lock; it never writes and never takes a lock that could make a
+//! concurrent [`Pidfile::acquire`] fail.
+//!
+//! [`Pidfile`] works on its own, without the builder:
+//!
+//! ```
+//! use daemons::pidfile::{Pidfile, State};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let pidfile = Pidfile::new(dir.path().join("tool.pid"));
+//! assert_eq!(pidfile.probe()?, State::Absent);
+//!
+//! let lock = pidfile.acquire()?;                 // this process is now "running"
+//! let me = daemons::Pid::this();
+//! assert_eq!(pidfile.read()?, Some(me));
+//! assert_eq!(pidfile.probe()?, State::Running(me));
+//! assert!(pidfile.acquire().is_err());           // a second instance is refused
+//!
+//! lock.release()?;                               // unlinks the file, then unlocks it
+//! assert_eq!(pidfile.probe()?, State::Absent);
+//! # Ok::<(), daemons::Error>(())
+//! ```
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::stat::{major, minor};
+use nix::unistd::{Pid, geteuid};
+
+use crate::error::Error;
+
+/// How long a start or a probe waits for a locked pidfile to name its holder. A daemon writes its
+/// pid microseconds after it takes the lock, and a probe from another user holds a shared lock for
+/// microseconds, so this is only reached when something really is stuck.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// A pidfile path, and the operations on it.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::pidfile::{Pidfile, State};
+///
+/// let pidfile = Pidfile::new("/tmp/daemons-doc-nobody-uses-this.pid");
+/// assert_eq!(pidfile.probe()?, State::Absent);
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pidfile {
+    path: PathBuf,
+}
+
+/// What a probe found at a pidfile path.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::pidfile::{Pidfile, State};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("old.pid");
+/// std::fs::write(&path, "999999\n")?;   // left behind by a daemon that was killed
+/// assert_eq!(Pidfile::new(&path).probe()?, State::Stale(Some(daemons::Pid::from_raw(999999))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// There is no pidfile.
+    Absent,
+    /// The pidfile is locked by the process whose pid it holds.
+    Running(Pid),
+    /// The pidfile is locked, but its holder has not written its pid yet (a daemon that is
+    /// starting), or the pid it names does not hold the lock.
+    Starting,
+    /// The pidfile exists but nobody holds its lock: whatever it names (if anything) is not the
+    /// daemon. It is safe to remove.
+    Stale(Option<Pid>),
+}
+
+impl State {
+    /// The pid of the running holder, if there is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Pid, pidfile::State};
+    ///
+    /// assert_eq!(State::Running(Pid::from_raw(7)).pid(), Some(Pid::from_raw(7)));
+    /// assert_eq!(State::Stale(Some(Pid::from_raw(7))).pid(), None);
+    /// ```
+    pub fn pid(self) -> Option<Pid> {
+        match self {
+            State::Running(pid) => Some(pid),
+            _ => None,
+        }
+    }
+}
+
+/// The exclusive lock on a pidfile, held for the daemon's life.
+///
+/// Dropping it, or calling [`release`](PidfileLock::release), unlinks the file and then unlocks
+/// it, in that order, so that a successor's pidfile is never deleted. A process that exits
+/// without either (killed, or `process::exit`) leaves a stale file, which the next
+/// [`Pidfile::acquire`] or `stop()` takes care of.
+///
+/// The descriptor is close-on-exec, so programs that the daemon executes do not inherit the lock.
+/// A child that the daemon forks *without* exec does share it, and keeps the pidfile locked after
+/// the daemon is gone if it outlives it.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::Pidfile;
+///
+/// let dir = tempfile::tempdir()?;
+/// let lock = Pidfile::new(dir.path().join("a.pid")).acquire()?;
+/// assert!(lock.path().exists());
+/// drop(lock);
+/// assert!(!dir.path().join("a.pid").exists());
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PidfileLock {
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl Pidfile {
+    /// A pidfile at `path`. Nothing is touched until a method is called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pidfile = daemons::Pidfile::new("/run/user/1000/tool.pid");
+    /// assert_eq!(pidfile.path(), std::path::Path::new("/run/user/1000/tool.pid"));
+    /// ```
+    pub fn new(path: impl Into<PathBuf>) -> Pidfile {
+        Pidfile { path: path.into() }
+    }
+
+    /// The path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(daemons::Pidfile::new("x.pid").path().ends_with("x.pid"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Take the pidfile for this process: create it (mode 0644, never through a symlink), lock it
+    /// exclusively without blocking, check that the path still names the file that was locked,
+    /// and write this process's pid into it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyRunning`] when another process holds the lock (with its pid once it has
+    /// written it); [`Error::MissingDirectory`], [`Error::Symlink`], [`Error::NotAFile`],
+    /// [`Error::Untrusted`] or [`Error::Io`] when the path cannot be a pidfile.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Error, Pidfile};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let pidfile = Pidfile::new(dir.path().join("one.pid"));
+    /// let _lock = pidfile.acquire()?;
+    /// let second = pidfile.acquire().unwrap_err();
+    /// assert!(matches!(second, Error::AlreadyRunning { pid: Some(_), .. }));
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn acquire(&self) -> Result<PidfileLock, Error> {
+        let deadline = Instant::now() + SETTLE;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.path)
+                .map_err(|e| Error::open("open the pidfile", &self.path, e))?;
+            let meta = self.check(&file)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    let pid = read_pid(&file);
+                    let holder = pid.filter(|&pid| holds_flock(pid, &meta) == Some(true));
+                    if holder.is_some() || Instant::now() >= deadline {
+                        return Err(Error::AlreadyRunning {
+                            pidfile: self.path.clone(),
+                            pid: holder.or(pid),
+                        });
+                    }
+                    // The holder is a daemon that has not written its pid yet, or a probe
+                    // holding a shared lock for a moment: both let go within microseconds.
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                    continue;
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(Error::io("lock the pidfile", &self.path, e));
+                }
+            }
+            // A daemon that was exiting may have unlinked the path between our open and our lock;
+            // the lock would then be on a file nobody else can find.
+            if !same_file(&self.path, &meta) {
+                continue;
+            }
+            let content = format!("{}\n", Pid::this());
+            let written = file
+                .set_len(0)
+                .and_then(|()| file.write_all_at(content.as_bytes(), 0));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&self.path);
+                return Err(Error::io("write the pidfile", &self.path, e));
+            }
+            return Ok(PidfileLock {
+                file: Some(file),
+                path: self.path.clone(),
+            });
+        }
+    }
+
+    /// Find out, without writing anything, whether a live process holds the pidfile.
+    ///
+    /// A file whose lock is held by the pid it names is [`State::Running`]; one nobody holds is
+    /// [`State::Stale`], even if the pid it names belongs to a live process (a reused pid). A
+    /// locked file that names no holder yet is retried for a moment, then reported as
+    /// [`State::Starting`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Symlink`] or [`Error::NotAFile`] when the path cannot be a pidfile, and, as root,
+    /// [`Error::Untrusted`] for a file that another user could have written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::pidfile::{Pidfile, State};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("garbage.pid");
+    /// std::fs::write(&path, "not a pid")?;
+    /// assert_eq!(Pidfile::new(&path).probe()?, State::Stale(None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn probe(&self) -> Result<State, Error> {
+        let deadline = Instant::now() + SETTLE;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let state = self.probe_once()?;
+            if state != State::Starting || Instant::now() >= deadline {
+                return Ok(state);
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    fn probe_once(&self) -> Result<State, Error> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::Absent),
+            Err(e) => return Err(Error::open("open the pidfile", &self.path, e)),
+        };
+        let meta = self.check(&file)?;
+        let pid = read_pid(&file);
+        let verdict = pid.map(|pid| holds_flock(pid, &meta));
+        if let (Some(pid), Some(Some(true))) = (pid, verdict) {
+            return Ok(State::Running(pid));
+        }
+        // The pid does not hold the lock, or there is no pid: is anybody holding it? A shared
+        // lock taken and dropped at once answers without disturbing the holder.
+        match file.try_lock_shared() {
+            Ok(()) => Ok(State::Stale(pid)),
+            Err(TryLockError::WouldBlock) => match (pid, verdict) {
+                // Another user's daemon: /proc does not show us its descriptors, so the lock
+                // is all we can know.
+                (Some(pid), Some(None)) => Ok(State::Running(pid)),
+                _ => Ok(State::Starting),
+            },
+            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+        }
+    }
+
+    /// The pid written in the pidfile, if it exists and holds one. This says nothing about
+    /// whether that process is the daemon: use [`probe`](Pidfile::probe) for that.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Symlink`], [`Error::NotAFile`] or [`Error::Io`] when the file cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Pid, Pidfile};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("x.pid");
+    /// assert_eq!(Pidfile::new(&path).read()?, None);
+    /// std::fs::write(&path, "1234\n")?;
+    /// assert_eq!(Pidfile::new(&path).read()?, Some(Pid::from_raw(1234)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read(&self) -> Result<Option<Pid>, Error> {
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+        {
+            Ok(file) => {
+                self.check(&file)?;
+                Ok(read_pid(&file))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::open("read the pidfile", &self.path, e)),
+        }
+    }
+
+    /// Remove a stale pidfile. The file is locked first, so a pidfile that a live daemon holds is
+    /// never removed; a missing file is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyRunning`] when a process holds the lock; [`Error::Io`] when the file
+    /// cannot be removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Pidfile;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("stale.pid");
+    /// std::fs::write(&path, "12345\n")?;
+    /// Pidfile::new(&path).remove()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove(&self) -> Result<(), Error> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::open("remove the pidfile", &self.path, e)),
+        };
+        let meta = self.check(&file)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::AlreadyRunning {
+                    pidfile: self.path.clone(),
+                    pid: read_pid(&file),
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io("lock the pidfile", &self.path, e));
+            }
+        }
+        if same_file(&self.path, &meta) {
+            match fs::remove_file(&self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove the pidfile", &self.path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse what can never be a pidfile, and, as root, what someone else could have written:
+    /// root signalling a pid that a user put in a file is how CVE-2017-14159 happened.
+    fn check(&self, file: &File) -> Result<fs::Metadata, Error> {
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("open the pidfile", &self.path, e))?;
+        if !meta.is_file() {
+            return Err(Error::NotAFile {
+                path: self.path.clone(),
+            });
+        }
+        if geteuid().is_root() {
+            if meta.uid() != 0 {
+                return Err(Error::Untrusted {
+                    path: self.path.clone(),
+                    reason: format!("it is owned by uid {}, not by root", meta.uid()),
+                });
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(Error::Untrusted {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "its mode {:o} lets other users write it",
+                        meta.mode() & 0o777
+                    ),
+                });
+            }
+        }
+        Ok(meta)
+    }
+}
+
+impl PidfileLock {
+    /// The pidfile's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = daemons::Pidfile::new(dir.path().join("p.pid")).acquire()?;
+    /// assert!(lock.path().ends_with("p.pid"));
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unlink the pidfile, then release the lock. Removing first means that a successor that
+    /// takes the lock the moment it is released always works on a file of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be removed; the lock is released all the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("r.pid");
+    /// daemons::Pidfile::new(&path).acquire()?.release()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn release(mut self) -> Result<(), Error> {
+        self.unlink()
+    }
+
+    fn unlink(&mut self) -> Result<(), Error> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        if let Ok(meta) = file.metadata()
+            && same_file(&self.path, &meta)
+        {
+            match fs::remove_file(&self.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    result = Err(Error::io("remove the pidfile", &self.path, e));
+                }
+                _ => {}
+            }
+        }
+        drop(file);
+        result
+    }
+}
+
+impl Drop for PidfileLock {
+    fn drop(&mut self) {
+        let _ = self.unlink();
+    }
+}
+
+/// The pid in a pidfile's content, or `None` for anything that is not one positive number:
+/// a pidfile is data that someone else may have written, and `0` or `-1` would name a process
+/// group to `kill`.
+pub(crate) fn parse_pid(content: &str) -> Option<Pid> {
+    let raw: i32 = content.trim().parse().ok()?;
+    (raw > 0).then(|| Pid::from_raw(raw))
+}
+
+fn read_pid(file: &File) -> Option<Pid> {
+    let mut content = String::new();
+    // A pid is at most a few bytes; a larger file is not a pidfile anyway.
+    (&*file).take(64).read_to_string(&mut content).ok()?;
+    parse_pid(&content)
+}
+
+fn same_file(path: &Path, meta: &fs::Metadata) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino())
+}
+
+/// Whether `pid` holds a `flock` on the file of `meta`, read from `/proc/PID/fdinfo`: each
+/// descriptor's `lock:` line names the locking pid and the file's device and inode. `None` when
+/// that process's descriptors cannot be read (it belongs to another user, or there is no /proc).
+/// `/proc/locks` would answer too, but each read of it waits for an RCU grace period.
+pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
+    let dir = match fs::read_dir(format!("/proc/{pid}/fdinfo")) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    let dev = meta.dev();
+    let file_id = format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino());
+    let pid_text = pid.to_string();
+    let mut content = String::new();
+    for entry in dir.flatten() {
+        content.clear();
+        let Ok(mut info) = File::open(entry.path()) else {
+            continue;
+        };
+        if info.read_to_string(&mut content).is_err() {
+            continue;
+        }
+        if content
+            .lines()
+            .filter_map(|line| line.strip_prefix("lock:"))
+            .any(|lock| is_flock_of(lock, &pid_text, &file_id))
+        {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Parse the rest of a fdinfo `lock:` line: `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
+fn is_flock_of(lock: &str, pid: &str, file_id: &str) -> bool {
+    let fields: Vec<&str> = lock.split_whitespace().collect();
+    matches!(fields.as_slice(), [_, "FLOCK", _, _, holder, id, ..] if *holder == pid && *id == file_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_are_positive_numbers_only() {
+        assert_eq!(parse_pid("123\n"), Some(Pid::from_raw(123)));
+        assert_eq!(parse_pid("  77  "), Some(Pid::from_raw(77)));
+        assert_eq!(parse_pid("0"), None);
+        assert_eq!(parse_pid("-1"), None);
+        assert_eq!(parse_pid(""), None);
+        assert_eq!(parse_pid("12abc"), None);
+        assert_eq!(parse_pid("99999999999999"), None);
+    }
+
+    #[test]
+    fn fdinfo_lock_lines_are_matched_exactly() {
+        let line = "\t1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
+        assert!(is_flock_of(line, "1742", "fe:00:10010715"));
+        assert!(!is_flock_of(line, "1743", "fe:00:10010715"));
+        assert!(!is_flock_of(line, "1742", "fe:00:1001071"));
+        let posix = "\t1: POSIX  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
+        assert!(!is_flock_of(posix, "1742", "fe:00:10010715"));
+        assert!(!is_flock_of("", "1742", "fe:00:10010715"));
+    }
+
+    #[test]
+    fn own_lock_is_seen_in_proc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = Pidfile::new(dir.path().join("self.pid"));
+        let lock = pidfile.acquire().expect("acquire");
+        let meta = fs::metadata(lock.path()).expect("stat");
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
+        assert_eq!(holds_flock(Pid::parent(), &meta), Some(false));
+        drop(lock);
+        assert!(!dir.path().join("self.pid").exists());
+    }
+
+    #[test]
+    fn symlinks_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target");
+        let link = dir.path().join("link.pid");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let pidfile = Pidfile::new(&link);
+        assert!(matches!(pidfile.acquire(), Err(Error::Symlink { .. })));
+        assert!(matches!(pidfile.probe(), Err(Error::Symlink { .. })));
+        assert!(!target.exists(), "nothing was created through the link");
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nope/x.pid");
+        match Pidfile::new(&path).acquire() {
+            Err(Error::MissingDirectory { path: p }) => assert_eq!(p, path),
+            other => panic!("{other:?}"),
+        }
+    }
+}

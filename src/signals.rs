@@ -1,0 +1,198 @@
+//! Signals: handlers run on a control thread, never in signal context.
+//!
+//! signal-hook's handler only writes the signal number to a pipe; a control thread reads it and
+//! calls the user's closures, one at a time, in registration order. They may therefore allocate,
+//! lock and log like any other code. The stop signals (SIGTERM, SIGINT, SIGQUIT) only ask the body
+//! to stop; their own handlers run once, on the main thread, after the body has finished.
+//!
+//! The kernel coalesces a signal that arrives while the same one is still pending, so a burst of
+//! 10,000 SIGHUPs runs the SIGHUP handlers far fewer times: a handler learns that the signal came,
+//! not how often.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use nix::sys::signal::Signal;
+use signal_hook::iterator::{Handle, Signals};
+
+use crate::body::{Shared, panic_message};
+use crate::detach::reset_signals;
+use crate::error::Error;
+
+/// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
+/// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
+pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
+
+/// Signals whose handlers the builder refuses: SIGKILL and SIGSTOP cannot be caught, and catching
+/// SIGSEGV, SIGILL or SIGFPE would resume the faulting instruction forever (signal-hook refuses
+/// them for the same reason).
+pub(crate) fn is_forbidden(signal: Signal) -> bool {
+    signal_hook::consts::FORBIDDEN.contains(&(signal as i32))
+}
+
+/// A user's signal handler.
+pub(crate) struct Handler(Box<dyn FnMut() + Send>);
+
+impl Handler {
+    pub(crate) fn new(f: impl FnMut() + Send + 'static) -> Handler {
+        Handler(Box::new(f))
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handler(..)")
+    }
+}
+
+/// Every handler, by signal, in registration order.
+#[derive(Debug, Default)]
+pub(crate) struct Handlers {
+    table: Vec<(Signal, Vec<Handler>)>,
+}
+
+impl Handlers {
+    pub(crate) fn add(&mut self, signal: Signal, handler: Handler) {
+        match self.table.iter_mut().find(|(s, _)| *s == signal) {
+            Some((_, list)) => list.push(handler),
+            None => self.table.push((signal, vec![handler])),
+        }
+    }
+
+    pub(crate) fn signals(&self) -> impl Iterator<Item = Signal> + '_ {
+        self.table.iter().map(|(s, _)| *s)
+    }
+
+    /// Run `signal`'s handlers in order. A panicking handler is logged and the next one runs;
+    /// the first panic's message is returned.
+    pub(crate) fn run(&mut self, signal: Signal, log: &dyn Fn(&str)) -> Result<(), String> {
+        let mut first_failure = None;
+        let Some((_, list)) = self.table.iter_mut().find(|(s, _)| *s == signal) else {
+            return Ok(());
+        };
+        for handler in list {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (handler.0)())) {
+                let message = format!("a {signal} handler panicked: {}", panic_message(&*panic));
+                log(&message);
+                first_failure.get_or_insert(message);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The running control thread.
+pub(crate) struct Listener {
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Catch the stop signals, SIGHUP and every signal that has handlers, and start the control
+/// thread. With `reset`, every other signal's disposition goes back to its default and the mask
+/// is cleared (the daemon(7) steps), after our handlers are in place so that no stop signal can
+/// slip in between.
+pub(crate) fn listen(
+    handlers: Arc<Mutex<Handlers>>,
+    shared: Arc<Shared>,
+    reset: bool,
+    on_signal: Box<dyn Fn(Signal) + Send>,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+) -> Result<Listener, Error> {
+    let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
+    caught.push(Signal::SIGHUP);
+    let registered: Vec<Signal> = handlers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .signals()
+        .collect();
+    for signal in registered {
+        if !caught.contains(&signal) {
+            caught.push(signal);
+        }
+    }
+    let mut signals = Signals::new(caught.iter().map(|&s| s as i32)).map_err(|e| Error::Sys {
+        call: "install signal handlers",
+        source: e,
+    })?;
+    if reset {
+        // The control thread inherits the mask of the thread that spawns it: clear it first.
+        reset_signals(&caught)?;
+    }
+    let handle = signals.handle();
+    let thread = thread::Builder::new()
+        .name("daemons-signals".into())
+        .spawn(move || {
+            for raw in signals.forever() {
+                let Ok(signal) = Signal::try_from(raw) else {
+                    continue;
+                };
+                if STOP_SIGNALS.contains(&signal) {
+                    shared.request_stop(Some(signal));
+                    continue;
+                }
+                on_signal(signal);
+                let mut handlers = handlers.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = handlers.run(signal, &*log);
+            }
+        })
+        .map_err(|e| Error::Sys {
+            call: "spawn the control thread",
+            source: e,
+        })?;
+    Ok(Listener {
+        handle,
+        thread: Some(thread),
+    })
+}
+
+impl Listener {
+    /// Stop listening and wait for the control thread, so that no handler runs after this.
+    pub(crate) fn close(mut self) {
+        self.handle.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handlers_run_in_order_and_survive_panics() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut handlers = Handlers::default();
+        for n in 0..3 {
+            let seen = seen.clone();
+            handlers.add(
+                Signal::SIGHUP,
+                Handler::new(move || {
+                    seen.lock().expect("seen").push(n);
+                    if n == 1 {
+                        panic!("handler {n} fails");
+                    }
+                }),
+            );
+        }
+        let log = Mutex::new(Vec::new());
+        let result = handlers.run(Signal::SIGHUP, &|m| {
+            log.lock().expect("log").push(m.to_owned())
+        });
+        assert_eq!(*seen.lock().expect("seen"), vec![0, 1, 2]);
+        assert!(result.unwrap_err().contains("handler 1 fails"));
+        assert_eq!(log.lock().expect("log").len(), 1);
+        assert_eq!(handlers.run(Signal::SIGUSR1, &|_| {}), Ok(()));
+    }
+
+    #[test]
+    fn uncatchable_signals_are_forbidden() {
+        assert!(is_forbidden(Signal::SIGKILL));
+        assert!(is_forbidden(Signal::SIGSTOP));
+        assert!(is_forbidden(Signal::SIGSEGV));
+        assert!(!is_forbidden(Signal::SIGHUP));
+        assert!(!is_forbidden(Signal::SIGTERM));
+    }
+}
