@@ -237,7 +237,7 @@ pub(crate) fn drive(
     }));
     match result {
         Ok(outcome) => outcome,
-        Err(panic) => Err(format!("panicked: {}", panic_message(&*panic))),
+        Err(panic) => Err(format!("the body panicked: {}", panic_message(&*panic))),
     }
 }
 

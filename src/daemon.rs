@@ -426,7 +426,7 @@ impl Daemon {
         // No handler may run after the pidfile is gone.
         listener.close();
         let mut result = outcome.map_err(|message| {
-            self.log(&format!("stopping: the body {message}"));
+            self.log(&format!("stopping: {message}"));
             Error::Body { message }
         });
         if let Some(signal) = ctl.shared().stop_signal() {

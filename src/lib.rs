@@ -39,7 +39,7 @@
 //! - Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
 //!   body has finished; other handlers run on a control thread while the body runs.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
-#![warn(clippy::unwrap_used)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod body;
 mod builder;

@@ -493,7 +493,7 @@ pub(crate) fn parse_pid(content: &str) -> Option<Pid> {
 fn read_pid(file: &File) -> Option<Pid> {
     let mut content = String::new();
     // A pid is at most a few bytes; a larger file is not a pidfile anyway.
-    (&*file).take(64).read_to_string(&mut content).ok()?;
+    file.take(64).read_to_string(&mut content).ok()?;
     parse_pid(&content)
 }
 
