@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::pool::{MessagesFn, PoolPlan};
+
 /// What a body or a step may return: `()`, or a `Result` whose error is logged and stops the
 /// daemon with a failure exit code.
 ///
@@ -54,6 +56,34 @@ pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), String> + Send>;
 pub(crate) enum Body {
     Run(RunFn),
     Step(StepFn),
+    Messages(MessagesFn),
+}
+
+/// Where the daemon's own messages go: its stderr (the log file, once detached), one line each,
+/// prefixed with the daemon's name. Cheap to clone into worker threads.
+#[derive(Clone)]
+pub(crate) struct Log(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Log {
+    pub(crate) fn new(name: &str) -> Log {
+        let name: Arc<str> = name.into();
+        Log(Arc::new(move |message| eprintln!("{name}: {message}")))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn to(sink: impl Fn(&str) + Send + Sync + 'static) -> Log {
+        Log(Arc::new(sink))
+    }
+
+    pub(crate) fn log(&self, message: &str) {
+        (self.0)(message)
+    }
+}
+
+impl fmt::Debug for Log {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Log(..)")
+    }
 }
 
 impl fmt::Debug for Body {
@@ -61,15 +91,17 @@ impl fmt::Debug for Body {
         f.write_str(match self {
             Body::Run(_) => "Body::Run(..)",
             Body::Step(_) => "Body::Step(..)",
+            Body::Messages(_) => "Body::Messages(..)",
         })
     }
 }
 
-/// How the step loop runs, beside the step itself.
+/// How the adapters run, beside the closures themselves.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StepPlan {
     pub(crate) interval: Duration,
     pub(crate) keep_going: bool,
+    pub(crate) pool: PoolPlan,
 }
 
 /// The body's view of the daemon: whether to go on, an interruptible sleep, and a way to stop.
@@ -225,15 +257,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Run the body until it returns (run) or a stop is asked (step). A panic is caught and turned
 /// into an error, so that the caller can remove the pidfile and exit with a failure code.
-pub(crate) fn drive(
-    body: &mut Body,
-    plan: StepPlan,
-    ctl: &Ctl,
-    log: &dyn Fn(&str),
-) -> Result<(), String> {
+pub(crate) fn drive(body: &mut Body, plan: StepPlan, ctl: &Ctl, log: &Log) -> Result<(), String> {
     let result = catch_unwind(AssertUnwindSafe(|| match body {
         Body::Run(run) => run(ctl),
         Body::Step(step) => step_loop(step, plan, ctl, log),
+        Body::Messages(serve) => serve(ctl, plan.pool, log),
     }));
     match result {
         Ok(outcome) => outcome,
@@ -241,18 +269,13 @@ pub(crate) fn drive(
     }
 }
 
-fn step_loop(
-    step: &mut StepFn,
-    plan: StepPlan,
-    ctl: &Ctl,
-    log: &dyn Fn(&str),
-) -> Result<(), String> {
+fn step_loop(step: &mut StepFn, plan: StepPlan, ctl: &Ctl, log: &Log) -> Result<(), String> {
     while ctl.running() {
         if let Err(e) = step() {
             if !plan.keep_going {
                 return Err(format!("a step failed: {e}"));
             }
-            log(&format!("a step failed: {e} (going on)"));
+            log.log(&format!("a step failed: {e} (going on)"));
         }
         if !plan.interval.is_zero() {
             ctl.sleep(plan.interval);
@@ -281,7 +304,15 @@ mod tests {
     const PLAN: StepPlan = StepPlan {
         interval: Duration::ZERO,
         keep_going: false,
+        pool: PoolPlan {
+            size: 1,
+            idle_time: Duration::ZERO,
+        },
     };
+
+    fn quiet() -> Log {
+        Log::to(|_| {})
+    }
 
     #[test]
     fn sleep_wakes_on_stop() {
@@ -321,7 +352,7 @@ mod tests {
             }
             Ok(())
         }));
-        assert_eq!(drive(&mut body, PLAN, &ctl, &|_| {}), Ok(()));
+        assert_eq!(drive(&mut body, PLAN, &ctl, &quiet()), Ok(()));
         assert_eq!(calls.load(Ordering::SeqCst), 10);
     }
 
@@ -329,10 +360,10 @@ mod tests {
     fn step_errors_stop_or_are_logged() {
         let ctl = Ctl::new();
         let mut body = Body::Step(Box::new(|| Err("disk full".to_string())));
-        let err = drive(&mut body, PLAN, &ctl, &|_| {}).unwrap_err();
+        let err = drive(&mut body, PLAN, &ctl, &quiet()).unwrap_err();
         assert!(err.contains("disk full"), "{err}");
 
-        let logged = Mutex::new(Vec::new());
+        let logged = Arc::new(Mutex::new(Vec::new()));
         let inner = ctl.clone();
         let mut n = 0;
         let mut body = Body::Step(Box::new(move || {
@@ -346,7 +377,8 @@ mod tests {
             keep_going: true,
             ..PLAN
         };
-        let log = |m: &str| logged.lock().expect("log").push(m.to_string());
+        let sink = logged.clone();
+        let log = Log::to(move |m| sink.lock().expect("log").push(m.to_string()));
         assert_eq!(drive(&mut body, plan, &ctl, &log), Ok(()));
         assert_eq!(logged.lock().expect("log").len(), 3);
     }
@@ -355,7 +387,7 @@ mod tests {
     fn panics_become_errors() {
         let ctl = Ctl::new();
         let mut body = Body::Run(Box::new(|_| panic!("boom")));
-        let err = drive(&mut body, PLAN, &ctl, &|_| {}).unwrap_err();
+        let err = drive(&mut body, PLAN, &ctl, &quiet()).unwrap_err();
         assert!(err.contains("boom"), "{err}");
     }
 

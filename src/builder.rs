@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use crate::body::{Body, Ctl, Outcome};
 use crate::daemon::Daemon;
 use crate::error::Error;
+use crate::pool::{self, Fetch};
 use crate::signals::{Handler, is_forbidden};
 
 /// The daemon's settings, as the builder collects them. Plain values get generated setters; the
@@ -132,6 +133,26 @@ pub(crate) struct Settings {
     #[builder(setter(into, strip_option), default)]
     pub(crate) name: Option<String>,
 
+    /// How many messages a `messages` body handles at once: the number of worker threads, at
+    /// most (they are spawned as the load needs them). Default 100, as in the Python original.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().messages(|| None::<u32>, |_n| {}).pool_size(16);
+    /// ```
+    #[builder(default = "100")]
+    pub(crate) pool_size: usize,
+
+    /// How long a `messages` body waits, interruptibly, after `get` returned `None` before it
+    /// asks again. Default 100 ms, as in the Python original.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder()
+    ///     .messages(|| None::<u32>, |_n| {})
+    ///     .idle_time(std::time::Duration::from_secs(1));
+    /// ```
+    #[builder(default = "Duration::from_millis(100)")]
+    pub(crate) idle_time: Duration,
+
     #[builder(
         setter(custom),
         field(ty = "Vec<(Signal, Handler)>", build = "self.handlers")
@@ -229,6 +250,53 @@ impl DaemonBuilder {
         self
     }
 
+    /// The body: messages fetched by `get` on the daemon's main thread and handled by `handle` on
+    /// a pool of up to [`pool_size`](DaemonBuilder::pool_size) worker threads.
+    ///
+    /// - `get` returns `Option<M>`, or a `Result` of one. `None` means "nothing now": the body
+    ///   waits [`idle_time`](DaemonBuilder::idle_time) (a stop cuts the wait short) and asks again.
+    ///   `get` should not block for long: a stop cannot interrupt it.
+    /// - `get` is not called while every worker is busy, so at most `pool_size` messages are
+    ///   fetched and not yet handled (backpressure).
+    /// - At stop, fetching ends and every message already fetched is handled before the stop
+    ///   handlers run and the process exits: a graceful stop loses nothing.
+    /// - A `handle` that panics or returns an error loses only its own message, which is logged
+    ///   with its number (the first fetched is #1); the worker goes on.
+    /// - A `get` that panics or returns an error ends the daemon like a failed step, after the
+    ///   messages already fetched have been handled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::sync::mpsc;
+    /// use std::sync::Mutex;
+    ///
+    /// let (tx, rx) = mpsc::channel::<String>();
+    /// let rx = Mutex::new(rx);
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-messages.pid")
+    ///     .messages(
+    ///         move || rx.lock().ok()?.try_recv().ok(),
+    ///         |job: String| println!("handling {job}"),
+    ///     )
+    ///     .pool_size(4)
+    ///     .build()?;
+    /// # drop(tx);
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn messages<M, G, F, H, R>(mut self, get: G, handle: H) -> Self
+    where
+        M: Send + 'static,
+        G: FnMut() -> F + Send + 'static,
+        F: Fetch<M>,
+        H: Fn(M) -> R + Send + Sync + 'static,
+        R: Outcome,
+    {
+        self.bodies.push(Body::Messages(pool::adapter(get, handle)));
+        self
+    }
+
     /// Check every setting and build the [`Daemon`]. Relative paths become absolute here, against
     /// the current directory, so that the daemon (which changes to its working directory) and a
     /// later `stop()` agree on where the pidfile is.
@@ -237,7 +305,7 @@ impl DaemonBuilder {
     ///
     /// [`Error::NoBody`], [`Error::SeveralBodies`], [`Error::ForbiddenSignal`], and
     /// [`Error::InvalidSetting`] for a missing or empty pidfile, an `interval` without a `step`,
-    /// a umask above `0o777` or a zero ready timeout.
+    /// a `pool_size` of 0 or without `messages`, a umask above `0o777` or a zero ready timeout.
     ///
     /// # Examples
     ///
@@ -282,6 +350,24 @@ impl DaemonBuilder {
                 "interval",
                 "only a step body has an interval: use .step(...), or sleep with ctl.sleep() in a run body",
             ));
+        }
+        let messages = matches!(self.bodies.as_slice(), [Body::Messages(_)]);
+        if self.pool_size == Some(0) {
+            return Err(Error::setting(
+                "pool_size",
+                "0 workers could handle no message: give at least 1",
+            ));
+        }
+        for (setting, given) in [
+            ("pool_size", self.pool_size.is_some()),
+            ("idle_time", self.idle_time.is_some()),
+        ] {
+            if given && !messages {
+                return Err(Error::setting(
+                    setting,
+                    "only a messages body has a worker pool: use .messages(get, handle)",
+                ));
+            }
         }
         if let Some(pidfile) = &self.pidfile
             && pidfile.as_os_str().is_empty()
@@ -438,6 +524,46 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn pool_settings_need_a_messages_body() {
+        let zero = Daemon::builder()
+            .pidfile("x")
+            .messages(|| None::<u8>, |_m| {})
+            .pool_size(0)
+            .build();
+        assert!(matches!(
+            zero,
+            Err(Error::InvalidSetting {
+                setting: "pool_size",
+                ..
+            })
+        ));
+        let stray = Daemon::builder()
+            .pidfile("x")
+            .step(|| {})
+            .pool_size(4)
+            .build();
+        assert!(matches!(
+            stray,
+            Err(Error::InvalidSetting {
+                setting: "pool_size",
+                ..
+            })
+        ));
+        let two = Daemon::builder()
+            .pidfile("x")
+            .messages(|| None::<u8>, |_m| {})
+            .step(|| {})
+            .build();
+        assert!(matches!(two, Err(Error::SeveralBodies)));
+        let fine = Daemon::builder()
+            .pidfile("x")
+            .messages(|| None::<u8>, |_m| {})
+            .pool_size(16)
+            .build();
+        assert!(fine.is_ok());
     }
 
     #[test]

@@ -8,12 +8,13 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Pid, chdir};
 
-use crate::body::{Body, Ctl, StepPlan, drive};
+use crate::body::{Body, Ctl, Log, StepPlan, drive};
 use crate::builder::{DaemonBuilder, Settings};
 use crate::control::{self, Stopped};
 use crate::detach::{Reporter, Side, close_inherited_fds, detach, redirect_stdio};
 use crate::error::Error;
 use crate::pidfile::{Pidfile, PidfileLock, State};
+use crate::pool::PoolPlan;
 use crate::signals::{Handlers, Listener, listen};
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
@@ -45,6 +46,7 @@ use crate::signals::{Handlers, Listener, listen};
 pub struct Daemon {
     settings: Settings,
     name: String,
+    log: Log,
     plan: StepPlan,
     body: Mutex<Body>,
     handlers: Arc<Mutex<Handlers>>,
@@ -151,9 +153,14 @@ impl Daemon {
         let plan = StepPlan {
             interval: settings.interval.unwrap_or_default(),
             keep_going: settings.keep_going,
+            pool: PoolPlan {
+                size: settings.pool_size,
+                idle_time: settings.idle_time,
+            },
         };
         Daemon {
             settings,
+            log: Log::new(&name),
             name,
             plan,
             body: Mutex::new(body),
@@ -397,10 +404,6 @@ impl Daemon {
         control::send(&self.pidfile_handle(), signal)
     }
 
-    fn log(&self, message: &str) {
-        eprintln!("{}: {message}", self.name);
-    }
-
     /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, report,
     /// run the body, run the stop handlers, remove the pidfile.
     fn serve(&self, launch: Launch) -> Result<(), Error> {
@@ -418,25 +421,24 @@ impl Daemon {
             reporter.ready();
         }
 
-        let log = |m: &str| self.log(m);
         let outcome = {
             let mut body = self.body.lock().unwrap_or_else(PoisonError::into_inner);
-            drive(&mut body, self.plan, &ctl, &log)
+            drive(&mut body, self.plan, &ctl, &self.log)
         };
         // No handler may run after the pidfile is gone.
         listener.close();
         let mut result = outcome.map_err(|message| {
-            self.log(&format!("stopping: {message}"));
+            self.log.log(&format!("stopping: {message}"));
             Error::Body { message }
         });
         if let Some(signal) = ctl.shared().stop_signal() {
             let mut handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(message) = handlers.run(signal, &log) {
+            if let Err(message) = handlers.run(signal, &self.log) {
                 result = result.and(Err(Error::StopHandler { message }));
             }
         }
         if let Err(e) = lock.release() {
-            self.log(&e.to_string());
+            self.log.log(&e.to_string());
         }
         result
     }
@@ -482,14 +484,12 @@ impl Daemon {
                 fail!(e);
             }
         }
-        let shared = ctl.shared().clone();
-        let log_name = self.name.clone();
         let listener = match listen(
             self.handlers.clone(),
-            shared,
+            ctl.shared().clone(),
             detached,
             Box::new(|_| {}),
-            Arc::new(move |m: &str| eprintln!("{log_name}: {m}")),
+            self.log.clone(),
         ) {
             Ok(listener) => listener,
             Err(e) => fail!(e),

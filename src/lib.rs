@@ -48,6 +48,7 @@ mod daemon;
 pub mod detach;
 mod error;
 pub mod pidfile;
+mod pool;
 mod signals;
 
 pub use body::{Ctl, Outcome};
@@ -58,3 +59,4 @@ pub use error::Error;
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use pidfile::{Pidfile, PidfileLock};
+pub use pool::Fetch;

@@ -17,7 +17,7 @@ use std::thread::{self, JoinHandle};
 use nix::sys::signal::Signal;
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::body::{Shared, panic_message};
+use crate::body::{Log, Shared, panic_message};
 use crate::detach::reset_signals;
 use crate::error::Error;
 
@@ -67,7 +67,7 @@ impl Handlers {
 
     /// Run `signal`'s handlers in order. A panicking handler is logged and the next one runs;
     /// the first panic's message is returned.
-    pub(crate) fn run(&mut self, signal: Signal, log: &dyn Fn(&str)) -> Result<(), String> {
+    pub(crate) fn run(&mut self, signal: Signal, log: &Log) -> Result<(), String> {
         let mut first_failure = None;
         let Some((_, list)) = self.table.iter_mut().find(|(s, _)| *s == signal) else {
             return Ok(());
@@ -75,7 +75,7 @@ impl Handlers {
         for handler in list {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (handler.0)())) {
                 let message = format!("a {signal} handler panicked: {}", panic_message(&*panic));
-                log(&message);
+                log.log(&message);
                 first_failure.get_or_insert(message);
             }
         }
@@ -98,7 +98,7 @@ pub(crate) fn listen(
     shared: Arc<Shared>,
     reset: bool,
     on_signal: Box<dyn Fn(Signal) + Send>,
-    log: Arc<dyn Fn(&str) + Send + Sync>,
+    log: Log,
 ) -> Result<Listener, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
     caught.push(Signal::SIGHUP);
@@ -134,7 +134,7 @@ pub(crate) fn listen(
                 }
                 on_signal(signal);
                 let mut handlers = handlers.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = handlers.run(signal, &*log);
+                let _ = handlers.run(signal, &log);
             }
         })
         .map_err(|e| Error::Sys {
@@ -177,14 +177,14 @@ mod tests {
                 }),
             );
         }
-        let log = Mutex::new(Vec::new());
-        let result = handlers.run(Signal::SIGHUP, &|m| {
-            log.lock().expect("log").push(m.to_owned())
-        });
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let sink = logged.clone();
+        let log = Log::to(move |m| sink.lock().expect("log").push(m.to_owned()));
+        let result = handlers.run(Signal::SIGHUP, &log);
         assert_eq!(*seen.lock().expect("seen"), vec![0, 1, 2]);
         assert!(result.unwrap_err().contains("handler 1 fails"));
-        assert_eq!(log.lock().expect("log").len(), 1);
-        assert_eq!(handlers.run(Signal::SIGUSR1, &|_| {}), Ok(()));
+        assert_eq!(logged.lock().expect("log").len(), 1);
+        assert_eq!(handlers.run(Signal::SIGUSR1, &log), Ok(()));
     }
 
     #[test]

@@ -1,0 +1,326 @@
+//! The message pool: `get` on the body thread, `handle` on up to `pool_size` worker threads.
+//!
+//! Backpressure is a count of free slots: `get` is called only while a worker is free, so at
+//! most `pool_size` messages are ever fetched and not yet handled. When no slot is free the body
+//! thread parks, and the worker that frees one unparks it; nothing polls. Workers are spawned as
+//! the load needs them, up to `pool_size`, so an idle daemon runs none.
+//!
+//! At stop, fetching ends, the channel is closed, and the workers drain it before they exit:
+//! a graceful stop loses no message that was fetched.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use crate::body::{Ctl, Log, Outcome, panic_message};
+
+/// What `get` may return: `Option<M>` (`None`: nothing now, ask again after the idle time), or a
+/// `Result` of one, whose error ends the daemon like a failed step.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::Daemon;
+/// use std::sync::{Arc, Mutex};
+///
+/// let queue = Arc::new(Mutex::new(vec![1, 2, 3]));
+/// let daemon = Daemon::builder()
+///     .pidfile("/tmp/doc-fetch.pid")
+///     .messages(move || queue.lock().map(|mut q| q.pop()).map_err(|_| "poisoned"), |n: i32| {
+///         println!("{n}");
+///     })
+///     .build()?;
+/// # Ok::<(), daemons::Error>(())
+/// ```
+pub trait Fetch<M> {
+    /// The message, `None` for nothing now, or the error's message.
+    fn into_message(self) -> Result<Option<M>, String>;
+}
+
+impl<M> Fetch<M> for Option<M> {
+    fn into_message(self) -> Result<Option<M>, String> {
+        Ok(self)
+    }
+}
+
+impl<M, E: fmt::Display> Fetch<M> for Result<Option<M>, E> {
+    fn into_message(self) -> Result<Option<M>, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// The pool's two settings, read when the body starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolPlan {
+    pub(crate) size: usize,
+    pub(crate) idle_time: Duration,
+}
+
+pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolPlan, &Log) -> Result<(), String> + Send>;
+
+/// Wrap the user's `get` and `handle` into a body that the engine can drive.
+pub(crate) fn adapter<M, G, F, H, R>(mut get: G, handle: H) -> MessagesFn
+where
+    M: Send + 'static,
+    G: FnMut() -> F + Send + 'static,
+    F: Fetch<M>,
+    H: Fn(M) -> R + Send + Sync + 'static,
+    R: Outcome,
+{
+    let handle: Arc<HandleFn<M>> = Arc::new(move |m| handle(m).into_result());
+    Box::new(move |ctl, plan, log| serve(ctl, plan, &mut || get().into_message(), &handle, log))
+}
+
+type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
+
+struct Slots {
+    free: AtomicUsize,
+    idle_workers: AtomicUsize,
+    fetcher: Thread,
+}
+
+impl Slots {
+    /// A worker finished a message: free its slot, and wake the fetcher if it waits for one.
+    fn release(&self) {
+        if self.free.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.fetcher.unpark();
+        }
+    }
+}
+
+fn serve<M: Send + 'static>(
+    ctl: &Ctl,
+    plan: PoolPlan,
+    get: &mut dyn FnMut() -> Result<Option<M>, String>,
+    handle: &Arc<HandleFn<M>>,
+    log: &Log,
+) -> Result<(), String> {
+    let slots = Arc::new(Slots {
+        free: AtomicUsize::new(plan.size),
+        idle_workers: AtomicUsize::new(0),
+        fetcher: thread::current(),
+    });
+    // Unbounded is safe: the slots bound what is in the channel to `size`.
+    let (sender, receiver) = crossbeam_channel::unbounded::<(u64, M)>();
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut number = 0u64;
+
+    let outcome = loop {
+        while slots.free.load(Ordering::Acquire) == 0 && ctl.running() {
+            thread::park();
+        }
+        if !ctl.running() {
+            break Ok(());
+        }
+        let message = match catch_unwind(AssertUnwindSafe(&mut *get)) {
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => {
+                ctl.sleep(plan.idle_time);
+                continue;
+            }
+            Ok(Err(e)) => break Err(format!("get failed: {e}")),
+            Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
+        };
+        number += 1;
+        slots.free.fetch_sub(1, Ordering::AcqRel);
+        if slots.idle_workers.load(Ordering::Acquire) == 0 && workers.len() < plan.size {
+            slots.idle_workers.fetch_add(1, Ordering::AcqRel);
+            match spawn_worker(workers.len(), &receiver, handle, &slots, log) {
+                Ok(worker) => workers.push(worker),
+                Err(e) => {
+                    slots.idle_workers.fetch_sub(1, Ordering::AcqRel);
+                    if workers.is_empty() {
+                        break Err(format!("cannot spawn a worker thread: {e}"));
+                    }
+                    log.log(&format!("cannot spawn another worker thread: {e}"));
+                }
+            }
+        }
+        if sender.send((number, message)).is_err() {
+            break Err("every worker thread has exited".to_string());
+        }
+    };
+
+    // Closing the channel lets the workers drain what is in it, then exit.
+    drop(sender);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    outcome
+}
+
+fn spawn_worker<M: Send + 'static>(
+    index: usize,
+    receiver: &Receiver<(u64, M)>,
+    handle: &Arc<HandleFn<M>>,
+    slots: &Arc<Slots>,
+    log: &Log,
+) -> std::io::Result<JoinHandle<()>> {
+    let receiver = receiver.clone();
+    let handle = handle.clone();
+    let slots = slots.clone();
+    let log = log.clone();
+    thread::Builder::new()
+        .name(format!("daemons-worker-{index}"))
+        .spawn(move || {
+            for (number, message) in receiver {
+                slots.idle_workers.fetch_sub(1, Ordering::AcqRel);
+                match catch_unwind(AssertUnwindSafe(|| handle(message))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
+                    Err(panic) => log.log(&format!(
+                        "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
+                        panic_message(&*panic)
+                    )),
+                }
+                slots.idle_workers.fetch_add(1, Ordering::AcqRel);
+                slots.release();
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU64;
+
+    fn plan(size: usize) -> PoolPlan {
+        PoolPlan {
+            size,
+            idle_time: Duration::from_millis(1),
+        }
+    }
+
+    fn quiet() -> Log {
+        Log::to(|_| {})
+    }
+
+    #[test]
+    fn every_fetched_message_is_handled_once_at_stop() {
+        let ctl = Ctl::new();
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let seen = handled.clone();
+        let stopper = ctl.clone();
+        let mut next = 0u64;
+        let mut body = adapter(
+            move || {
+                next += 1;
+                if next == 500 {
+                    stopper.stop();
+                }
+                Some(next)
+            },
+            move |n: u64| {
+                seen.lock().expect("seen").push(n);
+            },
+        );
+        body(&ctl, plan(4), &quiet()).expect("clean stop");
+        let mut handled = handled.lock().expect("handled").clone();
+        handled.sort_unstable();
+        assert_eq!(handled, (1..=500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fetched_minus_handled_never_exceeds_the_pool() {
+        let ctl = Ctl::new();
+        let fetched = Arc::new(AtomicU64::new(0));
+        let handled = Arc::new(AtomicU64::new(0));
+        let worst = Arc::new(AtomicU64::new(0));
+        let (f, h, w) = (fetched.clone(), handled.clone(), worst.clone());
+        let stopper = ctl.clone();
+        let mut body = adapter(
+            move || {
+                let n = f.fetch_add(1, Ordering::SeqCst) + 1;
+                let outstanding = n - h.load(Ordering::SeqCst);
+                w.fetch_max(outstanding, Ordering::SeqCst);
+                if n == 200 {
+                    stopper.stop();
+                }
+                Some(n)
+            },
+            move |_n: u64| {
+                thread::sleep(Duration::from_micros(200));
+                handled.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        body(&ctl, plan(3), &quiet()).expect("clean stop");
+        assert!(worst.load(Ordering::SeqCst) <= 3, "{worst:?}");
+        assert!(
+            worst.load(Ordering::SeqCst) >= 2,
+            "the pool was used: {worst:?}"
+        );
+    }
+
+    #[test]
+    fn a_panicking_handler_loses_only_its_message() {
+        let ctl = Ctl::new();
+        let handled = Arc::new(AtomicU64::new(0));
+        let count = handled.clone();
+        let stopper = ctl.clone();
+        let mut next = 0u64;
+        let mut body = adapter(
+            move || {
+                next += 1;
+                if next == 10 {
+                    stopper.stop();
+                }
+                Some(next)
+            },
+            move |n: u64| {
+                if n % 3 == 0 {
+                    panic!("message {n} is poison");
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        body(&ctl, plan(2), &quiet()).expect("the daemon survives");
+        assert_eq!(handled.load(Ordering::SeqCst), 7);
+    }
+
+    #[test]
+    fn get_failing_ends_the_body_after_draining() {
+        let ctl = Ctl::new();
+        let handled = Arc::new(AtomicU64::new(0));
+        let count = handled.clone();
+        let mut next = 0u64;
+        let mut body = adapter(
+            move || {
+                next += 1;
+                if next == 5 {
+                    return Err("queue unreachable");
+                }
+                Ok(Some(next))
+            },
+            move |_n: u64| {
+                thread::sleep(Duration::from_millis(2));
+                count.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        let err = body(&ctl, plan(8), &quiet()).expect_err("get failed");
+        assert!(err.contains("queue unreachable"), "{err}");
+        assert_eq!(handled.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn idle_waits_end_at_stop() {
+        let ctl = Ctl::new();
+        let stopper = ctl.clone();
+        let waker = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            stopper.stop();
+        });
+        let mut body = adapter(|| None::<u8>, |_m: u8| {});
+        let idle = PoolPlan {
+            size: 1,
+            idle_time: Duration::from_secs(3600),
+        };
+        body(&ctl, idle, &quiet()).expect("clean stop");
+        waker.join().expect("join");
+    }
+}
