@@ -1,0 +1,480 @@
+//! The harness of the integration tests: a fixture daemon in a temporary directory, started,
+//! stopped and probed from outside through the `daemons-fixture` binary, the way a user's init
+//! script would, and killed on drop whatever happened to the test.
+//!
+//! The test process never calls `start()` itself: it runs many threads, and `start()` forks.
+//! It does make itself a child subreaper, so that every detached daemon (whose parent exits
+//! during the double fork) is reparented to it: the test can then `waitpid` a daemon and read
+//! its real exit status, and no daemon pid can be reused before the test has reaped it.
+
+// Each test file uses its own part of the harness.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, Once, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// The fixture binary that cargo built for these tests.
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_daemons-fixture");
+
+/// How long any condition may take to come true. Generous: a loaded 2-core machine can be slow,
+/// and a condition that holds returns at once.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long one fixture command may take before the test calls it hung.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Poll `cond` every few milliseconds until it holds or `deadline` has passed; says which.
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What a fixture command printed, and how it exited.
+#[derive(Debug)]
+pub struct Reply {
+    /// The one line it printed on stdout, without the newline.
+    pub line: String,
+    /// Its stderr, for failure messages.
+    pub stderr: String,
+    pub status: ExitStatus,
+    /// The fixture process itself (the caller of `start()`, not the daemon).
+    pub fixture: Pid,
+    /// From spawn to the end of its output and exit.
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    /// The `n`th word of the line (`started 42` → word 0 is `started`).
+    pub fn word(&self, n: usize) -> &str {
+        self.line.split_whitespace().nth(n).unwrap_or("")
+    }
+
+    /// The pid that the line names as its second word (`started PID`, `error VARIANT PID ...`).
+    pub fn pid(&self) -> Pid {
+        let word = if self.word(0) == "error" {
+            self.word(2)
+        } else {
+            self.word(1)
+        };
+        let raw = word
+            .parse()
+            .unwrap_or_else(|_| panic!("no pid in {:?} (stderr: {})", self.line, self.stderr));
+        Pid::from_raw(raw)
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Assert that the command failed with exit code 1 and the error `variant`.
+    pub fn assert_error(&self, variant: &str) {
+        assert_eq!(
+            (self.word(0), self.word(1)),
+            ("error", variant),
+            "line {:?}, stderr {}",
+            self.line,
+            self.stderr
+        );
+        assert_eq!(self.code(), Some(1), "{:?}", self.line);
+    }
+}
+
+/// A fixture command that runs in the background; [`Fixture::finish`] collects it.
+pub struct Running {
+    fixture: Pid,
+    since: Instant,
+    output: mpsc::Receiver<std::io::Result<Output>>,
+}
+
+/// One test's daemon: a temporary directory, the pidfile in it, and every daemon seen started.
+pub struct Fixture {
+    dir: TempDir,
+    pidfile: PathBuf,
+    started: Mutex<Vec<Pid>>,
+    reaped: Mutex<Vec<Pid>>,
+}
+
+static SUBREAPER: Once = Once::new();
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        SUBREAPER.call_once(|| {
+            nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("daemons-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let pidfile = dir.path().join("daemon.pid");
+        Fixture {
+            dir,
+            pidfile,
+            started: Mutex::new(Vec::new()),
+            reaped: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path in the temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn pidfile(&self) -> &Path {
+        &self.pidfile
+    }
+
+    /// The pidfile's content, if it exists.
+    pub fn pidfile_content(&self) -> Option<String> {
+        fs::read_to_string(&self.pidfile).ok()
+    }
+
+    /// The lines that the daemon's handlers and body appended to the marks file.
+    pub fn marks(&self) -> Vec<String> {
+        fs::read_to_string(self.path("marks"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many times `mark` appears in the marks file.
+    pub fn count(&self, mark: &str) -> usize {
+        self.marks().iter().filter(|m| *m == mark).count()
+    }
+
+    /// A command line of the fixture: `COMMAND PIDFILE REST... --marks DIR/marks`.
+    pub fn command_at(&self, pidfile: &Path, args: &[&str]) -> Command {
+        let (first, rest) = args.split_first().expect("a fixture command");
+        let mut command = Command::new(FIXTURE);
+        command.arg(first).arg(pidfile);
+        // `send` takes its signal right after the pidfile.
+        command.args(rest).arg("--marks").arg(self.path("marks"));
+        command
+    }
+
+    /// Run `fixture COMMAND PIDFILE ARGS...` on this fixture's pidfile.
+    pub fn run(&self, args: &[&str]) -> Reply {
+        self.run_at(&self.pidfile.clone(), args)
+    }
+
+    /// Run a fixture command on another pidfile.
+    pub fn run_at(&self, pidfile: &Path, args: &[&str]) -> Reply {
+        self.execute(self.command_at(pidfile, args))
+    }
+
+    /// Run a prepared fixture command to its end.
+    pub fn execute(&self, command: Command) -> Reply {
+        let running = self.spawn(command);
+        self.finish(running)
+    }
+
+    /// Launch a fixture command and return at once; its stdout and stderr are captured, as
+    /// `start | cat` would.
+    pub fn spawn(&self, mut command: Command) -> Running {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let since = Instant::now();
+        let child: Child = command.spawn().expect("spawn the fixture");
+        let fixture = Pid::from_raw(child.id() as i32);
+        let (tx, output) = mpsc::channel();
+        // A reader that blocks (because a daemon kept the pipe open) must not block the test:
+        // it waits on a thread of its own and the test gives up after a deadline.
+        thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        Running {
+            fixture,
+            since,
+            output,
+        }
+    }
+
+    /// Wait for a launched fixture command, at most [`COMMAND_DEADLINE`].
+    pub fn finish(&self, running: Running) -> Reply {
+        let output = running
+            .output
+            .recv_timeout(COMMAND_DEADLINE)
+            .unwrap_or_else(|_| {
+                panic!(
+                    "fixture pid {} did not finish within {COMMAND_DEADLINE:?}",
+                    running.fixture
+                )
+            })
+            .expect("wait for the fixture");
+        let reply = Reply {
+            line: String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status,
+            fixture: running.fixture,
+            elapsed: running.since.elapsed(),
+        };
+        if reply.word(0) == "started" {
+            self.started.lock().expect("started").push(reply.pid());
+        }
+        reply
+    }
+
+    /// Start a daemon on this fixture's pidfile with `options`, and return its pid.
+    pub fn start(&self, options: &[&str]) -> Pid {
+        let mut args = vec!["start"];
+        args.extend_from_slice(options);
+        let reply = self.run(&args);
+        assert_eq!(
+            (reply.word(0), reply.code()),
+            ("started", Some(0)),
+            "start {options:?}: {:?}, stderr {}",
+            reply.line,
+            reply.stderr
+        );
+        reply.pid()
+    }
+
+    /// `stop`, asserting that it stopped the daemon `pid` gracefully.
+    pub fn stop_gracefully(&self, pid: Pid) -> Reply {
+        let reply = self.run(&["stop"]);
+        assert_eq!(
+            (reply.word(0), reply.pid(), reply.word(2), reply.code()),
+            ("stopped", pid, "exited", Some(0)),
+            "{:?}",
+            reply.line
+        );
+        reply
+    }
+
+    /// Wait for the daemon `pid` (a child of this process, which is their subreaper) to exit,
+    /// reap it and return how it ended.
+    pub fn reap(&self, pid: Pid) -> WaitStatus {
+        let mut status = None;
+        let ended = wait_until(DEADLINE, || {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => false,
+                Ok(s) => {
+                    status = Some(s);
+                    true
+                }
+                Err(e) => panic!("waitpid({pid}): {e} (is the test process not its subreaper?)"),
+            }
+        });
+        assert!(ended, "daemon {pid} did not exit within {DEADLINE:?}");
+        self.reaped.lock().expect("reaped").push(pid);
+        status.expect("a status")
+    }
+
+    /// The exit code of the daemon `pid`, which must exit (not be killed) within the deadline.
+    pub fn exit_code(&self, pid: Pid) -> i32 {
+        match self.reap(pid) {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("daemon {pid} did not exit normally: {other:?}"),
+        }
+    }
+
+    /// Live processes that belong to this fixture: their command line or one of their
+    /// descriptors names the temporary directory. A daemon is a fork of the fixture, so its
+    /// command line names its pidfile.
+    pub fn processes(&self) -> Vec<Pid> {
+        let dir = self.dir.path().as_os_str().as_bytes();
+        let me = std::process::id() as i32;
+        all_pids()
+            .into_iter()
+            .filter(|&pid| pid.as_raw() != me && alive(pid))
+            .filter(|&pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                contains(&cmdline, dir)
+                    || fd_targets(pid)
+                        .iter()
+                        .any(|t| contains(t.as_os_str().as_bytes(), dir))
+            })
+            .collect()
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Fixture {
+        Fixture::new()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let reaped = self.reaped.lock().map(|r| r.clone()).unwrap_or_default();
+        let mut doomed: Vec<Pid> = self
+            .started
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pid| !reaped.contains(pid))
+            .collect();
+        doomed.extend(self.processes());
+        for &pid in &doomed {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        for pid in doomed {
+            // Reap what became our child; a process that is not ours answers ECHILD at once.
+            wait_until(Duration::from_secs(2), || {
+                !matches!(
+                    waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            });
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An unrelated process, killed and reaped on drop.
+pub struct Bystander(Child);
+
+impl Bystander {
+    /// `sleep 1000`.
+    pub fn sleep() -> Bystander {
+        Bystander::spawn(Command::new("sleep").arg("1000"))
+    }
+
+    pub fn spawn(command: &mut Command) -> Bystander {
+        Bystander(
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn a bystander"),
+        )
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+
+    /// Whether it still runs (a bystander that a stray signal killed is reaped here).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The fields of `/proc/PID/stat` that the tests look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+    pub session: i32,
+    pub tty_nr: i32,
+}
+
+pub fn stat(pid: Pid) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse().ok());
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: number(1)?,
+        pgrp: number(2)?,
+        session: number(3)?,
+        tty_nr: number(4)?,
+    })
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: Pid) -> bool {
+    stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
+}
+
+/// Where each open descriptor of `pid` points.
+pub fn fd_targets(pid: Pid) -> Vec<PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where descriptor `fd` of `pid` points.
+pub fn fd_target(pid: Pid, fd: i32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .unwrap_or_else(|e| panic!("descriptor {fd} of pid {pid}: {e}"))
+}
+
+/// The `Umask:` line of `/proc/PID/status`, e.g. `0022`.
+pub fn umask(pid: Pid) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .expect("an Umask line")
+        .trim()
+        .to_owned()
+}
+
+pub fn cwd(pid: Pid) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/cwd")).expect("read the cwd link")
+}
+
+/// Every process id in /proc.
+pub fn all_pids() -> Vec<Pid> {
+    fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The zombies whose parent is this test process.
+pub fn zombie_children() -> Vec<Pid> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| stat(pid).is_some_and(|s| s.state == 'Z' && s.ppid == me))
+        .collect()
+}
+
+/// How many descriptors this test process has open.
+pub fn open_fd_count() -> usize {
+    fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -1,0 +1,305 @@
+//! Start, stop, restart, status: a daemon's life, checked from outside through its pidfile and
+//! /proc.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{DEADLINE, Fixture, alive, cwd, fd_target, stat, umask, wait_until};
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{Pid, getpgrp, getsid};
+
+#[test]
+fn start_returns_the_pid_that_the_pidfile_holds() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    assert_eq!(fx.pidfile_content(), Some(format!("{pid}\n")));
+    assert!(alive(pid), "/proc/{pid} shows a live process");
+    assert!(
+        wait_until(DEADLINE, || fx.count("body") == 1),
+        "the body runs"
+    );
+}
+
+#[test]
+fn the_daemon_is_detached_from_its_caller() {
+    let fx = Fixture::new();
+    let reply = fx.run(&["start"]);
+    let pid = reply.pid();
+    let s = stat(pid).expect("the daemon's stat");
+    assert_ne!(
+        s.session,
+        pid.as_raw(),
+        "not a session leader after the second fork"
+    );
+    assert_ne!(s.session, getsid(None).expect("sid").as_raw());
+    assert_ne!(s.pgrp, getpgrp().as_raw());
+    assert_ne!(
+        s.ppid,
+        reply.fixture.as_raw(),
+        "its parent is not the caller"
+    );
+    assert_eq!(s.tty_nr, 0, "no controlling terminal");
+}
+
+#[test]
+fn the_intermediate_process_is_reaped() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    // The daemon's session was created by the intermediate process, so it bears its pid.
+    let intermediate = Pid::from_raw(stat(pid).expect("stat").session);
+    assert!(
+        wait_until(DEADLINE, || stat(intermediate).is_none()),
+        "the intermediate process {intermediate} is gone, not a zombie: {:?}",
+        stat(intermediate)
+    );
+}
+
+#[test]
+fn the_daemon_runs_in_root_with_umask_0022_by_default() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    assert_eq!(cwd(pid), Path::new("/"));
+    assert_eq!(umask(pid), "0022");
+}
+
+#[test]
+fn workdir_and_umask_are_applied() {
+    let fx = Fixture::new();
+    let work = fx.path("work");
+    fs::create_dir(&work).expect("mkdir");
+    let pid = fx.start(&["--workdir", work.to_str().expect("utf-8"), "--umask", "077"]);
+    assert_eq!(cwd(pid), work);
+    assert_eq!(umask(pid), "0077");
+}
+
+#[test]
+fn stdio_goes_to_dev_null_by_default() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    for fd in 0..=2 {
+        assert_eq!(
+            fd_target(pid, fd),
+            Path::new("/dev/null"),
+            "descriptor {fd}"
+        );
+    }
+}
+
+#[test]
+fn stdout_and_stderr_go_to_the_given_files() {
+    let fx = Fixture::new();
+    let (out, err) = (fx.path("out.log"), fx.path("err.log"));
+    let pid = fx.start(&[
+        "--stdout",
+        out.to_str().expect("utf-8"),
+        "--stderr",
+        err.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(fd_target(pid, 0), Path::new("/dev/null"));
+    assert_eq!(fd_target(pid, 1), out);
+    assert_eq!(fd_target(pid, 2), err);
+}
+
+#[test]
+fn start_with_captured_output_returns_while_the_daemon_runs_on() {
+    let fx = Fixture::new();
+    // `fx.run` captures stdout and stderr through pipes and waits for them to close, like
+    // `start | cat`: a daemon that kept them open would hold it until the deadline.
+    let reply = fx.run(&["start"]);
+    assert_eq!(reply.word(0), "started", "{reply:?}");
+    assert!(
+        reply.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        reply.elapsed
+    );
+    assert!(alive(reply.pid()));
+}
+
+#[test]
+fn stop_is_graceful_removes_the_pidfile_and_runs_the_term_handler_once() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.exit_code(pid), 0);
+    assert!(!fx.pidfile().exists());
+    assert_eq!(fx.count("term"), 1, "marks: {:?}", fx.marks());
+}
+
+#[test]
+fn stopping_a_stopped_daemon_says_not_running_and_succeeds() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    fx.stop_gracefully(pid);
+    let again = fx.run(&["stop"]);
+    assert_eq!(
+        (again.line.as_str(), again.code()),
+        ("not-running", Some(0))
+    );
+}
+
+#[test]
+fn restart_gives_a_new_pid() {
+    let fx = Fixture::new();
+    let first = fx.start(&[]);
+    let reply = fx.run(&["restart"]);
+    assert_eq!(reply.word(0), "started", "{reply:?}");
+    let second = reply.pid();
+    assert_ne!(first, second);
+    assert_eq!(
+        fx.exit_code(first),
+        0,
+        "the first one was stopped gracefully"
+    );
+    assert!(alive(second));
+    assert_eq!(fx.pidfile_content(), Some(format!("{second}\n")));
+}
+
+#[test]
+fn status_says_running_then_not_running() {
+    let fx = Fixture::new();
+    assert_eq!(fx.run(&["status"]).line, "not-running");
+    let pid = fx.start(&[]);
+    assert_eq!(fx.run(&["status"]).line, format!("running {pid}"));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.run(&["status"]).line, "not-running");
+}
+
+#[test]
+fn status_says_dead_after_the_daemon_was_killed() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    nix::sys::signal::kill(pid, Signal::SIGKILL).expect("kill -9");
+    assert_eq!(
+        fx.reap(pid),
+        WaitStatus::Signaled(pid, Signal::SIGKILL, false)
+    );
+    assert_eq!(fx.run(&["status"]).line, format!("dead {pid}"));
+}
+
+#[test]
+fn pid_names_the_running_daemon_only() {
+    let fx = Fixture::new();
+    assert_eq!(fx.run(&["pid"]).line, "pid -");
+    let pid = fx.start(&[]);
+    assert_eq!(fx.run(&["pid"]).line, format!("pid {pid}"));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.run(&["pid"]).line, "pid -");
+}
+
+#[test]
+fn a_second_start_says_already_running_with_the_first_pid() {
+    let fx = Fixture::new();
+    let pid = fx.start(&[]);
+    let second = fx.run(&["start"]);
+    second.assert_error("AlreadyRunning");
+    assert_eq!(second.pid(), pid);
+    assert_eq!(fx.processes(), vec![pid]);
+}
+
+#[test]
+fn the_step_under_way_finishes_on_stop() {
+    let fx = Fixture::new();
+    let pid = fx.start(&["--body", "slow-step"]);
+    assert!(wait_until(DEADLINE, || fx.count("begin") >= 1));
+    fx.stop_gracefully(pid);
+    let marks = fx.marks();
+    assert_eq!(marks.last().map(String::as_str), Some("term"), "{marks:?}");
+    assert_eq!(marks[marks.len() - 2], "end", "{marks:?}");
+    assert_eq!(fx.count("begin"), fx.count("end"), "{marks:?}");
+    assert_eq!(fx.exit_code(pid), 0);
+}
+
+#[test]
+fn a_long_interval_is_cut_short_by_stop() {
+    let fx = Fixture::new();
+    let pid = fx.start(&["--body", "step", "--interval-ms", "600000"]);
+    assert!(wait_until(DEADLINE, || fx.count("step") == 1));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.count("step"), 1, "no second step after the stop");
+    assert_eq!(fx.exit_code(pid), 0);
+}
+
+#[test]
+fn a_body_that_returns_ends_the_daemon_cleanly() {
+    let fx = Fixture::new();
+    let pid = fx.start(&["--body", "return"]);
+    assert_eq!(fx.exit_code(pid), 0);
+    assert!(!fx.pidfile().exists());
+    assert_eq!(fx.count("body"), 1);
+}
+
+#[test]
+fn a_panicking_body_exits_non_zero_removes_the_pidfile_and_logs() {
+    let fx = Fixture::new();
+    let log = fx.path("err.log");
+    let pid = fx.start(&["--body", "panic", "--stderr", log.to_str().expect("utf-8")]);
+    assert_ne!(fx.exit_code(pid), 0);
+    assert!(!fx.pidfile().exists());
+    let logged = fs::read_to_string(&log).expect("the stderr log");
+    assert!(
+        logged.contains("the fixture's step panics on purpose"),
+        "{logged}"
+    );
+}
+
+#[test]
+fn a_failing_step_exits_non_zero_removes_the_pidfile_and_logs() {
+    let fx = Fixture::new();
+    let log = fx.path("err.log");
+    let pid = fx.start(&[
+        "--body",
+        "step-error",
+        "--stderr",
+        log.to_str().expect("utf-8"),
+    ]);
+    assert_ne!(fx.exit_code(pid), 0);
+    assert!(!fx.pidfile().exists());
+    let logged = fs::read_to_string(&log).expect("the stderr log");
+    assert!(logged.contains("disk full"), "{logged}");
+}
+
+#[test]
+fn keep_going_logs_failing_steps_and_runs_on() {
+    let fx = Fixture::new();
+    let log = fx.path("err.log");
+    let pid = fx.start(&[
+        "--body",
+        "step-error",
+        "--keep-going",
+        "--interval-ms",
+        "20",
+        "--stderr",
+        log.to_str().expect("utf-8"),
+    ]);
+    let failures = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("disk full")
+            .count()
+    };
+    assert!(wait_until(DEADLINE, || failures() >= 3), "{}", failures());
+    assert_eq!(fx.run(&["status"]).line, format!("running {pid}"));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.exit_code(pid), 0);
+}
+
+#[test]
+fn a_daemon_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
+    let fx = Fixture::new();
+    let pid = fx.start(&["--body", "ignore-term"]);
+    let reply = fx.run(&["stop", "--stop-timeout-ms", "300"]);
+    assert_eq!(
+        (reply.word(0), reply.pid(), reply.word(2), reply.code()),
+        ("stopped", pid, "killed", Some(0)),
+        "{reply:?}"
+    );
+    assert_eq!(
+        fx.reap(pid),
+        WaitStatus::Signaled(pid, Signal::SIGKILL, false)
+    );
+    assert!(!fx.pidfile().exists());
+}
