@@ -12,13 +12,14 @@
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Mutex, Once, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -29,6 +30,9 @@ pub const FIXTURE: &str = env!("CARGO_BIN_EXE_daemons-fixture");
 /// How long any condition may take to come true. Generous: a loaded 2-core machine can be slow,
 /// and a condition that holds returns at once.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The unprivileged user of the tests that need one (they run only as root).
+pub const NOBODY: u32 = 65534;
 
 /// How long one fixture command may take before the test calls it hung.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
@@ -351,33 +355,60 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// An unrelated process, killed and reaped on drop.
+/// An unrelated process, `sleep 1000`, killed and reaped on drop.
+///
+/// It blocks every signal, so a signal sent to it stays pending where `/proc` shows it: the tests
+/// can tell, without a race, that nobody signalled it.
 pub struct Bystander(Child);
 
 impl Bystander {
-    /// `sleep 1000`.
     pub fn sleep() -> Bystander {
-        Bystander::spawn(Command::new("sleep").arg("1000"))
+        Bystander::spawn(&mut Command::new("sleep"))
     }
 
-    pub fn spawn(command: &mut Command) -> Bystander {
-        Bystander(
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn a bystander"),
-        )
+    /// A bystander that leads a process group of its own.
+    pub fn group_leader() -> Bystander {
+        Bystander::spawn(Command::new("sleep").process_group(0))
+    }
+
+    /// A bystander that runs as `nobody` (uid and gid 65534); only root can spawn it.
+    pub fn nobody() -> Bystander {
+        Bystander::spawn(Command::new("sleep").uid(NOBODY).gid(NOBODY))
+    }
+
+    fn spawn(command: &mut Command) -> Bystander {
+        command
+            .arg("1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: sigprocmask is async-signal-safe, and the mask survives exec.
+        unsafe {
+            command.pre_exec(|| {
+                sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        Bystander(command.spawn().expect("spawn a bystander"))
     }
 
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.0.id() as i32)
     }
 
-    /// Whether it still runs (a bystander that a stray signal killed is reaped here).
+    /// Whether it still runs.
     pub fn alive(&mut self) -> bool {
         matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Whether a signal was sent to it: blocked, it is still pending.
+    pub fn signalled(&self) -> bool {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the bystander's status");
+        status
+            .lines()
+            .filter_map(|l| l.strip_prefix("ShdPnd:").or(l.strip_prefix("SigPnd:")))
+            .any(|mask| u64::from_str_radix(mask.trim(), 16) != Ok(0))
     }
 }
 
