@@ -6,12 +6,14 @@
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::detach::Reporter;
+use crate::notify::Notifier;
 use crate::pool::{MessagesFn, PoolPlan};
 
 /// What a body or a step may return: `()`, or a `Result` whose error is logged and stops the
@@ -143,12 +145,26 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     state: Mutex<StopState>,
     wake: Condvar,
+    notifier: Option<Arc<Notifier>>,
+    watchdog: Option<Watchdog>,
+    /// Taken by whoever reports readiness first: the engine, or `ctl.ready()` when readiness is
+    /// manual.
+    reporter: Mutex<Option<Reporter>>,
+    ready: AtomicBool,
 }
 
 #[derive(Default)]
 struct StopState {
     requested: bool,
     signal: Option<Signal>,
+}
+
+/// `WATCHDOG=1` pings, sent from the body's own loop so that a hung body stops them.
+struct Watchdog {
+    every: Duration,
+    since: Instant,
+    /// When the next ping is due, in nanoseconds after `since`.
+    due: AtomicU64,
 }
 
 impl Shared {
@@ -158,6 +174,9 @@ impl Shared {
         if !state.requested {
             state.requested = true;
             state.signal = signal;
+            if let Some(notifier) = &self.notifier {
+                let _ = notifier.send("STOPPING=1");
+            }
         }
         self.stopping.store(true, Ordering::Release);
         self.wake.notify_all();
@@ -166,12 +185,87 @@ impl Shared {
     pub(crate) fn stop_signal(&self) -> Option<Signal> {
         lock(&self.state).signal
     }
+
+    /// Report readiness to the caller of `start()` and the service manager, once.
+    pub(crate) fn report_ready(&self) {
+        if self.ready.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let reporter = lock(&self.reporter).take();
+        if let Some(reporter) = reporter {
+            reporter.ready();
+        }
+        if let Some(notifier) = &self.notifier {
+            let _ = notifier.ready();
+        }
+    }
+
+    pub(crate) fn notifier(&self) -> Option<Arc<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Hand the reporter over, to be used by [`report_ready`](Shared::report_ready).
+    pub(crate) fn await_ready(&self, reporter: Reporter) {
+        *lock(&self.reporter) = Some(reporter);
+    }
+
+    /// The reporter, if readiness was never reported.
+    pub(crate) fn unreported(&self) -> Option<Reporter> {
+        if self.ready.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.reporter).take()
+    }
+
+    /// Send `WATCHDOG=1` if it is due.
+    #[cold]
+    fn pet(&self, watchdog: &Watchdog) {
+        let now = watchdog.since.elapsed().as_nanos() as u64;
+        if now >= watchdog.due.load(Ordering::Relaxed) {
+            watchdog
+                .due
+                .store(now + watchdog.every.as_nanos() as u64, Ordering::Relaxed);
+            if let Some(notifier) = &self.notifier {
+                let _ = notifier.send("WATCHDOG=1");
+            }
+        }
+    }
+
+    /// How long until the next watchdog ping is due, if there is a watchdog.
+    fn until_ping(&self) -> Option<Duration> {
+        let watchdog = self.watchdog.as_ref()?;
+        let now = watchdog.since.elapsed().as_nanos() as u64;
+        Some(Duration::from_nanos(
+            watchdog.due.load(Ordering::Relaxed).saturating_sub(now),
+        ))
+    }
 }
 
 impl Ctl {
+    #[cfg(test)]
     pub(crate) fn new() -> Ctl {
         Ctl {
             shared: Arc::default(),
+        }
+    }
+
+    /// A `Ctl` that tells the service manager about readiness and stops, and pings its watchdog
+    /// every `watchdog` (half the period it asked for).
+    pub(crate) fn notifying(notifier: Option<Notifier>, watchdog: Option<Duration>) -> Ctl {
+        let notifier = notifier.map(Arc::new);
+        let watchdog = watchdog
+            .filter(|_| notifier.is_some())
+            .map(|every| Watchdog {
+                every,
+                since: Instant::now(),
+                due: AtomicU64::new(0),
+            });
+        Ctl {
+            shared: Arc::new(Shared {
+                notifier,
+                watchdog,
+                ..Shared::default()
+            }),
         }
     }
 
@@ -186,6 +280,9 @@ impl Ctl {
     /// See [`Ctl`].
     #[inline]
     pub fn running(&self) -> bool {
+        if let Some(watchdog) = &self.shared.watchdog {
+            self.shared.pet(watchdog);
+        }
         !self.shared.stopping.load(Ordering::Acquire)
     }
 
@@ -211,9 +308,13 @@ impl Ctl {
         let deadline = Instant::now() + duration;
         let mut state = lock(&self.shared.state);
         while !state.requested {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return true;
+            }
+            if let Some(watchdog) = &self.shared.watchdog {
+                self.shared.pet(watchdog);
+                left = left.min(self.shared.until_ping().unwrap_or(left));
             }
             state = self
                 .shared
@@ -223,6 +324,38 @@ impl Ctl {
                 .0;
         }
         false
+    }
+
+    /// Report that the daemon is ready, when the builder was told that readiness is manual
+    /// ([`manual_ready`](crate::DaemonBuilder::manual_ready)): until then `start()` waits (at
+    /// most the ready timeout) and the service manager hears no `READY=1`. Call it once the
+    /// daemon can serve, after binding its socket, say. Later calls, and calls when readiness is
+    /// automatic, do nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::net::TcpListener;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-ready.pid")
+    ///     .manual_ready(true)
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///         ctl.ready();                 // start() returns only now
+    ///         listener.set_nonblocking(true)?;
+    ///         while ctl.running() {
+    ///             // accept and serve...
+    ///             ctl.sleep(std::time::Duration::from_millis(50));
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn ready(&self) {
+        self.shared.report_ready();
     }
 
     /// Ask the daemon to stop, as a stop signal would, but without running any signal's

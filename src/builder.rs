@@ -1,5 +1,6 @@
 //! The builder: every setting in one place, validated once by [`DaemonBuilder::build`].
 
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::body::{Body, Ctl, Outcome};
 use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::pool::{self, Fetch};
+use crate::privileges::{Account, Credentials};
 use crate::signals::{Handler, is_forbidden};
 
 /// The daemon's settings, as the builder collects them. Plain values get generated setters; the
@@ -152,6 +154,45 @@ pub(crate) struct Settings {
     /// ```
     #[builder(default = "Duration::from_millis(100)")]
     pub(crate) idle_time: Duration,
+
+    /// The user the daemon runs as, by name or uid: it switches after taking its pidfile and
+    /// opening its logs, which stay root's. Needs root. An unknown name is a build error. The
+    /// group defaults to the user's primary group, and supplementary groups are the user's.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().user("nobody");
+    /// let b = daemons::Daemon::builder().user(65534);
+    /// ```
+    #[builder(setter(into, strip_option), default)]
+    pub(crate) user: Option<Account>,
+
+    /// The group the daemon runs as, by name or gid (see [`user`](DaemonBuilder::user)).
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().group("nogroup");
+    /// ```
+    #[builder(setter(into, strip_option), default)]
+    pub(crate) group: Option<Account>,
+
+    /// Descriptors the daemon keeps open even though they were inherited without close-on-exec
+    /// (a socket passed by a supervisor, say). Every other inherited descriptor above 2 is closed.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().keep_fds([3]);
+    /// ```
+    #[builder(setter(into), default)]
+    pub(crate) keep_fds: Vec<RawFd>,
+
+    /// Whether the body says itself when the daemon is ready, with
+    /// [`ctl.ready()`](crate::Ctl::ready): `start()` (and `READY=1` under systemd) then waits for
+    /// it, at most the [`ready_timeout`](DaemonBuilder::ready_timeout). Default `false`: ready
+    /// once the pidfile is taken and the signals are caught.
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().manual_ready(true);
+    /// ```
+    #[builder(default)]
+    pub(crate) manual_ready: bool,
 
     #[builder(
         setter(custom),
@@ -331,7 +372,8 @@ impl DaemonBuilder {
                 *path = absolute(path, setting)?;
             }
         }
-        Ok(Daemon::new(settings))
+        let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
+        Ok(Daemon::new(settings, credentials))
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -564,6 +606,34 @@ mod tests {
             .pool_size(16)
             .build();
         assert!(fine.is_ok());
+    }
+
+    #[test]
+    fn unknown_users_are_build_errors() {
+        let user = Daemon::builder()
+            .pidfile("x")
+            .user("no-such-user-anywhere")
+            .step(|| {})
+            .build();
+        assert!(matches!(
+            user,
+            Err(Error::InvalidSetting {
+                setting: "user",
+                ..
+            })
+        ));
+        let group = Daemon::builder()
+            .pidfile("x")
+            .group("no-such-group-anywhere")
+            .step(|| {})
+            .build();
+        assert!(matches!(
+            group,
+            Err(Error::InvalidSetting {
+                setting: "group",
+                ..
+            })
+        ));
     }
 
     #[test]

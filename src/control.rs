@@ -300,6 +300,22 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
     Ok(stopped)
 }
 
+/// SIGKILL `pid` and wait (at most [`KILL_WAIT`]) until it is gone. For a daemon whose pid is
+/// known to be its own, such as one that is still connected to its report pipe.
+pub(crate) fn kill_and_wait(pid: Pid) {
+    match pidfd_open(pid) {
+        Ok(pidfd) => {
+            let process = Process { pid, pidfd };
+            if process.signal(Signal::SIGKILL).is_ok() {
+                let _ = process.wait(KILL_WAIT);
+            }
+        }
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Remove the pidfile if nobody holds it. One held by a successor that started in the meantime is
 /// left alone: it is not stale.
 fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {

@@ -11,11 +11,13 @@ use nix::unistd::{Pid, chdir};
 use crate::body::{Body, Ctl, Log, StepPlan, drive};
 use crate::builder::{DaemonBuilder, Settings};
 use crate::control::{self, Stopped};
-use crate::detach::{Reporter, Side, close_inherited_fds, detach, redirect_stdio};
+use crate::detach::{Side, close_inherited_fds, detach, redirect_stdio};
 use crate::error::Error;
+use crate::notify::{Notifier, watchdog_period};
 use crate::pidfile::{Pidfile, PidfileLock, State};
 use crate::pool::PoolPlan;
-use crate::signals::{Handlers, Listener, listen};
+use crate::privileges::Credentials;
+use crate::signals::{Handlers, Listener, Reload, listen};
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
 ///
@@ -45,6 +47,7 @@ use crate::signals::{Handlers, Listener, listen};
 /// ```
 pub struct Daemon {
     settings: Settings,
+    credentials: Credentials,
     name: String,
     log: Log,
     plan: StepPlan,
@@ -117,7 +120,7 @@ impl fmt::Display for Status {
 /// How the daemon is being run.
 enum Launch {
     /// After `start()`'s fork: do every daemon(7) step and report to the caller.
-    Detached(Reporter),
+    Detached(crate::detach::Reporter),
     /// `run()`: the same engine in the calling process, nothing forked or redirected.
     Foreground,
 }
@@ -139,7 +142,7 @@ impl Daemon {
     }
 
     /// Split the settings into what the engine shares between threads and what it reads.
-    pub(crate) fn new(mut settings: Settings) -> Daemon {
+    pub(crate) fn new(mut settings: Settings, credentials: Credentials) -> Daemon {
         let mut handlers = Handlers::default();
         for (signal, handler) in settings.handlers.drain(..) {
             handlers.add(signal, handler);
@@ -160,6 +163,7 @@ impl Daemon {
         };
         Daemon {
             settings,
+            credentials,
             log: Log::new(&name),
             name,
             plan,
@@ -250,7 +254,14 @@ impl Daemon {
             return Err(Error::Threads { count: threads });
         }
         match detach()? {
-            Side::Caller(pending) => pending.wait(self.settings.ready_timeout),
+            Side::Caller(pending) => {
+                let started = pending.wait(self.settings.ready_timeout);
+                if let Err(Error::StartTimeout { .. }) = started {
+                    // The daemon was killed before it could remove its pidfile.
+                    let _ = self.pidfile_handle().remove();
+                }
+                started
+            }
             Side::Daemon(reporter) => {
                 let code = match self.serve(Launch::Detached(reporter)) {
                     Ok(()) => 0,
@@ -407,18 +418,30 @@ impl Daemon {
     /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, report,
     /// run the body, run the stop handlers, remove the pidfile.
     fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let ctl = Ctl::new();
-        let (lock, listener, reporter) = match self.prepare(launch, &ctl) {
-            Ok(ready) => ready,
-            Err((error, reporter)) => {
-                if let Some(mut reporter) = reporter {
+        let (mut reporter, detached) = match launch {
+            Launch::Detached(reporter) => (Some(reporter), true),
+            Launch::Foreground => (None, false),
+        };
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            self.log
+                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+            None
+        });
+        let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2));
+        let (lock, listener) = match self.prepare(detached, &ctl) {
+            Ok(parts) => parts,
+            Err(error) => {
+                if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
                 }
                 return Err(error);
             }
         };
         if let Some(reporter) = reporter {
-            reporter.ready();
+            ctl.shared().await_ready(reporter);
+        }
+        if !self.settings.manual_ready {
+            ctl.shared().report_ready();
         }
 
         let outcome = {
@@ -437,65 +460,61 @@ impl Daemon {
                 result = result.and(Err(Error::StopHandler { message }));
             }
         }
-        if let Err(e) = lock.release() {
-            self.log.log(&e.to_string());
+        match lock.release() {
+            // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
+            // `stop()` removes it after the exit.
+            Err(e) if self.credentials.is_set() && is_permission_denied(&e) => {}
+            Err(e) => self.log.log(&e.to_string()),
+            Ok(()) => {}
+        }
+        if let Some(mut reporter) = ctl.shared().unreported() {
+            let message = match &result {
+                Err(e) => e.to_string(),
+                Ok(()) => "the body returned before it called ctl.ready()".to_string(),
+            };
+            reporter.fail(&Error::Body { message });
         }
         result
     }
 
-    /// Everything before the body runs. On failure, the pidfile (if taken) is already removed,
-    /// and the reporter is handed back so that the caller learns why.
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        &self,
-        launch: Launch,
-        ctl: &Ctl,
-    ) -> Result<(PidfileLock, Listener, Option<Reporter>), (Error, Option<Reporter>)> {
+    /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
+    fn prepare(&self, detached: bool, ctl: &Ctl) -> Result<(PidfileLock, Listener), Error> {
         let s = &self.settings;
-        let (reporter, detached) = match launch {
-            Launch::Detached(reporter) => (Some(reporter), true),
-            Launch::Foreground => (None, false),
-        };
-        macro_rules! fail {
-            ($e:expr) => {
-                return Err(($e, reporter))
-            };
-        }
         if detached {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
-            if let Err(e) = chdir(&s.workdir) {
-                fail!(Error::io(
+            chdir(&s.workdir).map_err(|e| {
+                Error::io(
                     "change to the working directory",
                     &s.workdir,
-                    std::io::Error::from_raw_os_error(e as i32)
-                ));
-            }
+                    std::io::Error::from_raw_os_error(e as i32),
+                )
+            })?;
         }
-        let lock = match self.pidfile_handle().acquire() {
-            Ok(lock) => lock,
-            Err(e) => fail!(e),
-        };
-        // From here on, a failure must not leave the pidfile behind: dropping `lock` removes it.
+        // From here on, an early return drops `lock`, which removes the pidfile.
+        let lock = self.pidfile_handle().acquire()?;
         if detached {
-            if let Err(e) = redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref()) {
-                fail!(e);
-            }
-            if let Err(e) = close_inherited_fds(&[]) {
-                fail!(e);
-            }
+            redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
+            close_inherited_fds(&s.keep_fds)?;
         }
-        let listener = match listen(
+        self.credentials.apply()?;
+        let reload = Reload {
+            notifier: ctl.shared().notifier(),
+            logs: detached.then(|| (s.stdout.clone(), s.stderr.clone())),
+        };
+        let listener = listen(
             self.handlers.clone(),
             ctl.shared().clone(),
             detached,
-            Box::new(|_| {}),
+            reload,
             self.log.clone(),
-        ) {
-            Ok(listener) => listener,
-            Err(e) => fail!(e),
-        };
-        Ok((lock, listener, reporter))
+        )?;
+        Ok((lock, listener))
     }
+}
+
+fn is_permission_denied(e: &Error) -> bool {
+    e.io_error()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 fn default_name() -> String {

@@ -183,7 +183,8 @@ impl Pending {
             if !readable {
                 let pid = parse_report(&message).0;
                 if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                    // The pipe is still open, so the pid is still the daemon's: no reuse race.
+                    crate::control::kill_and_wait(pid);
                 }
                 return Err(Error::StartTimeout {
                     after: timeout,

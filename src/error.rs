@@ -100,6 +100,11 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// The daemon could not switch to its user or group.
+    Privileges {
+        /// What failed, and for which account.
+        reason: String,
+    },
     /// The daemon did not report within the ready timeout; it was killed.
     StartTimeout {
         /// The timeout.
@@ -314,6 +319,10 @@ impl fmt::Display for Error {
                 hint(source)
             ),
             Error::Sys { call, source } => write!(f, "{call} failed: {source}"),
+            Error::Privileges { reason } => write!(
+                f,
+                "cannot drop privileges: {reason} (start the daemon as root, or leave out .user() and .group())"
+            ),
             Error::StartTimeout { after, pid } => {
                 write!(f, "the daemon did not report ready within {after:?}")?;
                 if let Some(pid) = pid {
@@ -413,6 +422,10 @@ impl Error {
                 field(call.as_bytes());
                 field(source.raw_os_error().unwrap_or(0).to_string().as_bytes());
             }
+            Error::Privileges { reason } => {
+                field(b"P");
+                field(reason.as_bytes());
+            }
             Error::InvalidSetting { setting, reason } => {
                 field(b"V");
                 field(setting.as_bytes());
@@ -476,6 +489,9 @@ impl Error {
                     reason: text(next()),
                 }
             }
+            b"P" => Error::Privileges {
+                reason: text(next()),
+            },
             b"B" => Error::Body {
                 message: text(next()),
             },

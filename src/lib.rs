@@ -43,12 +43,15 @@
 
 mod body;
 mod builder;
+pub mod cli;
 pub mod control;
 mod daemon;
 pub mod detach;
 mod error;
+pub mod notify;
 pub mod pidfile;
 mod pool;
+mod privileges;
 mod signals;
 
 pub use body::{Ctl, Outcome};
@@ -60,3 +63,4 @@ pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use pidfile::{Pidfile, PidfileLock};
 pub use pool::Fetch;
+pub use privileges::Account;

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
@@ -18,8 +19,9 @@ use nix::sys::signal::Signal;
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::body::{Log, Shared, panic_message};
-use crate::detach::reset_signals;
+use crate::detach::{redirect_stdio, reset_signals};
 use crate::error::Error;
+use crate::notify::Notifier;
 
 /// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
 /// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
@@ -83,6 +85,34 @@ impl Handlers {
     }
 }
 
+/// What a SIGHUP does before and after its handlers: tell the service manager, and reopen the
+/// log files so that a rotated log is let go of.
+pub(crate) struct Reload {
+    pub(crate) notifier: Option<Arc<Notifier>>,
+    /// The stdout and stderr files, when the daemon is detached and writes to them.
+    pub(crate) logs: Option<(Option<PathBuf>, Option<PathBuf>)>,
+}
+
+impl Reload {
+    fn begin(&self, log: &Log) {
+        if let Some(notifier) = &self.notifier {
+            let _ = notifier.reloading();
+        }
+        if let Some((stdout, stderr)) = &self.logs
+            && (stdout.is_some() || stderr.is_some())
+            && let Err(e) = redirect_stdio(stdout.as_deref(), stderr.as_deref())
+        {
+            log.log(&format!("keeping the old log files: {e}"));
+        }
+    }
+
+    fn end(&self) {
+        if let Some(notifier) = &self.notifier {
+            let _ = notifier.send("READY=1");
+        }
+    }
+}
+
 /// The running control thread.
 pub(crate) struct Listener {
     handle: Handle,
@@ -97,7 +127,7 @@ pub(crate) fn listen(
     handlers: Arc<Mutex<Handlers>>,
     shared: Arc<Shared>,
     reset: bool,
-    on_signal: Box<dyn Fn(Signal) + Send>,
+    reload: Reload,
     log: Log,
 ) -> Result<Listener, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
@@ -132,9 +162,16 @@ pub(crate) fn listen(
                     shared.request_stop(Some(signal));
                     continue;
                 }
-                on_signal(signal);
+                let hup = signal == Signal::SIGHUP;
+                if hup {
+                    reload.begin(&log);
+                }
                 let mut handlers = handlers.lock().unwrap_or_else(PoisonError::into_inner);
                 let _ = handlers.run(signal, &log);
+                drop(handlers);
+                if hup {
+                    reload.end();
+                }
             }
         })
         .map_err(|e| Error::Sys {

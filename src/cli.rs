@@ -1,0 +1,294 @@
+//! The command line of an init-script service, in one call: `start`, `stop`, `restart`, `status`,
+//! `reload`, `run` and `help`.
+//!
+//! ```no_run
+//! use daemons::Daemon;
+//! use std::process::ExitCode;
+//!
+//! fn main() -> ExitCode {
+//!     Daemon::builder()
+//!         .pidfile("/tmp/counter.pid")
+//!         .step(|| println!("tick"))
+//!         .interval(std::time::Duration::from_secs(1))
+//!         .cli()
+//! }
+//! ```
+//!
+//! Each command prints one line that names the daemon and its pid (`counter: started (pid
+//! 4242)`) and exits with the code that the LSB init-script conventions give:
+//!
+//! | command | outcome | exit code |
+//! | --- | --- | --- |
+//! | `start` | started, or already running (says so) | 0 |
+//! | `stop` | stopped (after SIGTERM, or killed after the stop timeout), or was not running | 0 |
+//! | `restart` | stopped if it ran, then started | 0 |
+//! | `reload` | SIGHUP sent | 0 |
+//! | `run` | ran in the foreground and stopped cleanly | 0 |
+//! | `status` | running | 0 |
+//! | `status` | not running, but a stale pidfile is left | 1 |
+//! | `status` | not running | 3 |
+//! | `status` | unknown (the pidfile cannot be read or trusted) | 4 |
+//! | any | failed: the error goes to stderr | 1 |
+//! | none, or unknown | usage printed to stderr | 2 |
+//! | `help`, `--help`, `-h` | usage printed to stdout | 0 |
+
+use std::ffi::OsStr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::builder::DaemonBuilder;
+use crate::control::Stopped;
+use crate::daemon::{Daemon, Status};
+use crate::error::Error;
+
+impl Daemon {
+    /// Run the command named by the program's first argument (see [the table](crate::cli)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::process::ExitCode;
+    ///
+    /// fn main() -> ExitCode {
+    ///     match daemons::Daemon::builder().pidfile("/tmp/x.pid").step(|| {}).build() {
+    ///         Ok(daemon) => daemon.cli(),
+    ///         Err(e) => {
+    ///             eprintln!("{e}");
+    ///             ExitCode::FAILURE
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn cli(&self) -> ExitCode {
+        self.cli_from(std::env::args_os().skip(1))
+    }
+
+    /// Run the command named by the first of `args` (the program's name left out), for programs
+    /// that parse their own arguments, and for tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    ///
+    /// let daemon = daemons::Daemon::builder().pidfile("/tmp/doc-cli.pid").step(|| {}).build()?;
+    /// assert_eq!(daemon.cli_from(["status"]), ExitCode::from(3));   // not running
+    /// assert_eq!(daemon.cli_from(["stop"]), ExitCode::SUCCESS);      // nothing to stop is fine
+    /// assert_eq!(daemon.cli_from(["frobnicate"]), ExitCode::from(2));
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn cli_from<I, S>(&self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let command = args
+            .into_iter()
+            .next()
+            .map(|a| a.as_ref().to_string_lossy().into_owned());
+        let code = match command.as_deref() {
+            Some("start") => self.cli_start(),
+            Some("stop") => self.cli_stop(),
+            Some("restart") => match self.cli_stop() {
+                0 => self.cli_start(),
+                failed => failed,
+            },
+            Some("status") => self.cli_status(),
+            Some("reload") => self.cli_reload(),
+            Some("run") => self.cli_run(),
+            Some("help" | "--help" | "-h") => {
+                println!("{}", self.usage());
+                0
+            }
+            _ => {
+                eprintln!("{}", self.usage());
+                2
+            }
+        };
+        ExitCode::from(code)
+    }
+
+    fn usage(&self) -> String {
+        format!(
+            "usage: {} start|stop|restart|status|reload|run|help\n\
+             \x20 start    start in the background (pidfile {})\n\
+             \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
+             \x20 restart  stop if running, then start\n\
+             \x20 status   exit 0 running, 1 dead with a pidfile left, 3 not running, 4 unknown\n\
+             \x20 reload   send SIGHUP\n\
+             \x20 run      run in the foreground (Ctrl-C stops)",
+            self.name(),
+            self.pidfile().display()
+        )
+    }
+
+    fn fail(&self, e: &Error) -> u8 {
+        eprintln!("{}: {e}", self.name());
+        1
+    }
+
+    fn cli_start(&self) -> u8 {
+        match self.start() {
+            Ok(pid) => {
+                println!("{}: started (pid {pid})", self.name());
+                0
+            }
+            Err(Error::AlreadyRunning { pid: Some(pid), .. }) => {
+                println!("{}: already running (pid {pid})", self.name());
+                0
+            }
+            Err(Error::AlreadyRunning { pid: None, .. }) => {
+                println!("{}: already running (starting)", self.name());
+                0
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn cli_stop(&self) -> u8 {
+        match self.stop() {
+            Ok(Stopped::NotRunning) => {
+                println!("{}: not running", self.name());
+                0
+            }
+            Ok(Stopped::Exited { pid, after }) => {
+                println!(
+                    "{}: stopped (pid {pid}, after {})",
+                    self.name(),
+                    human(after)
+                );
+                0
+            }
+            Ok(Stopped::Killed { pid, after }) => {
+                println!(
+                    "{}: stopped (pid {pid}, killed after {})",
+                    self.name(),
+                    human(after)
+                );
+                0
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn cli_status(&self) -> u8 {
+        let name = self.name();
+        match self.status() {
+            Ok(Status::Running(pid)) => {
+                println!("{name}: running (pid {pid})");
+                0
+            }
+            Ok(Status::Starting) => {
+                println!("{name}: starting");
+                0
+            }
+            Ok(Status::Dead { pid }) => {
+                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
+                println!(
+                    "{name}: not running, but pidfile {} is left{named}",
+                    self.pidfile().display()
+                );
+                1
+            }
+            Ok(Status::NotRunning) => {
+                println!("{name}: not running");
+                3
+            }
+            Err(e) => {
+                eprintln!("{name}: status unknown: {e}");
+                4
+            }
+        }
+    }
+
+    fn cli_reload(&self) -> u8 {
+        match self.send(Signal::SIGHUP) {
+            Ok(pid) => {
+                println!("{}: reloading (pid {pid})", self.name());
+                0
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn cli_run(&self) -> u8 {
+        match self.run() {
+            Ok(()) => 0,
+            Err(e) => self.fail(&e),
+        }
+    }
+}
+
+impl DaemonBuilder {
+    /// Build the daemon and run the command named by the program's first argument: the whole
+    /// `main` of a small tool. A build error is printed and exits 1.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn main() -> std::process::ExitCode {
+    ///     daemons::Daemon::builder()
+    ///         .pidfile("/tmp/beat.pid")
+    ///         .step(|| println!("beat"))
+    ///         .interval(std::time::Duration::from_secs(1))
+    ///         .cli()
+    /// }
+    /// ```
+    pub fn cli(self) -> ExitCode {
+        self.cli_from(std::env::args_os().skip(1))
+    }
+
+    /// [`cli`](DaemonBuilder::cli) with the arguments given (the program's name left out).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    ///
+    /// // A build error is reported, not a panic.
+    /// let code = daemons::Daemon::builder().pidfile("/tmp/doc-x.pid").cli_from(["status"]);
+    /// assert_eq!(code, ExitCode::FAILURE);
+    /// ```
+    pub fn cli_from<I, S>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        match self.build() {
+            Ok(daemon) => daemon.cli_from(args),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        let text = format!("{:.1}", d.as_secs_f64());
+        format!("{} s", text.trim_end_matches(".0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_micros(2500)), "2 ms");
+        assert_eq!(human(Duration::from_millis(999)), "999 ms");
+        assert_eq!(human(Duration::from_secs(10)), "10 s");
+        assert_eq!(human(Duration::from_millis(10_020)), "10 s");
+        assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
+    }
+}

@@ -1,0 +1,123 @@
+//! The service manager's notification protocol (`sd_notify`), written out: one datagram to the
+//! socket named by `$NOTIFY_SOCKET`, a path or, with a leading `@`, an abstract socket.
+//!
+//! The engine uses it by itself: `READY=1` (with `MAINPID=`) once the daemon is ready,
+//! `RELOADING=1` and `READY=1` around the SIGHUP handlers, `STOPPING=1` at stop, and
+//! `WATCHDOG=1` at half the period that `$WATCHDOG_USEC` asks for, from the body's own loop.
+//! [`notify`] is public for bodies that want to say more (`STATUS=...`, say).
+//!
+//! ```
+//! // Outside a service manager, nothing is sent and nothing fails.
+//! # // SAFETY: this doctest runs as a single-threaded process of its own.
+//! # unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+//! assert!(!daemons::notify::notify("STATUS=warming up")?);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+/// Send `state` (one or more `KEY=VALUE` lines) to the service manager. Returns `false`, having
+/// sent nothing, when `$NOTIFY_SOCKET` is not set.
+///
+/// # Errors
+///
+/// The socket's error when `$NOTIFY_SOCKET` is set but the datagram cannot be sent.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::unix::net::UnixDatagram;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("notify.sock");
+/// let manager = UnixDatagram::bind(&path)?;
+/// # // SAFETY: this doctest runs as a single-threaded process of its own.
+/// unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
+/// assert!(daemons::notify::notify("STATUS=half way")?);
+/// let mut buf = [0u8; 64];
+/// let n = manager.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"STATUS=half way");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn notify(state: &str) -> io::Result<bool> {
+    match Notifier::from_env()? {
+        Some(notifier) => notifier.send(state).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// A connection to the service manager's socket.
+#[derive(Debug)]
+pub(crate) struct Notifier {
+    socket: UnixDatagram,
+    address: SocketAddr,
+}
+
+impl Notifier {
+    /// The socket named by `$NOTIFY_SOCKET`, or `None` when it is unset or empty.
+    pub(crate) fn from_env() -> io::Result<Option<Notifier>> {
+        let Some(name) = std::env::var_os("NOTIFY_SOCKET").filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+        let address = match bytes.strip_prefix(b"@") {
+            Some(abstract_name) => abstract_address(abstract_name)?,
+            None => SocketAddr::from_pathname(std::path::Path::new(&name))?,
+        };
+        Ok(Some(Notifier {
+            socket: UnixDatagram::unbound()?,
+            address,
+        }))
+    }
+
+    pub(crate) fn send(&self, state: &str) -> io::Result<()> {
+        self.socket
+            .send_to_addr(state.as_bytes(), &self.address)
+            .map(drop)
+    }
+
+    /// `READY=1` with this process's pid: after a double fork the daemon is not the process the
+    /// service manager started.
+    pub(crate) fn ready(&self) -> io::Result<()> {
+        self.send(&format!("READY=1\nMAINPID={}", std::process::id()))
+    }
+
+    /// `RELOADING=1`, with the monotonic timestamp that `Type=notify-reload` expects.
+    pub(crate) fn reloading(&self) -> io::Result<()> {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| Duration::from(t).as_micros())
+            .unwrap_or(0);
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={now}"))
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_address(name: &[u8]) -> io::Result<SocketAddr> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    SocketAddr::from_abstract_name(name)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_address(_name: &[u8]) -> io::Result<SocketAddr> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract sockets exist on Linux only",
+    ))
+}
+
+/// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is
+/// unset or names this process.
+pub(crate) fn watchdog_period() -> Option<Duration> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id())
+    {
+        return None;
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
