@@ -469,6 +469,7 @@ impl Daemon {
         }
         if let Some(mut reporter) = ctl.shared().unreported() {
             let message = match &result {
+                Err(Error::Body { message }) => message.clone(),
                 Err(e) => e.to_string(),
                 Ok(()) => "the body returned before it called ctl.ready()".to_string(),
             };

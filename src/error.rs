@@ -431,6 +431,10 @@ impl Error {
                 field(setting.as_bytes());
                 field(reason.as_bytes());
             }
+            Error::Body { message } => {
+                field(b"B");
+                field(message.as_bytes());
+            }
             other => {
                 field(b"B");
                 field(other.to_string().as_bytes());
@@ -585,6 +589,14 @@ mod tests {
             Error::Symlink { path } => assert_eq!(path, odd),
             other => panic!("decoded as {other:?}"),
         }
+    }
+
+    #[test]
+    fn body_messages_are_not_wrapped_twice() {
+        let e = roundtrip(Error::Body {
+            message: "cannot bind".into(),
+        });
+        assert_eq!(e.to_string(), "the daemon's body failed: cannot bind");
     }
 
     #[test]
