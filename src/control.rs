@@ -14,7 +14,7 @@
 //! // Nothing runs: stopping is a no-op that says so.
 //! let stopped = control::stop(&pidfile, std::time::Duration::from_secs(1))?;
 //! assert_eq!(stopped, control::Stopped::NotRunning);
-//! # Ok::<(), daemons::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::io;
@@ -104,7 +104,7 @@ impl Stopped {
 /// let _lock = pidfile.acquire()?;
 /// let me = Process::holding(&pidfile)?.expect("this process holds it");
 /// assert_eq!(me.pid(), daemons::Pid::this());
-/// # Ok::<(), daemons::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Process {
@@ -172,7 +172,7 @@ impl Process {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```rust,standalone_crate
     /// use daemons::{control::Process, Pidfile, Signal};
     ///
     /// let dir = tempfile::tempdir()?;
@@ -226,7 +226,7 @@ impl Process {
     /// let _lock = pidfile.acquire()?;
     /// let me = Process::holding(&pidfile)?.unwrap();
     /// assert!(!me.wait(Duration::from_millis(1))?);   // this process is alive, of course
-    /// # Ok::<(), daemons::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&self, timeout: Duration) -> Result<bool, Error> {
         wait_readable(self.pidfd.as_fd(), timeout).map_err(|e| Error::Sys {

@@ -27,7 +27,7 @@ use crate::signals::{Handlers, Listener, Reload, listen};
 ///
 /// # Examples
 ///
-/// ```
+/// ```rust,standalone_crate
 /// # // A doctest is a process of its own, so it may fork.
 /// use daemons::{Daemon, Status};
 /// use std::time::Duration;
@@ -230,7 +230,7 @@ impl Daemon {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```rust,standalone_crate
     /// use daemons::{Daemon, Error};
     ///
     /// let dir = tempfile::tempdir()?;
@@ -286,7 +286,7 @@ impl Daemon {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```rust,standalone_crate
     /// use daemons::Daemon;
     ///
     /// let dir = tempfile::tempdir()?;
@@ -335,7 +335,7 @@ impl Daemon {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```rust,standalone_crate
     /// let dir = tempfile::tempdir()?;
     /// let daemon = daemons::Daemon::builder()
     ///     .pidfile(dir.path().join("r.pid"))

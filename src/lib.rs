@@ -1,6 +1,6 @@
 //! Turn closures into well-behaved Unix daemons.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use daemons::{Daemon, Signal::SIGHUP};
 //! use std::time::Duration;
 //!

@@ -6,7 +6,7 @@
 //! `WATCHDOG=1` at half the period that `$WATCHDOG_USEC` asks for, from the body's own loop.
 //! [`notify`] is public for bodies that want to say more (`STATUS=...`, say).
 //!
-//! ```
+//! ```rust,standalone_crate
 //! // Outside a service manager, nothing is sent and nothing fails.
 //! # // SAFETY: this doctest runs as a single-threaded process of its own.
 //! # unsafe { std::env::remove_var("NOTIFY_SOCKET") };
@@ -27,7 +27,7 @@ use std::time::Duration;
 ///
 /// # Examples
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use std::os::unix::net::UnixDatagram;
 ///
 /// let dir = tempfile::tempdir()?;

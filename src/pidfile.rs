@@ -24,7 +24,7 @@
 //!
 //! lock.release()?;                               // unlinks the file, then unlocks it
 //! assert_eq!(pidfile.probe()?, State::Absent);
-//! # Ok::<(), daemons::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -53,7 +53,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 ///
 /// let pidfile = Pidfile::new("/tmp/daemons-doc-nobody-uses-this.pid");
 /// assert_eq!(pidfile.probe()?, State::Absent);
-/// # Ok::<(), daemons::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pidfile {
@@ -127,7 +127,7 @@ impl State {
 /// assert!(lock.path().exists());
 /// drop(lock);
 /// assert!(!dir.path().join("a.pid").exists());
-/// # Ok::<(), daemons::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct PidfileLock {
@@ -179,7 +179,7 @@ impl Pidfile {
     /// let _lock = pidfile.acquire()?;
     /// let second = pidfile.acquire().unwrap_err();
     /// assert!(matches!(second, Error::AlreadyRunning { pid: Some(_), .. }));
-    /// # Ok::<(), daemons::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn acquire(&self) -> Result<PidfileLock, Error> {
         let deadline = Instant::now() + SETTLE;
@@ -430,7 +430,7 @@ impl PidfileLock {
     /// let dir = tempfile::tempdir()?;
     /// let lock = daemons::Pidfile::new(dir.path().join("p.pid")).acquire()?;
     /// assert!(lock.path().ends_with("p.pid"));
-    /// # Ok::<(), daemons::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
@@ -450,7 +450,7 @@ impl PidfileLock {
     /// let path = dir.path().join("r.pid");
     /// daemons::Pidfile::new(&path).acquire()?.release()?;
     /// assert!(!path.exists());
-    /// # Ok::<(), daemons::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn release(mut self) -> Result<(), Error> {
         self.unlink()
