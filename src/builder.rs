@@ -2,6 +2,7 @@
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use derive_builder::Builder;
@@ -196,12 +197,17 @@ pub(crate) struct Settings {
 
     #[builder(
         setter(custom),
-        field(ty = "Vec<(Signal, Handler)>", build = "self.handlers")
+        field(ty = "Vec<(Signal, Handler)>", build = "Mutex::new(self.handlers)")
     )]
-    pub(crate) handlers: Vec<(Signal, Handler)>,
+    pub(crate) handlers: Mutex<Vec<(Signal, Handler)>>,
 
-    #[builder(setter(custom), field(ty = "Vec<Body>", build = "self.bodies"))]
-    pub(crate) bodies: Vec<Body>,
+    // Behind mutexes only so that the settings, and the `Daemon` that keeps them, are `Sync`:
+    // `Daemon::new` takes the closures out before anything can share it.
+    #[builder(
+        setter(custom),
+        field(ty = "Vec<Body>", build = "Mutex::new(self.bodies)")
+    )]
+    pub(crate) bodies: Mutex<Vec<Body>>,
 }
 
 impl DaemonBuilder {

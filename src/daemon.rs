@@ -144,12 +144,20 @@ impl Daemon {
     /// Split the settings into what the engine shares between threads and what it reads.
     pub(crate) fn new(mut settings: Settings, credentials: Credentials) -> Daemon {
         let mut handlers = Handlers::default();
-        for (signal, handler) in settings.handlers.drain(..) {
+        let handlers_given = std::mem::take(
+            settings
+                .handlers
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (signal, handler) in handlers_given {
             handlers.add(signal, handler);
         }
         // validate() has checked that there is exactly one.
         let body = settings
             .bodies
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
             .pop()
             .unwrap_or(Body::Run(Box::new(|_| Ok(()))));
         let name = settings.name.clone().unwrap_or_else(default_name);
@@ -267,6 +275,8 @@ impl Daemon {
                     Ok(()) => 0,
                     Err(_) => 1,
                 };
+                // `exit` does not flush Rust's buffered stdout: a last `print!` would be lost.
+                let _ = std::io::Write::flush(&mut std::io::stdout());
                 std::process::exit(code)
             }
         }
@@ -516,6 +526,17 @@ impl Daemon {
 fn is_permission_denied(e: &Error) -> bool {
     e.io_error()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Daemon>();
+    }
 }
 
 fn default_name() -> String {
