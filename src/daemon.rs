@@ -528,17 +528,6 @@ fn is_permission_denied(e: &Error) -> bool {
         .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_handle_can_be_shared_between_threads() {
-        fn shareable<T: Send + Sync>() {}
-        shareable::<Daemon>();
-    }
-}
-
 fn default_name() -> String {
     std::env::current_exe()
         .ok()
@@ -550,4 +539,15 @@ fn default_name() -> String {
 /// answer is 1: the check is a guard against a known mistake, not a security boundary.
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(1, |dir| dir.count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Daemon>();
+    }
 }

@@ -273,7 +273,7 @@ mod tests {
                 Some(next)
             },
             move |n: u64| {
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     panic!("message {n} is poison");
                 }
                 count.fetch_add(1, Ordering::SeqCst);
