@@ -16,7 +16,7 @@ fn sighup_and_sigusr1_run_their_handlers() {
         "{:?}",
         fx.marks()
     );
-    fx.run(&["send", "SIGUSR1"]);
+    assert_eq!(fx.run(&["send", "SIGUSR1"]).line, format!("sent {pid}"));
     assert!(
         wait_until(DEADLINE, || fx.count("usr1") == 1),
         "{:?}",
