@@ -509,3 +509,368 @@ pub fn open_fd_count() -> usize {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+// The service fixture: `daemons-service`, a daemon written as a user writes one (ending in
+// `.cli()`) and configured through `SERVICE_*` environment variables.
+
+/// The service binary that cargo built for these tests.
+pub const SERVICE: &str = env!("CARGO_BIN_EXE_daemons-service");
+
+/// What one `daemons-service` command printed, and how it exited.
+#[derive(Debug)]
+pub struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: ExitStatus,
+    /// From spawn to the end of its output and exit.
+    pub elapsed: Duration,
+}
+
+impl Out {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Every pid that the output names as `(pid N` or `pid N)`, stdout first.
+    pub fn pids(&self) -> Vec<Pid> {
+        Out::pids_in(&format!("{}\n{}", self.stdout, self.stderr))
+    }
+
+    /// The first pid that the output names.
+    pub fn pid(&self) -> Pid {
+        *self
+            .pids()
+            .first()
+            .unwrap_or_else(|| panic!("no pid in the output: {self:?}"))
+    }
+}
+
+/// One test's service: a temporary directory with its pidfile, marks file and stderr log, the
+/// environment that configures it, and every daemon that it saw started, killed on drop.
+pub struct Service {
+    dir: TempDir,
+    env: Vec<(String, std::ffi::OsString)>,
+    started: Mutex<Vec<Pid>>,
+    reaped: Mutex<Vec<Pid>>,
+}
+
+impl Service {
+    /// A service whose pidfile, marks file (`SERVICE_MARKS`) and stderr log (`SERVICE_STDERR`)
+    /// are in a fresh temporary directory; nothing else is set.
+    pub fn new() -> Service {
+        SUBREAPER.call_once(|| {
+            nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("daemons-service-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut service = Service {
+            dir,
+            env: Vec::new(),
+            started: Mutex::new(Vec::new()),
+            reaped: Mutex::new(Vec::new()),
+        };
+        for (key, name) in [
+            ("SERVICE_PIDFILE", "service.pid"),
+            ("SERVICE_MARKS", "marks"),
+            ("SERVICE_STDERR", "stderr.log"),
+        ] {
+            let path = service.path(name);
+            service.set(key, path);
+        }
+        service
+    }
+
+    /// Set an environment variable of every later command.
+    pub fn set(&mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> &mut Service {
+        self.unset(key);
+        self.env.push((key.to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// [`set`](Service::set), by value.
+    pub fn with(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Service {
+        self.set(key, value);
+        self
+    }
+
+    pub fn unset(&mut self, key: &str) -> &mut Service {
+        self.env.retain(|(k, _)| k != key);
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path in the temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn pidfile(&self) -> PathBuf {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "SERVICE_PIDFILE")
+            .map(|(_, v)| PathBuf::from(v))
+            .expect("SERVICE_PIDFILE is set")
+    }
+
+    /// The lines of the marks file.
+    pub fn marks(&self) -> Vec<String> {
+        fs::read_to_string(self.path("marks"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many lines of the marks file are exactly `mark`.
+    pub fn count(&self, mark: &str) -> usize {
+        self.marks().iter().filter(|m| *m == mark).count()
+    }
+
+    /// How many lines of the marks file start with `prefix`.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.marks()
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .count()
+    }
+
+    /// The daemon's stderr log (the default `SERVICE_STDERR`).
+    pub fn stderr_log(&self) -> String {
+        fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+    }
+
+    /// `daemons-service ARGS...` with this service's environment and nothing else.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(SERVICE);
+        command
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Run a command to its end (at most [`COMMAND_DEADLINE`]), its output captured as
+    /// `start | cat` would.
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.execute(self.command(args))
+    }
+
+    /// Run a prepared command to its end.
+    pub fn execute(&self, mut command: Command) -> Out {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let since = Instant::now();
+        let child = command.spawn().expect("spawn the service");
+        let pid = Pid::from_raw(child.id() as i32);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let output = match rx.recv_timeout(COMMAND_DEADLINE) {
+            Ok(output) => output.expect("wait for the service"),
+            Err(_) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                panic!("service command pid {pid} did not finish within {COMMAND_DEADLINE:?}");
+            }
+        };
+        let out = Out {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status,
+            elapsed: since.elapsed(),
+        };
+        for line in out.stdout.lines().filter(|l| l.contains(": started (pid ")) {
+            if let Some(&pid) = Out::pids_in(line).first() {
+                self.started.lock().expect("started").push(pid);
+            }
+        }
+        // A daemon that was killed at a start timeout is a child of this subreaper too.
+        if out.stderr.contains("was killed (pid ") {
+            self.started
+                .lock()
+                .expect("started")
+                .extend(Out::pids_in(&out.stderr));
+        }
+        out
+    }
+
+    /// `start`, asserting that it started a daemon, whose pid it returns.
+    pub fn start(&self) -> Pid {
+        let out = self.run(&["start"]);
+        assert!(
+            out.code() == Some(0) && out.stdout.contains(": started (pid "),
+            "start: {out:?}\nstderr log: {}",
+            self.stderr_log()
+        );
+        out.pid()
+    }
+
+    /// `stop`, asserting that the daemon `pid` exited after SIGTERM (was not killed) and left
+    /// no pidfile.
+    pub fn stop_gracefully(&self, pid: Pid) -> Out {
+        let out = self.run(&["stop"]);
+        assert_eq!(out.code(), Some(0), "{out:?}");
+        assert!(
+            out.stdout.contains(&format!("stopped (pid {pid}, after ")),
+            "stopped gracefully, not killed: {out:?}\nstderr log: {}",
+            self.stderr_log()
+        );
+        assert!(!self.pidfile().exists(), "the pidfile is removed");
+        out
+    }
+
+    /// Spawn `daemons-service ARGS...` in the foreground (for `run`), its stdout and stderr in
+    /// `run.out` and `run.err` of the temporary directory; killed on drop.
+    pub fn foreground(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Foreground {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        command
+            .stdout(fs::File::create(self.path("run.out")).expect("create run.out"))
+            .stderr(fs::File::create(self.path("run.err")).expect("create run.err"));
+        Foreground(
+            command
+                .spawn()
+                .expect("spawn the service in the foreground"),
+        )
+    }
+
+    /// Wait for the daemon `pid` (a child of this process, its subreaper) to end, reap it and
+    /// return how it ended.
+    pub fn reap(&self, pid: Pid) -> WaitStatus {
+        let mut status = None;
+        let ended = wait_until(DEADLINE, || {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => false,
+                Ok(s) => {
+                    status = Some(s);
+                    true
+                }
+                Err(e) => panic!("waitpid({pid}): {e} (is the test process not its subreaper?)"),
+            }
+        });
+        assert!(ended, "daemon {pid} did not end within {DEADLINE:?}");
+        self.reaped.lock().expect("reaped").push(pid);
+        status.expect("a status")
+    }
+
+    /// Live processes of this service: their environment, command line or descriptors name
+    /// the temporary directory.
+    pub fn processes(&self) -> Vec<Pid> {
+        let dir = self.dir.path().as_os_str().as_bytes();
+        let me = std::process::id() as i32;
+        all_pids()
+            .into_iter()
+            .filter(|&pid| pid.as_raw() != me && alive(pid))
+            .filter(|&pid| {
+                ["environ", "cmdline"].iter().any(|f| {
+                    contains(
+                        &fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default(),
+                        dir,
+                    )
+                }) || fd_targets(pid)
+                    .iter()
+                    .any(|t| contains(t.as_os_str().as_bytes(), dir))
+            })
+            .collect()
+    }
+
+    /// Processes that have `path` open.
+    pub fn holders(path: &Path) -> Vec<Pid> {
+        all_pids()
+            .into_iter()
+            .filter(|&pid| fd_targets(pid).iter().any(|t| t == path))
+            .collect()
+    }
+}
+
+impl Out {
+    /// Every pid that `text` names as `pid N`.
+    pub fn pids_in(text: &str) -> Vec<Pid> {
+        text.match_indices("pid ")
+            .filter_map(|(at, _)| {
+                let digits: String = text[at + 4..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok().map(Pid::from_raw)
+            })
+            .collect()
+    }
+}
+
+impl Default for Service {
+    fn default() -> Service {
+        Service::new()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let reaped = self.reaped.lock().map(|r| r.clone()).unwrap_or_default();
+        let mut doomed: Vec<Pid> = self
+            .started
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pid| !reaped.contains(pid))
+            .collect();
+        doomed.extend(self.processes());
+        for &pid in &doomed {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        for pid in doomed {
+            // Reap what became our child; a process that is not ours answers ECHILD at once.
+            wait_until(Duration::from_secs(2), || {
+                !matches!(
+                    waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            });
+        }
+    }
+}
+
+/// A service running in the foreground (`run`), a child of the test; killed and reaped on drop.
+pub struct Foreground(Child);
+
+impl Foreground {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal the foreground service");
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Wait at most [`DEADLINE`] for it to exit, and return how it ended.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut status = None;
+        let ended = wait_until(DEADLINE, || {
+            status = self.0.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        assert!(
+            ended,
+            "the foreground service did not exit within {DEADLINE:?}"
+        );
+        status.expect("a status")
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
