@@ -1,0 +1,377 @@
+//! Working with a service manager: `sd_notify` datagrams (READY, RELOADING, STOPPING) on a path
+//! or abstract socket, watchdog pings, manual readiness, the ready timeout, and log files
+//! reopened on SIGHUP after a rotation.
+//!
+//! The test plays the service manager: it binds the datagram socket that `NOTIFY_SOCKET` names
+//! and runs `daemons-service run` in the foreground, as systemd runs a `Type=notify` service.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, Foreground, Service, wait_until};
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::time::{ClockId, clock_gettime};
+
+/// The service manager's end of `NOTIFY_SOCKET`.
+struct Manager {
+    socket: UnixDatagram,
+    /// The value of `NOTIFY_SOCKET`: a path, or `@name` for an abstract socket.
+    address: std::ffi::OsString,
+}
+
+impl Manager {
+    fn at_path(svc: &Service) -> Manager {
+        let path = svc.path("notify.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+        Manager::ready(socket, path.into_os_string())
+    }
+
+    /// An abstract socket with a name that no other test, run or process uses.
+    fn abstract_socket() -> Manager {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_nanos();
+        let name = format!(
+            "daemons-test-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let address = SocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract name");
+        let socket = UnixDatagram::bind_addr(&address).expect("bind the abstract socket");
+        Manager::ready(socket, format!("@{name}").into())
+    }
+
+    fn ready(socket: UnixDatagram, address: std::ffi::OsString) -> Manager {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("set a read timeout");
+        Manager { socket, address }
+    }
+
+    /// The next datagram, if one arrives within `deadline`.
+    fn next(&self, deadline: Duration) -> Option<String> {
+        let end = Instant::now() + deadline;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("recv on the notify socket: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Every datagram up to and including the first that has the line `line`.
+    fn until(&self, line: &str) -> Vec<String> {
+        let end = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        while let Some(datagram) = self.next(end.saturating_duration_since(Instant::now())) {
+            let found = datagram.lines().any(|l| l == line);
+            seen.push(datagram);
+            if found {
+                return seen;
+            }
+        }
+        panic!("no {line} within {DEADLINE:?}; received {seen:?}");
+    }
+
+    /// Run the service in the foreground under this manager, with `env` besides.
+    fn run(&self, svc: &Service, env: &[(&str, &OsStr)]) -> Foreground {
+        let mut all = vec![("NOTIFY_SOCKET", self.address.as_os_str())];
+        all.extend_from_slice(env);
+        svc.foreground(&["run"], &all)
+    }
+}
+
+/// The value of `KEY=` in a datagram.
+fn field<'a>(datagram: &'a str, key: &str) -> Option<&'a str> {
+    datagram
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn monotonic_usec() -> u128 {
+    Duration::from(clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock_gettime")).as_micros()
+}
+
+/// READY=1 with MAINPID, RELOADING=1 and READY=1 around a SIGHUP, STOPPING=1 at SIGTERM.
+fn ready_reload_stop(svc: &Service, manager: &Manager) {
+    let mut fg = manager.run(svc, &[]);
+    let pid = fg.pid();
+
+    let first = manager.until("READY=1");
+    assert_eq!(first.len(), 1, "READY=1 comes first: {first:?}");
+    assert_eq!(
+        field(&first[0], "MAINPID"),
+        Some(pid.to_string().as_str()),
+        "{first:?}"
+    );
+    assert!(wait_until(DEADLINE, || svc.count("body") == 1));
+
+    let before = monotonic_usec();
+    fg.signal(Signal::SIGHUP);
+    let reload = manager.until("READY=1");
+    let after = monotonic_usec();
+    assert_eq!(reload.len(), 2, "RELOADING=1, then READY=1: {reload:?}");
+    assert_eq!(field(&reload[0], "RELOADING"), Some("1"), "{reload:?}");
+    let stamp: u128 = field(&reload[0], "MONOTONIC_USEC")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a MONOTONIC_USEC stamp: {reload:?}"));
+    assert!(
+        (before..=after).contains(&stamp),
+        "the stamp {stamp} is the monotonic time of the reload, between {before} and {after}"
+    );
+    assert_eq!(svc.count("hup"), 1, "the SIGHUP handler ran before READY=1");
+
+    fg.signal(Signal::SIGTERM);
+    let stop = manager.until("STOPPING=1");
+    assert_eq!(stop.len(), 1, "{stop:?}");
+    let status = fg.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!svc.pidfile().exists());
+    assert_eq!(svc.count("term"), 1);
+    assert_eq!(
+        manager.next(Duration::from_millis(100)),
+        None,
+        "nothing more"
+    );
+}
+
+#[test]
+fn notify_over_a_socket_path() {
+    let svc = Service::new();
+    let manager = Manager::at_path(&svc);
+    ready_reload_stop(&svc, &manager);
+}
+
+#[test]
+fn notify_over_an_abstract_socket() {
+    let svc = Service::new();
+    let manager = Manager::abstract_socket();
+    ready_reload_stop(&svc, &manager);
+}
+
+/// Run the service with `env` until its body has been running a while (50 steps of the step
+/// body, or 500 ms of the idle body), then stop it; return the datagrams and how long it ran.
+fn watchdog_run(svc: &Service, env: &[(&str, &OsStr)], steps: bool) -> (Vec<String>, Duration) {
+    let manager = Manager::at_path(svc);
+    let since = Instant::now();
+    let mut fg = manager.run(svc, env);
+    let mut seen = manager.until("READY=1");
+    if steps {
+        assert!(
+            wait_until(DEADLINE, || svc.count("step") >= 50),
+            "the step body runs"
+        );
+    } else {
+        // The idle body does nothing that can be counted: a window of time instead.
+        assert!(wait_until(DEADLINE, || svc.count("body") == 1));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    fg.signal(Signal::SIGTERM);
+    seen.extend(manager.until("STOPPING=1"));
+    assert_eq!(fg.wait().code(), Some(0));
+    (seen, since.elapsed())
+}
+
+fn pings(datagrams: &[String]) -> usize {
+    datagrams.iter().filter(|d| *d == "WATCHDOG=1").count()
+}
+
+fn assert_pings(svc: Service, steps: bool) {
+    let (seen, ran) = watchdog_run(&svc, &[("WATCHDOG_USEC", OsStr::new("200000"))], steps);
+    let count = pings(&seen);
+    // At half the period: one ping every 100 ms at most.
+    let most = ran.as_millis() as usize / 100 + 2;
+    assert!(
+        (3..=most).contains(&count),
+        "{count} pings in {ran:?}, expected 3..={most}: {seen:?}"
+    );
+}
+
+#[test]
+fn the_watchdog_is_pinged_from_a_step_body() {
+    let svc = Service::new()
+        .with("SERVICE_BODY", "step")
+        .with("SERVICE_INTERVAL_MS", "10");
+    assert_pings(svc, true);
+}
+
+#[test]
+fn the_watchdog_is_pinged_from_an_idle_body() {
+    assert_pings(Service::new(), false);
+}
+
+#[test]
+fn no_watchdog_pings_unless_asked() {
+    let svc = Service::new()
+        .with("SERVICE_BODY", "step")
+        .with("SERVICE_INTERVAL_MS", "10");
+    let (seen, _) = watchdog_run(&svc, &[], true);
+    assert_eq!(pings(&seen), 0, "{seen:?}");
+}
+
+#[test]
+fn no_watchdog_pings_when_watchdog_pid_names_another_process() {
+    let svc = Service::new()
+        .with("SERVICE_BODY", "step")
+        .with("SERVICE_INTERVAL_MS", "10");
+    let me = std::process::id().to_string();
+    let env = [
+        ("WATCHDOG_USEC", OsStr::new("200000")),
+        ("WATCHDOG_PID", OsStr::new(&me)),
+    ];
+    let (seen, _) = watchdog_run(&svc, &env, true);
+    assert_eq!(pings(&seen), 0, "{seen:?}");
+}
+
+/// The `port P` line of the marks file, if it is there.
+fn port(svc: &Service) -> Option<u16> {
+    svc.marks()
+        .iter()
+        .find_map(|m| m.strip_prefix("port ")?.parse().ok())
+}
+
+fn echo(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect at once, no retry");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    stream.write_all(b"hello daemon").expect("write");
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).expect("read the echo");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn start_returns_only_once_the_body_says_ready() {
+    let svc = Service::new()
+        .with("SERVICE_BODY", "echo")
+        .with("SERVICE_READY_DELAY_MS", "300");
+    let out = svc.run(&["start"]);
+    let marks = svc.marks();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let pid = out.pid();
+    let port = port(&svc).unwrap_or_else(|| panic!("the port is bound already: {marks:?}"));
+    assert_eq!(echo(port), "hello daemon");
+    assert!(
+        out.elapsed >= Duration::from_millis(300),
+        "start waited for the body: {out:?}"
+    );
+    svc.stop_gracefully(pid);
+    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+}
+
+#[test]
+fn ready_is_notified_only_once_the_body_says_so() {
+    let svc = Service::new()
+        .with("SERVICE_BODY", "echo")
+        .with("SERVICE_READY_DELAY_MS", "300");
+    let manager = Manager::at_path(&svc);
+    let since = Instant::now();
+    let mut fg = manager.run(&svc, &[]);
+    let ready = manager.until("READY=1");
+    let marks = svc.marks();
+    let waited = since.elapsed();
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    let port = port(&svc).unwrap_or_else(|| panic!("the port is bound before READY=1: {marks:?}"));
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert_eq!(echo(port), "hello daemon");
+    fg.signal(Signal::SIGTERM);
+    manager.until("STOPPING=1");
+    assert_eq!(fg.wait().code(), Some(0));
+}
+
+#[test]
+fn a_daemon_that_never_says_ready_is_killed_at_the_ready_timeout() {
+    let svc = Service::new()
+        .with("SERVICE_BODY", "never-ready")
+        .with("SERVICE_READY_TIMEOUT_MS", "500");
+    let out = svc.run(&["start"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        out.stderr.contains("did not report ready") && out.stderr.contains("was killed (pid "),
+        "{out:?}"
+    );
+    let pid = *common::Out::pids_in(&out.stderr)
+        .first()
+        .unwrap_or_else(|| panic!("the message names the pid: {out:?}"));
+    assert_eq!(svc.count("body"), 1, "the body ran, but never said ready");
+    assert_eq!(
+        svc.reap(pid),
+        WaitStatus::Signaled(pid, Signal::SIGKILL, false)
+    );
+    let pidfile = svc.pidfile();
+    assert!(!pidfile.exists(), "no pidfile is left");
+    assert_eq!(
+        Service::holders(&pidfile),
+        vec![],
+        "nobody holds the pidfile"
+    );
+    assert_eq!(svc.processes(), vec![], "no process is left");
+    let status = svc.run(&["status"]);
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn reload_reopens_a_rotated_log() {
+    let mut svc = Service::new().with("SERVICE_BODY", "log");
+    let log = svc.path("a.log");
+    let rotated = svc.path("a.log.1");
+    svc.set("SERVICE_STDOUT", &log);
+    let pid = svc.start();
+    assert!(wait_until(DEADLINE, || lines(&log).len() >= 5));
+
+    fs::rename(&log, &rotated).expect("rotate the log");
+    let at_rotation = lines(&rotated).len();
+    assert!(
+        wait_until(DEADLINE, || lines(&rotated).len() >= at_rotation + 3),
+        "before the reload, the daemon writes to the rotated file"
+    );
+    let out = svc.run(&["reload"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        wait_until(DEADLINE, || lines(&log).len() >= 5),
+        "a new log is opened and written"
+    );
+    let old = fs::metadata(&rotated).expect("the rotated log").len();
+    let now = lines(&log).len();
+    assert!(
+        wait_until(DEADLINE, || lines(&log).len() >= now + 10),
+        "the new log keeps growing"
+    );
+    assert_eq!(
+        fs::metadata(&rotated).expect("the rotated log").len(),
+        old,
+        "the rotated log no longer grows"
+    );
+    svc.stop_gracefully(pid);
+
+    // No line was lost or doubled across the rotation.
+    let all: Vec<String> = lines(&rotated).into_iter().chain(lines(&log)).collect();
+    let expected: Vec<String> = (1..=all.len()).map(|n| format!("line {n}")).collect();
+    assert_eq!(all, expected);
+}
