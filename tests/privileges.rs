@@ -1,0 +1,166 @@
+//! Dropping root: a daemon started by root with `.user()` / `.group()` runs with exactly the
+//! credentials asked for, while its pidfile and logs, opened before the switch, stay root's.
+//!
+//! These tests need root; run as another user they print why and pass.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::{DEADLINE, NOBODY, Service, is_root, wait_until};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{Gid, Group, Pid, getgrouplist};
+
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("{test}: skipped, it needs root to drop privileges");
+    true
+}
+
+/// A service in a root-owned 0755 directory, as `/run` is: the dropped daemon can read it but
+/// not create or remove files in it.
+fn service() -> Service {
+    let svc = Service::new();
+    fs::set_permissions(svc.dir(), fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    svc
+}
+
+/// A line of `/proc/PID/status` (`Uid`, `Gid`, `Groups`), as numbers.
+fn ids(pid: Pid, key: &str) -> Vec<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read the status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {key} line"))
+        .split_whitespace()
+        .map(|n| n.parse().expect("a number"))
+        .collect()
+}
+
+/// The groups that `initgroups("nobody", 65534)` gives.
+fn nobody_groups() -> BTreeSet<u32> {
+    let name = CString::new("nobody").expect("a C string");
+    getgrouplist(&name, Gid::from_raw(NOBODY))
+        .expect("nobody's groups")
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect()
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    let meta = fs::metadata(path).expect("stat");
+    (meta.uid(), meta.gid())
+}
+
+#[test]
+fn a_daemon_started_as_root_runs_as_nobody_with_nobodys_groups_only() {
+    if skip_unless_root("a_daemon_started_as_root_runs_as_nobody") {
+        return;
+    }
+    let svc = service().with("SERVICE_USER", "nobody");
+    let pid = svc.start();
+    // real, effective, saved, filesystem
+    assert_eq!(ids(pid, "Uid"), vec![NOBODY; 4]);
+    assert_eq!(ids(pid, "Gid"), vec![NOBODY; 4]);
+    let groups: BTreeSet<u32> = ids(pid, "Groups").into_iter().collect();
+    assert_eq!(groups, nobody_groups(), "nobody's supplementary groups");
+    assert!(!groups.contains(&0), "none of root's groups: {groups:?}");
+    assert!(
+        wait_until(DEADLINE, || svc.count("body") == 1),
+        "the body runs"
+    );
+
+    let pidfile = svc.pidfile();
+    assert_eq!(owner(&pidfile), (0, 0), "the pidfile stays root's");
+    assert_eq!(fs::metadata(&pidfile).expect("stat").mode() & 0o777, 0o644);
+    assert_eq!(
+        fs::read_to_string(&pidfile).expect("read"),
+        format!("{pid}\n")
+    );
+    let out = svc.run(&["status"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+
+    // The daemon cannot unlink the pidfile in a root-owned directory: stop removes it.
+    svc.stop_gracefully(pid);
+    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+    assert_eq!(svc.count("term"), 1, "the stop handler ran as nobody");
+    assert_eq!(svc.stderr_log(), "", "nothing went wrong");
+    let out = svc.run(&["status"]);
+    assert_eq!(out.code(), Some(3), "{out:?}");
+}
+
+#[test]
+fn a_group_alone_changes_the_group_and_drops_roots_groups() {
+    if skip_unless_root("a_group_alone_changes_the_group") {
+        return;
+    }
+    let group = Group::from_gid(Gid::from_raw(NOBODY))
+        .expect("look up gid 65534")
+        .expect("gid 65534 has a name here");
+    let svc = service().with("SERVICE_GROUP", &group.name);
+    let pid = svc.start();
+    assert_eq!(ids(pid, "Uid"), vec![0; 4], "the user is unchanged");
+    assert_eq!(ids(pid, "Gid"), vec![NOBODY; 4]);
+    assert_eq!(ids(pid, "Groups"), vec![NOBODY], "only the group asked for");
+    svc.stop_gracefully(pid);
+    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+}
+
+#[test]
+fn an_unknown_user_is_refused_before_anything_starts() {
+    if skip_unless_root("an_unknown_user_is_refused") {
+        return;
+    }
+    let svc = service().with("SERVICE_USER", "no-such-user");
+    let out = svc.run(&["start"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.contains("\"no-such-user\""), "{out:?}");
+    assert!(!svc.pidfile().exists(), "no pidfile");
+    assert_eq!(svc.processes(), vec![], "no daemon");
+    assert!(svc.marks().is_empty(), "no body ran");
+}
+
+#[test]
+fn logs_opened_as_root_stay_writable_after_the_drop() {
+    if skip_unless_root("logs_opened_as_root_stay_writable") {
+        return;
+    }
+    let mut svc = service()
+        .with("SERVICE_USER", "nobody")
+        .with("SERVICE_BODY", "log");
+    let log = svc.path("out.log");
+    svc.set("SERVICE_STDOUT", &log);
+    let pid = svc.start();
+    assert_eq!(ids(pid, "Uid"), vec![NOBODY; 4]);
+    let lines = || fs::read_to_string(&log).unwrap_or_default().lines().count();
+    assert!(
+        wait_until(DEADLINE, || lines() >= 5),
+        "stdout lines arrive; stderr log: {}",
+        svc.stderr_log()
+    );
+    let meta = fs::metadata(&log).expect("the log");
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (0, 0o644),
+        "root's file, which nobody could not open itself"
+    );
+
+    // A reload cannot reopen root's log as nobody: the daemon keeps the descriptors it has.
+    let out = svc.run(&["reload"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let now = lines();
+    assert!(
+        wait_until(DEADLINE, || lines() >= now + 10),
+        "lines still arrive after a reload; stderr log: {}",
+        svc.stderr_log()
+    );
+    svc.stop_gracefully(pid);
+    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+}
