@@ -16,6 +16,7 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use crossbeam_utils::Backoff;
 
 use crate::body::{Ctl, Log, Outcome, panic_message};
 
@@ -80,7 +81,6 @@ type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
 
 struct Slots {
     free: AtomicUsize,
-    idle_workers: AtomicUsize,
     fetcher: Thread,
 }
 
@@ -102,17 +102,24 @@ fn serve<M: Send + 'static>(
 ) -> Result<(), String> {
     let slots = Arc::new(Slots {
         free: AtomicUsize::new(plan.size),
-        idle_workers: AtomicUsize::new(0),
         fetcher: thread::current(),
     });
-    // Unbounded is safe: the slots bound what is in the channel to `size`.
-    let (sender, receiver) = crossbeam_channel::unbounded::<(u64, M)>();
+    // The slots keep at most `size` messages in flight, so a send never waits for room.
+    let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(plan.size);
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut number = 0u64;
 
     let outcome = loop {
+        // A busy pool frees a slot within microseconds: spin and yield a little before parking,
+        // as crossbeam's own channels do, so that a saturated pool does not pay two context
+        // switches per message.
+        let backoff = Backoff::new();
         while slots.free.load(Ordering::Acquire) == 0 && ctl.running() {
-            thread::park();
+            if backoff.is_completed() {
+                thread::park();
+            } else {
+                backoff.snooze();
+            }
         }
         if !ctl.running() {
             break Ok(());
@@ -127,18 +134,16 @@ fn serve<M: Send + 'static>(
             Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
         };
         number += 1;
-        slots.free.fetch_sub(1, Ordering::AcqRel);
-        if slots.idle_workers.load(Ordering::Acquire) == 0 && workers.len() < plan.size {
-            slots.idle_workers.fetch_add(1, Ordering::AcqRel);
+        let in_flight = plan.size - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
+        // One worker per message in flight, at most: an idle daemon runs none, a saturated one
+        // `size`.
+        if in_flight > workers.len() {
             match spawn_worker(workers.len(), &receiver, handle, &slots, log) {
                 Ok(worker) => workers.push(worker),
-                Err(e) => {
-                    slots.idle_workers.fetch_sub(1, Ordering::AcqRel);
-                    if workers.is_empty() {
-                        break Err(format!("cannot spawn a worker thread: {e}"));
-                    }
-                    log.log(&format!("cannot spawn another worker thread: {e}"));
+                Err(e) if workers.is_empty() => {
+                    break Err(format!("cannot spawn a worker thread: {e}"));
                 }
+                Err(e) => log.log(&format!("cannot spawn another worker thread: {e}")),
             }
         }
         if sender.send((number, message)).is_err() {
@@ -169,7 +174,6 @@ fn spawn_worker<M: Send + 'static>(
         .name(format!("daemons-worker-{index}"))
         .spawn(move || {
             for (number, message) in receiver {
-                slots.idle_workers.fetch_sub(1, Ordering::AcqRel);
                 match catch_unwind(AssertUnwindSafe(|| handle(message))) {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
@@ -178,7 +182,6 @@ fn spawn_worker<M: Send + 'static>(
                         panic_message(&*panic)
                     )),
                 }
-                slots.idle_workers.fetch_add(1, Ordering::AcqRel);
                 slots.release();
             }
         })

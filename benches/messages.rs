@@ -1,0 +1,156 @@
+//! Message daemons: throughput of a trivial handler on pools of 1, 4 and 16 workers, beside the
+//! same messages pushed through a bare bounded crossbeam channel into as many threads; and the
+//! CPU that an idle message daemon burns.
+//!
+//! `cargo bench --bench messages`. Each group holds `daemons` and its baseline, so one run gives
+//! both figures; the idle CPU figure is printed before the groups.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use daemons::Daemon;
+use nix::sys::signal::{Signal, raise};
+
+/// The handler's work: next to nothing, so that the pool's own cost is what is measured.
+fn work(n: u64, sink: &AtomicU64) {
+    sink.fetch_add(black_box(n) & 1, Ordering::Relaxed);
+}
+
+/// `messages` through a foreground daemon: `get` hands out `messages` numbers, then asks the
+/// daemon to stop (SIGTERM to this process), and `run()` returns once every one is handled.
+fn through_daemon(pool: usize, messages: u64, pidfile: &Path) -> Duration {
+    let sink = Arc::new(AtomicU64::new(0));
+    let handled = sink.clone();
+    let mut next = 0u64;
+    let daemon = Daemon::builder()
+        .pidfile(pidfile)
+        .messages(
+            move || {
+                if next == messages {
+                    next += 1;
+                    let _ = raise(Signal::SIGTERM);
+                }
+                (next < messages).then(|| {
+                    next += 1;
+                    next
+                })
+            },
+            move |n: u64| work(n, &handled),
+        )
+        .pool_size(pool)
+        .idle_time(Duration::from_secs(60))
+        .build()
+        .expect("a valid daemon");
+    let started = Instant::now();
+    daemon.run().expect("a clean run");
+    started.elapsed()
+}
+
+/// The same through a bounded crossbeam channel and `pool` plain threads.
+fn through_channel(pool: usize, messages: u64) -> Duration {
+    let sink = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let (sender, receiver) = crossbeam_channel::bounded::<u64>(pool);
+    let workers: Vec<_> = (0..pool)
+        .map(|_| {
+            let receiver = receiver.clone();
+            let sink = sink.clone();
+            thread::spawn(move || {
+                for n in receiver {
+                    work(n, &sink);
+                }
+            })
+        })
+        .collect();
+    for n in 1..=messages {
+        sender.send(n).expect("workers alive");
+    }
+    drop(sender);
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    started.elapsed()
+}
+
+fn throughput(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("bench.pid");
+    for pool in [1usize, 4, 16] {
+        let mut group = c.benchmark_group(format!("messages/pool-{pool}"));
+        group.throughput(Throughput::Elements(1));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(4));
+        // Each sample runs a whole daemon over many messages, so start-up is amortised.
+        group.bench_function(BenchmarkId::new("daemons", pool), |b| {
+            b.iter_custom(|iters| {
+                let sent = iters.max(MIN_MESSAGES);
+                scale(through_daemon(pool, sent, &pidfile), sent, iters)
+            })
+        });
+        group.bench_function(BenchmarkId::new("crossbeam-baseline", pool), |b| {
+            b.iter_custom(|iters| {
+                let sent = iters.max(MIN_MESSAGES);
+                scale(through_channel(pool, sent), sent, iters)
+            })
+        });
+        group.finish();
+    }
+}
+
+/// A run sends at least this many messages, so that starting the pool is amortised.
+const MIN_MESSAGES: u64 = 10_000;
+
+/// The time `iters` messages take, from the time `sent` took.
+fn scale(elapsed: Duration, sent: u64, iters: u64) -> Duration {
+    elapsed.mul_f64(iters as f64 / sent as f64)
+}
+
+/// The CPU an idle message daemon (default idle time, 100 ms) uses per second of wall time,
+/// read from /proc/PID/schedstat (nanoseconds on CPU), printed for the record.
+fn idle_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("idle.pid");
+    let service = env!("CARGO_BIN_EXE_daemons-service");
+    let run = |command: &str| {
+        Command::new(service)
+            .arg(command)
+            .env("SERVICE_PIDFILE", &pidfile)
+            .env("SERVICE_BODY", "messages-idle")
+            .output()
+            .expect("run the service fixture")
+    };
+    let started = run("start");
+    assert!(started.status.success(), "{started:?}");
+    let pid = std::fs::read_to_string(&pidfile).expect("pidfile");
+    let cpu = || -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/schedstat", pid.trim())).expect("schedstat");
+        stat.split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .expect("a number")
+    };
+    // Let start-up settle, then measure a few seconds of idling.
+    thread::sleep(Duration::from_millis(200));
+    let (before, t0) = (cpu(), Instant::now());
+    thread::sleep(Duration::from_secs(3));
+    let (after, wall) = (cpu(), t0.elapsed());
+    let per_second = (after - before) as f64 / wall.as_secs_f64() / 1e6;
+    println!("idle message daemon: {per_second:.3} ms of CPU per second (goal: under 1 ms)");
+    let stopped = run("stop");
+    assert!(stopped.status.success(), "{stopped:?}");
+}
+
+fn benches(c: &mut Criterion) {
+    idle_cpu();
+    throughput(c);
+}
+
+criterion_group!(group, benches);
+criterion_main!(group);
