@@ -779,11 +779,17 @@ impl Service {
             .collect()
     }
 
-    /// Processes that have `path` open.
+    /// Processes that have `path` open, even if it was unlinked since.
     pub fn holders(path: &Path) -> Vec<Pid> {
+        let mut deleted = path.as_os_str().to_owned();
+        deleted.push(" (deleted)");
         all_pids()
             .into_iter()
-            .filter(|&pid| fd_targets(pid).iter().any(|t| t == path))
+            .filter(|&pid| {
+                fd_targets(pid)
+                    .iter()
+                    .any(|t| t == path || t.as_os_str() == deleted)
+            })
             .collect()
     }
 }
