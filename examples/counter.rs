@@ -15,8 +15,9 @@
 //!
 //! The pidfile and the log live in the temporary directory (`/tmp/daemons-counter.pid` and
 //! `/tmp/daemons-counter.log`); `DAEMONS_COUNTER_PIDFILE` and `DAEMONS_COUNTER_LOG` move them.
-//! The exit codes are those of an LSB init script: 0 done (or running, for `status`), 1 error (or
-//! dead with a pidfile left behind, for `status`), 2 usage error, 3 not running.
+//! `.cli()` is the whole command line; its exit codes are those of an LSB init script: 0 done
+//! (or running, for `status`), 1 error (or dead with a pidfile left behind, for `status`), 2
+//! usage error, 3 not running.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use daemons::Daemon;
 use daemons::Signal::{SIGHUP, SIGINT, SIGTERM};
-use daemons::{Daemon, Status, Stopped};
 
 fn main() -> ExitCode {
     let pidfile = path_from_env("DAEMONS_COUNTER_PIDFILE", "daemons-counter.pid");
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     let farewell = |ticks: Arc<AtomicU64>| {
         move || println!("stopping at tick {}", ticks.load(Ordering::Relaxed))
     };
-    let daemon = Daemon::builder()
+    Daemon::builder()
         .name("counter")
         .pidfile(&pidfile)
         .stdout(&log) // println! goes to the log...
@@ -49,74 +50,12 @@ fn main() -> ExitCode {
             println!("tick {n} at unix time {}", unix_time());
         })
         .interval(Duration::from_secs(1))
-        .build();
-    let daemon = match daemon {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("counter: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let command = std::env::args().nth(1).unwrap_or_default();
-    let outcome = match command.as_str() {
-        "start" => daemon.start().map(|pid| {
-            println!("counter: started (pid {pid}), log in {}", log.display());
-            ExitCode::SUCCESS
-        }),
-        "stop" => daemon.stop().map(|stopped| {
-            println!("counter: {}", describe(stopped));
-            ExitCode::SUCCESS
-        }),
-        "restart" => daemon.restart().map(|pid| {
-            println!("counter: restarted (pid {pid}), log in {}", log.display());
-            ExitCode::SUCCESS
-        }),
-        "reload" => daemon.send(SIGHUP).map(|pid| {
-            println!("counter: sent SIGHUP (pid {pid})");
-            ExitCode::SUCCESS
-        }),
-        "status" => daemon.status().map(|status| {
-            println!("counter: {status}");
-            ExitCode::from(match status {
-                Status::Running(_) | Status::Starting => 0,
-                Status::Dead { .. } => 1,
-                Status::NotRunning => 3,
-            })
-        }),
-        "run" => {
-            println!("counter: running in the foreground, Ctrl-C stops it");
-            daemon.run().map(|()| ExitCode::SUCCESS)
-        }
-        _ => {
-            eprintln!("usage: counter start|stop|restart|reload|status|run");
-            return ExitCode::from(2);
-        }
-    };
-    outcome.unwrap_or_else(|e| {
-        eprintln!("counter: {e}");
-        ExitCode::FAILURE
-    })
+        .cli() // start | stop | restart | reload | status | run | help
 }
 
 /// `$VAR` if set, else `name` in the temporary directory.
 fn path_from_env(var: &str, name: &str) -> PathBuf {
     std::env::var_os(var).map_or_else(|| std::env::temp_dir().join(name), PathBuf::from)
-}
-
-fn describe(stopped: Stopped) -> String {
-    match stopped {
-        Stopped::NotRunning => "not running".to_string(),
-        Stopped::Exited { pid, after } => format!("stopped (pid {pid}, after {})", ms(after)),
-        Stopped::Killed { pid, after } => format!(
-            "killed (pid {pid}, after {}: it outlived the stop timeout)",
-            ms(after)
-        ),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn unix_time() -> u64 {

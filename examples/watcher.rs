@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use daemons::{Daemon, Status, Stopped};
+use daemons::Daemon;
 
 const POLL: Duration = Duration::from_secs(1);
 
@@ -46,8 +46,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = std::env::args().nth(1).unwrap_or_default();
+    if matches!(command.as_str(), "start" | "restart" | "run")
+        && let Err(e) = std::fs::create_dir_all(&dir)
+    {
+        eprintln!("watcher: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
     let watched = dir.clone();
-    let daemon = Daemon::builder()
+    Daemon::builder()
         .name("watcher")
         .pidfile(&pidfile)
         .stdout(&log)
@@ -69,63 +76,7 @@ fn main() -> ExitCode {
             println!("stopped watching {}", watched.display());
             Ok(())
         })
-        .build();
-    let daemon = match daemon {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("watcher: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let command = std::env::args().nth(1).unwrap_or_default();
-    if matches!(command.as_str(), "start" | "restart" | "run")
-        && let Err(e) = std::fs::create_dir_all(&dir)
-    {
-        eprintln!("watcher: cannot create {}: {e}", dir.display());
-        return ExitCode::FAILURE;
-    }
-    let outcome = match command.as_str() {
-        "start" => daemon.start().map(|pid| {
-            println!(
-                "watcher: started (pid {pid}), watching {}, log in {}",
-                dir.display(),
-                log.display()
-            );
-            ExitCode::SUCCESS
-        }),
-        "stop" => daemon.stop().map(|stopped| {
-            println!("watcher: {}", describe(stopped));
-            ExitCode::SUCCESS
-        }),
-        "restart" => daemon.restart().map(|pid| {
-            println!("watcher: restarted (pid {pid}), log in {}", log.display());
-            ExitCode::SUCCESS
-        }),
-        "status" => daemon.status().map(|status| {
-            println!("watcher: {status}");
-            ExitCode::from(match status {
-                Status::Running(_) | Status::Starting => 0,
-                Status::Dead { .. } => 1,
-                Status::NotRunning => 3,
-            })
-        }),
-        "run" => {
-            println!(
-                "watcher: watching {} in the foreground, Ctrl-C stops it",
-                dir.display()
-            );
-            daemon.run().map(|()| ExitCode::SUCCESS)
-        }
-        _ => {
-            eprintln!("usage: watcher start|stop|restart|status|run");
-            return ExitCode::from(2);
-        }
-    };
-    outcome.unwrap_or_else(|e| {
-        eprintln!("watcher: {e}");
-        ExitCode::FAILURE
-    })
+        .cli() // start | stop | restart | reload | status | run | help
 }
 
 /// The names in `dir`. The error names the directory: it ends up in the log.
@@ -138,19 +89,4 @@ fn entries(dir: &Path) -> io::Result<BTreeSet<OsString>> {
 /// `$VAR` if set, else `name` in the temporary directory.
 fn path_from_env(var: &str, name: &str) -> PathBuf {
     std::env::var_os(var).map_or_else(|| std::env::temp_dir().join(name), PathBuf::from)
-}
-
-fn describe(stopped: Stopped) -> String {
-    match stopped {
-        Stopped::NotRunning => "not running".to_string(),
-        Stopped::Exited { pid, after } => format!("stopped (pid {pid}, after {})", ms(after)),
-        Stopped::Killed { pid, after } => format!(
-            "killed (pid {pid}, after {}: it outlived the stop timeout)",
-            ms(after)
-        ),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }

@@ -266,10 +266,12 @@ impl DaemonBuilder {
     }
 }
 
-/// `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
+/// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 {
+    if ms < 1 {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    } else if ms < 1000 {
         format!("{ms} ms")
     } else if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
@@ -285,6 +287,7 @@ mod tests {
 
     #[test]
     fn durations_read_well() {
+        assert_eq!(human(Duration::from_micros(600)), "0.6 ms");
         assert_eq!(human(Duration::from_micros(2500)), "2 ms");
         assert_eq!(human(Duration::from_millis(999)), "999 ms");
         assert_eq!(human(Duration::from_secs(10)), "10 s");

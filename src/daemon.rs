@@ -506,6 +506,11 @@ impl Daemon {
         if detached {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
             close_inherited_fds(&s.keep_fds)?;
+            // The logs are the daemon's: once it is no longer root it must still be able to
+            // reopen them after a rotation.
+            for log in [&s.stdout, &s.stderr].into_iter().flatten() {
+                self.credentials.give(log)?;
+            }
         }
         self.credentials.apply()?;
         let reload = Reload {

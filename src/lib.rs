@@ -64,3 +64,8 @@ pub use nix::unistd::Pid;
 pub use pidfile::{Pidfile, PidfileLock};
 pub use pool::Fetch;
 pub use privileges::Account;
+
+// The README's examples are compiled and run with the other doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

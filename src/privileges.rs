@@ -175,6 +175,17 @@ impl Credentials {
         Ok(())
     }
 
+    /// Give `path` to the user and group being switched to, so that the daemon can reopen it
+    /// after the switch (a log file, on SIGHUP after a rotation).
+    pub(crate) fn give(&self, path: &std::path::Path) -> Result<(), Error> {
+        if !self.is_set() || !geteuid().is_root() {
+            return Ok(());
+        }
+        nix::unistd::chown(path, self.uid, self.gid).map_err(|e| Error::Privileges {
+            reason: format!("cannot give {} to {}: {e}", path.display(), self.describe()),
+        })
+    }
+
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some(uid) = self.uid {

@@ -128,39 +128,49 @@ fn an_unknown_user_is_refused_before_anything_starts() {
 }
 
 #[test]
-fn logs_opened_as_root_stay_writable_after_the_drop() {
-    if skip_unless_root("logs_opened_as_root_stay_writable") {
+fn logs_are_given_to_the_user_and_reopen_after_a_rotation() {
+    if skip_unless_root("logs_are_given_to_the_user") {
         return;
     }
     let mut svc = service()
         .with("SERVICE_USER", "nobody")
         .with("SERVICE_BODY", "log");
     let log = svc.path("out.log");
+    let rotated = svc.path("out.log.1");
     svc.set("SERVICE_STDOUT", &log);
     let pid = svc.start();
     assert_eq!(ids(pid, "Uid"), vec![NOBODY; 4]);
-    let lines = || fs::read_to_string(&log).unwrap_or_default().lines().count();
+    let lines = |path: &Path| fs::read_to_string(path).unwrap_or_default().lines().count();
     assert!(
-        wait_until(DEADLINE, || lines() >= 5),
+        wait_until(DEADLINE, || lines(&log) >= 5),
         "stdout lines arrive; stderr log: {}",
         svc.stderr_log()
     );
     let meta = fs::metadata(&log).expect("the log");
     assert_eq!(
-        (meta.uid(), meta.mode() & 0o777),
-        (0, 0o644),
-        "root's file, which nobody could not open itself"
+        (meta.uid(), meta.gid()),
+        (NOBODY, NOBODY),
+        "the daemon's log is its user's"
     );
 
-    // A reload cannot reopen root's log as nobody: the daemon keeps the descriptors it has.
+    // What logrotate does with `create 0640 nobody nogroup`, then `postrotate ... reload`.
+    fs::rename(&log, &rotated).expect("rotate");
+    fs::write(&log, "").expect("create the new log");
+    nix::unistd::chown(&log, Some(NOBODY.into()), Some(NOBODY.into())).expect("chown");
     let out = svc.run(&["reload"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
-    let now = lines();
     assert!(
-        wait_until(DEADLINE, || lines() >= now + 10),
-        "lines still arrive after a reload; stderr log: {}",
+        wait_until(DEADLINE, || lines(&log) >= 5),
+        "new lines go to the new log; stderr log: {}",
         svc.stderr_log()
     );
+    let settled = lines(&rotated);
+    assert!(
+        wait_until(DEADLINE, || lines(&log) >= 10),
+        "the new log keeps growing"
+    );
+    assert_eq!(lines(&rotated), settled, "the rotated log was let go of");
+    assert!(svc.stderr_log().is_empty(), "{}", svc.stderr_log());
     svc.stop_gracefully(pid);
     assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
 }
