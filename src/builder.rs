@@ -2,7 +2,7 @@
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use derive_builder::Builder;
@@ -13,7 +13,7 @@ use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::pool::{self, Fetch};
 use crate::privileges::{Account, Credentials};
-use crate::signals::{Handler, is_forbidden};
+use crate::signals::{Handler, Handlers, is_forbidden};
 
 /// The daemon's settings, as the builder collects them. Plain values get generated setters; the
 /// closures (`on`, `run`, `step`) get hand-written ones below.
@@ -379,7 +379,21 @@ impl DaemonBuilder {
             }
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
-        Ok(Daemon::new(settings, credentials))
+        let body = settings
+            .bodies
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .ok_or(Error::NoBody)?;
+        let mut handlers = Handlers::default();
+        let given = settings
+            .handlers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (signal, handler) in given.drain(..) {
+            handlers.add(signal, handler);
+        }
+        Ok(Daemon::new(settings, credentials, body, handlers))
     }
 
     fn validate(&self) -> Result<(), Error> {

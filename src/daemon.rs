@@ -141,25 +141,13 @@ impl Daemon {
         DaemonBuilder::default()
     }
 
-    /// Split the settings into what the engine shares between threads and what it reads.
-    pub(crate) fn new(mut settings: Settings, credentials: Credentials) -> Daemon {
-        let mut handlers = Handlers::default();
-        let handlers_given = std::mem::take(
-            settings
-                .handlers
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for (signal, handler) in handlers_given {
-            handlers.add(signal, handler);
-        }
-        // validate() has checked that there is exactly one.
-        let body = settings
-            .bodies
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or(Body::Run(Box::new(|_| Ok(()))));
+    /// Put the engine together from checked settings and the closures taken out of them.
+    pub(crate) fn new(
+        settings: Settings,
+        credentials: Credentials,
+        body: Body,
+        handlers: Handlers,
+    ) -> Daemon {
         let name = settings.name.clone().unwrap_or_else(default_name);
         let plan = StepPlan {
             interval: settings.interval.unwrap_or_default(),
