@@ -110,8 +110,13 @@ fn inherited_descriptors_are_closed_and_captured_files_kept() {
     assert!(open.contains(&kept), "{open:?}");
 }
 
-/// As root, every command refuses `fx`'s pidfile, which names `innocent`, as untrusted.
-fn assert_untrusted(fx: &Fixture, mut innocent: Bystander) {
+/// As root, once `spoil` has changed a pidfile that names an innocent bystander, every command
+/// refuses that pidfile as untrusted.
+fn assert_untrusted(spoil: impl FnOnce(&Path)) {
+    let fx = Fixture::new();
+    let mut innocent = Bystander::sleep();
+    fs::write(fx.pidfile(), format!("{}\n", innocent.pid())).expect("write the pidfile");
+    spoil(fx.pidfile());
     for command in [
         &["status"][..],
         &["pid"],
@@ -137,11 +142,9 @@ fn as_root_a_pidfile_owned_by_another_user_is_untrusted() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new();
-    let innocent = Bystander::sleep();
-    fs::write(fx.pidfile(), format!("{}\n", innocent.pid())).expect("write the pidfile");
-    std::os::unix::fs::chown(fx.pidfile(), Some(NOBODY), Some(NOBODY)).expect("chown");
-    assert_untrusted(&fx, innocent);
+    assert_untrusted(|pidfile| {
+        std::os::unix::fs::chown(pidfile, Some(NOBODY), Some(NOBODY)).expect("chown");
+    });
 }
 
 #[test]
@@ -150,9 +153,7 @@ fn as_root_a_world_writable_pidfile_is_untrusted() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new();
-    let innocent = Bystander::sleep();
-    fs::write(fx.pidfile(), format!("{}\n", innocent.pid())).expect("write the pidfile");
-    fs::set_permissions(fx.pidfile(), fs::Permissions::from_mode(0o666)).expect("chmod");
-    assert_untrusted(&fx, innocent);
+    assert_untrusted(|pidfile| {
+        fs::set_permissions(pidfile, fs::Permissions::from_mode(0o666)).expect("chmod");
+    });
 }

@@ -1,6 +1,8 @@
 //! The harness of the integration tests: a fixture daemon in a temporary directory, started,
-//! stopped and probed from outside through the `daemons-fixture` binary, the way a user's init
-//! script would, and killed on drop whatever happened to the test.
+//! stopped and probed from outside through the `daemons-fixture` binary ([`Fixture`]) or the
+//! `daemons-service` binary ([`Service`]), the way a user's init script would, and killed on drop
+//! whatever happened to the test. What the two harnesses share (the directory, the daemons seen
+//! started and reaped, the cleanup) is a [`Tracker`].
 //!
 //! The test process never calls `start()` itself: it runs many threads, and `start()` forks.
 //! It does make itself a child subreaper, so that every detached daemon (whose parent exits
@@ -11,6 +13,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::ops::Deref;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -48,6 +51,210 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(5));
+    }
+}
+
+static SUBREAPER: Once = Once::new();
+
+/// The part of a harness that does not depend on its binary: a temporary directory, the marks
+/// file in it, every daemon seen started and every one reaped. On drop it kills every daemon
+/// that was started and not reaped, and every live process that names the directory, then reaps
+/// them. [`Fixture`] and [`Service`] dereference to it.
+pub struct Tracker {
+    dir: TempDir,
+    /// The files of `/proc/PID` (besides its descriptors) that name the directory when the
+    /// process belongs to this harness.
+    proc_files: &'static [&'static str],
+    started: Mutex<Vec<Pid>>,
+    reaped: Mutex<Vec<Pid>>,
+}
+
+impl Tracker {
+    /// A fresh temporary directory named `prefix...`; makes this process the child subreaper.
+    fn new(prefix: &str, proc_files: &'static [&'static str]) -> Tracker {
+        SUBREAPER.call_once(|| {
+            nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+        });
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("create a temporary directory");
+        Tracker {
+            dir,
+            proc_files,
+            started: Mutex::new(Vec::new()),
+            reaped: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path in the temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The lines that the daemon's handlers and body appended to the marks file.
+    pub fn marks(&self) -> Vec<String> {
+        fs::read_to_string(self.path("marks"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many lines of the marks file are exactly `mark`.
+    pub fn count(&self, mark: &str) -> usize {
+        self.marks().iter().filter(|m| *m == mark).count()
+    }
+
+    /// How many lines of the marks file start with `prefix`.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.marks()
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .count()
+    }
+
+    /// Remember daemons that a command started, to kill them on drop unless they are reaped.
+    fn track(&self, pids: impl IntoIterator<Item = Pid>) {
+        self.started.lock().expect("started").extend(pids);
+    }
+
+    /// Wait for the daemon `pid` (a child of this process, which is their subreaper) to end,
+    /// reap it and return how it ended.
+    pub fn reap(&self, pid: Pid) -> WaitStatus {
+        let mut status = None;
+        let ended = wait_until(DEADLINE, || {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => false,
+                Ok(s) => {
+                    status = Some(s);
+                    true
+                }
+                Err(e) => panic!("waitpid({pid}): {e} (is the test process not its subreaper?)"),
+            }
+        });
+        assert!(ended, "daemon {pid} did not end within {DEADLINE:?}");
+        self.reaped.lock().expect("reaped").push(pid);
+        status.expect("a status")
+    }
+
+    /// The exit code of the daemon `pid`, which must exit (not be killed) within the deadline.
+    pub fn exit_code(&self, pid: Pid) -> i32 {
+        match self.reap(pid) {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("daemon {pid} did not exit normally: {other:?}"),
+        }
+    }
+
+    /// Live processes that belong to this harness: one of their `proc_files` (the command
+    /// line, and for a service the environment) or one of their descriptors names the
+    /// temporary directory.
+    pub fn processes(&self) -> Vec<Pid> {
+        let dir = self.dir.path().as_os_str().as_bytes();
+        let me = std::process::id() as i32;
+        all_pids()
+            .into_iter()
+            .filter(|&pid| pid.as_raw() != me && alive(pid))
+            .filter(|&pid| {
+                self.proc_files.iter().any(|f| {
+                    contains(
+                        &fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default(),
+                        dir,
+                    )
+                }) || fd_targets(pid)
+                    .iter()
+                    .any(|t| contains(t.as_os_str().as_bytes(), dir))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let reaped = self.reaped.lock().map(|r| r.clone()).unwrap_or_default();
+        let mut doomed: Vec<Pid> = self
+            .started
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pid| !reaped.contains(pid))
+            .collect();
+        doomed.extend(self.processes());
+        for &pid in &doomed {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        for pid in doomed {
+            // Reap what became our child; a process that is not ours answers ECHILD at once.
+            wait_until(Duration::from_secs(2), || {
+                !matches!(
+                    waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            });
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A command that runs in the background with its stdout and stderr captured, as `start | cat`
+/// would capture them; [`Running::finish`] collects it.
+pub struct Running {
+    /// What it runs, for messages: `fixture` or `service`.
+    what: &'static str,
+    pid: Pid,
+    since: Instant,
+    output: mpsc::Receiver<std::io::Result<Output>>,
+}
+
+impl Running {
+    /// Launch `command` and return at once.
+    fn spawn(what: &'static str, mut command: Command) -> Running {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let since = Instant::now();
+        let child: Child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the {what}: {e:?}"));
+        let pid = Pid::from_raw(child.id() as i32);
+        let (tx, output) = mpsc::channel();
+        // A reader that blocks (because a daemon kept the pipe open) must not block the test:
+        // it waits on a thread of its own and the test gives up after a deadline.
+        thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        Running {
+            what,
+            pid,
+            since,
+            output,
+        }
+    }
+
+    /// Wait at most [`COMMAND_DEADLINE`] for the command to end (or kill it and fail), and
+    /// return its output and how long it ran.
+    fn finish(self) -> (Output, Duration) {
+        let what = self.what;
+        let output = match self.output.recv_timeout(COMMAND_DEADLINE) {
+            Ok(output) => output.unwrap_or_else(|e| panic!("wait for the {what}: {e:?}")),
+            Err(_) => {
+                let _ = kill(self.pid, Signal::SIGKILL);
+                panic!(
+                    "{what} pid {} did not finish within {COMMAND_DEADLINE:?}",
+                    self.pid
+                );
+            }
+        };
+        (output, self.since.elapsed())
     }
 }
 
@@ -101,48 +308,18 @@ impl Reply {
     }
 }
 
-/// A fixture command that runs in the background; [`Fixture::finish`] collects it.
-pub struct Running {
-    fixture: Pid,
-    since: Instant,
-    output: mpsc::Receiver<std::io::Result<Output>>,
-}
-
 /// One test's daemon: a temporary directory, the pidfile in it, and every daemon seen started.
 pub struct Fixture {
-    dir: TempDir,
+    tracker: Tracker,
     pidfile: PathBuf,
-    started: Mutex<Vec<Pid>>,
-    reaped: Mutex<Vec<Pid>>,
 }
-
-static SUBREAPER: Once = Once::new();
 
 impl Fixture {
     pub fn new() -> Fixture {
-        SUBREAPER.call_once(|| {
-            nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-        });
-        let dir = tempfile::Builder::new()
-            .prefix("daemons-test-")
-            .tempdir()
-            .expect("create a temporary directory");
-        let pidfile = dir.path().join("daemon.pid");
-        Fixture {
-            dir,
-            pidfile,
-            started: Mutex::new(Vec::new()),
-            reaped: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A path in the temporary directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        // A daemon is a fork of the fixture, so its command line names its pidfile.
+        let tracker = Tracker::new("daemons-test-", &["cmdline"]);
+        let pidfile = tracker.path("daemon.pid");
+        Fixture { tracker, pidfile }
     }
 
     pub fn pidfile(&self) -> &Path {
@@ -152,20 +329,6 @@ impl Fixture {
     /// The pidfile's content, if it exists.
     pub fn pidfile_content(&self) -> Option<String> {
         fs::read_to_string(&self.pidfile).ok()
-    }
-
-    /// The lines that the daemon's handlers and body appended to the marks file.
-    pub fn marks(&self) -> Vec<String> {
-        fs::read_to_string(self.path("marks"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// How many times `mark` appears in the marks file.
-    pub fn count(&self, mark: &str) -> usize {
-        self.marks().iter().filter(|m| *m == mark).count()
     }
 
     /// A command line of the fixture: `COMMAND PIDFILE REST... --marks DIR/marks`.
@@ -196,50 +359,25 @@ impl Fixture {
 
     /// Launch a fixture command and return at once; its stdout and stderr are captured, as
     /// `start | cat` would.
-    pub fn spawn(&self, mut command: Command) -> Running {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let since = Instant::now();
-        let child: Child = command.spawn().expect("spawn the fixture");
-        let fixture = Pid::from_raw(child.id() as i32);
-        let (tx, output) = mpsc::channel();
-        // A reader that blocks (because a daemon kept the pipe open) must not block the test:
-        // it waits on a thread of its own and the test gives up after a deadline.
-        thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        Running {
-            fixture,
-            since,
-            output,
-        }
+    pub fn spawn(&self, command: Command) -> Running {
+        Running::spawn("fixture", command)
     }
 
     /// Wait for a launched fixture command, at most [`COMMAND_DEADLINE`].
     pub fn finish(&self, running: Running) -> Reply {
-        let output = running
-            .output
-            .recv_timeout(COMMAND_DEADLINE)
-            .unwrap_or_else(|_| {
-                panic!(
-                    "fixture pid {} did not finish within {COMMAND_DEADLINE:?}",
-                    running.fixture
-                )
-            })
-            .expect("wait for the fixture");
+        let fixture = running.pid;
+        let (output, elapsed) = running.finish();
         let reply = Reply {
             line: String::from_utf8_lossy(&output.stdout)
                 .trim_end()
                 .to_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             status: output.status,
-            fixture: running.fixture,
-            elapsed: running.since.elapsed(),
+            fixture,
+            elapsed,
         };
         if reply.word(0) == "started" {
-            self.started.lock().expect("started").push(reply.pid());
+            self.tracker.track([reply.pid()]);
         }
         reply
     }
@@ -270,52 +408,6 @@ impl Fixture {
         );
         reply
     }
-
-    /// Wait for the daemon `pid` (a child of this process, which is their subreaper) to exit,
-    /// reap it and return how it ended.
-    pub fn reap(&self, pid: Pid) -> WaitStatus {
-        let mut status = None;
-        let ended = wait_until(DEADLINE, || {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => false,
-                Ok(s) => {
-                    status = Some(s);
-                    true
-                }
-                Err(e) => panic!("waitpid({pid}): {e} (is the test process not its subreaper?)"),
-            }
-        });
-        assert!(ended, "daemon {pid} did not exit within {DEADLINE:?}");
-        self.reaped.lock().expect("reaped").push(pid);
-        status.expect("a status")
-    }
-
-    /// The exit code of the daemon `pid`, which must exit (not be killed) within the deadline.
-    pub fn exit_code(&self, pid: Pid) -> i32 {
-        match self.reap(pid) {
-            WaitStatus::Exited(_, code) => code,
-            other => panic!("daemon {pid} did not exit normally: {other:?}"),
-        }
-    }
-
-    /// Live processes that belong to this fixture: their command line or one of their
-    /// descriptors names the temporary directory. A daemon is a fork of the fixture, so its
-    /// command line names its pidfile.
-    pub fn processes(&self) -> Vec<Pid> {
-        let dir = self.dir.path().as_os_str().as_bytes();
-        let me = std::process::id() as i32;
-        all_pids()
-            .into_iter()
-            .filter(|&pid| pid.as_raw() != me && alive(pid))
-            .filter(|&pid| {
-                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                contains(&cmdline, dir)
-                    || fd_targets(pid)
-                        .iter()
-                        .any(|t| contains(t.as_os_str().as_bytes(), dir))
-            })
-            .collect()
-    }
 }
 
 impl Default for Fixture {
@@ -324,35 +416,13 @@ impl Default for Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let reaped = self.reaped.lock().map(|r| r.clone()).unwrap_or_default();
-        let mut doomed: Vec<Pid> = self
-            .started
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|pid| !reaped.contains(pid))
-            .collect();
-        doomed.extend(self.processes());
-        for &pid in &doomed {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        for pid in doomed {
-            // Reap what became our child; a process that is not ours answers ECHILD at once.
-            wait_until(Duration::from_secs(2), || {
-                !matches!(
-                    waitpid(pid, Some(WaitPidFlag::WNOHANG)),
-                    Ok(WaitStatus::StillAlive)
-                )
-            });
-        }
-    }
-}
+/// The directory, the marks, [`reap`](Tracker::reap) and [`processes`](Tracker::processes).
+impl Deref for Fixture {
+    type Target = Tracker;
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    fn deref(&self) -> &Tracker {
+        &self.tracker
+    }
 }
 
 /// An unrelated process, `sleep 1000`, killed and reaped on drop.
@@ -548,28 +618,19 @@ impl Out {
 /// One test's service: a temporary directory with its pidfile, marks file and stderr log, the
 /// environment that configures it, and every daemon that it saw started, killed on drop.
 pub struct Service {
-    dir: TempDir,
+    tracker: Tracker,
     env: Vec<(String, std::ffi::OsString)>,
-    started: Mutex<Vec<Pid>>,
-    reaped: Mutex<Vec<Pid>>,
 }
 
 impl Service {
     /// A service whose pidfile, marks file (`SERVICE_MARKS`) and stderr log (`SERVICE_STDERR`)
     /// are in a fresh temporary directory; nothing else is set.
     pub fn new() -> Service {
-        SUBREAPER.call_once(|| {
-            nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-        });
-        let dir = tempfile::Builder::new()
-            .prefix("daemons-service-")
-            .tempdir()
-            .expect("create a temporary directory");
+        // A daemon inherits the environment, which names the directory, of the command that
+        // started it.
         let mut service = Service {
-            dir,
+            tracker: Tracker::new("daemons-service-", &["environ", "cmdline"]),
             env: Vec::new(),
-            started: Mutex::new(Vec::new()),
-            reaped: Mutex::new(Vec::new()),
         };
         for (key, name) in [
             ("SERVICE_PIDFILE", "service.pid"),
@@ -600,43 +661,12 @@ impl Service {
         self
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A path in the temporary directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     pub fn pidfile(&self) -> PathBuf {
         self.env
             .iter()
             .find(|(k, _)| k == "SERVICE_PIDFILE")
             .map(|(_, v)| PathBuf::from(v))
             .expect("SERVICE_PIDFILE is set")
-    }
-
-    /// The lines of the marks file.
-    pub fn marks(&self) -> Vec<String> {
-        fs::read_to_string(self.path("marks"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// How many lines of the marks file are exactly `mark`.
-    pub fn count(&self, mark: &str) -> usize {
-        self.marks().iter().filter(|m| *m == mark).count()
-    }
-
-    /// How many lines of the marks file start with `prefix`.
-    pub fn count_prefix(&self, prefix: &str) -> usize {
-        self.marks()
-            .iter()
-            .filter(|m| m.starts_with(prefix))
-            .count()
     }
 
     /// The daemon's stderr log (the default `SERVICE_STDERR`).
@@ -662,39 +692,23 @@ impl Service {
     }
 
     /// Run a prepared command to its end.
-    pub fn execute(&self, mut command: Command) -> Out {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let since = Instant::now();
-        let child = command.spawn().expect("spawn the service");
-        let pid = Pid::from_raw(child.id() as i32);
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let output = match rx.recv_timeout(COMMAND_DEADLINE) {
-            Ok(output) => output.expect("wait for the service"),
-            Err(_) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                panic!("service command pid {pid} did not finish within {COMMAND_DEADLINE:?}");
-            }
-        };
+    pub fn execute(&self, command: Command) -> Out {
+        let (output, elapsed) = Running::spawn("service", command).finish();
         let out = Out {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             status: output.status,
-            elapsed: since.elapsed(),
+            elapsed,
         };
-        for line in out.stdout.lines().filter(|l| l.contains(": started (pid ")) {
-            if let Some(&pid) = Out::pids_in(line).first() {
-                self.started.lock().expect("started").push(pid);
-            }
-        }
+        self.tracker.track(
+            out.stdout
+                .lines()
+                .filter(|l| l.contains(": started (pid "))
+                .filter_map(|line| Out::pids_in(line).first().copied()),
+        );
         // A daemon that was killed at a start timeout is a child of this subreaper too.
         if out.stderr.contains("was killed (pid ") {
-            self.started
-                .lock()
-                .expect("started")
-                .extend(Out::pids_in(&out.stderr));
+            self.tracker.track(Out::pids_in(&out.stderr));
         }
         out
     }
@@ -739,46 +753,6 @@ impl Service {
         )
     }
 
-    /// Wait for the daemon `pid` (a child of this process, its subreaper) to end, reap it and
-    /// return how it ended.
-    pub fn reap(&self, pid: Pid) -> WaitStatus {
-        let mut status = None;
-        let ended = wait_until(DEADLINE, || {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => false,
-                Ok(s) => {
-                    status = Some(s);
-                    true
-                }
-                Err(e) => panic!("waitpid({pid}): {e} (is the test process not its subreaper?)"),
-            }
-        });
-        assert!(ended, "daemon {pid} did not end within {DEADLINE:?}");
-        self.reaped.lock().expect("reaped").push(pid);
-        status.expect("a status")
-    }
-
-    /// Live processes of this service: their environment, command line or descriptors name
-    /// the temporary directory.
-    pub fn processes(&self) -> Vec<Pid> {
-        let dir = self.dir.path().as_os_str().as_bytes();
-        let me = std::process::id() as i32;
-        all_pids()
-            .into_iter()
-            .filter(|&pid| pid.as_raw() != me && alive(pid))
-            .filter(|&pid| {
-                ["environ", "cmdline"].iter().any(|f| {
-                    contains(
-                        &fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default(),
-                        dir,
-                    )
-                }) || fd_targets(pid)
-                    .iter()
-                    .any(|t| contains(t.as_os_str().as_bytes(), dir))
-            })
-            .collect()
-    }
-
     /// Processes that have `path` open, even if it was unlinked since.
     pub fn holders(path: &Path) -> Vec<Pid> {
         let mut deleted = path.as_os_str().to_owned();
@@ -815,30 +789,12 @@ impl Default for Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let reaped = self.reaped.lock().map(|r| r.clone()).unwrap_or_default();
-        let mut doomed: Vec<Pid> = self
-            .started
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|pid| !reaped.contains(pid))
-            .collect();
-        doomed.extend(self.processes());
-        for &pid in &doomed {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        for pid in doomed {
-            // Reap what became our child; a process that is not ours answers ECHILD at once.
-            wait_until(Duration::from_secs(2), || {
-                !matches!(
-                    waitpid(pid, Some(WaitPidFlag::WNOHANG)),
-                    Ok(WaitStatus::StillAlive)
-                )
-            });
-        }
+/// The directory, the marks, [`reap`](Tracker::reap) and [`processes`](Tracker::processes).
+impl Deref for Service {
+    type Target = Tracker;
+
+    fn deref(&self) -> &Tracker {
+        &self.tracker
     }
 }
 
