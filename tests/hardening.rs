@@ -110,6 +110,21 @@ fn inherited_descriptors_are_closed_and_captured_files_kept() {
     assert!(open.contains(&kept), "{open:?}");
 }
 
+#[test]
+fn an_inherited_descriptor_named_in_keep_fds_stays_open() {
+    let fx = Fixture::new();
+    let (passed, leaked) = (fx.path("passed"), fx.path("leaked"));
+    let pid = fx.start(&[
+        "--pass-fd",
+        passed.to_str().expect("utf-8"),
+        "--leak-fd",
+        leaked.to_str().expect("utf-8"),
+    ]);
+    let open = fd_targets(pid);
+    assert!(open.contains(&passed), "kept: {open:?}");
+    assert!(!open.contains(&leaked), "closed: {open:?}");
+}
+
 /// As root, once `spoil` has changed a pidfile that names an innocent bystander, every command
 /// refuses that pidfile as untrusted.
 fn assert_untrusted(spoil: impl FnOnce(&Path)) {
