@@ -131,22 +131,27 @@ impl Process {
     pub fn holding(pidfile: &Pidfile) -> Result<Option<Process>, Error> {
         // Each round fails only if the holder changed under us; a few rounds settle any race.
         for _ in 0..8 {
-            let State::Running(pid) = pidfile.probe()? else {
-                return Ok(None);
-            };
-            let pidfd = match pidfd_open(pid) {
-                Ok(fd) => fd,
-                // It died between the probe and now: look again.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
-                Err(e) => {
+            // The pid as written, unverified: the probe after the pidfd is open is the check.
+            let named = pidfile.read()?;
+            let pidfd = match named.map(pidfd_open) {
+                Some(Ok(fd)) => Some(fd),
+                // Gone already, or no pid written: the probe says what the file is.
+                Some(Err(e)) if e.raw_os_error() == Some(libc::ESRCH) => None,
+                None => None,
+                Some(Err(e)) => {
                     return Err(Error::Sys {
                         call: "pidfd_open",
                         source: e,
                     });
                 }
             };
-            if pidfile.probe()? == State::Running(pid) {
-                return Ok(Some(Process { pid, pidfd }));
+            match (pidfile.probe()?, named, pidfd) {
+                (State::Running(pid), Some(named), Some(pidfd)) if pid == named => {
+                    return Ok(Some(Process { pid, pidfd }));
+                }
+                // A holder other than the one whose pidfd we have: it changed meanwhile.
+                (State::Running(_), _, _) => continue,
+                _ => return Ok(None),
             }
         }
         Err(Error::AlreadyRunning {

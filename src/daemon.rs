@@ -17,7 +17,7 @@ use crate::notify::{Notifier, watchdog_period};
 use crate::pidfile::{Pidfile, PidfileLock, State};
 use crate::pool::PoolPlan;
 use crate::privileges::Credentials;
-use crate::signals::{Handlers, Listener, Reload, listen};
+use crate::signals::{Catcher, Handlers, Reload, catch};
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
 ///
@@ -426,7 +426,7 @@ impl Daemon {
             None
         });
         let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2));
-        let (lock, listener) = match self.prepare(detached, &ctl) {
+        let (lock, catcher) = match self.prepare(detached) {
             Ok(parts) => parts,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
@@ -438,9 +438,30 @@ impl Daemon {
         if let Some(reporter) = reporter {
             ctl.shared().await_ready(reporter);
         }
+        // Ready before the control thread exists: the signals are caught already, and the
+        // caller need not wait for a thread to be spawned.
         if !self.settings.manual_ready {
             ctl.shared().report_ready();
         }
+        let reload = Reload {
+            notifier: ctl.shared().notifier(),
+            logs: detached.then(|| (self.settings.stdout.clone(), self.settings.stderr.clone())),
+        };
+        let listener = match catcher.listen(
+            self.handlers.clone(),
+            ctl.shared().clone(),
+            reload,
+            self.log.clone(),
+        ) {
+            Ok(listener) => listener,
+            Err(error) => {
+                self.log.log(&format!("stopping: {error}"));
+                if let Some(mut reporter) = ctl.shared().unreported() {
+                    reporter.fail(&error);
+                }
+                return Err(error);
+            }
+        };
 
         let outcome = {
             let mut body = self.body.lock().unwrap_or_else(PoisonError::into_inner);
@@ -477,7 +498,7 @@ impl Daemon {
     }
 
     /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
-    fn prepare(&self, detached: bool, ctl: &Ctl) -> Result<(PidfileLock, Listener), Error> {
+    fn prepare(&self, detached: bool) -> Result<(PidfileLock, Catcher), Error> {
         let s = &self.settings;
         if detached {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
@@ -501,18 +522,8 @@ impl Daemon {
             }
         }
         self.credentials.apply()?;
-        let reload = Reload {
-            notifier: ctl.shared().notifier(),
-            logs: detached.then(|| (s.stdout.clone(), s.stderr.clone())),
-        };
-        let listener = listen(
-            self.handlers.clone(),
-            ctl.shared().clone(),
-            detached,
-            reload,
-            self.log.clone(),
-        )?;
-        Ok((lock, listener))
+        let catcher = catch(&self.handlers, detached)?;
+        Ok((lock, catcher))
     }
 }
 

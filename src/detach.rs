@@ -86,8 +86,8 @@ pub struct Reporter {
     pipe: File,
 }
 
-// The daemon writes its pid as soon as it exists, so that a caller that gives up waiting can
-// kill it, then one final message: ready, or an encoded error.
+// The intermediate process writes the daemon's pid as soon as it exists, so that a caller that
+// gives up waiting can kill it; the daemon then writes one final word: ready, or an encoded error.
 const READY: u8 = b'R';
 const FAILED: u8 = b'E';
 
@@ -137,16 +137,16 @@ pub fn detach() -> Result<Side, Error> {
             // SAFETY: this process has exactly one thread (it is a fresh fork of a
             // single-threaded one).
             match unsafe { fork() } {
-                Ok(ForkResult::Parent { .. }) => {
+                Ok(ForkResult::Parent { child }) => {
+                    // The daemon's pid goes first, so that a caller that gives up waiting can
+                    // kill it. Written here, it is in the pipe before the caller has reaped this
+                    // process, and costs the caller no extra wake-up.
+                    let _ = reporter.pipe.write_all(format!("{child}\n").as_bytes());
                     // SAFETY: as above: the intermediate process must not run the caller's exit
                     // handlers or flush its buffers again.
                     unsafe { libc::_exit(0) }
                 }
-                Ok(ForkResult::Child) => {
-                    let pid = Pid::this().to_string();
-                    let _ = reporter.pipe.write_all(format!("{pid}\n").as_bytes());
-                    Ok(Side::Daemon(reporter))
-                }
+                Ok(ForkResult::Child) => Ok(Side::Daemon(reporter)),
                 Err(e) => {
                     reporter.fail(&Error::sys("fork", e));
                     // SAFETY: as above.
@@ -193,7 +193,13 @@ impl Pending {
             }
             match self.pipe.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => message.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    message.extend_from_slice(&buf[..n]);
+                    // "Ready" is the last word: no need to wait for the pipe to close.
+                    if let (Some(pid), Some(Ok(()))) = parse_report(&message) {
+                        return Ok(pid);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return Err(Error::Sys {

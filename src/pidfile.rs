@@ -221,10 +221,14 @@ impl Pidfile {
             if !same_file(&self.path, &meta) {
                 continue;
             }
+            // Write over the old content, then cut what is left of it. Truncating to zero first
+            // would make ext4 flush the file to disk when the daemon closes it at exit
+            // (auto_da_alloc), which stalls every stop on the disk. A probe that reads the file
+            // between the two calls finds no valid pid and retries.
             let content = format!("{}\n", Pid::this());
             let written = file
-                .set_len(0)
-                .and_then(|()| file.write_all_at(content.as_bytes(), 0));
+                .write_all_at(content.as_bytes(), 0)
+                .and_then(|()| file.set_len(content.len() as u64));
             if let Err(e) = written {
                 let _ = fs::remove_file(&self.path);
                 return Err(Error::io("write the pidfile", &self.path, e));

@@ -82,12 +82,18 @@ type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
 struct Slots {
     free: AtomicUsize,
     fetcher: Thread,
+    /// How many slots must be free before a parked fetcher is woken.
+    wake_at: usize,
 }
 
 impl Slots {
-    /// A worker finished a message: free its slot, and wake the fetcher if it waits for one.
+    /// A worker finished a message: free its slot, and wake the fetcher if it waits for slots.
+    ///
+    /// A fetcher woken for every single slot would fetch one message, find the pool full again
+    /// and park again: two context switches per message. Waking it only once a quarter of the
+    /// pool is free lets it fetch a run of messages per wake-up.
     fn release(&self) {
-        if self.free.fetch_add(1, Ordering::AcqRel) == 0 {
+        if self.free.fetch_add(1, Ordering::AcqRel) + 1 == self.wake_at {
             self.fetcher.unpark();
         }
     }
@@ -103,6 +109,7 @@ fn serve<M: Send + 'static>(
     let slots = Arc::new(Slots {
         free: AtomicUsize::new(plan.size),
         fetcher: thread::current(),
+        wake_at: (plan.size / 4).max(1),
     });
     // The slots keep at most `size` messages in flight, so a send never waits for room.
     let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(plan.size);

@@ -119,17 +119,16 @@ pub(crate) struct Listener {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Catch the stop signals, SIGHUP and every signal that has handlers, and start the control
-/// thread. With `reset`, every other signal's disposition goes back to its default and the mask
-/// is cleared (the daemon(7) steps), after our handlers are in place so that no stop signal can
-/// slip in between.
-pub(crate) fn listen(
-    handlers: Arc<Mutex<Handlers>>,
-    shared: Arc<Shared>,
-    reset: bool,
-    reload: Reload,
-    log: Log,
-) -> Result<Listener, Error> {
+/// The signals caught, before the control thread runs: what arrives meanwhile waits in
+/// signal-hook's pipe.
+pub(crate) struct Catcher {
+    signals: Signals,
+}
+
+/// Catch the stop signals, SIGHUP and every signal that has handlers. With `reset`, every other
+/// signal's disposition goes back to its default and the mask is cleared (the daemon(7) steps),
+/// after our handlers are in place so that no stop signal can slip in between.
+pub(crate) fn catch(handlers: &Mutex<Handlers>, reset: bool) -> Result<Catcher, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
     caught.push(Signal::SIGHUP);
     let registered: Vec<Signal> = handlers
@@ -142,46 +141,61 @@ pub(crate) fn listen(
             caught.push(signal);
         }
     }
-    let mut signals = Signals::new(caught.iter().map(|&s| s as i32)).map_err(|e| Error::Sys {
+    let signals = Signals::new(caught.iter().map(|&s| s as i32)).map_err(|e| Error::Sys {
         call: "install signal handlers",
         source: e,
     })?;
     if reset {
-        // The control thread inherits the mask of the thread that spawns it: clear it first.
+        // Before the control thread exists: it inherits the mask of the thread that spawns it.
         reset_signals(&caught)?;
     }
-    let handle = signals.handle();
-    let thread = thread::Builder::new()
-        .name("daemons-signals".into())
-        .spawn(move || {
-            for raw in signals.forever() {
-                let Ok(signal) = Signal::try_from(raw) else {
-                    continue;
-                };
-                if STOP_SIGNALS.contains(&signal) {
-                    shared.request_stop(Some(signal));
-                    continue;
+    Ok(Catcher { signals })
+}
+
+impl Catcher {
+    /// Start the control thread. It ends at the first stop signal: the body is asked to stop,
+    /// and nothing else may run during the shutdown.
+    pub(crate) fn listen(
+        self,
+        handlers: Arc<Mutex<Handlers>>,
+        shared: Arc<Shared>,
+        reload: Reload,
+        log: Log,
+    ) -> Result<Listener, Error> {
+        let mut signals = self.signals;
+        let handle = signals.handle();
+        let thread = thread::Builder::new()
+            .name("daemons-signals".into())
+            .spawn(move || {
+                for raw in signals.forever() {
+                    let Ok(signal) = Signal::try_from(raw) else {
+                        continue;
+                    };
+                    if STOP_SIGNALS.contains(&signal) {
+                        shared.request_stop(Some(signal));
+                        break;
+                    }
+                    let hup = signal == Signal::SIGHUP;
+                    if hup {
+                        reload.begin(&log);
+                    }
+                    let mut handlers = handlers.lock().unwrap_or_else(PoisonError::into_inner);
+                    let _ = handlers.run(signal, &log);
+                    drop(handlers);
+                    if hup {
+                        reload.end();
+                    }
                 }
-                let hup = signal == Signal::SIGHUP;
-                if hup {
-                    reload.begin(&log);
-                }
-                let mut handlers = handlers.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = handlers.run(signal, &log);
-                drop(handlers);
-                if hup {
-                    reload.end();
-                }
-            }
+            })
+            .map_err(|e| Error::Sys {
+                call: "spawn the control thread",
+                source: e,
+            })?;
+        Ok(Listener {
+            handle,
+            thread: Some(thread),
         })
-        .map_err(|e| Error::Sys {
-            call: "spawn the control thread",
-            source: e,
-        })?;
-    Ok(Listener {
-        handle,
-        thread: Some(thread),
-    })
+    }
 }
 
 impl Listener {
