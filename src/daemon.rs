@@ -1,6 +1,7 @@
 //! The handle: start, stop, restart, status, pid, send, and the engine that runs in the daemon.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -259,9 +260,14 @@ impl Daemon {
                 started
             }
             Side::Daemon(reporter) => {
-                let code = match self.serve(Launch::Detached(reporter)) {
-                    Ok(()) => 0,
-                    Err(_) => 1,
+                // Whatever happens, the daemon must not unwind into the caller's code: it is a
+                // copy of the caller, and would go on running it.
+                let served = catch_unwind(AssertUnwindSafe(|| {
+                    self.serve(Launch::Detached(reporter))
+                }));
+                let code = match served {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(_)) | Err(_) => 1,
                 };
                 // `exit` does not flush Rust's buffered stdout: a last `print!` would be lost.
                 let _ = std::io::Write::flush(&mut std::io::stdout());

@@ -86,8 +86,8 @@ pub struct Reporter {
     pipe: File,
 }
 
-// The intermediate process writes the daemon's pid as soon as it exists, so that a caller that
-// gives up waiting can kill it; the daemon then writes one final word: ready, or an encoded error.
+// The daemon writes its pid as soon as it exists, so that a caller that gives up waiting can
+// kill it, then one final word: ready, or an encoded error.
 const READY: u8 = b'R';
 const FAILED: u8 = b'E';
 
@@ -137,16 +137,19 @@ pub fn detach() -> Result<Side, Error> {
             // SAFETY: this process has exactly one thread (it is a fresh fork of a
             // single-threaded one).
             match unsafe { fork() } {
-                Ok(ForkResult::Parent { child }) => {
-                    // The daemon's pid goes first, so that a caller that gives up waiting can
-                    // kill it. Written here, it is in the pipe before the caller has reaped this
-                    // process, and costs the caller no extra wake-up.
-                    let _ = reporter.pipe.write_all(format!("{child}\n").as_bytes());
+                Ok(ForkResult::Parent { .. }) => {
                     // SAFETY: as above: the intermediate process must not run the caller's exit
                     // handlers or flush its buffers again.
                     unsafe { libc::_exit(0) }
                 }
-                Ok(ForkResult::Child) => Ok(Side::Daemon(reporter)),
+                Ok(ForkResult::Child) => {
+                    // The daemon itself writes its pid, first: with one writer the pid line
+                    // always comes before the final word (the intermediate process, which knows
+                    // the pid too, could be scheduled after the daemon has reported).
+                    let pid = Pid::this().to_string();
+                    let _ = reporter.pipe.write_all(format!("{pid}\n").as_bytes());
+                    Ok(Side::Daemon(reporter))
+                }
                 Err(e) => {
                     reporter.fail(&Error::sys("fork", e));
                     // SAFETY: as above.
