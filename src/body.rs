@@ -6,12 +6,17 @@
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use nix::unistd::pipe2;
 
+use crate::control::wait_readable;
 use crate::detach::Reporter;
 use crate::notify::Notifier;
 use crate::pool::{MessagesFn, PoolPlan};
@@ -140,23 +145,23 @@ impl fmt::Debug for Ctl {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Shared {
     stopping: AtomicBool,
-    state: Mutex<StopState>,
-    wake: Condvar,
+    /// The first stop signal's number, 0 while there is none (or the stop came from
+    /// `Ctl::stop`).
+    signal: AtomicI32,
+    /// Readable once a stop is asked: every `Ctl::sleep` polls it. A pipe, because a stop
+    /// signal's handler may write to it, and because `poll` returns on a signal where a futex
+    /// wait would silently resume.
+    wake_read: OwnedFd,
+    wake_write: OwnedFd,
+    stopping_told: AtomicBool,
     notifier: Option<Arc<Notifier>>,
     watchdog: Option<Watchdog>,
     /// Taken by whoever reports readiness first: the engine, or `ctl.ready()` when readiness is
     /// manual.
     reporter: Mutex<Option<Reporter>>,
     ready: AtomicBool,
-}
-
-#[derive(Default)]
-struct StopState {
-    requested: bool,
-    signal: Option<Signal>,
 }
 
 /// `WATCHDOG=1` pings, sent from the body's own loop so that a hung body stops them.
@@ -168,22 +173,50 @@ struct Watchdog {
 }
 
 impl Shared {
-    /// Ask the body to stop, once. The first request's signal is the one whose handlers run.
+    fn new(notifier: Option<Arc<Notifier>>, watchdog: Option<Watchdog>) -> io::Result<Shared> {
+        let (wake_read, wake_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        Ok(Shared {
+            stopping: AtomicBool::new(false),
+            signal: AtomicI32::new(0),
+            wake_read,
+            wake_write,
+            stopping_told: AtomicBool::new(false),
+            notifier,
+            watchdog,
+            reporter: Mutex::new(None),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Ask the body to stop: set the flag, remember the first stop signal, wake every sleeper.
+    ///
+    /// Async-signal-safe (atomics and one `write`), because a stop signal's handler calls it
+    /// directly: the body wakes without a detour through the control thread.
     pub(crate) fn request_stop(&self, signal: Option<Signal>) {
-        let mut state = lock(&self.state);
-        if !state.requested {
-            state.requested = true;
-            state.signal = signal;
-            if let Some(notifier) = &self.notifier {
-                let _ = notifier.send("STOPPING=1");
-            }
+        if let Some(signal) = signal {
+            let _ = self.signal.compare_exchange(
+                0,
+                signal as i32,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
         self.stopping.store(true, Ordering::Release);
-        self.wake.notify_all();
+        // Full pipe (EAGAIN) means it is readable already, which is all that matters.
+        let _ = nix::unistd::write(&self.wake_write, b"s");
+    }
+
+    /// Tell the service manager, once, that the daemon is stopping. Not for signal context.
+    pub(crate) fn tell_stopping(&self) {
+        if let Some(notifier) = &self.notifier
+            && !self.stopping_told.swap(true, Ordering::AcqRel)
+        {
+            let _ = notifier.send("STOPPING=1");
+        }
     }
 
     pub(crate) fn stop_signal(&self) -> Option<Signal> {
-        lock(&self.state).signal
+        Signal::try_from(self.signal.load(Ordering::Acquire)).ok()
     }
 
     /// Report readiness to the caller of `start()` and the service manager, once.
@@ -244,14 +277,15 @@ impl Shared {
 impl Ctl {
     #[cfg(test)]
     pub(crate) fn new() -> Ctl {
-        Ctl {
-            shared: Arc::default(),
-        }
+        Ctl::notifying(None, None).expect("a pipe")
     }
 
     /// A `Ctl` that tells the service manager about readiness and stops, and pings its watchdog
     /// every `watchdog` (half the period it asked for).
-    pub(crate) fn notifying(notifier: Option<Notifier>, watchdog: Option<Duration>) -> Ctl {
+    pub(crate) fn notifying(
+        notifier: Option<Notifier>,
+        watchdog: Option<Duration>,
+    ) -> io::Result<Ctl> {
         let notifier = notifier.map(Arc::new);
         let watchdog = watchdog
             .filter(|_| notifier.is_some())
@@ -260,13 +294,9 @@ impl Ctl {
                 since: Instant::now(),
                 due: AtomicU64::new(0),
             });
-        Ctl {
-            shared: Arc::new(Shared {
-                notifier,
-                watchdog,
-                ..Shared::default()
-            }),
-        }
+        Ok(Ctl {
+            shared: Arc::new(Shared::new(notifier, watchdog)?),
+        })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -306,24 +336,22 @@ impl Ctl {
     /// ```
     pub fn sleep(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;
-        let mut state = lock(&self.shared.state);
-        while !state.requested {
+        loop {
+            if !self.running() {
+                self.shared.tell_stopping();
+                return false;
+            }
             let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return true;
             }
-            if let Some(watchdog) = &self.shared.watchdog {
-                self.shared.pet(watchdog);
-                left = left.min(self.shared.until_ping().unwrap_or(left));
+            if let Some(ping) = self.shared.until_ping() {
+                left = left.min(ping);
             }
-            state = self
-                .shared
-                .wake
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            // A stop makes the pipe readable for good; a signal or a watchdog ping ends the wait
+            // early; either way the loop looks again.
+            let _ = wait_readable(self.shared.wake_read.as_fd(), left);
         }
-        false
     }
 
     /// Report that the daemon is ready, when the builder was told that readiness is manual
@@ -379,6 +407,7 @@ impl Ctl {
     /// ```
     pub fn stop(&self) {
         self.shared.request_stop(None);
+        self.shared.tell_stopping();
     }
 }
 
@@ -414,6 +443,7 @@ fn step_loop(step: &mut StepFn, plan: StepPlan, ctl: &Ctl, log: &Log) -> Result<
             ctl.sleep(plan.interval);
         }
     }
+    ctl.shared().tell_stopping();
     Ok(())
 }
 

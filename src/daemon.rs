@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Pid, chdir};
 
-use crate::body::{Body, Ctl, Log, StepPlan, drive};
+use crate::body::{Body, Ctl, Log, Shared, StepPlan, drive};
 use crate::builder::{DaemonBuilder, Settings};
 use crate::control::{self, Stopped};
 use crate::detach::{Side, close_inherited_fds, detach, redirect_stdio};
@@ -431,8 +431,13 @@ impl Daemon {
                 .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
             None
         });
-        let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2));
-        let (lock, catcher) = match self.prepare(detached) {
+        let prepared = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2))
+            .map_err(|e| Error::Sys {
+                call: "pipe",
+                source: e,
+            })
+            .and_then(|ctl| Ok((self.prepare(detached, ctl.shared())?, ctl)));
+        let ((lock, catcher), ctl) = match prepared {
             Ok(parts) => parts,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
@@ -473,8 +478,15 @@ impl Daemon {
             let mut body = self.body.lock().unwrap_or_else(PoisonError::into_inner);
             drive(&mut body, self.plan, &ctl, &self.log)
         };
+        if !ctl.running() {
+            ctl.shared().tell_stopping();
+        }
         // No handler may run after the pidfile is gone.
-        listener.close();
+        if detached {
+            listener.close();
+        } else {
+            listener.release();
+        }
         let mut result = outcome.map_err(|message| {
             self.log.log(&format!("stopping: {message}"));
             Error::Body { message }
@@ -504,7 +516,11 @@ impl Daemon {
     }
 
     /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
-    fn prepare(&self, detached: bool) -> Result<(PidfileLock, Catcher), Error> {
+    fn prepare(
+        &self,
+        detached: bool,
+        shared: &Arc<Shared>,
+    ) -> Result<(PidfileLock, Catcher), Error> {
         let s = &self.settings;
         if detached {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
@@ -528,7 +544,7 @@ impl Daemon {
             }
         }
         self.credentials.apply()?;
-        let catcher = catch(&self.handlers, detached)?;
+        let catcher = catch(&self.handlers, shared, detached)?;
         Ok((lock, catcher))
     }
 }

@@ -159,6 +159,7 @@ fn serve<M: Send + 'static>(
     };
 
     // Closing the channel lets the workers drain what is in it, then exit.
+    ctl.shared().tell_stopping();
     drop(sender);
     for worker in workers {
         let _ = worker.join();

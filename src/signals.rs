@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use nix::sys::signal::Signal;
+use signal_hook::SigId;
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::body::{Log, Shared, panic_message};
@@ -116,19 +117,28 @@ impl Reload {
 /// The running control thread.
 pub(crate) struct Listener {
     handle: Handle,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Signals>>,
+    stop_actions: Vec<SigId>,
 }
 
 /// The signals caught, before the control thread runs: what arrives meanwhile waits in
 /// signal-hook's pipe.
 pub(crate) struct Catcher {
     signals: Signals,
+    stop_actions: Vec<SigId>,
 }
 
 /// Catch the stop signals, SIGHUP and every signal that has handlers. With `reset`, every other
 /// signal's disposition goes back to its default and the mask is cleared (the daemon(7) steps),
 /// after our handlers are in place so that no stop signal can slip in between.
-pub(crate) fn catch(handlers: &Mutex<Handlers>, reset: bool) -> Result<Catcher, Error> {
+///
+/// A stop signal asks the body to stop from the signal handler itself, so that a sleeping body
+/// wakes at once instead of after two hops through the control thread.
+pub(crate) fn catch(
+    handlers: &Mutex<Handlers>,
+    shared: &Arc<Shared>,
+    reset: bool,
+) -> Result<Catcher, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
     caught.push(Signal::SIGHUP);
     let registered: Vec<Signal> = handlers
@@ -141,15 +151,33 @@ pub(crate) fn catch(handlers: &Mutex<Handlers>, reset: bool) -> Result<Catcher, 
             caught.push(signal);
         }
     }
-    let signals = Signals::new(caught.iter().map(|&s| s as i32)).map_err(|e| Error::Sys {
+    let install_failed = |e| Error::Sys {
         call: "install signal handlers",
         source: e,
-    })?;
+    };
+    let signals = Signals::new(caught.iter().map(|&s| s as i32)).map_err(install_failed)?;
+    let mut stop_actions = Vec::new();
+    for signal in STOP_SIGNALS {
+        let shared = shared.clone();
+        // SAFETY: the action only does atomic operations and one write(2) on a descriptor that
+        // `shared` keeps open (`Shared::request_stop`), all async-signal-safe; it allocates,
+        // locks and panics nowhere.
+        let id = unsafe {
+            signal_hook::low_level::register(signal as i32, move || {
+                shared.request_stop(Some(signal))
+            })
+        }
+        .map_err(install_failed)?;
+        stop_actions.push(id);
+    }
     if reset {
         // Before the control thread exists: it inherits the mask of the thread that spawns it.
         reset_signals(&caught)?;
     }
-    Ok(Catcher { signals })
+    Ok(Catcher {
+        signals,
+        stop_actions,
+    })
 }
 
 impl Catcher {
@@ -163,6 +191,7 @@ impl Catcher {
         log: Log,
     ) -> Result<Listener, Error> {
         let mut signals = self.signals;
+        let stop_actions = self.stop_actions;
         let handle = signals.handle();
         let thread = thread::Builder::new()
             .name("daemons-signals".into())
@@ -172,7 +201,8 @@ impl Catcher {
                         continue;
                     };
                     if STOP_SIGNALS.contains(&signal) {
-                        shared.request_stop(Some(signal));
+                        // The signal handler has asked the body to stop already.
+                        shared.tell_stopping();
                         break;
                     }
                     let hup = signal == Signal::SIGHUP;
@@ -186,6 +216,9 @@ impl Catcher {
                         reload.end();
                     }
                 }
+                // Handed back rather than dropped here: closing the listener writes to this
+                // socket, which must still have a reader.
+                signals
             })
             .map_err(|e| Error::Sys {
                 call: "spawn the control thread",
@@ -194,17 +227,34 @@ impl Catcher {
         Ok(Listener {
             handle,
             thread: Some(thread),
+            stop_actions,
         })
     }
 }
 
 impl Listener {
     /// Stop listening and wait for the control thread, so that no handler runs after this.
-    pub(crate) fn close(mut self) {
-        self.handle.close();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    /// The signals stay caught (and ignored) until the process exits.
+    pub(crate) fn close(self) {
+        if let Some(signals) = self.stop() {
+            // Unregistering takes signal-hook's global lock once per signal, for nothing: the
+            // process is about to exit.
+            std::mem::forget(signals);
         }
+    }
+
+    /// Stop listening and give the signals back to their previous handling, for a process that
+    /// goes on after the daemon (`run()` in the foreground).
+    pub(crate) fn release(mut self) {
+        for id in self.stop_actions.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        drop(self.stop());
+    }
+
+    fn stop(mut self) -> Option<Signals> {
+        self.handle.close();
+        self.thread.take().and_then(|thread| thread.join().ok())
     }
 }
 
