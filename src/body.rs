@@ -5,9 +5,9 @@
 //! finishes the step under way and does not start another.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -194,12 +194,9 @@ impl Shared {
     /// directly: the body wakes without a detour through the control thread.
     pub(crate) fn request_stop(&self, signal: Option<Signal>) {
         if let Some(signal) = signal {
-            let _ = self.signal.compare_exchange(
-                0,
-                signal as i32,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            let _ =
+                self.signal
+                    .compare_exchange(0, signal as i32, Ordering::AcqRel, Ordering::Acquire);
         }
         self.stopping.store(true, Ordering::Release);
         // Full pipe (EAGAIN) means it is readable already, which is all that matters.
