@@ -262,9 +262,8 @@ impl Daemon {
             Side::Daemon(reporter) => {
                 // Whatever happens, the daemon must not unwind into the caller's code: it is a
                 // copy of the caller, and would go on running it.
-                let served = catch_unwind(AssertUnwindSafe(|| {
-                    self.serve(Launch::Detached(reporter))
-                }));
+                let served =
+                    catch_unwind(AssertUnwindSafe(|| self.serve(Launch::Detached(reporter))));
                 let code = match served {
                     Ok(Ok(())) => 0,
                     Ok(Err(_)) | Err(_) => 1,
@@ -436,8 +435,15 @@ impl Daemon {
                 call: "pipe",
                 source: e,
             })
-            .and_then(|ctl| Ok((self.prepare(detached, ctl.shared())?, ctl)));
-        let ((lock, catcher), ctl) = match prepared {
+            .and_then(|ctl| {
+                let reload = Reload {
+                    notifier: ctl.shared().notifier(),
+                    logs: detached
+                        .then(|| (self.settings.stdout.clone(), self.settings.stderr.clone())),
+                };
+                Ok((self.prepare(detached, ctl.shared(), &reload)?, ctl, reload))
+            });
+        let ((lock, catcher), ctl, reload) = match prepared {
             Ok(parts) => parts,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
@@ -454,10 +460,6 @@ impl Daemon {
         if !self.settings.manual_ready {
             ctl.shared().report_ready();
         }
-        let reload = Reload {
-            notifier: ctl.shared().notifier(),
-            logs: detached.then(|| (self.settings.stdout.clone(), self.settings.stderr.clone())),
-        };
         let listener = match catcher.listen(
             self.handlers.clone(),
             ctl.shared().clone(),
@@ -520,6 +522,7 @@ impl Daemon {
         &self,
         detached: bool,
         shared: &Arc<Shared>,
+        reload: &Reload,
     ) -> Result<(PidfileLock, Catcher), Error> {
         let s = &self.settings;
         if detached {
@@ -544,7 +547,7 @@ impl Daemon {
             }
         }
         self.credentials.apply()?;
-        let catcher = catch(&self.handlers, shared, detached)?;
+        let catcher = catch(&self.handlers, shared, detached, reload)?;
         Ok((lock, catcher))
     }
 }

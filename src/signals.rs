@@ -12,6 +12,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
@@ -95,6 +96,15 @@ pub(crate) struct Reload {
 }
 
 impl Reload {
+    /// Whether a SIGHUP does anything besides running its handlers.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.notifier.is_none()
+            && self
+                .logs
+                .as_ref()
+                .is_none_or(|(stdout, stderr)| stdout.is_none() && stderr.is_none())
+    }
+
     fn begin(&self, log: &Log) {
         if let Some(notifier) = &self.notifier {
             let _ = notifier.reloading();
@@ -114,18 +124,18 @@ impl Reload {
     }
 }
 
-/// The running control thread.
+/// The running control thread, if the daemon has one.
 pub(crate) struct Listener {
-    handle: Handle,
+    handle: Option<Handle>,
     thread: Option<JoinHandle<Signals>>,
-    stop_actions: Vec<SigId>,
+    actions: Vec<SigId>,
 }
 
 /// The signals caught, before the control thread runs: what arrives meanwhile waits in
-/// signal-hook's pipe.
+/// signal-hook's pipe. Without `signals`, no signal has work for a control thread.
 pub(crate) struct Catcher {
-    signals: Signals,
-    stop_actions: Vec<SigId>,
+    signals: Option<Signals>,
+    actions: Vec<SigId>,
 }
 
 /// Catch the stop signals, SIGHUP and every signal that has handlers. With `reset`, every other
@@ -133,11 +143,16 @@ pub(crate) struct Catcher {
 /// after our handlers are in place so that no stop signal can slip in between.
 ///
 /// A stop signal asks the body to stop from the signal handler itself, so that a sleeping body
-/// wakes at once instead of after two hops through the control thread.
+/// wakes at once instead of after two hops through the control thread. When no other signal has
+/// work to do (no handlers, and a SIGHUP that `reload` would not act on), there is no control
+/// thread at all: SIGHUP is caught by an action that does nothing, so that it neither kills the
+/// daemon nor stays ignored in the programs it executes. A thread costs its spawn at start, a
+/// join at stop, and a larger teardown at exit.
 pub(crate) fn catch(
     handlers: &Mutex<Handlers>,
     shared: &Arc<Shared>,
     reset: bool,
+    reload: &Reload,
 ) -> Result<Catcher, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
     caught.push(Signal::SIGHUP);
@@ -146,6 +161,10 @@ pub(crate) fn catch(
         .unwrap_or_else(PoisonError::into_inner)
         .signals()
         .collect();
+    let listening = !reload.is_idle()
+        || registered
+            .iter()
+            .any(|signal| !STOP_SIGNALS.contains(signal));
     for signal in registered {
         if !caught.contains(&signal) {
             caught.push(signal);
@@ -155,8 +174,18 @@ pub(crate) fn catch(
         call: "install signal handlers",
         source: e,
     };
-    let signals = Signals::new(caught.iter().map(|&s| s as i32)).map_err(install_failed)?;
-    let mut stop_actions = Vec::new();
+    let mut actions = Vec::new();
+    let signals = if listening {
+        Some(Signals::new(caught.iter().map(|&s| s as i32)).map_err(install_failed)?)
+    } else {
+        for signal in caught.iter().filter(|s| !STOP_SIGNALS.contains(s)) {
+            // A flag that nobody reads: the safe way to install an action that does nothing.
+            let id = signal_hook::flag::register(*signal as i32, Arc::new(AtomicBool::new(false)))
+                .map_err(install_failed)?;
+            actions.push(id);
+        }
+        None
+    };
     for signal in STOP_SIGNALS {
         let shared = shared.clone();
         // SAFETY: the action only does atomic operations and one write(2) on a descriptor that
@@ -168,21 +197,18 @@ pub(crate) fn catch(
             })
         }
         .map_err(install_failed)?;
-        stop_actions.push(id);
+        actions.push(id);
     }
     if reset {
         // Before the control thread exists: it inherits the mask of the thread that spawns it.
         reset_signals(&caught)?;
     }
-    Ok(Catcher {
-        signals,
-        stop_actions,
-    })
+    Ok(Catcher { signals, actions })
 }
 
 impl Catcher {
-    /// Start the control thread. It ends at the first stop signal: the body is asked to stop,
-    /// and nothing else may run during the shutdown.
+    /// Start the control thread, if there is work for one. It ends at the first stop signal:
+    /// the body is asked to stop, and nothing else may run during the shutdown.
     pub(crate) fn listen(
         self,
         handlers: Arc<Mutex<Handlers>>,
@@ -190,8 +216,14 @@ impl Catcher {
         reload: Reload,
         log: Log,
     ) -> Result<Listener, Error> {
-        let mut signals = self.signals;
-        let stop_actions = self.stop_actions;
+        let actions = self.actions;
+        let Some(mut signals) = self.signals else {
+            return Ok(Listener {
+                handle: None,
+                thread: None,
+                actions,
+            });
+        };
         let handle = signals.handle();
         let thread = thread::Builder::new()
             .name("daemons-signals".into())
@@ -225,9 +257,9 @@ impl Catcher {
                 source: e,
             })?;
         Ok(Listener {
-            handle,
+            handle: Some(handle),
             thread: Some(thread),
-            stop_actions,
+            actions,
         })
     }
 }
@@ -246,14 +278,16 @@ impl Listener {
     /// Stop listening and give the signals back to their previous handling, for a process that
     /// goes on after the daemon (`run()` in the foreground).
     pub(crate) fn release(mut self) {
-        for id in self.stop_actions.drain(..) {
+        for id in self.actions.drain(..) {
             signal_hook::low_level::unregister(id);
         }
         drop(self.stop());
     }
 
     fn stop(mut self) -> Option<Signals> {
-        self.handle.close();
+        if let Some(handle) = &self.handle {
+            handle.close();
+        }
         self.thread.take().and_then(|thread| thread.join().ok())
     }
 }
