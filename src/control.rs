@@ -131,9 +131,10 @@ impl Process {
     pub fn holding(pidfile: &Pidfile) -> Result<Option<Process>, Error> {
         // Each round fails only if the holder changed under us; a few rounds settle any race.
         for _ in 0..8 {
-            // The pid as written, unverified: the probe after the pidfd is open is the check.
-            let named = pidfile.read()?;
-            let pidfd = match named.map(pidfd_open) {
+            // The pid as written, unverified: the check after the pidfd is open is what counts.
+            let read = pidfile.read_identified()?;
+            let named = read.as_ref().and_then(|(pid, _)| *pid);
+            let mut pidfd = match named.map(pidfd_open) {
                 Some(Ok(fd)) => Some(fd),
                 // Gone already, or no pid written: the probe says what the file is.
                 Some(Err(e)) if e.raw_os_error() == Some(libc::ESRCH) => None,
@@ -145,6 +146,14 @@ impl Process {
                     });
                 }
             };
+            // The usual case, a running daemon, without opening the file again.
+            let verified = match (named, &read) {
+                (Some(pid), Some((_, meta))) => pidfd.is_some() && pidfile.is_held_by(pid, meta),
+                _ => false,
+            };
+            if verified && let (Some(pid), Some(pidfd)) = (named, pidfd.take()) {
+                return Ok(Some(Process { pid, pidfd }));
+            }
             match (pidfile.probe()?, named, pidfd) {
                 (State::Running(pid), Some(named), Some(pidfd)) if pid == named => {
                     return Ok(Some(Process { pid, pidfd }));

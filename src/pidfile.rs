@@ -27,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -326,18 +327,30 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Option<Pid>, Error> {
+        Ok(self.read_identified()?.and_then(|(pid, _)| pid))
+    }
+
+    /// The pid written in the pidfile, if it holds one, and the file's identity; `None` when
+    /// there is no file.
+    pub(crate) fn read_identified(&self) -> Result<Option<(Option<Pid>, fs::Metadata)>, Error> {
         match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)
         {
             Ok(file) => {
-                self.check(&file)?;
-                Ok(read_pid(&file))
+                let meta = self.check(&file)?;
+                Ok(Some((read_pid(&file), meta)))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::open("read the pidfile", &self.path, e)),
         }
+    }
+
+    /// Whether `pid` holds the lock of the file `meta` identifies, and the path still names that
+    /// file: the check of [`probe`](Pidfile::probe) for a pid and a file already read.
+    pub(crate) fn is_held_by(&self, pid: Pid, meta: &fs::Metadata) -> bool {
+        holds_flock(pid, meta) == Some(true) && same_file(&self.path, meta)
     }
 
     /// Remove a stale pidfile. The file is locked first, so a pidfile that a live daemon holds is
@@ -509,33 +522,100 @@ fn same_file(path: &Path, meta: &fs::Metadata) -> bool {
 /// descriptor's `lock:` line names the locking pid and the file's device and inode. `None` when
 /// that process's descriptors cannot be read (it belongs to another user, or there is no /proc).
 /// `/proc/locks` would answer too, but each read of it waits for an RCU grace period.
+///
+/// Only the `fdinfo` of descriptors that are this file is read: a `stat` through
+/// `/proc/PID/fd/N` tells which they are, in one system call.
 pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
-    let dir = match fs::read_dir(format!("/proc/{pid}/fdinfo")) {
-        Ok(dir) => dir,
+    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let open = match fs::metadata(&fd_dir) {
+        Ok(dir) => dir.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
     let dev = meta.dev();
-    let file_id = format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino());
-    let pid_text = pid.to_string();
-    let mut content = String::new();
-    for entry in dir.flatten() {
-        content.clear();
-        let Ok(mut info) = File::open(entry.path()) else {
-            continue;
-        };
-        if info.read_to_string(&mut content).is_err() {
-            continue;
+    let lock = LockLine {
+        pid: pid.to_string(),
+        file_id: format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino()),
+    };
+    let holds = |fd: &OsStr| -> Option<bool> {
+        // Follows the descriptor to its file; `None` when there is no such descriptor.
+        let target = fd_dir.join(fd).metadata().ok()?;
+        Some(
+            target.dev() == dev
+                && target.ino() == meta.ino()
+                && lock.is_in(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())),
+        )
+    };
+    // Since Linux 6.2 the directory's size is the number of open descriptors. Reading the
+    // directory makes /proc build an entry for every descriptor, which costs more than looking
+    // up the few below the pidfile's: a daemon opens its pidfile early, so look from 3 upwards,
+    // and only go through the whole directory when the numbers turn out sparse.
+    if open > 0 {
+        let mut seen = 0;
+        let mut fd = 3u64;
+        while seen + 3 < open && fd < open + 32 {
+            match holds(OsStr::new(&fd.to_string())) {
+                Some(true) => return Some(true),
+                Some(false) => seen += 1,
+                None => {}
+            }
+            fd += 1;
         }
-        if content
-            .lines()
-            .filter_map(|line| line.strip_prefix("lock:"))
-            .any(|lock| is_flock_of(lock, &pid_text, &file_id))
-        {
-            return Some(true);
+        for fd in ["0", "1", "2"] {
+            match holds(OsStr::new(fd)) {
+                Some(true) => return Some(true),
+                Some(false) => seen += 1,
+                None => {}
+            }
+        }
+        if seen >= open {
+            return Some(false);
         }
     }
-    Some(false)
+    let dir = match fs::read_dir(&fd_dir) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    Some(
+        dir.flatten()
+            .any(|entry| holds(&entry.file_name()) == Some(true)),
+    )
+}
+
+/// The `lock:` line of a flock held by a given pid on a given file.
+struct LockLine {
+    pid: String,
+    file_id: String,
+}
+
+impl LockLine {
+    /// Whether the `fdinfo` file at `path` shows this lock.
+    fn is_in(&self, path: &str) -> bool {
+        let mut content = Vec::with_capacity(512);
+        if read_small(Path::new(path), &mut content).is_err() {
+            return false;
+        }
+        String::from_utf8_lossy(&content)
+            .lines()
+            .filter_map(|line| line.strip_prefix("lock:"))
+            .any(|lock| is_flock_of(lock, &self.pid, &self.file_id))
+    }
+}
+
+/// Read a small file whole. `fs::read` would first ask the file's size and position, which
+/// `/proc` files do not know anyway.
+fn read_small(path: &Path, content: &mut Vec<u8>) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut buf = [0u8; 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => content.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Parse the rest of a fdinfo `lock:` line: `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
@@ -580,6 +660,27 @@ mod tests {
         assert_eq!(holds_flock(Pid::parent(), &meta), Some(false));
         drop(lock);
         assert!(!dir.path().join("self.pid").exists());
+    }
+
+    #[test]
+    fn a_lock_on_a_high_descriptor_is_seen_too() {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("high.pid");
+        let file = File::create(&path).expect("create");
+        file.try_lock().expect("lock");
+        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor (or -1), owned by nobody else.
+        let high = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900) };
+        assert!(high >= 900, "{}", io::Error::last_os_error());
+        // SAFETY: `high` was just returned by the kernel and is owned here only.
+        let high = unsafe { OwnedFd::from_raw_fd(high) };
+        // The lock belongs to the open file, which the high descriptor alone now keeps.
+        drop(file);
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
+        drop(high);
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
     }
 
     #[test]
