@@ -1,6 +1,7 @@
 //! The handle: start, stop, restart, status, pid, send, and the engine that runs in the daemon.
 
 use std::fmt;
+use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,7 +13,9 @@ use nix::unistd::{Pid, chdir};
 use crate::body::{Body, Ctl, Log, Shared, StepPlan, drive};
 use crate::builder::{DaemonBuilder, Settings};
 use crate::control::{self, Stopped};
-use crate::detach::{Side, close_inherited_fds, detach, redirect_stdio};
+use crate::detach::{
+    Side, close_inherited_fds, close_listed_fds, detach, inherited_fds, redirect_stdio,
+};
 use crate::error::Error;
 use crate::notify::{Notifier, watchdog_period};
 use crate::pidfile::{Pidfile, PidfileLock, State};
@@ -121,7 +124,9 @@ impl fmt::Display for Status {
 /// How the daemon is being run.
 enum Launch {
     /// After `start()`'s fork: do every daemon(7) step and report to the caller.
-    Detached(crate::detach::Reporter),
+    /// The descriptors to close are those the caller listed before the fork (see
+    /// [`inherited_fds`]), or, if it could not, those the daemon finds itself.
+    Detached(crate::detach::Reporter, Result<Vec<RawFd>, Error>),
     /// `run()`: the same engine in the calling process, nothing forked or redirected.
     Foreground,
 }
@@ -250,6 +255,8 @@ impl Daemon {
         if threads > 1 {
             return Err(Error::Threads { count: threads });
         }
+        // Listed before the fork, where /proc/self is cheap to read; closed in the daemon.
+        let inherited = inherited_fds();
         match detach()? {
             Side::Caller(pending) => {
                 let started = pending.wait(self.settings.ready_timeout);
@@ -262,8 +269,9 @@ impl Daemon {
             Side::Daemon(reporter) => {
                 // Whatever happens, the daemon must not unwind into the caller's code: it is a
                 // copy of the caller, and would go on running it.
-                let served =
-                    catch_unwind(AssertUnwindSafe(|| self.serve(Launch::Detached(reporter))));
+                let served = catch_unwind(AssertUnwindSafe(|| {
+                    self.serve(Launch::Detached(reporter, inherited))
+                }));
                 let code = match served {
                     Ok(Ok(())) => 0,
                     Ok(Err(_)) | Err(_) => 1,
@@ -421,10 +429,11 @@ impl Daemon {
     /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, report,
     /// run the body, run the stop handlers, remove the pidfile.
     fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let (mut reporter, detached) = match launch {
-            Launch::Detached(reporter) => (Some(reporter), true),
-            Launch::Foreground => (None, false),
+        let (mut reporter, inherited) = match launch {
+            Launch::Detached(reporter, inherited) => (Some(reporter), Some(inherited)),
+            Launch::Foreground => (None, None),
         };
+        let detached = inherited.is_some();
         let notifier = Notifier::from_env().unwrap_or_else(|e| {
             self.log
                 .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
@@ -441,7 +450,7 @@ impl Daemon {
                     logs: detached
                         .then(|| (self.settings.stdout.clone(), self.settings.stderr.clone())),
                 };
-                Ok((self.prepare(detached, ctl.shared(), &reload)?, ctl, reload))
+                Ok((self.prepare(inherited, ctl.shared(), &reload)?, ctl, reload))
             });
         let ((lock, catcher), ctl, reload) = match prepared {
             Ok(parts) => parts,
@@ -518,13 +527,15 @@ impl Daemon {
     }
 
     /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
+    /// `inherited` is there when detached: the descriptors to close.
     fn prepare(
         &self,
-        detached: bool,
+        inherited: Option<Result<Vec<RawFd>, Error>>,
         shared: &Arc<Shared>,
         reload: &Reload,
     ) -> Result<(PidfileLock, Catcher), Error> {
         let s = &self.settings;
+        let detached = inherited.is_some();
         if detached {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
             chdir(&s.workdir).map_err(|e| {
@@ -537,9 +548,12 @@ impl Daemon {
         }
         // From here on, an early return drops `lock`, which removes the pidfile.
         let lock = self.pidfile_handle().acquire()?;
-        if detached {
+        if let Some(inherited) = inherited {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
-            close_inherited_fds(&s.keep_fds)?;
+            match inherited {
+                Ok(fds) => close_listed_fds(&fds, &s.keep_fds),
+                Err(_) => close_inherited_fds(&s.keep_fds)?,
+            }
             // The logs are the daemon's: once it is no longer root it must still be able to
             // reopen them after a rotation.
             for log in [&s.stdout, &s.stderr].into_iter().flatten() {

@@ -30,12 +30,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
@@ -346,29 +346,46 @@ pub fn redirect_stdio(stdout: Option<&Path>, stderr: Option<&Path>) -> Result<()
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
+    close_listed_fds(&inherited_fds()?, keep);
+    Ok(())
+}
+
+/// The descriptors above 2 that lack close-on-exec, which [`close_inherited_fds`] would close.
+///
+/// The caller of `start()` lists them before it forks: the daemon inherits exactly these, and
+/// its own first look into `/proc/self` would cost far more than the caller's (a new process's
+/// entries there are built on first use).
+pub(crate) fn inherited_fds() -> Result<Vec<RawFd>, Error> {
     let dir = Path::new("/proc/self/fd");
     let fds: Vec<RawFd> = std::fs::read_dir(dir)
         .map_err(|e| Error::io("close inherited descriptors from", dir, e))?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
-    for fd in fds {
-        if fd <= 2 || keep.contains(&fd) {
-            continue;
-        }
-        // SAFETY: `fd` was listed in /proc/self/fd a moment ago; if it has since been closed
-        // (it was read_dir's own), fcntl fails with EBADF and it is skipped.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) else {
-            continue;
-        };
-        if FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC) {
+    Ok(fds
+        .into_iter()
+        .filter(|&fd| fd > 2 && !is_cloexec(fd))
+        .collect())
+}
+
+/// Close those of `fds` that still lack close-on-exec, except `keep`.
+pub(crate) fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
+    for &fd in fds {
+        if fd <= 2 || keep.contains(&fd) || is_cloexec(fd) {
             continue;
         }
         // SAFETY: a descriptor without close-on-exec was not opened by Rust's std in this
         // process, so no `File` or socket object owns it and nothing will use or close it again.
-        unsafe { libc::close(borrowed.as_raw_fd()) };
+        unsafe { libc::close(fd) };
     }
-    Ok(())
+}
+
+/// Whether `fd` is open with close-on-exec. A descriptor that is not open (read_dir's own, closed
+/// since it was listed) counts as such: there is nothing to close.
+fn is_cloexec(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads a descriptor's flags; on one that is not open it fails with
+    // EBADF and touches nothing.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags < 0 || flags & libc::FD_CLOEXEC != 0
 }
 
 /// Clear the signal mask and set every signal's disposition to its default, except that SIGPIPE
