@@ -95,7 +95,8 @@ const FAILED: u8 = b'E';
 /// calling process once the intermediate process has exited and been reaped (no zombie is left),
 /// and [`Side::Daemon`] in the daemon.
 ///
-/// Rust's buffered stdout and stderr are flushed first, so that nothing buffered is written twice.
+/// Rust's buffered stdout and stderr, and C's stdio streams, are flushed first, so that nothing
+/// buffered is written twice.
 /// Only call this while the process runs a single thread: the child gets a copy of the calling
 /// thread only, and any lock another thread held stays locked forever in it.
 ///
@@ -110,6 +111,9 @@ const FAILED: u8 = b'E';
 pub fn detach() -> Result<Side, Error> {
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
+    // SAFETY: fflush(NULL) flushes every C stdio stream and touches no Rust object. What a C
+    // library of the caller left buffered would otherwise be written again by the daemon.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
     let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
     // SAFETY: the callers of `detach` run it in a single-threaded process (start() checks this),
     // so the child is a complete copy and may run any code, not only async-signal-safe code.
