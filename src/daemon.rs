@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Pid, chdir};
 
-use crate::body::{Body, Ctl, Log, Shared, StepPlan, drive};
+use crate::body::{Body, Ctl, Log, StepPlan, drive};
 use crate::builder::{DaemonBuilder, Settings};
 use crate::control::{self, Stopped};
 use crate::detach::{
@@ -442,26 +442,13 @@ impl Daemon {
             Launch::Foreground => (None, None),
         };
         let detached = inherited.is_some();
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            self.log
-                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
-            None
-        });
-        let prepared = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2))
-            .map_err(|e| Error::Sys {
-                call: "pipe",
-                source: e,
-            })
-            .and_then(|ctl| {
-                let reload = Reload {
-                    notifier: ctl.shared().notifier(),
-                    logs: detached
-                        .then(|| (self.settings.stdout.clone(), self.settings.stderr.clone())),
-                };
-                Ok((self.prepare(inherited, ctl.shared(), &reload)?, ctl, reload))
-            });
-        let ((lock, catcher), ctl, reload) = match prepared {
-            Ok(parts) => parts,
+        let Prepared {
+            lock,
+            catcher,
+            ctl,
+            reload,
+        } = match self.prepare(inherited) {
+            Ok(prepared) => prepared,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
@@ -536,12 +523,7 @@ impl Daemon {
 
     /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
     /// `inherited` is there when detached: the descriptors to close.
-    fn prepare(
-        &self,
-        inherited: Option<Result<Vec<RawFd>, Error>>,
-        shared: &Arc<Shared>,
-        reload: &Reload,
-    ) -> Result<(PidfileLock, Catcher), Error> {
+    fn prepare(&self, inherited: Option<Result<Vec<RawFd>, Error>>) -> Result<Prepared, Error> {
         let s = &self.settings;
         let detached = inherited.is_some();
         if detached {
@@ -554,8 +536,25 @@ impl Daemon {
                 )
             })?;
         }
+        // First, so that its descriptor is the lowest free one: a probe looks there first.
         // From here on, an early return drops `lock`, which removes the pidfile.
         let lock = self.pidfile_handle().acquire()?;
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            self.log
+                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+            None
+        });
+        let ctl =
+            Ctl::notifying(notifier, watchdog_period().map(|period| period / 2)).map_err(|e| {
+                Error::Sys {
+                    call: "pipe",
+                    source: e,
+                }
+            })?;
+        let reload = Reload {
+            notifier: ctl.shared().notifier(),
+            logs: detached.then(|| (s.stdout.clone(), s.stderr.clone())),
+        };
         if let Some(inherited) = inherited {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
             match inherited {
@@ -569,9 +568,22 @@ impl Daemon {
             }
         }
         self.credentials.apply()?;
-        let catcher = catch(&self.handlers, shared, detached, reload)?;
-        Ok((lock, catcher))
+        let catcher = catch(&self.handlers, ctl.shared(), detached, &reload)?;
+        Ok(Prepared {
+            lock,
+            catcher,
+            ctl,
+            reload,
+        })
     }
+}
+
+/// What [`Daemon::prepare`] hands to the engine.
+struct Prepared {
+    lock: PidfileLock,
+    catcher: Catcher,
+    ctl: Ctl,
+    reload: Reload,
 }
 
 fn is_permission_denied(e: &Error) -> bool {
