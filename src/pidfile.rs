@@ -526,16 +526,21 @@ fn same_file(path: &Path, meta: &fs::Metadata) -> bool {
 /// Only the `fdinfo` of descriptors that are this file is read: a `stat` through
 /// `/proc/PID/fd/N` tells which they are, in one system call.
 pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
+    let dev = meta.dev();
+    let lock = LockLine {
+        pid: pid.to_string(),
+        file_id: format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino()),
+    };
+    // A daemon of this crate takes its pidfile before it opens anything else. A lock line in a
+    // descriptor's fdinfo names that descriptor's own lock, so no `stat` is needed to ask.
+    if lock.is_in(&format!("/proc/{pid}/fdinfo/3")) {
+        return Some(true);
+    }
     let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
     let open = match fs::metadata(&fd_dir) {
         Ok(dir) => dir.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
-    };
-    let dev = meta.dev();
-    let lock = LockLine {
-        pid: pid.to_string(),
-        file_id: format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino()),
     };
     let holds = |fd: &OsStr| -> Option<bool> {
         // Follows the descriptor to its file; `None` when there is no such descriptor.
