@@ -134,6 +134,8 @@ impl State {
 pub struct PidfileLock {
     file: Option<File>,
     path: PathBuf,
+    /// The locked file's identity, to tell whether the path still names it.
+    meta: fs::Metadata,
 }
 
 impl Pidfile {
@@ -219,17 +221,24 @@ impl Pidfile {
             }
             // A daemon that was exiting may have unlinked the path between our open and our lock;
             // the lock would then be on a file nobody else can find.
-            if !same_file(&self.path, &meta) {
-                continue;
-            }
-            // Write over the old content, then cut what is left of it. Truncating to zero first
+            let old_len = match fs::symlink_metadata(&self.path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => now.len(),
+                _ => continue,
+            };
+            // Write over the old content, then cut what is left of it, if anything (the length
+            // seen under the lock is final: only a holder writes). Truncating to zero first
             // would make ext4 flush the file to disk when the daemon closes it at exit
             // (auto_da_alloc), which stalls every stop on the disk. A probe that reads the file
             // between the two calls finds no valid pid and retries.
             let content = format!("{}\n", Pid::this());
-            let written = file
-                .write_all_at(content.as_bytes(), 0)
-                .and_then(|()| file.set_len(content.len() as u64));
+            let len = content.len() as u64;
+            let written = file.write_all_at(content.as_bytes(), 0).and_then(|()| {
+                if old_len > len {
+                    file.set_len(len)
+                } else {
+                    Ok(())
+                }
+            });
             if let Err(e) = written {
                 let _ = fs::remove_file(&self.path);
                 return Err(Error::io("write the pidfile", &self.path, e));
@@ -237,6 +246,7 @@ impl Pidfile {
             return Ok(PidfileLock {
                 file: Some(file),
                 path: self.path.clone(),
+                meta,
             });
         }
     }
@@ -478,9 +488,7 @@ impl PidfileLock {
             return Ok(());
         };
         let mut result = Ok(());
-        if let Ok(meta) = file.metadata()
-            && same_file(&self.path, &meta)
-        {
+        if same_file(&self.path, &self.meta) {
             match fs::remove_file(&self.path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     result = Err(Error::io("remove the pidfile", &self.path, e));
