@@ -41,6 +41,15 @@ use crate::pool::{MessagesFn, PoolPlan};
 /// ```
 pub trait Outcome {
     /// `Ok(())`, or the error's message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Outcome;
+    ///
+    /// assert_eq!(().into_result(), Ok(()));
+    /// assert_eq!(Err::<(), _>("disk full").into_result(), Err("disk full".to_string()));
+    /// ```
     fn into_result(self) -> Result<(), String>;
 }
 

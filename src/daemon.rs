@@ -298,6 +298,12 @@ impl Daemon {
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
     ///
+    /// # Platform-specific behavior
+    ///
+    /// signal-hook cannot give a signal back to its default action once it has caught it: after
+    /// `run()` returns, SIGTERM, SIGINT, SIGQUIT and SIGHUP stay caught by a handler that does
+    /// nothing, so a process that goes on after `run()` is no longer ended by them.
+    ///
     /// # Errors
     ///
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body

@@ -40,6 +40,15 @@ use crate::body::{Ctl, Log, Outcome, panic_message};
 /// ```
 pub trait Fetch<M> {
     /// The message, `None` for nothing now, or the error's message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Fetch;
+    ///
+    /// assert_eq!(Some(7).into_message(), Ok(Some(7)));
+    /// assert_eq!(Err::<Option<u8>, _>("gone").into_message(), Err("gone".to_string()));
+    /// ```
     fn into_message(self) -> Result<Option<M>, String>;
 }
 
