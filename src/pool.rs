@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use crossbeam_utils::Backoff;
@@ -91,20 +91,39 @@ type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
 struct Slots {
     free: AtomicUsize,
     fetcher: Thread,
-    /// How many slots must be free before a parked fetcher is woken.
-    wake_at: usize,
+    /// How many free slots wake a parked fetcher (see `Slots::release`).
+    batch: AtomicUsize,
 }
 
+/// A fetcher that was parked longer than this waits for slow handlers: it is then woken for
+/// every single free slot, so that no worker waits for work. Shorter waits mean handlers that
+/// take less than a wake-up costs, and it is woken for a batch of slots.
+const SLOW_HANDLERS: Duration = Duration::from_micros(200);
+
 impl Slots {
-    /// A worker finished a message: free its slot, and wake the fetcher if it waits for slots.
+    /// A worker finished a message: free its slot, and wake the fetcher once `batch` slots are
+    /// free.
     ///
-    /// A fetcher woken for every single slot would fetch one message, find the pool full again
-    /// and park again: two context switches per message. Waking it only once a quarter of the
-    /// pool is free lets it fetch a run of messages per wake-up.
+    /// Waking it for every freed slot would cost two context switches a message when handlers
+    /// are quick: it would fetch one, find the pool full and park again. Woken for a quarter of
+    /// the pool, it refills a run of slots at once while the other workers keep going.
     fn release(&self) {
-        if self.free.fetch_add(1, Ordering::AcqRel) + 1 == self.wake_at {
+        let free = self.free.fetch_add(1, Ordering::AcqRel) + 1;
+        if free == self.batch.load(Ordering::Relaxed) {
             self.fetcher.unpark();
         }
+    }
+
+    /// Park until enough slots are free, and adapt the batch to how long that took.
+    fn wait(&self, quick_batch: usize) {
+        let parked = Instant::now();
+        thread::park();
+        let batch = if parked.elapsed() > SLOW_HANDLERS {
+            1
+        } else {
+            quick_batch
+        };
+        self.batch.store(batch, Ordering::Relaxed);
     }
 }
 
@@ -118,8 +137,9 @@ fn serve<M: Send + 'static>(
     let slots = Arc::new(Slots {
         free: AtomicUsize::new(plan.size),
         fetcher: thread::current(),
-        wake_at: (plan.size / 4).max(1),
+        batch: AtomicUsize::new(1),
     });
+    let quick_batch = (plan.size / 4).max(1);
     // The slots keep at most `size` messages in flight, so a send never waits for room.
     let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(plan.size);
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -132,7 +152,7 @@ fn serve<M: Send + 'static>(
         let backoff = Backoff::new();
         while slots.free.load(Ordering::Acquire) == 0 && ctl.running() {
             if backoff.is_completed() {
-                thread::park();
+                slots.wait(quick_batch);
             } else {
                 backoff.snooze();
             }
@@ -190,7 +210,7 @@ fn spawn_worker<M: Send + 'static>(
     thread::Builder::new()
         .name(format!("daemons-worker-{index}"))
         .spawn(move || {
-            for (number, message) in receiver {
+            for (number, message) in &receiver {
                 match catch_unwind(AssertUnwindSafe(|| handle(message))) {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
