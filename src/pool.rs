@@ -351,11 +351,20 @@ mod tests {
     fn idle_waits_end_at_stop() {
         let ctl = Ctl::new();
         let stopper = ctl.clone();
+        let (asked, first_get) = std::sync::mpsc::channel();
+        // Stop once `get` has said "nothing now": the body is then in (or entering) its idle
+        // wait of an hour, which only the stop can end.
         let waker = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(20));
+            first_get.recv().expect("get was called");
             stopper.stop();
         });
-        let mut body = adapter(|| None::<u8>, |_m: u8| {});
+        let mut body = adapter(
+            move || {
+                let _ = asked.send(());
+                None::<u8>
+            },
+            |_m: u8| {},
+        );
         let idle = PoolPlan {
             size: 1,
             idle_time: Duration::from_secs(3600),
