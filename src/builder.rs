@@ -1,216 +1,287 @@
-//! The builder: every setting in one place, validated once by [`DaemonBuilder::build`].
+//! The public builder: every setting documented, the closures, and the checks that
+//! [`DaemonBuilder::build`] makes all at once.
 
+use std::fmt;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use derive_builder::Builder;
 use nix::sys::signal::Signal;
 
-use crate::body::{Body, Ctl, Outcome};
+use crate::body::Body;
+use crate::ctl::Ctl;
 use crate::daemon::Daemon;
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::pool::{self, Fetch};
+use crate::outcome::{Fetch, Outcome};
+use crate::pool::{self, PoolSize};
 use crate::privileges::{Account, Credentials};
+use crate::settings::{DEFAULT_IDLE_TIME, DEFAULT_POOL_SIZE, Settings, SettingsBuilder};
 use crate::signals::{Handler, Handlers, is_forbidden};
 
-/// The daemon's settings, as the builder collects them. Plain values get generated setters; the
-/// closures (`on`, `run`, `step`) get hand-written ones below.
-#[derive(Builder, Debug)]
-#[builder(
-    name = "DaemonBuilder",
-    vis = "pub",
-    pattern = "owned",
-    build_fn(
-        private,
-        name = "build_settings",
-        error = "Error",
-        validate = "Self::validate"
-    )
-)]
-#[builder_struct_attr(
-    doc = "Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.\n\n\
-        Get one from [`Daemon::builder`]. Every setter takes and returns the builder; \
-        [`build`](DaemonBuilder::build) checks all settings at once.\n\n\
-        # Examples\n\n\
-        ```\n\
-        use daemons::{Daemon, Signal::SIGHUP};\n\
-        use std::time::Duration;\n\n\
-        let daemon = Daemon::builder()\n\
-        \x20   .pidfile(\"/tmp/heartbeat.pid\")\n\
-        \x20   .stdout(\"/tmp/heartbeat.log\")\n\
-        \x20   .on(SIGHUP, || println!(\"reloading\"))\n\
-        \x20   .step(|| println!(\"beat\"))\n\
-        \x20   .interval(Duration::from_secs(1))\n\
-        \x20   .build()?;\n\
-        assert!(daemon.pidfile().is_absolute());\n\
-        # Ok::<(), daemons::Error>(())\n\
-        ```"
-)]
-pub(crate) struct Settings {
+/// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
+///
+/// Get one from [`Daemon::builder`]. Every setter takes and returns the builder;
+/// [`build`](DaemonBuilder::build) checks all settings at once, and
+/// [`cli`](DaemonBuilder::cli) builds and runs the command line in one call.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Daemon, Signal::SIGHUP};
+/// use std::time::Duration;
+///
+/// let daemon = Daemon::builder()
+///     .pidfile("/tmp/heartbeat.pid")
+///     .stdout("/tmp/heartbeat.log")
+///     .on(SIGHUP, || println!("reloading"))
+///     .step(|| println!("beat"))
+///     .interval(Duration::from_secs(1))
+///     .build()?;
+/// assert!(daemon.pidfile().is_absolute());
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Default)]
+pub struct DaemonBuilder {
+    settings: SettingsBuilder,
+    handlers: Vec<(Signal, Handler)>,
+    bodies: Vec<Body>,
+}
+
+impl fmt::Debug for DaemonBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DaemonBuilder")
+            .field("settings", &self.settings)
+            .field("handlers", &self.handlers.len())
+            .field("bodies", &self.bodies)
+            .finish()
+    }
+}
+
+impl Daemon {
+    /// A builder for a daemon.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-builder.pid")
+    ///     .step(|| {})
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder::default()
+    }
+}
+
+impl DaemonBuilder {
+    fn set(mut self, f: impl FnOnce(SettingsBuilder) -> SettingsBuilder) -> Self {
+        self.settings = f(self.settings);
+        self
+    }
+
     /// The pidfile: locked for the daemon's whole life, removed when it stops. Required. A
-    /// relative path is made absolute at `build()`, against the current directory.
+    /// relative path is made absolute at [`build`](DaemonBuilder::build), against the current
+    /// directory.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().pidfile("/run/user/1000/tool.pid");
     /// ```
-    #[builder(setter(into))]
-    pub(crate) pidfile: PathBuf,
+    pub fn pidfile(self, path: impl Into<PathBuf>) -> Self {
+        self.set(|s| s.pidfile(path.into()))
+    }
 
     /// The daemon's working directory. Default `/`, so that it keeps no file system busy.
+    /// `run()` in the foreground stays where it is.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().workdir("/var/lib/tool");
     /// ```
-    #[builder(setter(into), default = "PathBuf::from(\"/\")")]
-    pub(crate) workdir: PathBuf,
+    pub fn workdir(self, path: impl Into<PathBuf>) -> Self {
+        self.set(|s| s.workdir(path.into()))
+    }
 
     /// The daemon's file mode creation mask. Default `0o022`: files it creates are not writable
     /// by others.
     ///
+    /// # Examples
+    ///
     /// ```
     /// let b = daemons::Daemon::builder().umask(0o077);
     /// ```
-    #[builder(default = "0o022")]
-    pub(crate) umask: u32,
+    pub fn umask(self, mask: u32) -> Self {
+        self.set(|s| s.umask(mask))
+    }
 
-    /// A file that the daemon's stdout is appended to. Default `/dev/null`.
+    /// A file that the daemon's stdout is appended to. Default `/dev/null`. Reopened on SIGHUP,
+    /// so that a rotated log is let go of.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().stdout("/var/log/tool.log");
     /// ```
-    #[builder(setter(into, strip_option), default)]
-    pub(crate) stdout: Option<PathBuf>,
+    pub fn stdout(self, path: impl Into<PathBuf>) -> Self {
+        self.set(|s| s.stdout(path.into()))
+    }
 
-    /// A file that the daemon's stderr is appended to: panics and step errors are logged there.
-    /// Default `/dev/null`. It may be the same file as `stdout`.
+    /// A file that the daemon's stderr is appended to: panics, step errors and the crate's own
+    /// messages are logged there. Default `/dev/null`. It may be the same file as `stdout`.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().stderr("/var/log/tool.err");
     /// ```
-    #[builder(setter(into, strip_option), default)]
-    pub(crate) stderr: Option<PathBuf>,
+    pub fn stderr(self, path: impl Into<PathBuf>) -> Self {
+        self.set(|s| s.stderr(path.into()))
+    }
 
     /// How long `stop()` waits after SIGTERM before it sends SIGKILL. Default 10 s.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().stop_timeout(std::time::Duration::from_secs(30));
     /// ```
-    #[builder(default = "Duration::from_secs(10)")]
-    pub(crate) stop_timeout: Duration,
+    pub fn stop_timeout(self, timeout: Duration) -> Self {
+        self.set(|s| s.stop_timeout(timeout))
+    }
 
     /// How long `start()` waits for the daemon to report that it is ready before it kills it and
     /// fails. Default 30 s.
     ///
+    /// # Examples
+    ///
     /// ```
     /// let b = daemons::Daemon::builder().ready_timeout(std::time::Duration::from_secs(5));
     /// ```
-    #[builder(default = "Duration::from_secs(30)")]
-    pub(crate) ready_timeout: Duration,
+    pub fn ready_timeout(self, timeout: Duration) -> Self {
+        self.set(|s| s.ready_timeout(timeout))
+    }
 
-    /// The pause between two steps of a `step` body, cut short by a stop. Default: none.
+    /// The pause between two steps of a [`step`](DaemonBuilder::step) body, cut short by a
+    /// stop. Default: none.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().step(|| {}).interval(std::time::Duration::from_secs(1));
     /// ```
-    #[builder(setter(strip_option), default)]
-    pub(crate) interval: Option<Duration>,
+    pub fn interval(self, pause: Duration) -> Self {
+        self.set(|s| s.interval(pause))
+    }
 
     /// Whether a step that returns an error is only logged (`true`) or stops the daemon with a
     /// failure exit code (`false`, the default).
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder()
     ///     .step(|| std::fs::metadata("/maybe").map(drop))
     ///     .keep_going(true);
     /// ```
-    #[builder(default)]
-    pub(crate) keep_going: bool,
+    pub fn keep_going(self, keep_going: bool) -> Self {
+        self.set(|s| s.keep_going(keep_going))
+    }
 
-    /// The name the daemon logs under. Default: the executable's file name.
+    /// The name the daemon logs under and the command line prints. Default: the executable's
+    /// file name.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().name("counter");
     /// ```
-    #[builder(setter(into, strip_option), default)]
-    pub(crate) name: Option<String>,
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.set(|s| s.name(name.into()))
+    }
 
-    /// How many messages a `messages` body handles at once: the number of worker threads, at
-    /// most (they are spawned as the load needs them). Default 100, as in the Python original.
+    /// How many messages a [`messages`](DaemonBuilder::messages) body handles at once: the
+    /// number of worker threads, at most (they are spawned as the load needs them). Default 100,
+    /// as in the Python original.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().messages(|| None::<u32>, |_n| {}).pool_size(16);
     /// ```
-    #[builder(default = "100")]
-    pub(crate) pool_size: usize,
+    pub fn pool_size(self, workers: usize) -> Self {
+        self.set(|s| s.pool_size(workers))
+    }
 
-    /// How long a `messages` body waits, interruptibly, after `get` returned `None` before it
-    /// asks again. Default 100 ms, as in the Python original.
+    /// How long a [`messages`](DaemonBuilder::messages) body waits, interruptibly, after `get`
+    /// returned `None` before it asks again. Default 100 ms, as in the Python original.
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder()
     ///     .messages(|| None::<u32>, |_n| {})
     ///     .idle_time(std::time::Duration::from_secs(1));
     /// ```
-    #[builder(default = "Duration::from_millis(100)")]
-    pub(crate) idle_time: Duration,
+    pub fn idle_time(self, wait: Duration) -> Self {
+        self.set(|s| s.idle_time(wait))
+    }
 
     /// The user the daemon runs as, by name or uid: it switches after taking its pidfile and
     /// opening its logs, which stay root's. Needs root. An unknown name is a build error. The
     /// group defaults to the user's primary group, and supplementary groups are the user's.
     ///
+    /// # Examples
+    ///
     /// ```
     /// let b = daemons::Daemon::builder().user("nobody");
     /// let b = daemons::Daemon::builder().user(65534);
     /// ```
-    #[builder(setter(into, strip_option), default)]
-    pub(crate) user: Option<Account>,
+    pub fn user(self, user: impl Into<Account>) -> Self {
+        self.set(|s| s.user(user.into()))
+    }
 
     /// The group the daemon runs as, by name or gid (see [`user`](DaemonBuilder::user)).
+    ///
+    /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().group("nogroup");
     /// ```
-    #[builder(setter(into, strip_option), default)]
-    pub(crate) group: Option<Account>,
+    pub fn group(self, group: impl Into<Account>) -> Self {
+        self.set(|s| s.group(group.into()))
+    }
 
     /// Descriptors the daemon keeps open even though they were inherited without close-on-exec
     /// (a socket passed by a supervisor, say). Every other inherited descriptor above 2 is closed.
     ///
+    /// # Examples
+    ///
     /// ```
     /// let b = daemons::Daemon::builder().keep_fds([3]);
     /// ```
-    #[builder(setter(into), default)]
-    pub(crate) keep_fds: Vec<RawFd>,
+    pub fn keep_fds(self, fds: impl IntoIterator<Item = RawFd>) -> Self {
+        let fds: Vec<RawFd> = fds.into_iter().collect();
+        self.set(|s| s.keep_fds(fds))
+    }
 
     /// Whether the body says itself when the daemon is ready, with
     /// [`ctl.ready()`](crate::Ctl::ready): `start()` (and `READY=1` under systemd) then waits for
     /// it, at most the [`ready_timeout`](DaemonBuilder::ready_timeout). Default `false`: ready
     /// once the pidfile is taken and the signals are caught.
     ///
+    /// # Examples
+    ///
     /// ```
     /// let b = daemons::Daemon::builder().manual_ready(true);
     /// ```
-    #[builder(default)]
-    pub(crate) manual_ready: bool,
+    pub fn manual_ready(self, manual: bool) -> Self {
+        self.set(|s| s.manual_ready(manual))
+    }
 
-    #[builder(
-        setter(custom),
-        field(ty = "Vec<(Signal, Handler)>", build = "Mutex::new(self.handlers)")
-    )]
-    pub(crate) handlers: Mutex<Vec<(Signal, Handler)>>,
-
-    // Behind mutexes only so that the settings, and the `Daemon` that keeps them, are `Sync`:
-    // `Daemon::new` takes the closures out before anything can share it.
-    #[builder(
-        setter(custom),
-        field(ty = "Vec<Body>", build = "Mutex::new(self.bodies)")
-    )]
-    pub(crate) bodies: Mutex<Vec<Body>>,
-}
-
-impl DaemonBuilder {
     /// Run `handler` when the daemon receives `signal`. Any number of handlers may be registered
     /// for one signal; they run in registration order, one at a time, on a control thread (not
     /// in signal context: they may allocate, lock and log).
@@ -292,8 +363,11 @@ impl DaemonBuilder {
         F: FnMut() -> R + Send + 'static,
         R: Outcome,
     {
-        self.bodies
-            .push(Body::Step(Box::new(move || step().into_result())));
+        self.bodies.push(Body::Step {
+            step: Box::new(move || step().into_result()),
+            interval: Duration::ZERO,
+            keep_going: false,
+        });
         self
     }
 
@@ -340,7 +414,13 @@ impl DaemonBuilder {
         H: Fn(M) -> R + Send + Sync + 'static,
         R: Outcome,
     {
-        self.bodies.push(Body::Messages(pool::adapter(get, handle)));
+        self.bodies.push(Body::Messages {
+            serve: pool::adapter(get, handle),
+            pool: PoolSize {
+                workers: DEFAULT_POOL_SIZE,
+                idle_time: DEFAULT_IDLE_TIME,
+            },
+        });
         self
     }
 
@@ -352,7 +432,8 @@ impl DaemonBuilder {
     ///
     /// [`Error::NoBody`], [`Error::SeveralBodies`], [`Error::ForbiddenSignal`], and
     /// [`Error::InvalidSetting`] for a missing or empty pidfile, an `interval` without a `step`,
-    /// a `pool_size` of 0 or without `messages`, a umask above `0o777` or a zero ready timeout.
+    /// a `pool_size` of 0 or without `messages`, a umask above `0o777`, a zero ready timeout, or
+    /// an unknown user or group.
     ///
     /// # Examples
     ///
@@ -367,7 +448,26 @@ impl DaemonBuilder {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn build(self) -> Result<Daemon, Error> {
-        let mut settings = self.build_settings()?;
+        let DaemonBuilder {
+            settings,
+            handlers: given,
+            mut bodies,
+        } = self;
+        let mut body = match bodies.len() {
+            0 => return Err(Error::NoBody),
+            1 => bodies.remove(0),
+            _ => return Err(Error::SeveralBodies),
+        };
+        if let Some((signal, _)) = given.iter().find(|(s, _)| is_forbidden(*s)) {
+            return Err(Error::ForbiddenSignal { signal: *signal });
+        }
+        let mut settings = settings.build().map_err(|e| {
+            Error::setting(
+                e.field_name(),
+                format!("is required: call .{}(...) on the builder", e.field_name()),
+            )
+        })?;
+        validate(&settings, &body)?;
         settings.pidfile = absolute(&settings.pidfile, "pidfile")?;
         settings.workdir = absolute(&settings.workdir, "workdir")?;
         for (setting, path) in [
@@ -379,100 +479,100 @@ impl DaemonBuilder {
             }
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
-        let body = settings
-            .bodies
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .ok_or(Error::NoBody)?;
+        match &mut body {
+            Body::Run(_) => {}
+            Body::Step {
+                interval,
+                keep_going,
+                ..
+            } => {
+                *interval = settings.interval.unwrap_or_default();
+                *keep_going = settings.keep_going;
+            }
+            Body::Messages { pool, .. } => {
+                *pool = PoolSize {
+                    workers: settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+                    idle_time: settings.idle_time.unwrap_or(DEFAULT_IDLE_TIME),
+                };
+            }
+        }
         let mut handlers = Handlers::default();
-        let given = settings
-            .handlers
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (signal, handler) in given.drain(..) {
+        for (signal, handler) in given {
             handlers.add(signal, handler);
         }
-        Ok(Daemon::new(settings, credentials, body, handlers))
+        Ok(Daemon::new(Engine::new(
+            settings,
+            credentials,
+            body,
+            handlers,
+        )))
     }
+}
 
-    fn validate(&self) -> Result<(), Error> {
-        match self.bodies.as_slice() {
-            [] => return Err(Error::NoBody),
-            [_] => {}
-            _ => return Err(Error::SeveralBodies),
-        }
-        if let Some((signal, _)) = self.handlers.iter().find(|(s, _)| is_forbidden(*s)) {
-            return Err(Error::ForbiddenSignal { signal: *signal });
-        }
-        if let Some(Some(_)) = self.interval
-            && !matches!(self.bodies.as_slice(), [Body::Step(_)])
-        {
-            return Err(Error::setting(
-                "interval",
-                "only a step body has an interval: use .step(...), or sleep with ctl.sleep() in a run body",
-            ));
-        }
-        let messages = matches!(self.bodies.as_slice(), [Body::Messages(_)]);
-        if self.pool_size == Some(0) {
-            return Err(Error::setting(
-                "pool_size",
-                "0 workers could handle no message: give at least 1",
-            ));
-        }
-        for (setting, given) in [
-            ("pool_size", self.pool_size.is_some()),
-            ("idle_time", self.idle_time.is_some()),
-        ] {
-            if given && !messages {
-                return Err(Error::setting(
-                    setting,
-                    "only a messages body has a worker pool: use .messages(get, handle)",
-                ));
-            }
-        }
-        if let Some(pidfile) = &self.pidfile
-            && pidfile.as_os_str().is_empty()
-        {
-            return Err(Error::setting(
-                "pidfile",
-                "the path is empty: give a file name",
-            ));
-        }
-        if let Some(workdir) = &self.workdir
-            && workdir.as_os_str().is_empty()
-        {
-            return Err(Error::setting(
-                "workdir",
-                "the path is empty: give a directory, or leave the default /",
-            ));
-        }
-        if let Some(umask) = self.umask
-            && umask > 0o777
-        {
-            return Err(Error::setting(
-                "umask",
-                format!("{umask:#o} is not a file mode mask: give a value from 0o000 to 0o777"),
-            ));
-        }
-        if self.ready_timeout == Some(Duration::ZERO) {
-            return Err(Error::setting(
-                "ready_timeout",
-                "zero leaves the daemon no time to start: give a few seconds at least",
-            ));
-        }
-        for (setting, path) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            if let Some(Some(path)) = path
-                && path.as_os_str().is_empty()
-            {
-                return Err(Error::setting(
-                    setting,
-                    "the path is empty: give a file name, or leave the default /dev/null",
-                ));
-            }
-        }
-        Ok(())
+/// The checks of the settings against each other and against the body.
+fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
+    if s.interval.is_some() && !matches!(body, Body::Step { .. }) {
+        return Err(Error::setting(
+            "interval",
+            "only a step body has an interval: use .step(...), or sleep with ctl.sleep() in a run body",
+        ));
     }
+    if s.pool_size == Some(0) {
+        return Err(Error::setting(
+            "pool_size",
+            "0 workers could handle no message: give at least 1",
+        ));
+    }
+    let messages = matches!(body, Body::Messages { .. });
+    for (setting, given) in [
+        ("pool_size", s.pool_size.is_some()),
+        ("idle_time", s.idle_time.is_some()),
+    ] {
+        if given && !messages {
+            return Err(Error::setting(
+                setting,
+                "only a messages body has a worker pool: use .messages(get, handle)",
+            ));
+        }
+    }
+    if s.pidfile.as_os_str().is_empty() {
+        return Err(Error::setting(
+            "pidfile",
+            "the path is empty: give a file name",
+        ));
+    }
+    if s.workdir.as_os_str().is_empty() {
+        return Err(Error::setting(
+            "workdir",
+            "the path is empty: give a directory, or leave the default /",
+        ));
+    }
+    if s.umask > 0o777 {
+        return Err(Error::setting(
+            "umask",
+            format!(
+                "{:#o} is not a file mode mask: give a value from 0o000 to 0o777",
+                s.umask
+            ),
+        ));
+    }
+    if s.ready_timeout.is_zero() {
+        return Err(Error::setting(
+            "ready_timeout",
+            "zero leaves the daemon no time to start: give a few seconds at least",
+        ));
+    }
+    for (setting, path) in [("stdout", &s.stdout), ("stderr", &s.stderr)] {
+        if let Some(path) = path
+            && path.as_os_str().is_empty()
+        {
+            return Err(Error::setting(
+                setting,
+                "the path is empty: give a file name, or leave the default /dev/null",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
@@ -490,7 +590,6 @@ fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Daemon;
 
     #[test]
     fn a_body_is_required_and_only_one() {
@@ -669,12 +768,13 @@ mod tests {
         assert_eq!(daemon.pidfile(), cwd.join("run/x.pid"));
         assert!(
             daemon
+                .engine()
                 .settings()
                 .stdout
                 .as_deref()
                 .is_some_and(Path::is_absolute)
         );
-        assert!(daemon.settings().workdir.is_absolute());
+        assert!(daemon.engine().settings().workdir.is_absolute());
     }
 
     #[test]
@@ -684,7 +784,7 @@ mod tests {
             .step(|| {})
             .build()
             .expect("valid");
-        let s = daemon.settings();
+        let s = daemon.engine().settings();
         assert_eq!(s.workdir, Path::new("/"));
         assert_eq!(s.umask, 0o022);
         assert_eq!(s.stop_timeout, Duration::from_secs(10));

@@ -40,8 +40,9 @@ use nix::sys::signal::Signal;
 
 use crate::builder::DaemonBuilder;
 use crate::control::Stopped;
-use crate::daemon::{Daemon, Status};
+use crate::daemon::Daemon;
 use crate::error::Error;
+use crate::pidfile::Status;
 
 impl Daemon {
     /// Run the command named by the program's first argument (see [the table](crate::cli)).

@@ -17,16 +17,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::Error;
-use crate::pidfile::{Pidfile, State};
+use crate::pidfile::{Pidfile, Status};
+use crate::sys::{pidfd_open, pidfd_send_signal, wait_readable};
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
 /// is stuck in the kernel, which nothing here can change.
@@ -155,11 +154,11 @@ impl Process {
                 return Ok(Some(Process { pid, pidfd }));
             }
             match (pidfile.probe()?, named, pidfd) {
-                (State::Running(pid), Some(named), Some(pidfd)) if pid == named => {
+                (Status::Running(pid), Some(named), Some(pidfd)) if pid == named => {
                     return Ok(Some(Process { pid, pidfd }));
                 }
                 // A holder other than the one whose pidfd we have: it changed meanwhile.
-                (State::Running(_), _, _) => continue,
+                (Status::Running(_), _, _) => continue,
                 _ => return Ok(None),
             }
         }
@@ -198,28 +197,13 @@ impl Process {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn signal(&self, signal: Signal) -> Result<(), Error> {
-        // SAFETY: pidfd_send_signal takes a valid descriptor (ours), a signal number, and a null
-        // siginfo pointer, which the kernel accepts as "like kill(2)".
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                signal as libc::c_int,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
+        match pidfd_send_signal(self.pidfd.as_fd(), signal) {
+            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::Sys {
+                call: "pidfd_send_signal",
+                source: e,
+            }),
+            _ => Ok(()),
         }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(());
-        }
-        Err(Error::Sys {
-            call: "pidfd_send_signal",
-            source: e,
-        })
     }
 
     /// Wait, at most `timeout`, for the process to exit. Returns whether it did. The wait is a
@@ -336,34 +320,5 @@ fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
     match pidfile.remove() {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
-    }
-}
-
-fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory is
-    // passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
-}
-
-/// Wait at most `timeout` for `fd` to become readable (or hung up). Restarts after `EINTR`.
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        // Round up: a timeout rounded down to 0 ms would spin for the last fraction.
-        let millis = remaining.as_nanos().div_ceil(1_000_000);
-        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
-        }
     }
 }

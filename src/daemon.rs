@@ -1,27 +1,16 @@
-//! The handle: start, stop, restart, status, pid, send, and the engine that runs in the daemon.
+//! The handle: start, stop, restart, status, pid, send and run, from the caller's side.
 
 use std::fmt;
-use std::os::fd::RawFd;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::signal::Signal;
-use nix::sys::stat::{Mode, umask};
-use nix::unistd::{Pid, chdir};
+use nix::unistd::Pid;
 
-use crate::body::{Body, Ctl, Log, StepPlan, drive};
-use crate::builder::{DaemonBuilder, Settings};
 use crate::control::{self, Stopped};
-use crate::detach::{
-    Side, close_inherited_fds, close_listed_fds, detach, inherited_fds, redirect_stdio,
-};
+use crate::detach::{Side, detach, inherited_fds};
+use crate::engine::{Engine, Launch};
 use crate::error::Error;
-use crate::notify::{Notifier, watchdog_period};
-use crate::pidfile::{Pidfile, PidfileLock, State};
-use crate::pool::PoolPlan;
-use crate::privileges::Credentials;
-use crate::signals::{Catcher, Handlers, Reload, catch};
+use crate::pidfile::Status;
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
 ///
@@ -50,133 +39,26 @@ use crate::signals::{Catcher, Handlers, Reload, catch};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Daemon {
-    settings: Settings,
-    credentials: Credentials,
-    name: String,
-    log: Log,
-    plan: StepPlan,
-    body: Mutex<Body>,
-    handlers: Arc<Mutex<Handlers>>,
+    engine: Engine,
 }
 
 impl fmt::Debug for Daemon {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Daemon")
-            .field("name", &self.name)
-            .field("pidfile", &self.settings.pidfile)
+            .field("name", &self.name())
+            .field("pidfile", &self.pidfile())
             .finish_non_exhaustive()
     }
 }
 
-/// What [`Daemon::status`] found.
-///
-/// # Examples
-///
-/// ```
-/// use daemons::{Pid, Status};
-///
-/// assert!(Status::Running(Pid::from_raw(1)).is_running());
-/// assert!(!Status::Dead { pid: None }.is_running());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// The daemon runs with this pid (it holds the pidfile's lock).
-    Running(Pid),
-    /// The pidfile is locked by a daemon that is still starting.
-    Starting,
-    /// The daemon is gone but left its pidfile behind (it was killed, or crashed). `pid` is what
-    /// the file names, which may now be an unrelated process: it is never signalled.
-    Dead {
-        /// The pid written in the stale pidfile, if any.
-        pid: Option<Pid>,
-    },
-    /// There is no pidfile: the daemon is not running.
-    NotRunning,
-}
-
-impl Status {
-    /// Whether a daemon process is alive (running or starting).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(!daemons::Status::NotRunning.is_running());
-    /// ```
-    pub fn is_running(&self) -> bool {
-        matches!(self, Status::Running(_) | Status::Starting)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Status::Running(pid) => write!(f, "running (pid {pid})"),
-            Status::Starting => f.write_str("starting"),
-            Status::Dead { pid: Some(pid) } => {
-                write!(f, "not running (stale pidfile names pid {pid})")
-            }
-            Status::Dead { pid: None } => f.write_str("not running (stale pidfile)"),
-            Status::NotRunning => f.write_str("not running"),
-        }
-    }
-}
-
-/// How the daemon is being run.
-enum Launch {
-    /// After `start()`'s fork: do every daemon(7) step and report to the caller.
-    /// The descriptors to close are those the caller listed before the fork (see
-    /// [`inherited_fds`]), or, if it could not, those the daemon finds itself.
-    Detached(crate::detach::Reporter, Result<Vec<RawFd>, Error>),
-    /// `run()`: the same engine in the calling process, nothing forked or redirected.
-    Foreground,
-}
-
 impl Daemon {
-    /// A builder for a daemon.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let daemon = daemons::Daemon::builder()
-    ///     .pidfile("/tmp/doc-builder.pid")
-    ///     .step(|| {})
-    ///     .build()?;
-    /// # Ok::<(), daemons::Error>(())
-    /// ```
-    pub fn builder() -> DaemonBuilder {
-        DaemonBuilder::default()
-    }
-
-    /// Put the engine together from checked settings and the closures taken out of them.
-    pub(crate) fn new(
-        settings: Settings,
-        credentials: Credentials,
-        body: Body,
-        handlers: Handlers,
-    ) -> Daemon {
-        let name = settings.name.clone().unwrap_or_else(default_name);
-        let plan = StepPlan {
-            interval: settings.interval.unwrap_or_default(),
-            keep_going: settings.keep_going,
-            pool: PoolPlan {
-                size: settings.pool_size,
-                idle_time: settings.idle_time,
-            },
-        };
-        Daemon {
-            settings,
-            credentials,
-            log: Log::new(&name),
-            name,
-            plan,
-            body: Mutex::new(body),
-            handlers: Arc::new(Mutex::new(handlers)),
-        }
+    pub(crate) fn new(engine: Engine) -> Daemon {
+        Daemon { engine }
     }
 
     #[cfg(test)]
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The pidfile's absolute path.
@@ -189,7 +71,7 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn pidfile(&self) -> &Path {
-        &self.settings.pidfile
+        &self.engine.settings().pidfile
     }
 
     /// The name the daemon logs under.
@@ -202,11 +84,7 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn pidfile_handle(&self) -> Pidfile {
-        Pidfile::new(&self.settings.pidfile)
+        self.engine.name()
     }
 
     /// Start the daemon in the background and return its pid once it is up.
@@ -247,47 +125,24 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start(&self) -> Result<Pid, Error> {
-        if let State::Running(pid) = self.pidfile_handle().probe()? {
+        if let Status::Running(pid) = self.engine.pidfile().probe()? {
             return Err(Error::AlreadyRunning {
-                pidfile: self.settings.pidfile.clone(),
+                pidfile: self.pidfile().to_path_buf(),
                 pid: Some(pid),
             });
-        }
-        let threads = thread_count();
-        if threads > 1 {
-            return Err(Error::Threads { count: threads });
         }
         // Listed before the fork, where /proc/self is cheap to read; closed in the daemon.
         let inherited = inherited_fds();
         match detach()? {
             Side::Caller(pending) => {
-                let started = pending.wait(self.settings.ready_timeout);
+                let started = pending.wait(self.engine.settings().ready_timeout);
                 if let Err(Error::StartTimeout { .. }) = started {
                     // The daemon was killed before it could remove its pidfile.
-                    let _ = self.pidfile_handle().remove();
+                    let _ = self.engine.pidfile().remove();
                 }
                 started
             }
-            Side::Daemon(reporter) => {
-                // Whatever happens, the daemon must not unwind into the caller's code: it is a
-                // copy of the caller, and would go on running it.
-                let served = catch_unwind(AssertUnwindSafe(|| {
-                    self.serve(Launch::Detached(reporter, inherited))
-                }));
-                let code = match served {
-                    Ok(Ok(())) => 0,
-                    Ok(Err(_)) | Err(_) => 1,
-                };
-                // Leave with `_exit`, as the middle process does: the exit handlers of this copy
-                // are the caller's, and running them (libc's and the loader's among them) copies
-                // a page at each write, ~20 µs of every stop. Only the buffers need flushing, and
-                // what they hold is the daemon's own: `detach` flushed the caller's.
-                let _ = std::io::Write::flush(&mut std::io::stdout());
-                // SAFETY: fflush(NULL) flushes every C stdio stream and touches no Rust object.
-                unsafe { libc::fflush(std::ptr::null_mut()) };
-                // SAFETY: `_exit` ends the process at once; nothing runs after it.
-                unsafe { libc::_exit(code) }
-            }
+            Side::Daemon(reporter) => self.engine.serve_detached(reporter, inherited),
         }
     }
 
@@ -329,7 +184,7 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run(&self) -> Result<(), Error> {
-        self.serve(Launch::Foreground)
+        self.engine.serve(Launch::Foreground)
     }
 
     /// Stop the daemon: SIGTERM, a wait for its exit (a poll on a pidfd, no sleep loop), SIGKILL
@@ -349,7 +204,7 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn stop(&self) -> Result<Stopped, Error> {
-        control::stop(&self.pidfile_handle(), self.settings.stop_timeout)
+        control::stop(&self.engine.pidfile(), self.engine.settings().stop_timeout)
     }
 
     /// Stop the daemon if it runs, then start it.
@@ -392,12 +247,7 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn status(&self) -> Result<Status, Error> {
-        Ok(match self.pidfile_handle().probe()? {
-            State::Absent => Status::NotRunning,
-            State::Running(pid) => Status::Running(pid),
-            State::Starting => Status::Starting,
-            State::Stale(pid) => Status::Dead { pid },
-        })
+        self.engine.pidfile().probe()
     }
 
     /// The running daemon's pid, or `None` when it is not running.
@@ -414,10 +264,7 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn pid(&self) -> Result<Option<Pid>, Error> {
-        Ok(match self.status()? {
-            Status::Running(pid) => Some(pid),
-            _ => None,
-        })
+        Ok(self.status()?.pid())
     }
 
     /// Send `signal` to the running daemon and return its pid. The pid is checked against the
@@ -437,177 +284,8 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn send(&self, signal: Signal) -> Result<Pid, Error> {
-        control::send(&self.pidfile_handle(), signal)
+        control::send(&self.engine.pidfile(), signal)
     }
-
-    /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, report,
-    /// run the body, run the stop handlers, remove the pidfile.
-    fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let (mut reporter, inherited) = match launch {
-            Launch::Detached(reporter, inherited) => (Some(reporter), Some(inherited)),
-            Launch::Foreground => (None, None),
-        };
-        let detached = inherited.is_some();
-        let Prepared {
-            lock,
-            catcher,
-            ctl,
-            reload,
-        } = match self.prepare(inherited) {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                if let Some(reporter) = reporter.as_mut() {
-                    reporter.fail(&error);
-                }
-                return Err(error);
-            }
-        };
-        if let Some(reporter) = reporter {
-            ctl.shared().await_ready(reporter);
-        }
-        // Ready before the control thread exists: the signals are caught already, and the
-        // caller need not wait for a thread to be spawned.
-        if !self.settings.manual_ready {
-            ctl.shared().report_ready();
-        }
-        let listener = match catcher.listen(
-            self.handlers.clone(),
-            ctl.shared().clone(),
-            reload,
-            self.log.clone(),
-        ) {
-            Ok(listener) => listener,
-            Err(error) => {
-                self.log.log(&format!("stopping: {error}"));
-                if let Some(mut reporter) = ctl.shared().unreported() {
-                    reporter.fail(&error);
-                }
-                return Err(error);
-            }
-        };
-
-        let outcome = {
-            let mut body = self.body.lock().unwrap_or_else(PoisonError::into_inner);
-            drive(&mut body, self.plan, &ctl, &self.log)
-        };
-        if !ctl.running() {
-            ctl.shared().tell_stopping();
-        }
-        // No handler may run after the pidfile is gone.
-        if detached {
-            listener.close();
-        } else {
-            listener.release();
-        }
-        let mut result = outcome.map_err(|message| {
-            self.log.log(&format!("stopping: {message}"));
-            Error::Body { message }
-        });
-        if let Some(signal) = ctl.shared().stop_signal() {
-            let mut handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(message) = handlers.run(signal, &self.log) {
-                result = result.and(Err(Error::StopHandler { message }));
-            }
-        }
-        match lock.release() {
-            // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
-            // `stop()` removes it after the exit.
-            Err(e) if self.credentials.is_set() && is_permission_denied(&e) => {}
-            Err(e) => self.log.log(&e.to_string()),
-            Ok(()) => {}
-        }
-        if let Some(mut reporter) = ctl.shared().unreported() {
-            let message = match &result {
-                Err(Error::Body { message }) => message.clone(),
-                Err(e) => e.to_string(),
-                Ok(()) => "the body returned before it called ctl.ready()".to_string(),
-            };
-            reporter.fail(&Error::Body { message });
-        }
-        result
-    }
-
-    /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
-    /// `inherited` is there when detached: the descriptors to close.
-    fn prepare(&self, inherited: Option<Result<Vec<RawFd>, Error>>) -> Result<Prepared, Error> {
-        let s = &self.settings;
-        let detached = inherited.is_some();
-        if detached {
-            umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
-            chdir(&s.workdir).map_err(|e| {
-                Error::io(
-                    "change to the working directory",
-                    &s.workdir,
-                    std::io::Error::from_raw_os_error(e as i32),
-                )
-            })?;
-        }
-        // First, so that its descriptor is the lowest free one: a probe looks there first.
-        // From here on, an early return drops `lock`, which removes the pidfile.
-        let lock = self.pidfile_handle().acquire()?;
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            self.log
-                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
-            None
-        });
-        let ctl =
-            Ctl::notifying(notifier, watchdog_period().map(|period| period / 2)).map_err(|e| {
-                Error::Sys {
-                    call: "pipe",
-                    source: e,
-                }
-            })?;
-        let reload = Reload {
-            notifier: ctl.shared().notifier(),
-            logs: detached.then(|| (s.stdout.clone(), s.stderr.clone())),
-        };
-        if let Some(inherited) = inherited {
-            redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
-            match inherited {
-                Ok(fds) => close_listed_fds(&fds, &s.keep_fds),
-                Err(_) => close_inherited_fds(&s.keep_fds)?,
-            }
-            // The logs are the daemon's: once it is no longer root it must still be able to
-            // reopen them after a rotation.
-            for log in [&s.stdout, &s.stderr].into_iter().flatten() {
-                self.credentials.give(log)?;
-            }
-        }
-        self.credentials.apply()?;
-        let catcher = catch(&self.handlers, ctl.shared(), detached, &reload)?;
-        Ok(Prepared {
-            lock,
-            catcher,
-            ctl,
-            reload,
-        })
-    }
-}
-
-/// What [`Daemon::prepare`] hands to the engine.
-struct Prepared {
-    lock: PidfileLock,
-    catcher: Catcher,
-    ctl: Ctl,
-    reload: Reload,
-}
-
-fn is_permission_denied(e: &Error) -> bool {
-    e.io_error()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
-}
-
-fn default_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "daemon".to_string())
-}
-
-/// How many threads this process runs, from `/proc/self/task`. Where that cannot be read the
-/// answer is 1: the check is a guard against a known mistake, not a security boundary.
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |dir| dir.count())
 }
 
 #[cfg(test)]

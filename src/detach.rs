@@ -40,8 +40,9 @@ use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
 
-use crate::control::wait_readable;
 use crate::error::Error;
+use crate::report;
+use crate::sys;
 
 /// Which side of [`detach`] this is.
 ///
@@ -86,37 +87,41 @@ pub struct Reporter {
     pipe: File,
 }
 
-// The daemon writes its pid as soon as it exists, so that a caller that gives up waiting can
-// kill it, then one final word: ready, or an encoded error.
-const READY: u8 = b'R';
-const FAILED: u8 = b'E';
-
 /// Fork twice with a `setsid` between, as daemon(7) describes. Returns [`Side::Caller`] in the
 /// calling process once the intermediate process has exited and been reaped (no zombie is left),
 /// and [`Side::Daemon`] in the daemon.
 ///
 /// Rust's buffered stdout and stderr, and C's stdio streams, are flushed first, so that nothing
 /// buffered is written twice.
-/// Only call this while the process runs a single thread: the child gets a copy of the calling
-/// thread only, and any lock another thread held stays locked forever in it.
+///
+/// A fork copies only the calling thread, and any lock another thread held stays locked forever
+/// in the child, so this refuses a process that runs other threads.
 ///
 /// # Errors
 ///
-/// [`Error::Sys`] when `pipe`, `fork` or `setsid` fails in the caller; a failure in the
-/// intermediate process arrives through [`Pending::wait`].
+/// [`Error::Threads`] when the process runs more than one thread; [`Error::Sys`] when `pipe` or
+/// `fork` fails in the caller; a failure in the intermediate process (`setsid`, the second
+/// `fork`) arrives through [`Pending::wait`].
+///
+/// # Platform-specific behavior
+///
+/// The threads are counted in `/proc/self/task`; where it cannot be read, the check is skipped.
 ///
 /// # Examples
 ///
 /// See [the module documentation](self).
 pub fn detach() -> Result<Side, Error> {
+    if let Some(count) = sys::thread_count().filter(|&n| n > 1) {
+        return Err(Error::Threads { count });
+    }
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
-    // SAFETY: fflush(NULL) flushes every C stdio stream and touches no Rust object. What a C
-    // library of the caller left buffered would otherwise be written again by the daemon.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
+    // What a C library of the caller left buffered would otherwise be written again by the
+    // daemon.
+    sys::flush_c_stdio();
     let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
-    // SAFETY: the callers of `detach` run it in a single-threaded process (start() checks this),
-    // so the child is a complete copy and may run any code, not only async-signal-safe code.
+    // SAFETY: the process runs a single thread (checked above, and nothing here spawns one), so
+    // the child is a complete copy and may run any code, not only async-signal-safe code.
     match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
         ForkResult::Parent { child } => {
             drop(write);
@@ -134,30 +139,24 @@ pub fn detach() -> Result<Side, Error> {
             };
             if let Err(e) = setsid() {
                 reporter.fail(&Error::sys("setsid", e));
-                // SAFETY: `_exit` ends this copy of the caller without running its exit handlers
-                // or destructors a second time.
-                unsafe { libc::_exit(1) };
+                sys::exit_now(1);
             }
             // SAFETY: this process has exactly one thread (it is a fresh fork of a
             // single-threaded one).
             match unsafe { fork() } {
-                Ok(ForkResult::Parent { .. }) => {
-                    // SAFETY: as above: the intermediate process must not run the caller's exit
-                    // handlers or flush its buffers again.
-                    unsafe { libc::_exit(0) }
-                }
+                // The intermediate process must not run the caller's exit handlers or flush its
+                // buffers again.
+                Ok(ForkResult::Parent { .. }) => sys::exit_now(0),
                 Ok(ForkResult::Child) => {
                     // The daemon itself writes its pid, first: with one writer the pid line
                     // always comes before the final word (the intermediate process, which knows
                     // the pid too, could be scheduled after the daemon has reported).
-                    let pid = Pid::this().to_string();
-                    let _ = reporter.pipe.write_all(format!("{pid}\n").as_bytes());
+                    let _ = reporter.pipe.write_all(&report::pid_line(Pid::this()));
                     Ok(Side::Daemon(reporter))
                 }
                 Err(e) => {
                     reporter.fail(&Error::sys("fork", e));
-                    // SAFETY: as above.
-                    unsafe { libc::_exit(1) }
+                    sys::exit_now(1)
                 }
             }
         }
@@ -178,17 +177,20 @@ impl Pending {
     ///
     /// See [the module documentation](self).
     pub fn wait(mut self, timeout: Duration) -> Result<Pid, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut message = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let readable = wait_readable(self.pipe.as_fd(), remaining).map_err(|e| Error::Sys {
-                call: "poll",
-                source: e,
-            })?;
+            let remaining = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            let readable =
+                sys::wait_readable(self.pipe.as_fd(), remaining).map_err(|e| Error::Sys {
+                    call: "poll",
+                    source: e,
+                })?;
             if !readable {
-                let pid = parse_report(&message).0;
+                let pid = report::parse(&message).0;
                 if let Some(pid) = pid {
                     // The pipe is still open, so the pid is still the daemon's: no reuse race.
                     crate::control::kill_and_wait(pid);
@@ -203,7 +205,7 @@ impl Pending {
                 Ok(n) => {
                     message.extend_from_slice(&buf[..n]);
                     // "Ready" is the last word: no need to wait for the pipe to close.
-                    if let (Some(pid), Some(Ok(()))) = parse_report(&message) {
+                    if let (Some(pid), Some(Ok(()))) = report::parse(&message) {
                         return Ok(pid);
                     }
                 }
@@ -216,29 +218,12 @@ impl Pending {
                 }
             }
         }
-        match parse_report(&message) {
+        match report::parse(&message) {
             (Some(pid), Some(Ok(()))) => Ok(pid),
             (_, Some(Err(e))) => Err(e),
             _ => Err(Error::DaemonVanished),
         }
     }
-}
-
-/// Split a report into the pid line and the final word.
-fn parse_report(message: &[u8]) -> (Option<Pid>, Option<Result<(), Error>>) {
-    let (pid_line, rest) = match message.iter().position(|&b| b == b'\n') {
-        Some(i) => (&message[..i], &message[i + 1..]),
-        None => (message, &[][..]),
-    };
-    let pid = std::str::from_utf8(pid_line)
-        .ok()
-        .and_then(crate::pidfile::parse_pid);
-    let word = match rest.split_first() {
-        Some((&READY, _)) => Some(Ok(())),
-        Some((&FAILED, encoded)) => Some(Err(Error::decode(encoded))),
-        _ => None,
-    };
-    (pid, word)
 }
 
 impl Reporter {
@@ -248,7 +233,7 @@ impl Reporter {
     ///
     /// See [the module documentation](self).
     pub fn ready(mut self) {
-        let _ = self.pipe.write_all(&[READY]);
+        let _ = self.pipe.write_all(&[report::READY]);
     }
 
     /// Tell the caller that the daemon failed to start, and why. Its `start()` returns this error.
@@ -264,16 +249,19 @@ impl Reporter {
     ///         assert!(matches!(err, daemons::Error::MissingDirectory { .. }));
     ///     }
     ///     Side::Daemon(mut reporter) => {
-    ///         reporter.fail(&daemons::Error::MissingDirectory { path: "/nope/x.pid".into() });
+    ///         let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
+    ///         reporter.fail(&daemons::Error::MissingDirectory {
+    ///             path: "/nope/x.pid".into(),
+    ///             action: "open the pidfile",
+    ///             source: missing,
+    ///         });
     ///         std::process::exit(1);
     ///     }
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn fail(&mut self, error: &Error) {
-        let mut message = vec![FAILED];
-        message.extend(error.encode());
-        let _ = self.pipe.write_all(&message);
+        let _ = self.pipe.write_all(&report::failure(error));
     }
 }
 
@@ -312,9 +300,7 @@ pub fn redirect_stdio(stdout: Option<&Path>, stderr: Option<&Path>) -> Result<()
             .metadata()
             .map_err(|e| Error::io("open the log file", path, e))?;
         if meta.is_dir() {
-            return Err(Error::NotAFile {
-                path: path.to_path_buf(),
-            });
+            return Err(Error::not_a_file("open the log file", path, "a directory"));
         }
         Ok(file.into())
     };
@@ -360,36 +346,26 @@ pub fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
 /// its own first look into `/proc/self` would cost far more than the caller's (a new process's
 /// entries there are built on first use).
 pub(crate) fn inherited_fds() -> Result<Vec<RawFd>, Error> {
-    let dir = Path::new("/proc/self/fd");
-    let fds: Vec<RawFd> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io("close inherited descriptors from", dir, e))?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let fds = sys::open_fds().map_err(|e| {
+        Error::io(
+            "close inherited descriptors from",
+            Path::new(sys::OPEN_FDS_DIR),
+            e,
+        )
+    })?;
     Ok(fds
         .into_iter()
-        .filter(|&fd| fd > 2 && !is_cloexec(fd))
+        .filter(|&fd| fd > 2 && !sys::is_cloexec(fd))
         .collect())
 }
 
 /// Close those of `fds` that still lack close-on-exec, except `keep`.
 pub(crate) fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
     for &fd in fds {
-        if fd <= 2 || keep.contains(&fd) || is_cloexec(fd) {
-            continue;
+        if fd > 2 && !keep.contains(&fd) {
+            sys::close_unowned(fd);
         }
-        // SAFETY: a descriptor without close-on-exec was not opened by Rust's std in this
-        // process, so no `File` or socket object owns it and nothing will use or close it again.
-        unsafe { libc::close(fd) };
     }
-}
-
-/// Whether `fd` is open with close-on-exec. A descriptor that is not open (read_dir's own, closed
-/// since it was listed) counts as such: there is nothing to close.
-fn is_cloexec(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only reads a descriptor's flags; on one that is not open it fails with
-    // EBADF and touches nothing.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    flags < 0 || flags & libc::FD_CLOEXEC != 0
 }
 
 /// Clear the signal mask and set every signal's disposition to its default, except that SIGPIPE
@@ -446,25 +422,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reports_parse() {
-        let ok = parse_report(b"1234\nR");
-        assert_eq!(ok.0, Some(Pid::from_raw(1234)));
-        assert!(matches!(ok.1, Some(Ok(()))));
-
-        let mut failed = b"99\nE".to_vec();
-        failed.extend(
-            Error::NotAFile {
-                path: "/tmp".into(),
-            }
-            .encode(),
-        );
-        let failed = parse_report(&failed);
-        assert_eq!(failed.0, Some(Pid::from_raw(99)));
-        assert!(matches!(failed.1, Some(Err(Error::NotAFile { .. }))));
-
-        let silent = parse_report(b"77\n");
-        assert_eq!(silent.0, Some(Pid::from_raw(77)));
-        assert!(silent.1.is_none());
-        assert_eq!(parse_report(b"").0, None);
+    fn detach_refuses_a_process_with_threads() {
+        // A thread of our own, alive during the call, so that the process has two threads even
+        // when the harness runs tests on its main thread: this must never fork.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || wait.recv());
+        let result = detach();
+        drop(done);
+        let _ = other.join();
+        assert!(matches!(result, Err(Error::Threads { count }) if count >= 2));
     }
 }

@@ -1,9 +1,7 @@
 //! The crate's one error type.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,16 +64,28 @@ pub enum Error {
     MissingDirectory {
         /// The file that could not be created.
         path: PathBuf,
+        /// What was being done ("open the pidfile", "open the log file", ...).
+        action: &'static str,
+        /// The system's error (`ENOENT` or `ENOTDIR`).
+        source: io::Error,
     },
     /// The pidfile path is a symbolic link, which a pidfile must never be.
     Symlink {
         /// The pidfile.
         path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The system's error (`ELOOP` from `O_NOFOLLOW`).
+        source: io::Error,
     },
-    /// The path names something other than a regular file (a directory, say).
+    /// The path names something other than a regular file (a directory, a FIFO, a device).
     NotAFile {
         /// The path.
         path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// What the path is instead (`EISDIR` for a directory).
+        source: io::Error,
     },
     /// As root, a pidfile that someone else could have written: it is not trusted.
     Untrusted {
@@ -119,11 +129,13 @@ pub enum Error {
         /// The daemon's pid.
         pid: Pid,
     },
-    /// The body failed: it panicked, or a step returned an error.
+    /// The daemon's body failed: the body, a step or `get` returned an error or panicked.
     Body {
-        /// The panic message or the step's error.
+        /// The error's or the panic's message, saying which it was.
         message: String,
     },
+    /// With manual readiness, the body returned without calling `ctl.ready()`.
+    ReturnedBeforeReady,
     /// A handler of the stop signal panicked while the daemon was shutting down.
     StopHandler {
         /// The panic message.
@@ -145,9 +157,9 @@ impl Error {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::AlreadyRunning { pidfile, .. } | Error::NotRunning { pidfile } => Some(pidfile),
-            Error::MissingDirectory { path }
-            | Error::Symlink { path }
-            | Error::NotAFile { path }
+            Error::MissingDirectory { path, .. }
+            | Error::Symlink { path, .. }
+            | Error::NotAFile { path, .. }
             | Error::Untrusted { path, .. }
             | Error::Io { path, .. } => Some(path),
             _ => None,
@@ -181,12 +193,17 @@ impl Error {
     ///
     /// let dir = tempfile::tempdir()?;
     /// let err = Pidfile::new(dir.path()).acquire().unwrap_err();
-    /// assert!(err.io_error().is_none()); // a directory is named as such, not as an errno
+    /// assert!(matches!(err, daemons::Error::NotAFile { .. }));
+    /// assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(libc::EISDIR));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
-            Error::Io { source, .. } | Error::Sys { source, .. } => Some(source),
+            Error::Io { source, .. }
+            | Error::Sys { source, .. }
+            | Error::MissingDirectory { source, .. }
+            | Error::Symlink { source, .. }
+            | Error::NotAFile { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -206,22 +223,30 @@ impl Error {
             path.parent()
                 .is_some_and(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
         };
+        let path = path.to_path_buf();
         match source.raw_os_error() {
             // ENOENT also comes from places where files cannot be created (/proc/x.pid):
             // only a parent that really is missing is named as such.
-            Some(libc::ENOENT) if parent_missing() => Error::MissingDirectory {
-                path: path.to_path_buf(),
-            },
-            Some(libc::ENOTDIR) if parent_missing() => Error::MissingDirectory {
-                path: path.to_path_buf(),
+            Some(libc::ENOENT | libc::ENOTDIR) if parent_missing() => Error::MissingDirectory {
+                path,
+                action,
+                source,
             },
             Some(libc::ELOOP) => Error::Symlink {
-                path: path.to_path_buf(),
+                path,
+                action,
+                source,
             },
             Some(libc::EISDIR) => Error::NotAFile {
-                path: path.to_path_buf(),
+                path,
+                action,
+                source,
             },
-            _ => Error::io(action, path, source),
+            _ => Error::Io {
+                action,
+                path,
+                source,
+            },
         }
     }
 
@@ -230,6 +255,25 @@ impl Error {
             call,
             source: io::Error::from_raw_os_error(errno as i32),
         }
+    }
+
+    /// The path is not a regular file: `what` says what it is instead.
+    pub(crate) fn not_a_file(action: &'static str, path: &Path, what: &str) -> Error {
+        let source = if what == "a directory" {
+            io::Error::from_raw_os_error(libc::EISDIR)
+        } else {
+            io::Error::other(format!("it is {what}"))
+        };
+        Error::NotAFile {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    }
+
+    pub(crate) fn is_permission_denied(&self) -> bool {
+        self.io_error()
+            .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
     }
 
     pub(crate) fn setting(setting: &'static str, reason: impl Into<String>) -> Error {
@@ -288,21 +332,31 @@ impl fmt::Display for Error {
                 "not running (no process holds pidfile {}): start it first",
                 pidfile.display()
             ),
-            Error::MissingDirectory { path } => write!(
+            Error::MissingDirectory { path, action, .. } => write!(
                 f,
-                "{}: the directory does not exist (create it first, or choose another path)",
+                "cannot {action} {}: the directory does not exist (create it first, or choose another path)",
                 path.display()
             ),
-            Error::Symlink { path } => write!(
+            Error::Symlink { path, action, .. } => write!(
                 f,
-                "{}: the pidfile is a symbolic link, which is refused (remove the link, or give the real path)",
+                "cannot {action} {}: it is a symbolic link, which is refused (remove the link, or give the real path)",
                 path.display()
             ),
-            Error::NotAFile { path } => write!(
-                f,
-                "{}: not a regular file (give the path of a file, not of a directory or device)",
-                path.display()
-            ),
+            Error::NotAFile {
+                path,
+                action,
+                source,
+            } => {
+                let what = match source.raw_os_error() {
+                    Some(libc::EISDIR) => "it is a directory".to_string(),
+                    _ => source.to_string(),
+                };
+                write!(
+                    f,
+                    "cannot {action} {}: not a regular file, {what} (give the path of a regular file)",
+                    path.display()
+                )
+            }
             Error::Untrusted { path, reason } => write!(
                 f,
                 "{}: refusing to trust this pidfile as root: {reason} (remove it, or fix its owner and mode)",
@@ -342,6 +396,10 @@ impl fmt::Display for Error {
                 "pid {pid} is still alive after SIGTERM and SIGKILL (stuck in the kernel?); look at /proc/{pid}/stack"
             ),
             Error::Body { message } => write!(f, "the daemon's body failed: {message}"),
+            Error::ReturnedBeforeReady => write!(
+                f,
+                "the body returned before it called ctl.ready(): call it once the daemon can serve, or leave out .manual_ready(true)"
+            ),
             Error::StopHandler { message } => {
                 write!(f, "a stop-signal handler failed: {message}")
             }
@@ -351,268 +409,39 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } | Error::Sys { source, .. } => Some(source),
-            _ => None,
-        }
+        self.io_error().map(|e| e as _)
     }
-}
-
-impl From<derive_builder::UninitializedFieldError> for Error {
-    fn from(e: derive_builder::UninitializedFieldError) -> Error {
-        Error::setting(
-            e.field_name(),
-            format!("is required: call .{}(...) on the builder", e.field_name()),
-        )
-    }
-}
-
-// The daemon reports its start-up error to the caller through a pipe. The encoding is private to
-// one build of this crate (both ends are the same binary), so it only needs to be unambiguous:
-// a tag byte, then fields separated by NUL. Errors that cannot occur in a starting daemon travel
-// as their message.
-const SEP: u8 = 0;
-
-impl Error {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        fn path_bytes(p: &Path) -> &[u8] {
-            p.as_os_str().as_bytes()
-        }
-        let mut out = Vec::new();
-        let mut field = |bytes: &[u8]| {
-            out.extend_from_slice(bytes);
-            out.push(SEP);
-        };
-        match self {
-            Error::AlreadyRunning { pidfile, pid } => {
-                field(b"A");
-                field(path_bytes(pidfile));
-                field(pid.map_or(0, Pid::as_raw).to_string().as_bytes());
-            }
-            Error::MissingDirectory { path } => {
-                field(b"M");
-                field(path_bytes(path));
-            }
-            Error::Symlink { path } => {
-                field(b"L");
-                field(path_bytes(path));
-            }
-            Error::NotAFile { path } => {
-                field(b"F");
-                field(path_bytes(path));
-            }
-            Error::Untrusted { path, reason } => {
-                field(b"U");
-                field(path_bytes(path));
-                field(reason.as_bytes());
-            }
-            Error::Io {
-                action,
-                path,
-                source,
-            } => {
-                field(b"I");
-                field(action.as_bytes());
-                field(path_bytes(path));
-                field(source.raw_os_error().unwrap_or(0).to_string().as_bytes());
-                field(source.to_string().as_bytes());
-            }
-            Error::Sys { call, source } => {
-                field(b"S");
-                field(call.as_bytes());
-                field(source.raw_os_error().unwrap_or(0).to_string().as_bytes());
-            }
-            Error::Privileges { reason } => {
-                field(b"P");
-                field(reason.as_bytes());
-            }
-            Error::InvalidSetting { setting, reason } => {
-                field(b"V");
-                field(setting.as_bytes());
-                field(reason.as_bytes());
-            }
-            Error::Body { message } => {
-                field(b"B");
-                field(message.as_bytes());
-            }
-            other => {
-                field(b"B");
-                field(other.to_string().as_bytes());
-            }
-        }
-        out
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Error {
-        let mut fields = bytes.split(|&b| b == SEP);
-        let tag = fields.next().unwrap_or_default();
-        let mut next = || fields.next().unwrap_or_default();
-        let path = |b: &[u8]| PathBuf::from(OsString::from_vec(b.to_vec()));
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let number = |b: &[u8]| text(b).parse::<i32>().unwrap_or(0);
-        match tag {
-            b"A" => {
-                let pidfile = path(next());
-                let pid = Some(number(next())).filter(|&p| p > 0).map(Pid::from_raw);
-                Error::AlreadyRunning { pidfile, pid }
-            }
-            b"M" => Error::MissingDirectory { path: path(next()) },
-            b"L" => Error::Symlink { path: path(next()) },
-            b"F" => Error::NotAFile { path: path(next()) },
-            b"U" => Error::Untrusted {
-                path: path(next()),
-                reason: text(next()),
-            },
-            b"I" => {
-                let action = static_action(&text(next()));
-                let path = path(next());
-                let errno = number(next());
-                let message = text(next());
-                let source = if errno != 0 {
-                    io::Error::from_raw_os_error(errno)
-                } else {
-                    io::Error::other(message)
-                };
-                Error::Io {
-                    action,
-                    path,
-                    source,
-                }
-            }
-            b"S" => {
-                let call = static_action(&text(next()));
-                Error::Sys {
-                    call,
-                    source: io::Error::from_raw_os_error(number(next())),
-                }
-            }
-            b"V" => {
-                let setting = static_action(&text(next()));
-                Error::InvalidSetting {
-                    setting,
-                    reason: text(next()),
-                }
-            }
-            b"P" => Error::Privileges {
-                reason: text(next()),
-            },
-            b"B" => Error::Body {
-                message: text(next()),
-            },
-            _ => Error::DaemonVanished,
-        }
-    }
-}
-
-/// The actions and calls named in errors are static strings of this crate; map a decoded one back
-/// to its static form so that `Error` stays free of owned strings there.
-fn static_action(s: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "open the pidfile",
-        "lock the pidfile",
-        "write the pidfile",
-        "remove the pidfile",
-        "read the pidfile",
-        "open the log file",
-        "open",
-        "change to the working directory",
-        "setsid",
-        "fork",
-        "pipe",
-        "sigprocmask",
-        "sigaction",
-        "dup2",
-        "install signal handlers",
-        "spawn the control thread",
-        "close inherited descriptors",
-        "user",
-        "group",
-        "setgroups",
-        "setgid",
-        "setuid",
-        "pidfd_open",
-        "pidfd_send_signal",
-        "poll",
-    ];
-    KNOWN.iter().find(|k| **k == s).copied().unwrap_or("set up")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn roundtrip(e: Error) -> Error {
-        Error::decode(&e.encode())
-    }
-
-    #[test]
-    fn already_running_survives_the_pipe() {
-        let e = roundtrip(Error::AlreadyRunning {
-            pidfile: "/run/x.pid".into(),
-            pid: Some(Pid::from_raw(4242)),
-        });
-        match e {
-            Error::AlreadyRunning { pidfile, pid } => {
-                assert_eq!(pidfile, Path::new("/run/x.pid"));
-                assert_eq!(pid, Some(Pid::from_raw(4242)));
-            }
-            other => panic!("decoded as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn io_errors_keep_errno_action_and_path() {
-        let e = roundtrip(Error::io(
-            "open the log file",
-            Path::new("/var/log/x.log"),
-            io::Error::from_raw_os_error(libc::EACCES),
-        ));
-        match &e {
-            Error::Io {
-                action,
-                path,
-                source,
-            } => {
-                assert_eq!(*action, "open the log file");
-                assert_eq!(path, Path::new("/var/log/x.log"));
-                assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
-            }
-            other => panic!("decoded as {other:?}"),
-        }
-        assert!(e.to_string().contains("may write there"), "{e}");
-    }
-
-    #[test]
-    fn paths_with_odd_bytes_survive() {
-        let odd = PathBuf::from(OsString::from_vec(b"/tmp/a\nb\xff.pid".to_vec()));
-        match roundtrip(Error::Symlink { path: odd.clone() }) {
-            Error::Symlink { path } => assert_eq!(path, odd),
-            other => panic!("decoded as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn body_messages_are_not_wrapped_twice() {
-        let e = roundtrip(Error::Body {
-            message: "cannot bind".into(),
-        });
-        assert_eq!(e.to_string(), "the daemon's body failed: cannot bind");
-    }
-
-    #[test]
-    fn garbage_decodes_to_vanished() {
-        assert!(matches!(Error::decode(b"zzz"), Error::DaemonVanished));
-        assert!(matches!(Error::decode(b""), Error::DaemonVanished));
-    }
-
     #[test]
     fn messages_say_what_to_do() {
-        let e = Error::MissingDirectory {
-            path: "/nope/x.pid".into(),
-        };
+        let e = Error::open(
+            "open the pidfile",
+            Path::new("/nope/x.pid"),
+            io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert!(matches!(e, Error::MissingDirectory { .. }), "{e:?}");
         assert!(e.to_string().contains("/nope/x.pid"));
         assert!(e.to_string().contains("create it"));
+        assert_eq!(
+            e.io_error().and_then(io::Error::raw_os_error),
+            Some(libc::ENOENT)
+        );
         let e = Error::Threads { count: 3 };
         assert!(e.to_string().contains("3 threads"));
+    }
+
+    #[test]
+    fn a_missing_file_in_a_real_directory_is_not_a_missing_directory() {
+        let e = Error::open(
+            "open the pidfile",
+            Path::new("/proc/x.pid"),
+            io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
     }
 }

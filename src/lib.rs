@@ -39,30 +39,45 @@
 //! - Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
 //!   body has finished; other handlers run on a control thread while the body runs.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod body;
+// The handle and how it is built.
 mod builder;
 pub mod cli;
-pub mod control;
 mod daemon;
-pub mod detach;
-mod error;
-pub mod notify;
-pub mod pidfile;
+mod settings;
+
+// Inside the daemon: the engine, the bodies it runs, and what they see.
+mod body;
+mod ctl;
+mod engine;
+mod log;
+mod outcome;
 mod pool;
 mod privileges;
 mod signals;
 
-pub use body::{Ctl, Outcome};
+// The parts, usable on their own.
+pub mod control;
+pub mod detach;
+pub mod pidfile;
+pub mod systemd;
+
+// Underneath.
+mod error;
+mod report;
+mod sys;
+
 pub use builder::DaemonBuilder;
 pub use control::Stopped;
-pub use daemon::{Daemon, Status};
+pub use ctl::Ctl;
+pub use daemon::Daemon;
 pub use error::Error;
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
-pub use pidfile::{Pidfile, PidfileLock};
-pub use pool::Fetch;
+pub use outcome::{Fetch, Outcome};
+pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use privileges::Account;
 
 // The README's examples are compiled and run with the other doctests.

@@ -8,7 +8,6 @@
 //! At stop, fetching ends, the channel is closed, and the workers drain it before they exit:
 //! a graceful stop loses no message that was fetched.
 
-use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,60 +17,20 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use crossbeam_utils::Backoff;
 
-use crate::body::{Ctl, Log, Outcome, panic_message};
+use crate::ctl::Ctl;
+use crate::log::Log;
+use crate::outcome::{Fetch, Outcome, panic_message};
 
-/// What `get` may return: `Option<M>` (`None`: nothing now, ask again after the idle time), or a
-/// `Result` of one, whose error ends the daemon like a failed step.
-///
-/// # Examples
-///
-/// ```
-/// use daemons::Daemon;
-/// use std::sync::{Arc, Mutex};
-///
-/// let queue = Arc::new(Mutex::new(vec![1, 2, 3]));
-/// let daemon = Daemon::builder()
-///     .pidfile("/tmp/doc-fetch.pid")
-///     .messages(move || queue.lock().map(|mut q| q.pop()).map_err(|_| "poisoned"), |n: i32| {
-///         println!("{n}");
-///     })
-///     .build()?;
-/// # Ok::<(), daemons::Error>(())
-/// ```
-pub trait Fetch<M> {
-    /// The message, `None` for nothing now, or the error's message.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use daemons::Fetch;
-    ///
-    /// assert_eq!(Some(7).into_message(), Ok(Some(7)));
-    /// assert_eq!(Err::<Option<u8>, _>("gone").into_message(), Err("gone".to_string()));
-    /// ```
-    fn into_message(self) -> Result<Option<M>, String>;
-}
-
-impl<M> Fetch<M> for Option<M> {
-    fn into_message(self) -> Result<Option<M>, String> {
-        Ok(self)
-    }
-}
-
-impl<M, E: fmt::Display> Fetch<M> for Result<Option<M>, E> {
-    fn into_message(self) -> Result<Option<M>, String> {
-        self.map_err(|e| e.to_string())
-    }
-}
-
-/// The pool's two settings, read when the body starts.
+/// How large the pool may grow, and how long it rests when there is nothing to fetch.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PoolPlan {
-    pub(crate) size: usize,
+pub(crate) struct PoolSize {
+    /// Workers at most, and so messages fetched and not yet handled at most.
+    pub(crate) workers: usize,
+    /// The wait after `get` found nothing.
     pub(crate) idle_time: Duration,
 }
 
-pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolPlan, &Log) -> Result<(), String> + Send>;
+pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), String> + Send>;
 
 /// Wrap the user's `get` and `handle` into a body that the engine can drive.
 pub(crate) fn adapter<M, G, F, H, R>(mut get: G, handle: H) -> MessagesFn
@@ -83,7 +42,7 @@ where
     R: Outcome,
 {
     let handle: Arc<HandleFn<M>> = Arc::new(move |m| handle(m).into_result());
-    Box::new(move |ctl, plan, log| serve(ctl, plan, &mut || get().into_message(), &handle, log))
+    Box::new(move |ctl, pool, log| serve(ctl, pool, &mut || get().into_message(), &handle, log))
 }
 
 type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
@@ -129,19 +88,19 @@ impl Slots {
 
 fn serve<M: Send + 'static>(
     ctl: &Ctl,
-    plan: PoolPlan,
+    pool: PoolSize,
     get: &mut dyn FnMut() -> Result<Option<M>, String>,
     handle: &Arc<HandleFn<M>>,
     log: &Log,
 ) -> Result<(), String> {
     let slots = Arc::new(Slots {
-        free: AtomicUsize::new(plan.size),
+        free: AtomicUsize::new(pool.workers),
         fetcher: thread::current(),
         batch: AtomicUsize::new(1),
     });
-    let quick_batch = (plan.size / 4).max(1);
+    let quick_batch = (pool.workers / 4).max(1);
     // The slots keep at most `size` messages in flight, so a send never waits for room.
-    let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(plan.size);
+    let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(pool.workers);
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut number = 0u64;
 
@@ -163,14 +122,14 @@ fn serve<M: Send + 'static>(
         let message = match catch_unwind(AssertUnwindSafe(&mut *get)) {
             Ok(Ok(Some(message))) => message,
             Ok(Ok(None)) => {
-                ctl.sleep(plan.idle_time);
+                ctl.sleep(pool.idle_time);
                 continue;
             }
             Ok(Err(e)) => break Err(format!("get failed: {e}")),
             Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
         };
         number += 1;
-        let in_flight = plan.size - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
+        let in_flight = pool.workers - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
         // One worker per message in flight, at most: an idle daemon runs none, a saturated one
         // `size`.
         if in_flight > workers.len() {
@@ -188,7 +147,7 @@ fn serve<M: Send + 'static>(
     };
 
     // Closing the channel lets the workers drain what is in it, then exit.
-    ctl.shared().tell_stopping();
+    ctl.lifecycle().tell_stopping();
     drop(sender);
     for worker in workers {
         let _ = worker.join();
@@ -230,15 +189,15 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicU64;
 
-    fn plan(size: usize) -> PoolPlan {
-        PoolPlan {
-            size,
+    fn plan(workers: usize) -> PoolSize {
+        PoolSize {
+            workers,
             idle_time: Duration::from_millis(1),
         }
     }
 
     fn quiet() -> Log {
-        Log::to(|_| {})
+        Log::quiet()
     }
 
     #[test]
@@ -365,8 +324,8 @@ mod tests {
             },
             |_m: u8| {},
         );
-        let idle = PoolPlan {
-            size: 1,
+        let idle = PoolSize {
+            workers: 1,
             idle_time: Duration::from_secs(3600),
         };
         body(&ctl, idle, &quiet()).expect("clean stop");

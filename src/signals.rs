@@ -20,10 +20,12 @@ use nix::sys::signal::Signal;
 use signal_hook::SigId;
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::body::{Log, Shared, panic_message};
+use crate::ctl::Lifecycle;
 use crate::detach::{redirect_stdio, reset_signals};
 use crate::error::Error;
-use crate::notify::Notifier;
+use crate::log::Log;
+use crate::outcome::panic_message;
+use crate::systemd::Notifier;
 
 /// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
 /// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
@@ -124,8 +126,8 @@ impl Reload {
     }
 }
 
-/// The running control thread, if the daemon has one.
-pub(crate) struct Listener {
+/// The running control thread, if the daemon has one, and the signal actions installed.
+pub(crate) struct ControlThread {
     handle: Option<Handle>,
     thread: Option<JoinHandle<Signals>>,
     actions: Vec<SigId>,
@@ -133,7 +135,7 @@ pub(crate) struct Listener {
 
 /// The signals caught, before the control thread runs: what arrives meanwhile waits in
 /// signal-hook's pipe. Without `signals`, no signal has work for a control thread.
-pub(crate) struct Catcher {
+pub(crate) struct CaughtSignals {
     signals: Option<Signals>,
     actions: Vec<SigId>,
 }
@@ -148,12 +150,12 @@ pub(crate) struct Catcher {
 /// thread at all: SIGHUP is caught by an action that does nothing, so that it neither kills the
 /// daemon nor stays ignored in the programs it executes. A thread costs its spawn at start, a
 /// join at stop, and a larger teardown at exit.
-pub(crate) fn catch(
+pub(crate) fn catch_signals(
     handlers: &Mutex<Handlers>,
-    shared: &Arc<Shared>,
+    lifecycle: &Arc<Lifecycle>,
     reset: bool,
     reload: &Reload,
-) -> Result<Catcher, Error> {
+) -> Result<CaughtSignals, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
     caught.push(Signal::SIGHUP);
     let registered: Vec<Signal> = handlers
@@ -187,13 +189,13 @@ pub(crate) fn catch(
         None
     };
     for signal in STOP_SIGNALS {
-        let shared = shared.clone();
+        let lifecycle = lifecycle.clone();
         // SAFETY: the action only does atomic operations and one write(2) on a descriptor that
-        // `shared` keeps open (`Shared::request_stop`), all async-signal-safe; it allocates,
+        // `lifecycle` keeps open (`Lifecycle::request_stop`), all async-signal-safe; it allocates,
         // locks and panics nowhere.
         let id = unsafe {
             signal_hook::low_level::register(signal as i32, move || {
-                shared.request_stop(Some(signal))
+                lifecycle.request_stop(Some(signal))
             })
         }
         .map_err(install_failed)?;
@@ -203,22 +205,22 @@ pub(crate) fn catch(
         // Before the control thread exists: it inherits the mask of the thread that spawns it.
         reset_signals(&caught)?;
     }
-    Ok(Catcher { signals, actions })
+    Ok(CaughtSignals { signals, actions })
 }
 
-impl Catcher {
+impl CaughtSignals {
     /// Start the control thread, if there is work for one. It ends at the first stop signal:
     /// the body is asked to stop, and nothing else may run during the shutdown.
-    pub(crate) fn listen(
+    pub(crate) fn start_control_thread(
         self,
         handlers: Arc<Mutex<Handlers>>,
-        shared: Arc<Shared>,
+        lifecycle: Arc<Lifecycle>,
         reload: Reload,
         log: Log,
-    ) -> Result<Listener, Error> {
+    ) -> Result<ControlThread, Error> {
         let actions = self.actions;
         let Some(mut signals) = self.signals else {
-            return Ok(Listener {
+            return Ok(ControlThread {
                 handle: None,
                 thread: None,
                 actions,
@@ -234,7 +236,7 @@ impl Catcher {
                     };
                     if STOP_SIGNALS.contains(&signal) {
                         // The signal handler has asked the body to stop already.
-                        shared.tell_stopping();
+                        lifecycle.tell_stopping();
                         break;
                     }
                     let hup = signal == Signal::SIGHUP;
@@ -256,7 +258,7 @@ impl Catcher {
                 call: "spawn the control thread",
                 source: e,
             })?;
-        Ok(Listener {
+        Ok(ControlThread {
             handle: Some(handle),
             thread: Some(thread),
             actions,
@@ -264,11 +266,11 @@ impl Catcher {
     }
 }
 
-impl Listener {
+impl ControlThread {
     /// Stop listening and wait for the control thread, so that no handler runs after this.
     /// The signals stay caught (and ignored) until the process exits.
-    pub(crate) fn close(self) {
-        if let Some(signals) = self.stop() {
+    pub(crate) fn stop_for_exit(self) {
+        if let Some(signals) = self.join() {
             // Unregistering takes signal-hook's global lock once per signal, for nothing: the
             // process is about to exit.
             std::mem::forget(signals);
@@ -277,14 +279,14 @@ impl Listener {
 
     /// Stop listening and give the signals back to their previous handling, for a process that
     /// goes on after the daemon (`run()` in the foreground).
-    pub(crate) fn release(mut self) {
+    pub(crate) fn stop_and_restore(mut self) {
         for id in self.actions.drain(..) {
             signal_hook::low_level::unregister(id);
         }
-        drop(self.stop());
+        drop(self.join());
     }
 
-    fn stop(mut self) -> Option<Signals> {
+    fn join(mut self) -> Option<Signals> {
         if let Some(handle) = &self.handle {
             handle.close();
         }

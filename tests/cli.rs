@@ -135,8 +135,10 @@ fn status_of_a_pidfile_that_cannot_be_trusted_is_unknown() {
     assert_eq!(out.code(), Some(4), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(
-        out.stderr
-            .starts_with(&format!("{NAME}: status unknown: {}", pidfile.display())),
+        out.stderr.starts_with(&format!(
+            "{NAME}: status unknown: cannot open the pidfile {}",
+            pidfile.display()
+        )),
         "{out:?}"
     );
 }

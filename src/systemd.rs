@@ -10,7 +10,7 @@
 //! // Outside a service manager, nothing is sent and nothing fails.
 //! # // SAFETY: this doctest runs as a single-threaded process of its own.
 //! # unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-//! assert!(!daemons::notify::notify("STATUS=warming up")?);
+//! assert!(!daemons::systemd::notify("STATUS=warming up")?);
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
@@ -35,7 +35,7 @@ use std::time::Duration;
 /// let manager = UnixDatagram::bind(&path)?;
 /// # // SAFETY: this doctest runs as a single-threaded process of its own.
 /// unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
-/// assert!(daemons::notify::notify("STATUS=half way")?);
+/// assert!(daemons::systemd::notify("STATUS=half way")?);
 /// let mut buf = [0u8; 64];
 /// let n = manager.recv(&mut buf)?;
 /// assert_eq!(&buf[..n], b"STATUS=half way");
