@@ -48,6 +48,7 @@ pub mod control;
 mod daemon;
 pub mod detach;
 mod error;
+pub mod guide;
 pub mod notify;
 pub mod pidfile;
 mod pool;
