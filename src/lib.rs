@@ -23,17 +23,25 @@
 //! # Anatomy
 //!
 //! - [`Daemon`] and its [`DaemonBuilder`]: the settings, one body, the signal handlers, and the
-//!   operations `start`, `stop`, `restart`, `status`, `pid`, `send` and `run` (foreground).
-//! - [`pidfile`]: the pidfile as a lock held for the daemon's life. A pidfile that nobody holds
-//!   is stale, whatever pid it names, so a reused pid is never signalled.
-//! - [`detach`]: the daemon(7) double fork, with the daemon's outcome sent back to the caller.
-//! - [`control`]: stopping and signalling from outside, through a pidfd checked against the lock.
+//!   operations `start`, `stop`, `restart`, `status`, `pid`, `send` and `run` (foreground);
+//!   [`cli`]: the init-script command line in one call, with the LSB exit codes.
+//! - The bodies: `run(|ctl| ...)` loops by itself, `step(|| ...)` is called in a loop,
+//!   `messages(get, handle)` handles messages on a worker pool. [`Ctl`] is the body's view of the
+//!   daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
+//! - The parts, usable on their own: [`pidfile`] (the pidfile as a lock held for the daemon's
+//!   life: a pidfile that nobody holds is stale, whatever pid it names, so a reused pid is never
+//!   signalled), [`detach`] (the daemon(7) double fork, with the daemon's outcome sent back to
+//!   the caller), [`control`] (stopping and signalling from outside, through a pidfd checked
+//!   against the lock) and [`systemd`] (the service manager's notifications).
+//! - [`guide`]: the guarantees, the signal rules, readiness, systemd and containers, logs and
+//!   logrotate, privileges, and how to test a daemon.
 //!
 //! # Traps
 //!
 //! - `start()` forks. It refuses to run in a process that already has other threads (a fork
 //!   copies only the calling one): start the daemon first, and create threads and async
-//!   runtimes inside the body.
+//!   runtimes inside the body. A `#[test]` runs in such a process: see
+//!   [how to test a daemon](guide#testing-a-daemon).
 //! - Signals coalesce: ten thousand SIGHUPs sent in a burst may run the handler only a few
 //!   times. A handler learns that the signal came, not how often.
 //! - Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
@@ -63,6 +71,9 @@ pub mod control;
 pub mod detach;
 pub mod pidfile;
 pub mod systemd;
+
+// The guide: guarantees, signals, systemd, logs, testing.
+pub mod guide;
 
 // Underneath.
 mod error;
