@@ -25,7 +25,7 @@ use nix::unistd::Pid;
 
 use crate::error::Error;
 use crate::pidfile::{Pidfile, Status};
-use crate::sys::{pidfd_open, pidfd_send_signal, wait_readable};
+use crate::sys::{pidfd_open, pidfd_pid, pidfd_send_signal, wait_readable};
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
 /// is stuck in the kernel, which nothing here can change.
@@ -128,38 +128,38 @@ impl Process {
     ///
     /// See [`Process`].
     pub fn holding(pidfile: &Pidfile) -> Result<Option<Process>, Error> {
-        // Each round fails only if the holder changed under us; a few rounds settle any race.
+        // The usual case, a running daemon, in one read of the file: the pid it names, pinned
+        // by a pidfd, then checked to hold the lock.
+        let Some((named, meta)) = pidfile.read_identified()? else {
+            return Ok(None);
+        };
+        if let Some(pid) = named
+            && let Some(pidfd) = pin(pid, pidfile)?
+            && pidfile.is_held_by(pid, &meta)
+        {
+            return Ok(Some(Process { pid, pidfd }));
+        }
+        // Anything else goes through the whole probe (a daemon in another pid namespace, a lock
+        // that a stranger holds, a stale file), and a holder it names is pinned, then checked
+        // again: each round fails only if the holder changed under us.
         for _ in 0..8 {
-            // The pid as written, unverified: the check after the pidfd is open is what counts.
-            let read = pidfile.read_identified()?;
-            let named = read.as_ref().and_then(|(pid, _)| *pid);
-            let mut pidfd = match named.map(pidfd_open) {
-                Some(Ok(fd)) => Some(fd),
-                // Gone already, or no pid written: the probe says what the file is.
-                Some(Err(e)) if e.raw_os_error() == Some(libc::ESRCH) => None,
-                None => None,
-                Some(Err(e)) => {
-                    return Err(Error::Sys {
-                        call: "pidfd_open",
-                        source: e,
+            let pid = match pidfile.probe()? {
+                Status::Running(pid) => pid,
+                Status::Starting => {
+                    return Err(Error::Unverified {
+                        pidfile: pidfile.path().to_path_buf(),
+                        named: None,
+                        holder: None,
+                        command: None,
                     });
                 }
+                Status::Dead { .. } | Status::NotRunning => return Ok(None),
             };
-            // The usual case, a running daemon, without opening the file again.
-            let verified = match (named, &read) {
-                (Some(pid), Some((_, meta))) => pidfd.is_some() && pidfile.is_held_by(pid, meta),
-                _ => false,
+            let Some(pidfd) = pin(pid, pidfile)? else {
+                continue;
             };
-            if verified && let (Some(pid), Some(pidfd)) = (named, pidfd.take()) {
+            if pidfile.probe()? == Status::Running(pid) {
                 return Ok(Some(Process { pid, pidfd }));
-            }
-            match (pidfile.probe()?, named, pidfd) {
-                (Status::Running(pid), Some(named), Some(pidfd)) if pid == named => {
-                    return Ok(Some(Process { pid, pidfd }));
-                }
-                // A holder other than the one whose pidfd we have: it changed meanwhile.
-                (Status::Running(_), _, _) => continue,
-                _ => return Ok(None),
             }
         }
         Err(Error::AlreadyRunning {
@@ -261,7 +261,8 @@ pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
     Ok(process.pid)
 }
 
-/// Stop the process that holds `pidfile`: SIGTERM, a wait of at most `timeout`, then SIGKILL.
+/// Stop the process that holds `pidfile`: SIGTERM and SIGCONT, a wait of at most `timeout`, then
+/// SIGKILL.
 /// A pidfile left behind (by a killed daemon, or stale from before) is removed.
 ///
 /// # Errors
@@ -279,6 +280,9 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
     };
     let started = Instant::now();
     process.signal(Signal::SIGTERM)?;
+    // A stopped daemon (SIGSTOP, a debugger let go of) must run to act on the SIGTERM, as
+    // systemd sends SIGCONT after it too.
+    process.signal(Signal::SIGCONT)?;
     let stopped = if process.wait(timeout)? {
         Stopped::Exited {
             pid: process.pid,
@@ -296,6 +300,36 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
     };
     remove_stale(pidfile)?;
     Ok(stopped)
+}
+
+/// A pidfd for `pid`, or `None` when it has exited. The pidfd names a process of this process's
+/// pid namespace, and the checks read `/proc`, which may be another namespace's: the pidfd's own
+/// `fdinfo` must name the same pid there, or nothing is done.
+fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Option<OwnedFd>, Error> {
+    let pidfd = match pidfd_open(pid) {
+        Ok(pidfd) => pidfd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(e) => {
+            return Err(Error::Sys {
+                call: "pidfd_open",
+                source: e,
+            });
+        }
+    };
+    match pidfd_pid(pidfd.as_fd()) {
+        Some(seen) if seen == pid => Ok(Some(pidfd)),
+        seen => Err(Error::ForeignProc {
+            pidfile: pidfile.path().to_path_buf(),
+            reason: match seen {
+                Some(seen) => format!(
+                    "pid {pid} of this namespace is pid {seen} in the /proc that is mounted"
+                ),
+                None => {
+                    format!("the /proc that is mounted does not show pid {pid} of this namespace")
+                }
+            },
+        }),
+    }
 }
 
 /// SIGKILL `pid` and wait (at most [`KILL_WAIT`]) until it is gone. For a daemon whose pid is

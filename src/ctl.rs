@@ -99,6 +99,14 @@ impl Lifecycle {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Wait at most `timeout` for a stop request; returns whether one came.
+    pub(crate) fn wait_for_stop(&self, timeout: Duration) -> bool {
+        if !self.stop_requested() {
+            let _ = wait_readable(self.wake_read.as_fd(), timeout);
+        }
+        self.stop_requested()
+    }
+
     /// Tell the service manager, once, that the daemon is stopping. Not for signal context.
     pub(crate) fn tell_stopping(&self) {
         if let Some(notifier) = &self.notifier

@@ -5,12 +5,14 @@
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::chdir;
 
 use crate::body::Body;
-use crate::ctl::Ctl;
+use crate::ctl::{Ctl, Lifecycle};
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds, redirect_stdio};
 use crate::error::Error;
 use crate::log::Log;
@@ -127,14 +129,9 @@ impl Engine {
             }
         };
         let lifecycle = ctl.lifecycle();
-        if let Some(reporter) = reporter {
-            lifecycle.hold_reporter(reporter);
-        }
-        // Ready before the control thread exists: the signals are caught already, and the
-        // caller need not wait for a thread to be spawned.
-        if !self.settings.manual_ready {
-            lifecycle.report_ready();
-        }
+        // Ready only once everything the daemon needs exists, the control thread included: a
+        // daemon that cannot spawn it fails its start instead of dying after `start()` said
+        // "started".
         let control = match signals.start_control_thread(
             self.handlers.clone(),
             lifecycle.clone(),
@@ -143,11 +140,28 @@ impl Engine {
         ) {
             Ok(control) => control,
             Err(error) => {
-                self.log.log(&format!("stopping: {error}"));
-                if let Some(mut reporter) = lifecycle.take_unused_reporter() {
+                if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
                 }
                 return Err(error);
+            }
+        };
+        if let Some(reporter) = reporter {
+            lifecycle.hold_reporter(reporter);
+        }
+        if !self.settings.manual_ready {
+            lifecycle.report_ready();
+        }
+        // Housekeeping, not needed to serve: spawned after the report, so that a start does not
+        // wait for it; a daemon that cannot spawn it runs on without.
+        let lock = Arc::new(Mutex::new(lock));
+        let guard = match spawn_guard(&lock, lifecycle, &self.log) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                self.log.log(&format!(
+                    "cannot spawn the thread that watches the pidfile ({e}); going on without it"
+                ));
+                None
             }
         };
 
@@ -156,9 +170,9 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .run(&ctl, &self.log);
-        if !ctl.running() {
-            lifecycle.tell_stopping();
-        }
+        // Whether asked to or not, the daemon is stopping now: the pidfile guard ends.
+        lifecycle.request_stop(None);
+        lifecycle.tell_stopping();
         // No handler may run after the pidfile is gone.
         if detached {
             control.stop_for_exit();
@@ -175,7 +189,12 @@ impl Engine {
                 result = result.and(Err(Error::StopHandler { message }));
             }
         }
-        match lock.release() {
+        // The guard may be taking the path again: wait for it, then it is over.
+        if let Some(guard) = guard {
+            let _ = guard.join();
+        }
+        let released = lock.lock().unwrap_or_else(PoisonError::into_inner).unlink();
+        match released {
             // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
             // `stop()` removes it after the exit.
             Err(e) if self.credentials.is_set() && e.is_permission_denied() => {}
@@ -204,8 +223,9 @@ impl Engine {
             })?;
         }
         // First, so that its descriptor is the lowest free one: a probe looks there first.
-        // From here on, an early return drops `lock`, which removes the pidfile.
-        let lock = self.pidfile().acquire()?;
+        // From here on, an early return drops `lock`, which removes the pidfile. The pid is
+        // written once the stop signals are caught.
+        let mut lock = self.pidfile().lock()?;
         let notifier = Notifier::from_env().unwrap_or_else(|e| {
             self.log
                 .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
@@ -236,6 +256,7 @@ impl Engine {
         }
         self.credentials.apply()?;
         let signals = catch_signals(&self.handlers, ctl.lifecycle(), detached, &reload)?;
+        lock.write_pid()?;
         Ok(Prepared {
             lock,
             signals,
@@ -243,6 +264,46 @@ impl Engine {
             reload,
         })
     }
+}
+
+/// How often the guard looks at the pidfile's path.
+const GUARD_PERIOD: Duration = Duration::from_secs(1);
+
+/// Watch that the pidfile's path still names the locked file, until the daemon stops. A /tmp
+/// cleaner or a careless `rm` may remove it, or someone replace it: the daemon would look stopped,
+/// and the next `start()` would run a second instance. The guard takes the path again when it
+/// is free; when another instance holds it, this one stops gracefully.
+fn spawn_guard(
+    lock: &Arc<Mutex<PidfileLock>>,
+    lifecycle: &Arc<Lifecycle>,
+    log: &Log,
+) -> std::io::Result<JoinHandle<()>> {
+    let (lock, lifecycle, log) = (lock.clone(), lifecycle.clone(), log.clone());
+    thread::Builder::new()
+        .name("daemons-pidfile".into())
+        .spawn(move || {
+            while !lifecycle.wait_for_stop(GUARD_PERIOD) {
+                let mut lock = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                if lock.still_named() {
+                    continue;
+                }
+                let path = lock.path().display().to_string();
+                match lock.retake() {
+                    Ok(()) => log.log(&format!(
+                        "pidfile {path} no longer named this daemon's locked file (removed or replaced): taken again"
+                    )),
+                    Err(e @ (Error::AlreadyRunning { .. } | Error::Unverified { .. })) => {
+                        log.log(&format!(
+                            "pidfile {path} was taken by another process ({e}): stopping, so that two instances do not run"
+                        ));
+                        lifecycle.request_stop(None);
+                    }
+                    Err(e) => log.log(&format!(
+                        "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
+                    )),
+                }
+            }
+        })
 }
 
 fn default_name() -> String {

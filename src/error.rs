@@ -55,6 +55,26 @@ pub enum Error {
         /// The instance's pid, where the pidfile names it already.
         pid: Option<Pid>,
     },
+    /// The pidfile is locked, but not verifiably by the daemon it names: a `flock(1)` reader, a
+    /// child the daemon left behind, a stranger, or a process this one cannot see. Its state is
+    /// unknown, and nothing is signalled.
+    Unverified {
+        /// The pidfile.
+        pidfile: PathBuf,
+        /// The pid the file names, if any.
+        named: Option<Pid>,
+        /// The process that `/proc/locks` names as holding the lock, if any.
+        holder: Option<Pid>,
+        /// The holder's command name, where it can be read.
+        command: Option<String>,
+    },
+    /// `/proc` cannot tell who holds a pidfile: it is another pid namespace's, or unreadable.
+    ForeignProc {
+        /// The pidfile.
+        pidfile: PathBuf,
+        /// What is wrong with `/proc`.
+        reason: String,
+    },
     /// A daemon was expected to run, but the pidfile is not held by anyone.
     NotRunning {
         /// The pidfile.
@@ -156,7 +176,10 @@ impl Error {
     /// ```
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::AlreadyRunning { pidfile, .. } | Error::NotRunning { pidfile } => Some(pidfile),
+            Error::AlreadyRunning { pidfile, .. }
+            | Error::NotRunning { pidfile }
+            | Error::Unverified { pidfile, .. }
+            | Error::ForeignProc { pidfile, .. } => Some(pidfile),
             Error::MissingDirectory { path, .. }
             | Error::Symlink { path, .. }
             | Error::NotAFile { path, .. }
@@ -179,6 +202,7 @@ impl Error {
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Error::AlreadyRunning { pid, .. } | Error::StartTimeout { pid, .. } => *pid,
+            Error::Unverified { holder, .. } => *holder,
             Error::StillAlive { pid } => Some(*pid),
             _ => None,
         }
@@ -327,6 +351,38 @@ impl fmt::Display for Error {
                     pidfile.display()
                 ),
             },
+            Error::Unverified {
+                pidfile,
+                named,
+                holder,
+                command,
+            } => {
+                let named =
+                    named.map_or("names no pid".to_string(), |pid| format!("names pid {pid}"));
+                match holder {
+                    Some(holder) => {
+                        let command = command
+                            .as_deref()
+                            .map_or(String::new(), |c| format!(" ({c})"));
+                        write!(
+                            f,
+                            "pidfile {} is locked by pid {holder}{command}, which is not the daemon (the file {named}): its state is unknown and nothing was signalled; if pid {holder} should not hold the lock, end it, then try again",
+                            pidfile.display()
+                        )
+                    }
+                    None => write!(
+                        f,
+                        "pidfile {} is locked, but by no process that can be seen from here (the file {named}): its state is unknown and nothing was signalled; look for the holder with `fuser {}` as root",
+                        pidfile.display(),
+                        pidfile.display()
+                    ),
+                }
+            }
+            Error::ForeignProc { pidfile, reason } => write!(
+                f,
+                "cannot tell who holds pidfile {}: {reason}; nothing was signalled (run this in the pid namespace that /proc shows, or mount a /proc of this one, as `unshare --mount-proc` does)",
+                pidfile.display()
+            ),
             Error::NotRunning { pidfile } => write!(
                 f,
                 "not running (no process holds pidfile {}): start it first",

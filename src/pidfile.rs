@@ -29,21 +29,27 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::unistd::{Pid, geteuid};
 
 use crate::error::Error;
-use crate::sys::holds_flock;
+use crate::sys::{self, holds_flock};
 
 /// How long a start or a probe waits for a locked pidfile to name its holder. A daemon writes its
 /// pid microseconds after it takes the lock, and a probe from another user holds a shared lock for
 /// microseconds, so this is only reached when something really is stuck.
 const SETTLE: Duration = Duration::from_millis(500);
+
+/// A locked pidfile that names no pid is a daemon starting only if it was written this recently;
+/// a lock held for longer by a process that never wrote its pid is not a daemon's.
+const STARTING: Duration = Duration::from_secs(5);
 
 /// A pidfile path, and the operations on it.
 ///
@@ -146,9 +152,9 @@ impl fmt::Display for Status {
 /// without either (killed, or `process::exit`) leaves a stale file, which the next
 /// [`Pidfile::acquire`] or `stop()` takes care of.
 ///
-/// The descriptor is close-on-exec, so programs that the daemon executes do not inherit the lock.
-/// A child that the daemon forks *without* exec does share it, and keeps the pidfile locked after
-/// the daemon is gone if it outlives it.
+/// The descriptor is close-on-exec, so programs that the daemon executes do not inherit the lock,
+/// and a child that the process forks without exec closes it at once (a `pthread_atfork` child
+/// handler): a child that outlives the daemon never keeps the pidfile locked.
 ///
 /// # Examples
 ///
@@ -168,6 +174,9 @@ pub struct PidfileLock {
     path: PathBuf,
     /// The locked file's identity, to tell whether the path still names it.
     meta: fs::Metadata,
+    /// The process that took the lock: a child forked without exec has a copy of this value,
+    /// but not of the lock.
+    owner: Pid,
 }
 
 impl Pidfile {
@@ -194,14 +203,16 @@ impl Pidfile {
         &self.path
     }
 
-    /// Take the pidfile for this process: create it (mode 0644, never through a symlink), lock it
-    /// exclusively without blocking, check that the path still names the file that was locked,
+    /// Take the pidfile for this process: create it (mode 0644, never through a symlink, and
+    /// locked before it appears at its path), or open the stale one that is there; lock it
+    /// exclusively without blocking; check that the path still names the file that was locked;
     /// and write this process's pid into it.
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyRunning`] when another process holds the lock (with its pid once it has
-    /// written it); [`Error::MissingDirectory`], [`Error::Symlink`], [`Error::NotAFile`],
+    /// [`Error::AlreadyRunning`] when a daemon holds the lock (with its pid once it has written
+    /// it); [`Error::Unverified`] when the lock is held by a process that is not the daemon the
+    /// file names; [`Error::MissingDirectory`], [`Error::Symlink`], [`Error::NotAFile`],
     /// [`Error::Untrusted`] or [`Error::Io`] when the path cannot be a pidfile.
     ///
     /// # Examples
@@ -217,32 +228,49 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn acquire(&self) -> Result<PidfileLock, Error> {
+        let mut lock = self.lock()?;
+        lock.write_pid()?;
+        Ok(lock)
+    }
+
+    /// Take the lock, without writing the pid yet: a daemon writes it once it catches its stop
+    /// signals, so that a `stop` that reads the pid always finds a daemon that stops gracefully.
+    pub(crate) fn lock(&self) -> Result<PidfileLock, Error> {
         let deadline = Instant::now() + SETTLE;
         let mut pause = Duration::from_micros(200);
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&self.path)
-                .map_err(|e| Error::open("open the pidfile", &self.path, e))?;
+            let file = match self.open(true) {
+                Ok(Some(file)) => file,
+                Ok(None) => match self.create_locked()? {
+                    Some(lock) => return Ok(lock),
+                    // Somebody created it meanwhile: open theirs.
+                    None => continue,
+                },
+                Err(e) => return Err(e),
+            };
             let meta = self.check(&file)?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    let pid = read_pid(&file);
-                    let holder = pid.filter(|&pid| holds_flock(pid, &meta) == Some(true));
-                    if holder.is_some() || Instant::now() >= deadline {
-                        return Err(Error::AlreadyRunning {
+                    let refused = match self.examine(&file, &meta)? {
+                        Lock::Free => continue,
+                        Lock::Held(pid) => Error::AlreadyRunning {
                             pidfile: self.path.clone(),
-                            pid: holder.or(pid),
-                        });
+                            pid: Some(pid),
+                        },
+                        Lock::Starting => Error::AlreadyRunning {
+                            pidfile: self.path.clone(),
+                            pid: None,
+                        },
+                        Lock::Unverified { named, holder } => self.unverified(named, holder),
+                    };
+                    // A daemon that has not written its pid yet, the old content of a stale file
+                    // that a new daemon has just locked, or a probe holding a shared lock for a
+                    // moment: each settles within microseconds.
+                    let settled = matches!(refused, Error::AlreadyRunning { pid: Some(_), .. });
+                    if settled || Instant::now() >= deadline {
+                        return Err(refused);
                     }
-                    // The holder is a daemon that has not written its pid yet, or a probe
-                    // holding a shared lock for a moment: both let go within microseconds.
                     thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(20));
                     continue;
@@ -253,33 +281,75 @@ impl Pidfile {
             }
             // A daemon that was exiting may have unlinked the path between our open and our lock;
             // the lock would then be on a file nobody else can find.
-            let old_len = match fs::symlink_metadata(&self.path) {
-                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => now.len(),
-                _ => continue,
-            };
-            // Write over the old content, then cut what is left of it, if anything (the length
-            // seen under the lock is final: only a holder writes). Truncating to zero first
-            // would make ext4 flush the file to disk when the daemon closes it at exit
-            // (auto_da_alloc), which stalls every stop on the disk. A probe that reads the file
-            // between the two calls finds no valid pid and retries.
-            let content = format!("{}\n", Pid::this());
-            let len = content.len() as u64;
-            let written = file.write_all_at(content.as_bytes(), 0).and_then(|()| {
-                if old_len > len {
-                    file.set_len(len)
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(e) = written {
-                let _ = fs::remove_file(&self.path);
-                return Err(Error::io("write the pidfile", &self.path, e));
+            if !same_file(&self.path, &meta) {
+                continue;
             }
-            return Ok(PidfileLock {
-                file: Some(file),
-                path: self.path.clone(),
-                meta,
-            });
+            return Ok(PidfileLock::new(file, self.path.clone(), meta));
+        }
+    }
+
+    /// Create the pidfile already locked: a new file is made under a temporary name beside the
+    /// path, locked, then renamed to the path unless something is there by then, so that nobody
+    /// ever sees it unlocked (a probe in between would call it stale, and a `stop` would remove
+    /// it). `None` when the path exists.
+    fn create_locked(&self) -> Result<Option<PidfileLock>, Error> {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let temporary = self.path.with_file_name(format!(
+            ".{name}.{}.{}.new",
+            std::process::id(),
+            TEMPORARY.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&temporary)
+            .map_err(|e| Error::open("create the pidfile", &self.path, e))?;
+        let placed = (|| {
+            let meta = self.check(&file)?;
+            file.try_lock()
+                .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))?;
+            match sys::rename_unless_exists(&temporary, &self.path) {
+                Ok(true) => Ok(Placed::Renamed(meta)),
+                Ok(false) => Ok(Placed::Exists),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(Placed::Unsupported),
+                Err(e) => Err(Error::open("create the pidfile", &self.path, e)),
+            }
+        })();
+        if !matches!(placed, Ok(Placed::Renamed(_))) {
+            let _ = fs::remove_file(&temporary);
+        }
+        match placed? {
+            Placed::Renamed(meta) => Ok(Some(PidfileLock::new(file, self.path.clone(), meta))),
+            Placed::Exists => Ok(None),
+            // Where the file system cannot rename without replacing, create it in place: it is
+            // visible unlocked for the moment between the open and the lock.
+            Placed::Unsupported => self.create_in_place(),
+        }
+    }
+
+    /// Create the pidfile at its path and lock it; `None` when it exists by then.
+    fn create_in_place(&self) -> Result<Option<PidfileLock>, Error> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&self.path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(Error::open("create the pidfile", &self.path, e)),
+        };
+        let meta = self.check(&file)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(PidfileLock::new(file, self.path.clone(), meta))),
+            // Taken between our create and our lock: theirs now.
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
         }
     }
 
@@ -287,13 +357,21 @@ impl Pidfile {
     ///
     /// A file whose lock is held by the pid it names is [`Status::Running`]; one nobody holds is
     /// [`Status::Dead`], even if the pid it names belongs to a live process (a reused pid). A
-    /// locked file that names no holder yet is retried for a moment, then reported as
-    /// [`Status::Starting`].
+    /// locked file that names no pid yet is retried for a moment, then reported as
+    /// [`Status::Starting`] if it was written moments ago.
+    ///
+    /// When the pid named does not verifiably hold the lock, `/proc/locks` names the holder: a
+    /// daemon in a pid namespace of its own (whose file names its pid there, as `NSpid:` in
+    /// `/proc/PID/status` shows) is reported with its pid in this namespace; any other holder
+    /// is [`Error::Unverified`], and no pid is reported as the daemon's.
     ///
     /// # Errors
     ///
-    /// [`Error::Symlink`] or [`Error::NotAFile`] when the path cannot be a pidfile, and, as root,
-    /// [`Error::Untrusted`] for a file that another user could have written.
+    /// [`Error::Unverified`] when the lock is held by a process that is not the daemon the file
+    /// names (a `flock(1)` reader, a leftover child, a stranger), or by one that cannot be seen;
+    /// [`Error::ForeignProc`] when `/proc` is another pid namespace's; [`Error::Symlink`] or
+    /// [`Error::NotAFile`] when the path cannot be a pidfile, and, as root, [`Error::Untrusted`]
+    /// for a file that another user could have written.
     ///
     /// # Examples
     ///
@@ -310,42 +388,121 @@ impl Pidfile {
         let deadline = Instant::now() + SETTLE;
         let mut pause = Duration::from_micros(200);
         loop {
-            let state = self.probe_once()?;
-            if state != Status::Starting || Instant::now() >= deadline {
-                return Ok(state);
+            let found = self.probe_once()?;
+            let settled = match found {
+                Probed::Status(status) => status != Status::Starting,
+                Probed::Unverified { .. } => false,
+            };
+            if settled || Instant::now() >= deadline {
+                return match found {
+                    Probed::Status(status) => Ok(status),
+                    Probed::Unverified { named, holder } => Err(self.unverified(named, holder)),
+                };
             }
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
-    fn probe_once(&self) -> Result<Status, Error> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Status::NotRunning),
-            Err(e) => return Err(Error::open("open the pidfile", &self.path, e)),
+    fn probe_once(&self) -> Result<Probed, Error> {
+        let Some(file) = self.open(false)? else {
+            return Ok(Probed::Status(Status::NotRunning));
         };
         let meta = self.check(&file)?;
-        let pid = read_pid(&file);
-        let verdict = pid.map(|pid| holds_flock(pid, &meta));
-        if let (Some(pid), Some(Some(true))) = (pid, verdict) {
-            return Ok(Status::Running(pid));
+        Ok(match self.examine(&file, &meta)? {
+            Lock::Free => Probed::Status(Status::Dead {
+                pid: read_pid(&file),
+            }),
+            Lock::Held(pid) => Probed::Status(Status::Running(pid)),
+            Lock::Starting => Probed::Status(Status::Starting),
+            Lock::Unverified { named, holder } => Probed::Unverified { named, holder },
+        })
+    }
+
+    /// Who holds the lock of `file`, read but not locked by us.
+    fn examine(&self, file: &File, meta: &fs::Metadata) -> Result<Lock, Error> {
+        let named = read_pid(file);
+        sys::check_proc().map_err(|reason| Error::ForeignProc {
+            pidfile: self.path.clone(),
+            reason,
+        })?;
+        // The usual case: the pid named holds the lock through a descriptor of its own.
+        if let Some(pid) = named
+            && holds_flock(pid, meta) == Some(true)
+        {
+            return Ok(Lock::Held(pid));
         }
-        // The pid does not hold the lock, or there is no pid: is anybody holding it? A shared
-        // lock taken and dropped at once answers without disturbing the holder.
+        // Is anybody holding it? A shared lock taken and dropped at once answers without
+        // disturbing the holder.
         match file.try_lock_shared() {
-            Ok(()) => Ok(Status::Dead { pid }),
-            Err(TryLockError::WouldBlock) => match (pid, verdict) {
-                // Another user's daemon: /proc does not show us its descriptors, so the lock
-                // is all we can know.
-                (Some(pid), Some(None)) => Ok(Status::Running(pid)),
-                _ => Ok(Status::Starting),
-            },
-            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+            Ok(()) => {
+                let _ = file.unlock();
+                return Ok(Lock::Free);
+            }
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io("lock the pidfile", &self.path, e));
+            }
+        }
+        let holders = sys::flock_holders(meta).unwrap_or_default();
+        let written = meta.modified().unwrap_or(UNIX_EPOCH);
+        for &holder in &holders {
+            if Some(holder) == named {
+                // `/proc/PID/fd` could not be read (another user's process, or one that is not
+                // dumpable). The lock was taken by that pid; it is still the daemon if it
+                // started before it wrote the file, not if the pid was reused since.
+                if holds_flock(holder, meta).is_none()
+                    && sys::started_before(holder, written) == Some(true)
+                {
+                    return Ok(Lock::Held(holder));
+                }
+            } else if let Some(named) = named
+                && sys::ns_pids(holder)
+                    .is_some_and(|ns| ns.len() > 1 && ns.last() == Some(&named.as_raw()))
+            {
+                // A daemon in a pid namespace of its own wrote its pid there.
+                let verified = match holds_flock(holder, meta) {
+                    Some(held) => held,
+                    None => sys::started_before(holder, written) == Some(true),
+                };
+                if verified {
+                    return Ok(Lock::Held(holder));
+                }
+            }
+        }
+        let recent = SystemTime::now()
+            .duration_since(written)
+            .is_ok_and(|age| age < STARTING);
+        if named.is_none() && recent {
+            return Ok(Lock::Starting);
+        }
+        Ok(Lock::Unverified {
+            named,
+            holder: holders.first().copied(),
+        })
+    }
+
+    fn unverified(&self, named: Option<Pid>, holder: Option<Pid>) -> Error {
+        Error::Unverified {
+            pidfile: self.path.clone(),
+            named,
+            holder,
+            command: holder.and_then(sys::command),
+        }
+    }
+
+    /// Open the pidfile without following a symlink and without blocking (a FIFO at the path
+    /// must hang nobody); `None` when it does not exist.
+    fn open(&self, write: bool) -> Result<Option<File>, Error> {
+        match OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&self.path)
+        {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::open("open the pidfile", &self.path, e)),
         }
     }
 
@@ -375,22 +532,15 @@ impl Pidfile {
     /// The pid written in the pidfile, if it holds one, and the file's identity; `None` when
     /// there is no file.
     pub(crate) fn read_identified(&self) -> Result<Option<(Option<Pid>, fs::Metadata)>, Error> {
-        match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-        {
-            Ok(file) => {
-                let meta = self.check(&file)?;
-                Ok(Some((read_pid(&file), meta)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::open("read the pidfile", &self.path, e)),
-        }
+        let Some(file) = self.open(false)? else {
+            return Ok(None);
+        };
+        let meta = self.check(&file)?;
+        Ok(Some((read_pid(&file), meta)))
     }
 
     /// Whether `pid` holds the lock of the file `meta` identifies, and the path still names that
-    /// file: the check of [`probe`](Pidfile::probe) for a pid and a file already read.
+    /// file: the fast check of [`probe`](Pidfile::probe) for a pid and a file already read.
     pub(crate) fn is_held_by(&self, pid: Pid, meta: &fs::Metadata) -> bool {
         holds_flock(pid, meta) == Some(true) && same_file(&self.path, meta)
     }
@@ -416,14 +566,8 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self) -> Result<(), Error> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::open("remove the pidfile", &self.path, e)),
+        let Some(file) = self.open(false)? else {
+            return Ok(());
         };
         let meta = self.check(&file)?;
         match file.try_lock() {
@@ -431,7 +575,7 @@ impl Pidfile {
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::AlreadyRunning {
                     pidfile: self.path.clone(),
-                    pid: read_pid(&file),
+                    pid: None,
                 });
             }
             Err(TryLockError::Error(e)) => {
@@ -461,6 +605,13 @@ impl Pidfile {
                 file_kind(&meta),
             ));
         }
+        if let Some(kind) = sys::kernel_file_system(file) {
+            return Err(Error::not_a_file(
+                "open the pidfile",
+                &self.path,
+                &format!("a file of {kind}, a kernel interface"),
+            ));
+        }
         if geteuid().is_root() {
             if meta.uid() != 0 {
                 return Err(Error::Untrusted {
@@ -482,7 +633,51 @@ impl Pidfile {
     }
 }
 
+/// What the lock of an open pidfile says.
+enum Lock {
+    /// Nobody holds it.
+    Free,
+    /// This process holds it, and it is the daemon (verified).
+    Held(Pid),
+    /// Held, no pid written yet, and the file written moments ago.
+    Starting,
+    /// Held by a process that is not verifiably the daemon the file names.
+    Unverified {
+        named: Option<Pid>,
+        holder: Option<Pid>,
+    },
+}
+
+/// How [`Pidfile::create_locked`] fared.
+enum Placed {
+    Renamed(fs::Metadata),
+    Exists,
+    Unsupported,
+}
+
+/// What one probe found.
+enum Probed {
+    Status(Status),
+    Unverified {
+        named: Option<Pid>,
+        holder: Option<Pid>,
+    },
+}
+
+/// Makes the temporary names of [`Pidfile::create_locked`] unique within a process.
+static TEMPORARY: AtomicU64 = AtomicU64::new(0);
+
 impl PidfileLock {
+    fn new(file: File, path: PathBuf, meta: fs::Metadata) -> PidfileLock {
+        sys::close_in_forked_children(file.as_raw_fd());
+        PidfileLock {
+            file: Some(file),
+            path,
+            meta,
+            owner: Pid::this(),
+        }
+    }
+
     /// The pidfile's path.
     ///
     /// # Examples
@@ -495,6 +690,55 @@ impl PidfileLock {
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Write this process's pid over the old content, then cut what is left of it, if anything
+    /// (the length seen under the lock is final: only a holder writes). Truncating to zero first
+    /// would make ext4 flush the file to disk when the daemon closes it at exit (auto_da_alloc),
+    /// which stalls every stop on the disk. A probe that reads the file between the two calls
+    /// finds no valid pid and retries.
+    pub(crate) fn write_pid(&mut self) -> Result<(), Error> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let content = format!("{}\n", Pid::this());
+        let len = content.len() as u64;
+        let old_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        file.write_all_at(content.as_bytes(), 0)
+            .and_then(|()| {
+                if old_len > len {
+                    file.set_len(len)
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| Error::io("write the pidfile", &self.path, e))
+    }
+
+    /// Whether the path still names the locked file: a /tmp cleaner or a careless `rm` may have
+    /// removed it, or someone replaced it.
+    pub(crate) fn still_named(&self) -> bool {
+        self.file.is_none() || same_file(&self.path, &self.meta)
+    }
+
+    /// Take the path again after it stopped naming the locked file: create it anew, or lock the
+    /// file that replaced it if nobody holds that one. The old file's lock is let go of.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyRunning`] (or [`Error::Unverified`]) when another process holds the file
+    /// that the path names now: another instance took the path.
+    pub(crate) fn retake(&mut self) -> Result<(), Error> {
+        let pidfile = Pidfile::new(&self.path);
+        let mut lock = pidfile.lock()?;
+        lock.write_pid()?;
+        std::mem::swap(self, &mut lock);
+        // `lock` now holds the old file, whose path is gone or names the new one: it must only
+        // let go of its lock, not unlink.
+        if let Some(file) = lock.file.take() {
+            sys::forget_in_forked_children(file.as_raw_fd());
+        }
+        Ok(())
     }
 
     /// Unlink the pidfile, then release the lock. Removing first means that a successor that
@@ -517,10 +761,18 @@ impl PidfileLock {
         self.unlink()
     }
 
-    fn unlink(&mut self) -> Result<(), Error> {
+    /// [`release`](PidfileLock::release) in place; later calls do nothing.
+    pub(crate) fn unlink(&mut self) -> Result<(), Error> {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
+        if Pid::this() != self.owner {
+            // A child forked without exec: its copy of the descriptor was closed at the fork, so
+            // the number may name another file by now, and the pidfile is its parent's.
+            std::mem::forget(file);
+            return Ok(());
+        }
+        sys::forget_in_forked_children(file.as_raw_fd());
         let mut result = Ok(());
         if same_file(&self.path, &self.meta) {
             match fs::remove_file(&self.path) {
@@ -550,10 +802,11 @@ pub(crate) fn parse_pid(content: &str) -> Option<Pid> {
 }
 
 fn read_pid(file: &File) -> Option<Pid> {
-    let mut content = String::new();
-    // A pid is at most a few bytes; a larger file is not a pidfile anyway.
-    file.take(64).read_to_string(&mut content).ok()?;
-    parse_pid(&content)
+    // A pid is at most a few bytes; a larger file is not a pidfile anyway. Read from the start,
+    // whoever read the descriptor before.
+    let mut content = [0u8; 64];
+    let n = file.read_at(&mut content, 0).ok()?;
+    parse_pid(std::str::from_utf8(&content[..n]).ok()?)
 }
 
 fn same_file(path: &Path, meta: &fs::Metadata) -> bool {

@@ -38,6 +38,13 @@ pub(crate) fn failure(error: &Error) -> Vec<u8> {
 /// What a report holds so far: the daemon's pid, once its line is complete, and the final word,
 /// once it has come.
 pub(crate) fn parse(message: &[u8]) -> (Option<Pid>, Option<Result<(), Error>>) {
+    // The intermediate process fails before the daemon exists: its word comes without a pid.
+    if let Some((&FAILED, encoded)) = message.split_first() {
+        return (
+            None,
+            Some(Err(decode(encoded).unwrap_or(Error::DaemonVanished))),
+        );
+    }
     let Some(newline) = message.iter().position(|&b| b == b'\n') else {
         return (None, None);
     };
@@ -64,6 +71,8 @@ fn tag(error: &Error) -> &'static str {
         Error::Threads { .. } => "Threads",
         Error::AlreadyRunning { .. } => "AlreadyRunning",
         Error::NotRunning { .. } => "NotRunning",
+        Error::Unverified { .. } => "Unverified",
+        Error::ForeignProc { .. } => "ForeignProc",
         Error::MissingDirectory { .. } => "MissingDirectory",
         Error::Symlink { .. } => "Symlink",
         Error::NotAFile { .. } => "NotAFile",
@@ -99,6 +108,21 @@ fn encode(error: &Error) -> Vec<u8> {
             w.pid(*pid);
         }
         Error::NotRunning { pidfile } => w.path(pidfile),
+        Error::Unverified {
+            pidfile,
+            named,
+            holder,
+            command,
+        } => {
+            w.path(pidfile);
+            w.pid(*named);
+            w.pid(*holder);
+            w.text(command.as_deref().unwrap_or_default());
+        }
+        Error::ForeignProc { pidfile, reason } => {
+            w.path(pidfile);
+            w.text(reason);
+        }
         Error::MissingDirectory {
             path,
             action,
@@ -166,6 +190,16 @@ fn decode(bytes: &[u8]) -> Option<Error> {
             pid: r.pid()?,
         },
         "NotRunning" => Error::NotRunning { pidfile: r.path()? },
+        "Unverified" => Error::Unverified {
+            pidfile: r.path()?,
+            named: r.pid()?,
+            holder: r.pid()?,
+            command: Some(r.text()?).filter(|c| !c.is_empty()),
+        },
+        "ForeignProc" => Error::ForeignProc {
+            pidfile: r.path()?,
+            reason: r.text()?,
+        },
         "MissingDirectory" => {
             let (path, action, source) = file(&mut r)?;
             Error::MissingDirectory {
@@ -337,6 +371,8 @@ mod tests {
             Threads => Error::Threads { count: 7 },
             AlreadyRunning => Error::AlreadyRunning { pidfile: odd.clone(), pid: Some(Pid::from_raw(4242)) },
             NotRunning => Error::NotRunning { pidfile: "/run/x.pid".into() },
+            Unverified => Error::Unverified { pidfile: odd.clone(), named: Some(Pid::from_raw(4)), holder: Some(Pid::from_raw(77)), command: Some("flock".into()) },
+            ForeignProc => Error::ForeignProc { pidfile: odd.clone(), reason: "/proc is another's".into() },
             MissingDirectory => Error::MissingDirectory { path: odd.clone(), action: "open the pidfile", source: errno(libc::ENOENT) },
             Symlink => Error::Symlink { path: odd.clone(), action: "open the pidfile", source: errno(libc::ELOOP) },
             NotAFile => Error::not_a_file("open the pidfile", &odd, "a FIFO"),
@@ -404,6 +440,15 @@ mod tests {
         assert_eq!(silent.0, Some(Pid::from_raw(77)));
         assert!(silent.1.is_none());
         assert_eq!(parse(b"77").0, None, "an unfinished pid line names nobody");
+        let middle = parse(&failure(&Error::Sys {
+            call: "fork",
+            source: io::Error::from_raw_os_error(libc::EAGAIN),
+        }));
+        assert_eq!(middle.0, None);
+        assert!(
+            matches!(middle.1, Some(Err(Error::Sys { call: "fork", .. }))),
+            "{middle:?}"
+        );
         assert_eq!(parse(b"").0, None);
     }
 

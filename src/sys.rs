@@ -8,6 +8,8 @@ use std::io::{self, Read};
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -124,13 +126,57 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Whether `pid` holds a `flock` on the file of `meta`, read from `/proc/PID/fdinfo`: each
-/// descriptor's `lock:` line names the locking pid and the file's device and inode. `None` when
-/// that process's descriptors cannot be read (it belongs to another user, or there is no /proc).
-/// `/proc/locks` would answer too, but each read of it waits for an RCU grace period.
+/// The pidfile descriptors that a child forked without exec must close: it would otherwise keep
+/// the lock after the daemon died, and no `start()` could take the pidfile again. A few slots,
+/// for a process that holds several pidfiles.
+static LOCKED: [AtomicI32; 4] = [const { AtomicI32::new(-1) }; 4];
+static AT_FORK: Once = Once::new();
+
+/// Close `fd` in every child that this process forks from now on, before the child runs any
+/// code of its own.
+pub(crate) fn close_in_forked_children(fd: RawFd) {
+    AT_FORK.call_once(|| {
+        // SAFETY: the handler is an `extern "C"` function that only does atomic operations and
+        // close(2), both async-signal-safe, as a child handler of a multi-threaded fork must be.
+        unsafe { libc::pthread_atfork(None, None, Some(close_locked_in_child)) };
+    });
+    for slot in &LOCKED {
+        if slot
+            .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Stop closing `fd` in forked children: the lock is released, and the number may be reused.
+pub(crate) fn forget_in_forked_children(fd: RawFd) {
+    for slot in &LOCKED {
+        let _ = slot.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+extern "C" fn close_locked_in_child() {
+    for slot in &LOCKED {
+        let fd = slot.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: in the child of a fork, `fd` is a copy of the parent's locked pidfile; the
+            // child's `PidfileLock` knows it is not the owner and never uses or closes it.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Whether `pid` holds a `flock` on the file of `meta`, read from `/proc/PID/fdinfo`: a
+/// descriptor's `lock:` lines are the locks of its open file, each naming the process that took
+/// it. `None` when that process's descriptors cannot be read (it belongs to another user, or it
+/// is not dumpable). `/proc/locks` would answer too, but each read of it waits for an RCU grace
+/// period.
 ///
-/// Only the `fdinfo` of descriptors that are this file is read: a `stat` through
-/// `/proc/PID/fd/N` tells which they are, in one system call.
+/// A descriptor is this file when a `stat` through `/proc/PID/fd/N` says so: that is the same
+/// view of the file system as the caller's `stat`. The device in a lock line is the one the lock
+/// was taken on, which overlayfs (with `xino=off`) and btrfs subvolumes report differently.
 pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
     let dev = meta.dev();
     let lock = LockLine {
@@ -154,7 +200,7 @@ pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
         Some(
             target.dev() == dev
                 && target.ino() == meta.ino()
-                && lock.is_in(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())),
+                && lock.held_in(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())),
         )
     };
     // Since Linux 6.2 the directory's size is the number of open descriptors. Reading the
@@ -201,16 +247,31 @@ struct LockLine {
 }
 
 impl LockLine {
-    /// Whether the `fdinfo` file at `path` shows this lock.
+    /// Whether the `fdinfo` file at `path` shows this very lock, device and inode included.
     fn is_in(&self, path: &str) -> bool {
+        self.lines(path)
+            .iter()
+            .any(|lock| is_flock_of(lock, &self.pid, Some(&self.file_id)))
+    }
+
+    /// Whether the `fdinfo` file at `path`, of a descriptor known to be the file, shows a flock
+    /// that this pid took.
+    fn held_in(&self, path: &str) -> bool {
+        self.lines(path)
+            .iter()
+            .any(|lock| is_flock_of(lock, &self.pid, None))
+    }
+
+    fn lines(&self, path: &str) -> Vec<String> {
         let mut content = Vec::with_capacity(512);
         if read_small(Path::new(path), &mut content).is_err() {
-            return false;
+            return Vec::new();
         }
         String::from_utf8_lossy(&content)
             .lines()
             .filter_map(|line| line.strip_prefix("lock:"))
-            .any(|lock| is_flock_of(lock, &self.pid, &self.file_id))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -230,9 +291,160 @@ fn read_small(path: &Path, content: &mut Vec<u8>) -> io::Result<()> {
 }
 
 /// Parse the rest of a fdinfo `lock:` line: `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
-fn is_flock_of(lock: &str, pid: &str, file_id: &str) -> bool {
+fn is_flock_of(lock: &str, pid: &str, file_id: Option<&str>) -> bool {
     let fields: Vec<&str> = lock.split_whitespace().collect();
-    matches!(fields.as_slice(), [_, "FLOCK", _, _, holder, id, ..] if *holder == pid && *id == file_id)
+    matches!(fields.as_slice(), [_, "FLOCK", _, _, holder, id, ..]
+        if *holder == pid && file_id.is_none_or(|file_id| *id == file_id))
+}
+
+/// The processes that `/proc/locks` names as holding a `flock` on the file of `meta`, as pids of
+/// this `/proc`'s namespace. Slow (each read waits for an RCU grace period): only for the rare
+/// case where the pid in a pidfile does not verifiably hold its lock.
+///
+/// A lock line names the device the lock was taken on, which overlayfs and btrfs report
+/// differently from `stat`: a line for the same inode on another device counts only when no
+/// line names the device that `stat` gives.
+pub(crate) fn flock_holders(meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
+    let mut content = Vec::with_capacity(4096);
+    read_small(Path::new("/proc/locks"), &mut content)?;
+    let text = String::from_utf8_lossy(&content);
+    let dev = format!("{:02x}:{:02x}", major(meta.dev()), minor(meta.dev()));
+    let ino = meta.ino().to_string();
+    let mut exact = Vec::new();
+    let mut same_inode = Vec::new();
+    for line in text.lines() {
+        // `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`; blocked waiters start `->`.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, "FLOCK", _, _, pid, id, ..] = fields.as_slice() else {
+            continue;
+        };
+        let Some((line_dev, line_ino)) = id.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        if line_ino != ino || pid <= 0 {
+            continue;
+        }
+        let list = if line_dev == dev {
+            &mut exact
+        } else {
+            &mut same_inode
+        };
+        if !list.contains(&Pid::from_raw(pid)) {
+            list.push(Pid::from_raw(pid));
+        }
+    }
+    Ok(if exact.is_empty() { same_inode } else { exact })
+}
+
+/// Whether `/proc` is this process's: in another pid namespace's `/proc` (a `stop` run under
+/// `unshare --pid --fork` without `--mount-proc`, say) every pid would name another process.
+pub(crate) fn check_proc() -> Result<(), String> {
+    let me = std::process::id();
+    match fs::read_link("/proc/self") {
+        Ok(target) if target.to_str().and_then(|t| t.parse::<u32>().ok()) == Some(me) => Ok(()),
+        Ok(target) => Err(format!(
+            "/proc belongs to another pid namespace (/proc/self is {}, this process is pid {me})",
+            target.display()
+        )),
+        Err(e) => Err(format!("/proc cannot be read ({e})")),
+    }
+}
+
+/// The pid that a pidfd designates, as `/proc/self/fdinfo` shows it: in the namespace of this
+/// `/proc`, which is how the pidfd is tied to the pid that was checked there.
+pub(crate) fn pidfd_pid(pidfd: BorrowedFd<'_>) -> Option<Pid> {
+    use std::os::fd::AsRawFd;
+    let mut content = Vec::with_capacity(256);
+    read_small(
+        Path::new(&format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())),
+        &mut content,
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&content);
+    let pid: i32 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Pid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid > 0).then(|| Pid::from_raw(pid))
+}
+
+/// The pids of `pid` in each pid namespace it belongs to, from this one inwards (`NSpid:`).
+pub(crate) fn ns_pids(pid: Pid) -> Option<Vec<i32>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|n| n.parse().ok()).collect()
+}
+
+/// The command name of `pid`, where it can be read.
+pub(crate) fn command(pid: Pid) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned()).filter(|c| !c.is_empty())
+}
+
+/// Whether the process `pid` started before `time` (with a margin of two clock ticks), from
+/// `/proc/PID/stat`, which any user may read. `None` when that cannot be told.
+///
+/// A daemon writes its pid into its pidfile after it started; a process that started after the
+/// file was last written is not the one that wrote it, whatever the file and `/proc/locks` say
+/// (a pid reused after the daemon died).
+pub(crate) fn started_before(pid: Pid, time: std::time::SystemTime) -> Option<bool> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // `starttime` is field 22 of stat(5); the slice starts at field 3.
+    let ticks: u64 = fields.get(19)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&hz| hz > 0)? as u64;
+    let started = Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz);
+    let boottime =
+        Duration::from(nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?);
+    let now = std::time::SystemTime::now();
+    // When the system booted, on the wall clock: `time` and `started` meet there.
+    let booted = now.checked_sub(boottime)?;
+    let Ok(since_boot) = time.duration_since(booted) else {
+        // Before this boot: nothing running now started before it.
+        return Some(false);
+    };
+    Some(started < since_boot + Duration::from_nanos(2 * 1_000_000_000 / hz))
+}
+
+/// Rename `from` to `to` unless `to` exists: `Ok(false)` when it does. `Err` with
+/// `ErrorKind::Unsupported` where the file system cannot do it atomically.
+///
+/// Unlike a hard link, a rename moves the name that open descriptors of the file show in
+/// `/proc/PID/fd`, so a daemon's pidfile appears under its own name there.
+pub(crate) fn rename_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EEXIST) => Ok(false),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this file system cannot rename without replacing",
+        )),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// The kernel's own file systems, where a "file" is a setting or a view: a pidfile there would
+/// write the pid into a sysctl. `None` for any other file system.
+pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
+    use nix::sys::statfs::{PROC_SUPER_MAGIC, SYSFS_MAGIC, fstatfs};
+    let kind = fstatfs(file).ok()?.filesystem_type();
+    if kind == PROC_SUPER_MAGIC {
+        Some("procfs")
+    } else if kind == SYSFS_MAGIC {
+        Some("sysfs")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -243,12 +455,14 @@ mod tests {
     #[test]
     fn fdinfo_lock_lines_are_matched_exactly() {
         let line = "\t1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
-        assert!(is_flock_of(line, "1742", "fe:00:10010715"));
-        assert!(!is_flock_of(line, "1743", "fe:00:10010715"));
-        assert!(!is_flock_of(line, "1742", "fe:00:1001071"));
+        assert!(is_flock_of(line, "1742", Some("fe:00:10010715")));
+        assert!(is_flock_of(line, "1742", None));
+        assert!(!is_flock_of(line, "1743", Some("fe:00:10010715")));
+        assert!(!is_flock_of(line, "1743", None));
+        assert!(!is_flock_of(line, "1742", Some("fe:00:1001071")));
         let posix = "\t1: POSIX  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
-        assert!(!is_flock_of(posix, "1742", "fe:00:10010715"));
-        assert!(!is_flock_of("", "1742", "fe:00:10010715"));
+        assert!(!is_flock_of(posix, "1742", Some("fe:00:10010715")));
+        assert!(!is_flock_of("", "1742", None));
     }
 
     #[test]
@@ -281,6 +495,44 @@ mod tests {
         assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
         drop(high);
         assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
+    }
+
+    #[test]
+    fn proc_locks_names_the_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("locked.pid");
+        let file = File::create(&path).expect("create");
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(flock_holders(&meta).expect("read /proc/locks"), []);
+        file.try_lock().expect("lock");
+        assert_eq!(
+            flock_holders(&meta).expect("read /proc/locks"),
+            [Pid::this()]
+        );
+    }
+
+    #[test]
+    fn this_process_reads_its_own_proc() {
+        assert_eq!(check_proc(), Ok(()));
+        let me = pidfd_open(Pid::this()).expect("pidfd");
+        assert_eq!(pidfd_pid(me.as_fd()), Some(Pid::this()));
+        assert_eq!(
+            ns_pids(Pid::this()).and_then(|p| p.last().copied()),
+            Some(Pid::this().as_raw())
+        );
+        let now = std::time::SystemTime::now();
+        assert_eq!(started_before(Pid::this(), now), Some(true));
+        let long_ago = now - Duration::from_secs(10 * 365 * 86400);
+        assert_eq!(started_before(Pid::this(), long_ago), Some(false));
+    }
+
+    #[test]
+    fn kernel_file_systems_are_told_apart() {
+        let sysctl = File::open("/proc/sys/kernel/pid_max").expect("open a sysctl");
+        assert_eq!(kernel_file_system(&sysctl), Some("procfs"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = File::create(dir.path().join("x")).expect("create");
+        assert_eq!(kernel_file_system(&plain), None);
     }
 
     #[test]
