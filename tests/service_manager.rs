@@ -371,3 +371,64 @@ fn reload_reopens_a_rotated_log() {
     let expected: Vec<String> = (1..=all.len()).map(|n| format!("line {n}")).collect();
     assert_eq!(all, expected);
 }
+
+#[test]
+fn logrotate_with_a_postrotate_reload_loses_no_line() {
+    if !common::require_tool("logrotate") {
+        return;
+    }
+    let mut fx = Fixture::new().with("FIXTURE_BODY", "log");
+    let log = fx.path("a.log");
+    let rotated = fx.path("a.log.1");
+    fx.set("FIXTURE_STDOUT", &log);
+    let pid = fx.start();
+    assert!(wait_until(DEADLINE, || lines(&log).len() >= 5));
+
+    // The postrotate script runs `daemons-fixture reload` with the fixture's environment.
+    let reload = fx.command("reload");
+    let config = fx.path("logrotate.conf");
+    let script = format!("{} reload", reload.get_program().display());
+    let rule = format!(
+        "{} {{\n  rotate 1\n  create\n  postrotate\n    {script}\n  endscript\n}}\n",
+        log.display()
+    );
+    fs::write(&config, rule).expect("write the logrotate configuration");
+    let mut logrotate = std::process::Command::new("logrotate");
+    logrotate
+        .arg("--force")
+        .arg("--state")
+        .arg(fx.path("logrotate.state"))
+        .arg(&config)
+        .env_clear()
+        .envs(reload.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    let out = fx.execute(&mut logrotate);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("reloading (pid {pid})")),
+        "the postrotate script reloaded the daemon: {out:?}"
+    );
+    assert!(
+        wait_until(DEADLINE, || lines(&log).len() >= 5),
+        "the daemon writes to the new log"
+    );
+    let old = fs::metadata(&rotated).expect("the rotated log").len();
+    let now = lines(&log).len();
+    assert!(
+        wait_until(DEADLINE, || lines(&log).len() >= now + 10),
+        "the new log keeps growing"
+    );
+    assert_eq!(
+        fs::metadata(&rotated).expect("the rotated log").len(),
+        old,
+        "the rotated log no longer grows"
+    );
+    fx.stop_gracefully(pid);
+
+    let all: Vec<String> = lines(&rotated).into_iter().chain(lines(&log)).collect();
+    let expected: Vec<String> = (1..=all.len()).map(|n| format!("line {n}")).collect();
+    assert_eq!(
+        all, expected,
+        "no line was lost or doubled across the rotation"
+    );
+}

@@ -379,7 +379,7 @@ impl Launched {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn the fixture: {e:?}"));
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e:?}", command.get_program()));
         let pid = Pid::from_raw(child.id() as i32);
         let (tx, output) = mpsc::channel();
         // A reader that blocks (because a daemon kept the pipe open) must not block the test:
