@@ -547,12 +547,8 @@ impl Bystander {
 
     /// Whether a signal was sent to it: blocked, it is still pending.
     pub fn signalled(&self) -> bool {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read the bystander's status");
-        status
-            .lines()
-            .filter_map(|l| l.strip_prefix("ShdPnd:").or(l.strip_prefix("SigPnd:")))
-            .any(|mask| u64::from_str_radix(mask.trim(), 16) != Ok(0))
+        let pending = |set| u64::from_str_radix(&proc_status(self.pid(), set), 16) != Ok(0);
+        pending("ShdPnd") || pending("SigPnd")
     }
 }
 
