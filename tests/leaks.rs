@@ -9,7 +9,7 @@ use common::{Fixture, open_fd_count, zombie_children};
 fn two_hundred_start_stop_cycles_leak_nothing() {
     let fx = Fixture::new();
     let cycle = || {
-        let pid = fx.start(&[]);
+        let pid = fx.start();
         fx.stop_gracefully(pid);
         assert_eq!(fx.exit_code(pid), 0);
     };

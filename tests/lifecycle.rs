@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{DEADLINE, Fixture, alive, cwd, fd_target, stat, umask, wait_until};
+use common::{DEADLINE, Fixture, alive, cwd, fd_target, proc_status, stat, wait_until};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{Pid, getpgrp, getsid};
@@ -15,7 +15,7 @@ use nix::unistd::{Pid, getpgrp, getsid};
 #[test]
 fn start_returns_the_pid_that_the_pidfile_holds() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     assert_eq!(fx.pidfile_content(), Some(format!("{pid}\n")));
     assert!(alive(pid), "/proc/{pid} shows a live process");
     assert!(
@@ -27,7 +27,7 @@ fn start_returns_the_pid_that_the_pidfile_holds() {
 #[test]
 fn the_daemon_is_detached_from_its_caller() {
     let fx = Fixture::new();
-    let reply = fx.run(&["start"]);
+    let reply = fx.run("api start");
     let pid = reply.pid();
     let s = stat(pid).expect("the daemon's stat");
     assert_ne!(
@@ -39,7 +39,7 @@ fn the_daemon_is_detached_from_its_caller() {
     assert_ne!(s.pgrp, getpgrp().as_raw());
     assert_ne!(
         s.ppid,
-        reply.fixture.as_raw(),
+        reply.caller.as_raw(),
         "its parent is not the caller"
     );
     assert_eq!(s.tty_nr, 0, "no controlling terminal");
@@ -48,7 +48,7 @@ fn the_daemon_is_detached_from_its_caller() {
 #[test]
 fn the_intermediate_process_is_reaped() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     // The daemon's session was created by the intermediate process, so it bears its pid.
     let intermediate = Pid::from_raw(stat(pid).expect("stat").session);
     assert!(
@@ -61,25 +61,27 @@ fn the_intermediate_process_is_reaped() {
 #[test]
 fn the_daemon_runs_in_root_with_umask_0022_by_default() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     assert_eq!(cwd(pid), Path::new("/"));
-    assert_eq!(umask(pid), "0022");
+    assert_eq!(proc_status(pid, "Umask"), "0022");
 }
 
 #[test]
 fn workdir_and_umask_are_applied() {
-    let fx = Fixture::new();
+    let mut fx = Fixture::new();
     let work = fx.path("work");
     fs::create_dir(&work).expect("mkdir");
-    let pid = fx.start(&["--workdir", work.to_str().expect("utf-8"), "--umask", "077"]);
+    fx.set("FIXTURE_WORKDIR", &work).set("FIXTURE_UMASK", "077");
+    let pid = fx.start();
     assert_eq!(cwd(pid), work);
-    assert_eq!(umask(pid), "0077");
+    assert_eq!(proc_status(pid, "Umask"), "0077");
 }
 
 #[test]
 fn stdio_goes_to_dev_null_by_default() {
-    let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let mut fx = Fixture::new();
+    fx.unset("FIXTURE_STDERR");
+    let pid = fx.start();
     for fd in 0..=2 {
         assert_eq!(
             fd_target(pid, fd),
@@ -91,14 +93,10 @@ fn stdio_goes_to_dev_null_by_default() {
 
 #[test]
 fn stdout_and_stderr_go_to_the_given_files() {
-    let fx = Fixture::new();
+    let mut fx = Fixture::new();
     let (out, err) = (fx.path("out.log"), fx.path("err.log"));
-    let pid = fx.start(&[
-        "--stdout",
-        out.to_str().expect("utf-8"),
-        "--stderr",
-        err.to_str().expect("utf-8"),
-    ]);
+    fx.set("FIXTURE_STDOUT", &out).set("FIXTURE_STDERR", &err);
+    let pid = fx.start();
     assert_eq!(fd_target(pid, 0), Path::new("/dev/null"));
     assert_eq!(fd_target(pid, 1), out);
     assert_eq!(fd_target(pid, 2), err);
@@ -109,7 +107,7 @@ fn start_with_captured_output_returns_while_the_daemon_runs_on() {
     let fx = Fixture::new();
     // `fx.run` captures stdout and stderr through pipes and waits for them to close, like
     // `start | cat`: a daemon that kept them open would hold it until the deadline.
-    let reply = fx.run(&["start"]);
+    let reply = fx.run("api start");
     assert_eq!(reply.word(0), "started", "{reply:?}");
     assert!(
         reply.elapsed < Duration::from_secs(5),
@@ -122,7 +120,7 @@ fn start_with_captured_output_returns_while_the_daemon_runs_on() {
 #[test]
 fn stop_is_graceful_removes_the_pidfile_and_runs_the_term_handler_once() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     fx.stop_gracefully(pid);
     assert_eq!(fx.exit_code(pid), 0);
     assert!(!fx.pidfile().exists());
@@ -132,20 +130,17 @@ fn stop_is_graceful_removes_the_pidfile_and_runs_the_term_handler_once() {
 #[test]
 fn stopping_a_stopped_daemon_says_not_running_and_succeeds() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     fx.stop_gracefully(pid);
-    let again = fx.run(&["stop"]);
-    assert_eq!(
-        (again.line.as_str(), again.code()),
-        ("not-running", Some(0))
-    );
+    let again = fx.run("api stop");
+    assert_eq!((again.line(), again.code()), ("not-running", Some(0)));
 }
 
 #[test]
 fn restart_gives_a_new_pid() {
     let fx = Fixture::new();
-    let first = fx.start(&[]);
-    let reply = fx.run(&["restart"]);
+    let first = fx.start();
+    let reply = fx.run("api restart");
     assert_eq!(reply.word(0), "started", "{reply:?}");
     let second = reply.pid();
     assert_ne!(first, second);
@@ -161,40 +156,40 @@ fn restart_gives_a_new_pid() {
 #[test]
 fn status_says_running_then_not_running() {
     let fx = Fixture::new();
-    assert_eq!(fx.run(&["status"]).line, "not-running");
-    let pid = fx.start(&[]);
-    assert_eq!(fx.run(&["status"]).line, format!("running {pid}"));
+    assert_eq!(fx.run("api status").line(), "not-running");
+    let pid = fx.start();
+    assert_eq!(fx.run("api status").line(), format!("running {pid}"));
     fx.stop_gracefully(pid);
-    assert_eq!(fx.run(&["status"]).line, "not-running");
+    assert_eq!(fx.run("api status").line(), "not-running");
 }
 
 #[test]
 fn status_says_dead_after_the_daemon_was_killed() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     nix::sys::signal::kill(pid, Signal::SIGKILL).expect("kill -9");
     assert_eq!(
         fx.reap(pid),
         WaitStatus::Signaled(pid, Signal::SIGKILL, false)
     );
-    assert_eq!(fx.run(&["status"]).line, format!("dead {pid}"));
+    assert_eq!(fx.run("api status").line(), format!("dead {pid}"));
 }
 
 #[test]
 fn pid_names_the_running_daemon_only() {
     let fx = Fixture::new();
-    assert_eq!(fx.run(&["pid"]).line, "pid -");
-    let pid = fx.start(&[]);
-    assert_eq!(fx.run(&["pid"]).line, format!("pid {pid}"));
+    assert_eq!(fx.run("api pid").line(), "pid -");
+    let pid = fx.start();
+    assert_eq!(fx.run("api pid").line(), format!("pid {pid}"));
     fx.stop_gracefully(pid);
-    assert_eq!(fx.run(&["pid"]).line, "pid -");
+    assert_eq!(fx.run("api pid").line(), "pid -");
 }
 
 #[test]
 fn a_second_start_says_already_running_with_the_first_pid() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
-    let second = fx.run(&["start"]);
+    let pid = fx.start();
+    let second = fx.run("api start");
     second.assert_error("AlreadyRunning");
     assert_eq!(second.pid(), pid);
     assert_eq!(fx.processes(), vec![pid]);
@@ -202,8 +197,8 @@ fn a_second_start_says_already_running_with_the_first_pid() {
 
 #[test]
 fn the_step_under_way_finishes_on_stop() {
-    let fx = Fixture::new();
-    let pid = fx.start(&["--body", "slow-step"]);
+    let fx = Fixture::new().with("FIXTURE_BODY", "slow-step");
+    let pid = fx.start();
     assert!(wait_until(DEADLINE, || fx.count("begin") >= 1));
     fx.stop_gracefully(pid);
     let marks = fx.marks();
@@ -215,8 +210,10 @@ fn the_step_under_way_finishes_on_stop() {
 
 #[test]
 fn a_long_interval_is_cut_short_by_stop() {
-    let fx = Fixture::new();
-    let pid = fx.start(&["--body", "step", "--interval-ms", "600000"]);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "step")
+        .with("FIXTURE_INTERVAL_MS", "600000");
+    let pid = fx.start();
     assert!(wait_until(DEADLINE, || fx.count("step") == 1));
     fx.stop_gracefully(pid);
     assert_eq!(fx.count("step"), 1, "no second step after the stop");
@@ -225,8 +222,8 @@ fn a_long_interval_is_cut_short_by_stop() {
 
 #[test]
 fn a_body_that_returns_ends_the_daemon_cleanly() {
-    let fx = Fixture::new();
-    let pid = fx.start(&["--body", "return"]);
+    let fx = Fixture::new().with("FIXTURE_BODY", "return");
+    let pid = fx.start();
     assert_eq!(fx.exit_code(pid), 0);
     assert!(!fx.pidfile().exists());
     assert_eq!(fx.count("body"), 1);
@@ -234,12 +231,11 @@ fn a_body_that_returns_ends_the_daemon_cleanly() {
 
 #[test]
 fn a_panicking_body_exits_non_zero_removes_the_pidfile_and_logs() {
-    let fx = Fixture::new();
-    let log = fx.path("err.log");
-    let pid = fx.start(&["--body", "panic", "--stderr", log.to_str().expect("utf-8")]);
+    let fx = Fixture::new().with("FIXTURE_BODY", "panic");
+    let pid = fx.start();
     assert_ne!(fx.exit_code(pid), 0);
     assert!(!fx.pidfile().exists());
-    let logged = fs::read_to_string(&log).expect("the stderr log");
+    let logged = fx.stderr_log();
     assert!(
         logged.contains("the fixture's step panics on purpose"),
         "{logged}"
@@ -248,50 +244,35 @@ fn a_panicking_body_exits_non_zero_removes_the_pidfile_and_logs() {
 
 #[test]
 fn a_failing_step_exits_non_zero_removes_the_pidfile_and_logs() {
-    let fx = Fixture::new();
-    let log = fx.path("err.log");
-    let pid = fx.start(&[
-        "--body",
-        "step-error",
-        "--stderr",
-        log.to_str().expect("utf-8"),
-    ]);
+    let fx = Fixture::new().with("FIXTURE_BODY", "step-error");
+    let pid = fx.start();
     assert_ne!(fx.exit_code(pid), 0);
     assert!(!fx.pidfile().exists());
-    let logged = fs::read_to_string(&log).expect("the stderr log");
+    let logged = fx.stderr_log();
     assert!(logged.contains("disk full"), "{logged}");
 }
 
 #[test]
 fn keep_going_logs_failing_steps_and_runs_on() {
-    let fx = Fixture::new();
-    let log = fx.path("err.log");
-    let pid = fx.start(&[
-        "--body",
-        "step-error",
-        "--keep-going",
-        "--interval-ms",
-        "20",
-        "--stderr",
-        log.to_str().expect("utf-8"),
-    ]);
-    let failures = || {
-        fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("disk full")
-            .count()
-    };
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "step-error")
+        .with("FIXTURE_KEEP_GOING", "1")
+        .with("FIXTURE_INTERVAL_MS", "20");
+    let pid = fx.start();
+    let failures = || fx.stderr_log().matches("disk full").count();
     assert!(wait_until(DEADLINE, || failures() >= 3), "{}", failures());
-    assert_eq!(fx.run(&["status"]).line, format!("running {pid}"));
+    assert_eq!(fx.run("api status").line(), format!("running {pid}"));
     fx.stop_gracefully(pid);
     assert_eq!(fx.exit_code(pid), 0);
 }
 
 #[test]
 fn a_daemon_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
-    let fx = Fixture::new();
-    let pid = fx.start(&["--body", "ignore-term"]);
-    let reply = fx.run(&["stop", "--stop-timeout-ms", "300"]);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "stubborn")
+        .with("FIXTURE_STOP_TIMEOUT_MS", "300");
+    let pid = fx.start();
+    let reply = fx.run("api stop");
     assert_eq!(
         (reply.word(0), reply.pid(), reply.word(2), reply.code()),
         ("stopped", pid, "killed", Some(0)),

@@ -1,7 +1,7 @@
-//! Message daemons, driven from outside through `daemons-service`: every fetched message handled
+//! Message daemons, driven from outside through `daemons-fixture`: every fetched message handled
 //! exactly once, panicking handlers, backpressure, idle waits, a failing `get`, idle CPU use.
 //!
-//! The service's `get` writes `got N` to the marks file when it fetches message N, and its
+//! The fixture's `get` writes `got N` to the marks file when it fetches message N, and its
 //! handler writes `done N` when it has handled it; one lock orders the lines.
 
 mod common;
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, Service, wait_until};
+use common::{DEADLINE, Fixture, wait_until};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
@@ -48,20 +48,20 @@ fn cpu_ns(pid: Pid) -> u64 {
 
 #[test]
 fn every_message_is_handled_exactly_once_when_a_stop_comes_in_a_burst() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "messages")
-        .with("SERVICE_HANDLE_MS", "3")
-        .with("SERVICE_POOL", "4");
-    let pid = svc.start();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "messages")
+        .with("FIXTURE_HANDLE_MS", "3")
+        .with("FIXTURE_POOL", "4");
+    let pid = fx.start();
     assert!(
-        wait_until(DEADLINE, || svc.count_prefix("done ") >= 40),
+        wait_until(DEADLINE, || fx.count_prefix("done ") >= 40),
         "messages are handled: {} done",
-        svc.count_prefix("done ")
+        fx.count_prefix("done ")
     );
-    svc.stop_gracefully(pid);
-    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.reap(pid), WaitStatus::Exited(pid, 0));
 
-    let (got, done) = tally(&svc.marks());
+    let (got, done) = tally(&fx.marks());
     let last = *got.last().expect("messages were fetched");
     assert_eq!(
         got,
@@ -82,27 +82,27 @@ fn every_message_is_handled_exactly_once_when_a_stop_comes_in_a_burst() {
 
 #[test]
 fn a_panicking_handler_loses_only_its_own_message_and_the_daemon_runs_on() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "messages")
-        .with("SERVICE_PANIC_EVERY", "3")
-        .with("SERVICE_COUNT", "30");
-    let pid = svc.start();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "messages")
+        .with("FIXTURE_PANIC_EVERY", "3")
+        .with("FIXTURE_COUNT", "30");
+    let pid = fx.start();
     let poison: Vec<u64> = (3..=30).step_by(3).collect();
     let logged = |n: u64| {
-        svc.stderr_log()
+        fx.stderr_log()
             .lines()
             .filter(|l| l.contains(&format!("message #{n}:")) && l.contains("panicked"))
             .count()
     };
     assert!(
-        wait_until(DEADLINE, || svc.count_prefix("done ") == 20
+        wait_until(DEADLINE, || fx.count_prefix("done ") == 20
             && poison.iter().all(|&n| logged(n) == 1)),
         "20 messages done and 10 panics logged; marks {:?}, log:\n{}",
-        svc.marks(),
-        svc.stderr_log()
+        fx.marks(),
+        fx.stderr_log()
     );
 
-    let (got, done) = tally(&svc.marks());
+    let (got, done) = tally(&fx.marks());
     assert_eq!(got, (1..=30).collect::<Vec<_>>());
     let mut done = done;
     done.sort_unstable();
@@ -112,29 +112,29 @@ fn a_panicking_handler_loses_only_its_own_message_and_the_daemon_runs_on() {
         assert_eq!(logged(n), 0, "message #{n} did not fail");
     }
 
-    let status = svc.run(&["status"]);
+    let status = fx.run("status");
     assert_eq!(status.code(), Some(0), "still running: {status:?}");
     assert!(status.stdout.contains(&format!("running (pid {pid})")));
-    svc.stop_gracefully(pid);
-    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.reap(pid), WaitStatus::Exited(pid, 0));
 }
 
 #[test]
 fn messages_are_never_fetched_faster_than_the_pool_handles_them() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "messages")
-        .with("SERVICE_HANDLE_MS", "20")
-        .with("SERVICE_POOL", "3");
-    let pid = svc.start();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "messages")
+        .with("FIXTURE_HANDLE_MS", "20")
+        .with("FIXTURE_POOL", "3");
+    let pid = fx.start();
     assert!(
-        wait_until(DEADLINE, || svc.count_prefix("done ") >= 30),
+        wait_until(DEADLINE, || fx.count_prefix("done ") >= 30),
         "messages are handled"
     );
-    svc.stop_gracefully(pid);
+    fx.stop_gracefully(pid);
 
     let mut outstanding = 0i64;
     let mut worst = 0i64;
-    for (line, mark) in svc.marks().iter().enumerate() {
+    for (line, mark) in fx.marks().iter().enumerate() {
         if mark.starts_with("got ") {
             outstanding += 1;
         } else if mark.starts_with("done ") {
@@ -152,43 +152,43 @@ fn messages_are_never_fetched_faster_than_the_pool_handles_them() {
 
 #[test]
 fn a_stop_cuts_a_long_idle_wait_short() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "messages-idle")
-        .with("SERVICE_IDLE_MS", "3600000")
-        .with("SERVICE_STOP_TIMEOUT_MS", "5000");
-    let pid = svc.start();
-    let out = svc.stop_gracefully(pid);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "messages-idle")
+        .with("FIXTURE_IDLE_MS", "3600000")
+        .with("FIXTURE_STOP_TIMEOUT_MS", "5000");
+    let pid = fx.start();
+    let out = fx.stop_gracefully(pid);
     assert!(!out.stdout.contains("killed"), "{out:?}");
-    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+    assert_eq!(fx.reap(pid), WaitStatus::Exited(pid, 0));
 }
 
 #[test]
 fn a_failing_get_ends_the_daemon_after_the_fetched_messages_are_handled() {
-    let svc = Service::new().with("SERVICE_BODY", "messages-get-fails");
-    let pid = svc.start();
-    match svc.reap(pid) {
+    let fx = Fixture::new().with("FIXTURE_BODY", "messages-get-fails");
+    let pid = fx.start();
+    match fx.reap(pid) {
         WaitStatus::Exited(_, code) => assert_ne!(code, 0, "a failure exit code"),
         other => panic!("the daemon did not exit by itself: {other:?}"),
     }
-    assert!(!svc.pidfile().exists(), "the pidfile is removed");
-    let log = svc.stderr_log();
+    assert!(!fx.pidfile().exists(), "the pidfile is removed");
+    let log = fx.stderr_log();
     assert!(
         log.contains("get failed: the queue went away"),
         "the log says why: {log}"
     );
-    let (got, mut done) = tally(&svc.marks());
+    let (got, mut done) = tally(&fx.marks());
     // `messages-get-fails` fetches five messages; the sixth `get` fails.
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
     done.sort_unstable();
     assert_eq!(done, vec![1, 2, 3, 4, 5], "what was fetched is handled");
-    let status = svc.run(&["status"]);
+    let status = fx.run("status");
     assert_eq!(status.code(), Some(3), "{status:?}");
 }
 
 #[test]
 fn an_idle_message_daemon_uses_almost_no_cpu() {
-    let svc = Service::new().with("SERVICE_BODY", "messages-idle");
-    let pid = svc.start();
+    let fx = Fixture::new().with("FIXTURE_BODY", "messages-idle");
+    let pid = fx.start();
     let (before, since) = (cpu_ns(pid), Instant::now());
     // The measurement window itself: not a wait for a condition.
     std::thread::sleep(Duration::from_secs(2));
@@ -206,5 +206,5 @@ fn an_idle_message_daemon_uses_almost_no_cpu() {
         per_second / 1e6
     );
     assert!(after > 0, "schedstat is read");
-    svc.stop_gracefully(pid);
+    fx.stop_gracefully(pid);
 }

@@ -7,14 +7,14 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 
-use common::{Bystander, DEADLINE, Fixture, NOBODY, Reply, is_root, wait_until};
+use common::{Bystander, DEADLINE, Fixture, NOBODY, Reply, require_root, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::WaitStatus;
 
 #[test]
 fn the_daemon_holds_a_flock_on_its_pidfile_of_mode_0644() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     let mode = fs::metadata(fx.pidfile())
         .expect("stat")
         .permissions()
@@ -23,7 +23,7 @@ fn the_daemon_holds_a_flock_on_its_pidfile_of_mode_0644() {
     let fd = fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read the daemon's descriptors")
         .flatten()
-        .find(|e| fs::read_link(e.path()).ok().as_deref() == Some(fx.pidfile()))
+        .find(|e| fs::read_link(e.path()).ok().as_deref() == Some(fx.pidfile().as_path()))
         .expect("the daemon keeps its pidfile open")
         .file_name();
     let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
@@ -43,10 +43,8 @@ fn the_daemon_holds_a_flock_on_its_pidfile_of_mode_0644() {
 #[test]
 fn twelve_concurrent_starts_make_exactly_one_daemon() {
     let fx = Fixture::new();
-    let launched: Vec<_> = (0..12)
-        .map(|_| fx.spawn(fx.command_at(fx.pidfile(), &["start"])))
-        .collect();
-    let replies: Vec<Reply> = launched.into_iter().map(|r| fx.finish(r)).collect();
+    let mut starts: Vec<_> = (0..12).map(|_| fx.command("api start")).collect();
+    let replies = fx.run_all(&mut starts);
     let (started, refused): (Vec<&Reply>, Vec<&Reply>) =
         replies.iter().partition(|r| r.word(0) == "started");
     assert_eq!(started.len(), 1, "{replies:#?}");
@@ -60,20 +58,20 @@ fn twelve_concurrent_starts_make_exactly_one_daemon() {
         "processes of this pidfile: {:?}",
         fx.processes()
     );
-    assert_eq!(fx.run(&["status"]).line, format!("running {pid}"));
+    assert_eq!(fx.run("api status").line(), format!("running {pid}"));
 }
 
 #[test]
 fn after_kill_9_status_says_dead_and_start_recovers() {
     let fx = Fixture::new();
-    let first = fx.start(&[]);
+    let first = fx.start();
     kill(first, Signal::SIGKILL).expect("kill -9");
     assert_eq!(
         fx.reap(first),
         WaitStatus::Signaled(first, Signal::SIGKILL, false)
     );
-    assert_eq!(fx.run(&["status"]).line, format!("dead {first}"));
-    let second = fx.start(&[]);
+    assert_eq!(fx.run("api status").line(), format!("dead {first}"));
+    let second = fx.start();
     assert_ne!(second, first);
     assert_eq!(fx.pidfile_content(), Some(format!("{second}\n")));
 }
@@ -81,12 +79,12 @@ fn after_kill_9_status_says_dead_and_start_recovers() {
 #[test]
 fn stop_removes_the_pidfile_that_a_killed_daemon_left() {
     let fx = Fixture::new();
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     kill(pid, Signal::SIGKILL).expect("kill -9");
     fx.reap(pid);
     assert!(fx.pidfile().exists());
-    let stop = fx.run(&["stop"]);
-    assert_eq!((stop.line.as_str(), stop.code()), ("not-running", Some(0)));
+    let stop = fx.run("api stop");
+    assert_eq!((stop.line(), stop.code()), ("not-running", Some(0)));
     assert!(!fx.pidfile().exists());
 }
 
@@ -97,16 +95,16 @@ fn a_stale_pidfile_naming_a_live_process_never_gets_it_signalled() {
     let other = innocent.pid();
     fs::write(fx.pidfile(), format!("{other}\n")).expect("write the pidfile");
 
-    assert_eq!(fx.run(&["status"]).line, format!("dead {other}"));
-    assert_eq!(fx.run(&["pid"]).line, "pid -");
-    fx.run(&["send", "SIGTERM"]).assert_error("NotRunning");
-    let stop = fx.run(&["stop"]);
-    assert_eq!((stop.line.as_str(), stop.code()), ("not-running", Some(0)));
+    assert_eq!(fx.run("api status").line(), format!("dead {other}"));
+    assert_eq!(fx.run("api pid").line(), "pid -");
+    fx.run("api send SIGTERM").assert_error("NotRunning");
+    let stop = fx.run("api stop");
+    assert_eq!((stop.line(), stop.code()), ("not-running", Some(0)));
     assert!(!fx.pidfile().exists(), "stop removed the stale pidfile");
     assert!(innocent.alive() && !innocent.signalled());
 
     fs::write(fx.pidfile(), format!("{other}\n")).expect("write the pidfile");
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     assert_eq!(fx.pidfile_content(), Some(format!("{pid}\n")));
     assert!(innocent.alive() && !innocent.signalled());
 }
@@ -115,18 +113,18 @@ fn a_stale_pidfile_naming_a_live_process_never_gets_it_signalled() {
 fn garbage_in_the_pidfile_is_stale() {
     let fx = Fixture::new();
     fs::write(fx.pidfile(), "not a pid\n").expect("write the pidfile");
-    assert_eq!(fx.run(&["status"]).line, "dead -");
-    let pid = fx.start(&[]);
+    assert_eq!(fx.run("api status").line(), "dead -");
+    let pid = fx.start();
     assert_eq!(fx.pidfile_content(), Some(format!("{pid}\n")));
 }
 
 /// Probe a pidfile that names no process, and check what each command says.
-fn probe_every_way(run: impl Fn(&[&str]) -> Reply) {
-    assert_eq!(run(&["status"]).line, "dead -");
-    assert_eq!(run(&["pid"]).line, "pid -");
-    run(&["send", "SIGTERM"]).assert_error("NotRunning");
-    let stop = run(&["stop"]);
-    assert_eq!((stop.line.as_str(), stop.code()), ("not-running", Some(0)));
+fn probe_every_way(run: impl Fn(&str) -> Reply) {
+    assert_eq!(run("api status").line(), "dead -");
+    assert_eq!(run("api pid").line(), "pid -");
+    run("api send SIGTERM").assert_error("NotRunning");
+    let stop = run("api stop");
+    assert_eq!((stop.line(), stop.code()), ("not-running", Some(0)));
 }
 
 #[test]
@@ -135,22 +133,17 @@ fn a_pidfile_naming_0_signals_no_process_group() {
     // The fixture runs in the bystander's process group: kill(0, ...) would hit it.
     let group = Bystander::group_leader();
     fs::write(fx.pidfile(), "0\n").expect("write the pidfile");
-    probe_every_way(|args| {
-        let mut command = fx.command_at(fx.pidfile(), args);
-        command.process_group(group.pid().as_raw());
-        fx.execute(command)
-    });
+    probe_every_way(|args| fx.execute(fx.command(args).process_group(group.pid().as_raw())));
     assert!(!group.signalled());
     fs::write(fx.pidfile(), "0\n").expect("write the pidfile");
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     assert_eq!(fx.pidfile_content(), Some(format!("{pid}\n")));
 }
 
 #[test]
 fn a_pidfile_naming_minus_1_signals_nobody() {
-    if !is_root() {
-        // kill(-1, ...) reaches every process of the user: only a throwaway user may try it.
-        eprintln!("skipped: needs root, to probe as the unprivileged user {NOBODY}");
+    // kill(-1, ...) reaches every process of the user: only a throwaway user may try it.
+    if !require_root(&format!("to probe as the unprivileged user {NOBODY}")) {
         return;
     }
     let fx = Fixture::new();
@@ -158,13 +151,9 @@ fn a_pidfile_naming_minus_1_signals_nobody() {
     let innocent = Bystander::nobody();
     fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o777)).expect("chmod");
     fs::write(fx.pidfile(), "-1\n").expect("write the pidfile");
-    probe_every_way(|args| {
-        let mut command = fx.command_at(fx.pidfile(), args);
-        command.uid(NOBODY).gid(NOBODY);
-        fx.execute(command)
-    });
+    probe_every_way(|args| fx.execute(fx.command(args).uid(NOBODY).gid(NOBODY)));
     assert!(!innocent.signalled());
     fs::write(fx.pidfile(), "-1\n").expect("write the pidfile");
-    let pid = fx.start(&[]);
+    let pid = fx.start();
     assert_eq!(fx.pidfile_content(), Some(format!("{pid}\n")));
 }

@@ -3,7 +3,7 @@
 //! reopened on SIGHUP after a rotation.
 //!
 //! The test plays the service manager: it binds the datagram socket that `NOTIFY_SOCKET` names
-//! and runs `daemons-service run` in the foreground, as systemd runs a `Type=notify` service.
+//! and runs `daemons-fixture run` in the foreground, as systemd runs a `Type=notify` service.
 
 mod common;
 
@@ -16,7 +16,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, Foreground, Service, wait_until};
+use common::{DEADLINE, Fixture, Foreground, holders, wait_until};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::time::{ClockId, clock_gettime};
@@ -29,8 +29,8 @@ struct Manager {
 }
 
 impl Manager {
-    fn at_path(svc: &Service) -> Manager {
-        let path = svc.path("notify.sock");
+    fn at_path(fx: &Fixture) -> Manager {
+        let path = fx.path("notify.sock");
         let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
         Manager::ready(socket, path.into_os_string())
     }
@@ -91,11 +91,11 @@ impl Manager {
         panic!("no {line} within {DEADLINE:?}; received {seen:?}");
     }
 
-    /// Run the service in the foreground under this manager, with `env` besides.
-    fn run(&self, svc: &Service, env: &[(&str, &OsStr)]) -> Foreground {
-        let mut all = vec![("NOTIFY_SOCKET", self.address.as_os_str())];
-        all.extend_from_slice(env);
-        svc.foreground(&["run"], &all)
+    /// Run the fixture in the foreground under this manager, with `env` besides.
+    fn run(&self, fx: &Fixture, env: &[(&str, &OsStr)]) -> Foreground {
+        let mut command = fx.command("run");
+        command.env("NOTIFY_SOCKET", &self.address);
+        fx.foreground(command.envs(env.iter().copied()))
     }
 }
 
@@ -111,8 +111,8 @@ fn monotonic_usec() -> u128 {
 }
 
 /// READY=1 with MAINPID, RELOADING=1 and READY=1 around a SIGHUP, STOPPING=1 at SIGTERM.
-fn ready_reload_stop(svc: &Service, manager: &Manager) {
-    let mut fg = manager.run(svc, &[]);
+fn ready_reload_stop(fx: &Fixture, manager: &Manager) {
+    let mut fg = manager.run(fx, &[]);
     let pid = fg.pid();
 
     let first = manager.until("READY=1");
@@ -122,7 +122,7 @@ fn ready_reload_stop(svc: &Service, manager: &Manager) {
         Some(pid.to_string().as_str()),
         "{first:?}"
     );
-    assert!(wait_until(DEADLINE, || svc.count("body") == 1));
+    assert!(wait_until(DEADLINE, || fx.count("body") == 1));
 
     let before = monotonic_usec();
     fg.signal(Signal::SIGHUP);
@@ -137,15 +137,15 @@ fn ready_reload_stop(svc: &Service, manager: &Manager) {
         (before..=after).contains(&stamp),
         "the stamp {stamp} is the monotonic time of the reload, between {before} and {after}"
     );
-    assert_eq!(svc.count("hup"), 1, "the SIGHUP handler ran before READY=1");
+    assert_eq!(fx.count("hup"), 1, "the SIGHUP handler ran before READY=1");
 
     fg.signal(Signal::SIGTERM);
     let stop = manager.until("STOPPING=1");
     assert_eq!(stop.len(), 1, "{stop:?}");
     let status = fg.wait();
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert!(!svc.pidfile().exists());
-    assert_eq!(svc.count("term"), 1);
+    assert!(!fx.pidfile().exists());
+    assert_eq!(fx.count("term"), 1);
     assert_eq!(
         manager.next(Duration::from_millis(100)),
         None,
@@ -155,33 +155,33 @@ fn ready_reload_stop(svc: &Service, manager: &Manager) {
 
 #[test]
 fn notify_over_a_socket_path() {
-    let svc = Service::new();
-    let manager = Manager::at_path(&svc);
-    ready_reload_stop(&svc, &manager);
+    let fx = Fixture::new();
+    let manager = Manager::at_path(&fx);
+    ready_reload_stop(&fx, &manager);
 }
 
 #[test]
 fn notify_over_an_abstract_socket() {
-    let svc = Service::new();
+    let fx = Fixture::new();
     let manager = Manager::abstract_socket();
-    ready_reload_stop(&svc, &manager);
+    ready_reload_stop(&fx, &manager);
 }
 
 /// Run the service with `env` until its body has been running a while (50 steps of the step
 /// body, or 500 ms of the idle body), then stop it; return the datagrams and how long it ran.
-fn watchdog_run(svc: &Service, env: &[(&str, &OsStr)], steps: bool) -> (Vec<String>, Duration) {
-    let manager = Manager::at_path(svc);
+fn watchdog_run(fx: &Fixture, env: &[(&str, &OsStr)], steps: bool) -> (Vec<String>, Duration) {
+    let manager = Manager::at_path(fx);
     let since = Instant::now();
-    let mut fg = manager.run(svc, env);
+    let mut fg = manager.run(fx, env);
     let mut seen = manager.until("READY=1");
     if steps {
         assert!(
-            wait_until(DEADLINE, || svc.count("step") >= 50),
+            wait_until(DEADLINE, || fx.count("step") >= 50),
             "the step body runs"
         );
     } else {
         // The idle body does nothing that can be counted: its pings are what shows it alive.
-        assert!(wait_until(DEADLINE, || svc.count("body") == 1));
+        assert!(wait_until(DEADLINE, || fx.count("body") == 1));
         for _ in 0..3 {
             seen.extend(manager.until("WATCHDOG=1"));
         }
@@ -196,8 +196,8 @@ fn pings(datagrams: &[String]) -> usize {
     datagrams.iter().filter(|d| *d == "WATCHDOG=1").count()
 }
 
-fn assert_pings(svc: Service, steps: bool) {
-    let (seen, ran) = watchdog_run(&svc, &[("WATCHDOG_USEC", OsStr::new("200000"))], steps);
+fn assert_pings(fx: Fixture, steps: bool) {
+    let (seen, ran) = watchdog_run(&fx, &[("WATCHDOG_USEC", OsStr::new("200000"))], steps);
     let count = pings(&seen);
     // At half the period: one ping every 100 ms at most.
     let most = ran.as_millis() as usize / 100 + 2;
@@ -209,43 +209,43 @@ fn assert_pings(svc: Service, steps: bool) {
 
 #[test]
 fn the_watchdog_is_pinged_from_a_step_body() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "step")
-        .with("SERVICE_INTERVAL_MS", "10");
-    assert_pings(svc, true);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "step")
+        .with("FIXTURE_INTERVAL_MS", "10");
+    assert_pings(fx, true);
 }
 
 #[test]
 fn the_watchdog_is_pinged_from_an_idle_body() {
-    assert_pings(Service::new(), false);
+    assert_pings(Fixture::new(), false);
 }
 
 #[test]
 fn no_watchdog_pings_unless_asked() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "step")
-        .with("SERVICE_INTERVAL_MS", "10");
-    let (seen, _) = watchdog_run(&svc, &[], true);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "step")
+        .with("FIXTURE_INTERVAL_MS", "10");
+    let (seen, _) = watchdog_run(&fx, &[], true);
     assert_eq!(pings(&seen), 0, "{seen:?}");
 }
 
 #[test]
 fn no_watchdog_pings_when_watchdog_pid_names_another_process() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "step")
-        .with("SERVICE_INTERVAL_MS", "10");
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "step")
+        .with("FIXTURE_INTERVAL_MS", "10");
     let me = std::process::id().to_string();
     let env = [
         ("WATCHDOG_USEC", OsStr::new("200000")),
         ("WATCHDOG_PID", OsStr::new(&me)),
     ];
-    let (seen, _) = watchdog_run(&svc, &env, true);
+    let (seen, _) = watchdog_run(&fx, &env, true);
     assert_eq!(pings(&seen), 0, "{seen:?}");
 }
 
 /// The `port P` line of the marks file, if it is there.
-fn port(svc: &Service) -> Option<u16> {
-    svc.marks()
+fn port(fx: &Fixture) -> Option<u16> {
+    fx.marks()
         .iter()
         .find_map(|m| m.strip_prefix("port ")?.parse().ok())
 }
@@ -261,36 +261,36 @@ fn echo(port: u16) -> String {
 
 #[test]
 fn start_returns_only_once_the_body_says_ready() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "echo")
-        .with("SERVICE_READY_DELAY_MS", "300");
-    let out = svc.run(&["start"]);
-    let marks = svc.marks();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "echo")
+        .with("FIXTURE_READY_DELAY_MS", "300");
+    let out = fx.run("start");
+    let marks = fx.marks();
     assert_eq!(out.code(), Some(0), "{out:?}");
     let pid = out.pid();
-    let port = port(&svc).unwrap_or_else(|| panic!("the port is bound already: {marks:?}"));
+    let port = port(&fx).unwrap_or_else(|| panic!("the port is bound already: {marks:?}"));
     assert_eq!(echo(port), "hello daemon");
     assert!(
         out.elapsed >= Duration::from_millis(300),
         "start waited for the body: {out:?}"
     );
-    svc.stop_gracefully(pid);
-    assert_eq!(svc.reap(pid), WaitStatus::Exited(pid, 0));
+    fx.stop_gracefully(pid);
+    assert_eq!(fx.reap(pid), WaitStatus::Exited(pid, 0));
 }
 
 #[test]
 fn ready_is_notified_only_once_the_body_says_so() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "echo")
-        .with("SERVICE_READY_DELAY_MS", "300");
-    let manager = Manager::at_path(&svc);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "echo")
+        .with("FIXTURE_READY_DELAY_MS", "300");
+    let manager = Manager::at_path(&fx);
     let since = Instant::now();
-    let mut fg = manager.run(&svc, &[]);
+    let mut fg = manager.run(&fx, &[]);
     let ready = manager.until("READY=1");
-    let marks = svc.marks();
+    let marks = fx.marks();
     let waited = since.elapsed();
     assert_eq!(ready.len(), 1, "{ready:?}");
-    let port = port(&svc).unwrap_or_else(|| panic!("the port is bound before READY=1: {marks:?}"));
+    let port = port(&fx).unwrap_or_else(|| panic!("the port is bound before READY=1: {marks:?}"));
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
     assert_eq!(echo(port), "hello daemon");
     fg.signal(Signal::SIGTERM);
@@ -300,33 +300,27 @@ fn ready_is_notified_only_once_the_body_says_so() {
 
 #[test]
 fn a_daemon_that_never_says_ready_is_killed_at_the_ready_timeout() {
-    let svc = Service::new()
-        .with("SERVICE_BODY", "never-ready")
-        .with("SERVICE_READY_TIMEOUT_MS", "500");
-    let out = svc.run(&["start"]);
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "never-ready")
+        .with("FIXTURE_READY_TIMEOUT_MS", "500");
+    let out = fx.run("start");
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(
         out.stderr.contains("did not report ready") && out.stderr.contains("was killed (pid "),
         "{out:?}"
     );
-    let pid = *common::Out::pids_in(&out.stderr)
-        .first()
-        .unwrap_or_else(|| panic!("the message names the pid: {out:?}"));
-    assert_eq!(svc.count("body"), 1, "the body ran, but never said ready");
+    let pid = out.pid();
+    assert_eq!(fx.count("body"), 1, "the body ran, but never said ready");
     assert_eq!(
-        svc.reap(pid),
+        fx.reap(pid),
         WaitStatus::Signaled(pid, Signal::SIGKILL, false)
     );
-    let pidfile = svc.pidfile();
+    let pidfile = fx.pidfile();
     assert!(!pidfile.exists(), "no pidfile is left");
-    assert_eq!(
-        Service::holders(&pidfile),
-        vec![],
-        "nobody holds the pidfile"
-    );
-    assert_eq!(svc.processes(), vec![], "no process is left");
-    let status = svc.run(&["status"]);
+    assert_eq!(holders(&pidfile), vec![], "nobody holds the pidfile");
+    assert_eq!(fx.processes(), vec![], "no process is left");
+    let status = fx.run("status");
     assert_eq!(status.code(), Some(3), "{status:?}");
 }
 
@@ -340,11 +334,11 @@ fn lines(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn reload_reopens_a_rotated_log() {
-    let mut svc = Service::new().with("SERVICE_BODY", "log");
-    let log = svc.path("a.log");
-    let rotated = svc.path("a.log.1");
-    svc.set("SERVICE_STDOUT", &log);
-    let pid = svc.start();
+    let mut fx = Fixture::new().with("FIXTURE_BODY", "log");
+    let log = fx.path("a.log");
+    let rotated = fx.path("a.log.1");
+    fx.set("FIXTURE_STDOUT", &log);
+    let pid = fx.start();
     assert!(wait_until(DEADLINE, || lines(&log).len() >= 5));
 
     fs::rename(&log, &rotated).expect("rotate the log");
@@ -353,7 +347,7 @@ fn reload_reopens_a_rotated_log() {
         wait_until(DEADLINE, || lines(&rotated).len() >= at_rotation + 3),
         "before the reload, the daemon writes to the rotated file"
     );
-    let out = svc.run(&["reload"]);
+    let out = fx.run("reload");
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(
         wait_until(DEADLINE, || lines(&log).len() >= 5),
@@ -370,10 +364,71 @@ fn reload_reopens_a_rotated_log() {
         old,
         "the rotated log no longer grows"
     );
-    svc.stop_gracefully(pid);
+    fx.stop_gracefully(pid);
 
     // No line was lost or doubled across the rotation.
     let all: Vec<String> = lines(&rotated).into_iter().chain(lines(&log)).collect();
     let expected: Vec<String> = (1..=all.len()).map(|n| format!("line {n}")).collect();
     assert_eq!(all, expected);
+}
+
+#[test]
+fn logrotate_with_a_postrotate_reload_loses_no_line() {
+    if !common::require_tool("logrotate") {
+        return;
+    }
+    let mut fx = Fixture::new().with("FIXTURE_BODY", "log");
+    let log = fx.path("a.log");
+    let rotated = fx.path("a.log.1");
+    fx.set("FIXTURE_STDOUT", &log);
+    let pid = fx.start();
+    assert!(wait_until(DEADLINE, || lines(&log).len() >= 5));
+
+    // The postrotate script runs `daemons-fixture reload` with the fixture's environment.
+    let reload = fx.command("reload");
+    let config = fx.path("logrotate.conf");
+    let script = format!("{} reload", reload.get_program().display());
+    let rule = format!(
+        "{} {{\n  rotate 1\n  create\n  postrotate\n    {script}\n  endscript\n}}\n",
+        log.display()
+    );
+    fs::write(&config, rule).expect("write the logrotate configuration");
+    let mut logrotate = std::process::Command::new("logrotate");
+    logrotate
+        .arg("--force")
+        .arg("--state")
+        .arg(fx.path("logrotate.state"))
+        .arg(&config)
+        .env_clear()
+        .envs(reload.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    let out = fx.execute(&mut logrotate);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("reloading (pid {pid})")),
+        "the postrotate script reloaded the daemon: {out:?}"
+    );
+    assert!(
+        wait_until(DEADLINE, || lines(&log).len() >= 5),
+        "the daemon writes to the new log"
+    );
+    let old = fs::metadata(&rotated).expect("the rotated log").len();
+    let now = lines(&log).len();
+    assert!(
+        wait_until(DEADLINE, || lines(&log).len() >= now + 10),
+        "the new log keeps growing"
+    );
+    assert_eq!(
+        fs::metadata(&rotated).expect("the rotated log").len(),
+        old,
+        "the rotated log no longer grows"
+    );
+    fx.stop_gracefully(pid);
+
+    let all: Vec<String> = lines(&rotated).into_iter().chain(lines(&log)).collect();
+    let expected: Vec<String> = (1..=all.len()).map(|n| format!("line {n}")).collect();
+    assert_eq!(
+        all, expected,
+        "no line was lost or doubled across the rotation"
+    );
 }
