@@ -268,6 +268,25 @@ impl DaemonBuilder {
         self.set(|s| s.keep_fds(fds))
     }
 
+    /// Whether a stop also ends the processes that the body started (`Command`s, say), as
+    /// systemd's `KillMode=control-group` does. Default `false`: they outlive the daemon.
+    ///
+    /// With `true`, after the stop signal's handlers have run and before the pidfile goes, every
+    /// other process in the daemon's process group gets SIGTERM and SIGCONT; those still there
+    /// after half the [`stop_timeout`](DaemonBuilder::stop_timeout) get SIGKILL. A process that
+    /// moved to a group of its own (`setsid`, `setpgid`) is not reached. In the foreground
+    /// (`run()`), only a daemon that leads its process group does this (under systemd it does),
+    /// so that a shell's job is never hit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder().stop_children(true);
+    /// ```
+    pub fn stop_children(self, stop: bool) -> Self {
+        self.set(|s| s.stop_children(stop))
+    }
+
     /// Whether the body says itself when the daemon is ready, with
     /// [`ctl.ready()`](crate::Ctl::ready): `start()` (and `READY=1` under systemd) then waits for
     /// it, at most the [`ready_timeout`](DaemonBuilder::ready_timeout). Default `false`: ready
@@ -432,8 +451,9 @@ impl DaemonBuilder {
     ///
     /// [`Error::NoBody`], [`Error::SeveralBodies`], [`Error::ForbiddenSignal`], and
     /// [`Error::InvalidSetting`] for a missing or empty pidfile, an `interval` without a `step`,
-    /// a `pool_size` of 0 or without `messages`, a umask above `0o777`, a zero ready timeout, or
-    /// an unknown user or group.
+    /// a `pool_size` of 0, above 4096 or without `messages`, a umask above `0o777` or one that
+    /// takes reading or writing from the daemon's own user, a zero ready or stop timeout, or an
+    /// unknown user or group.
     ///
     /// # Examples
     ///
@@ -509,6 +529,9 @@ impl DaemonBuilder {
     }
 }
 
+/// The most worker threads a `messages` pool may have: each is an OS thread with its own stack.
+const MAX_POOL_SIZE: usize = 4096;
+
 /// The checks of the settings against each other and against the body.
 fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
     if s.interval.is_some() && !matches!(body, Body::Step { .. }) {
@@ -553,6 +576,30 @@ fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
             format!(
                 "{:#o} is not a file mode mask: give a value from 0o000 to 0o777",
                 s.umask
+            ),
+        ));
+    }
+    if s.umask & 0o600 != 0 {
+        return Err(Error::setting(
+            "umask",
+            format!(
+                "{:#o} takes reading or writing from the daemon's own user: it could not read its pidfile or write its logs; keep 0o600 out of the mask, as 0o022 or 0o077 do",
+                s.umask
+            ),
+        ));
+    }
+    if s.stop_timeout.is_zero() {
+        return Err(Error::setting(
+            "stop_timeout",
+            "zero leaves the daemon no time to stop gracefully (SIGKILL at once): give a few seconds at least",
+        ));
+    }
+    if s.pool_size.is_some_and(|n| n > MAX_POOL_SIZE) {
+        return Err(Error::setting(
+            "pool_size",
+            format!(
+                "{} worker threads is more than {MAX_POOL_SIZE}, the most a threaded pool may have: give fewer",
+                s.pool_size.unwrap_or_default()
             ),
         ));
     }
@@ -685,6 +732,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let refused = |b: DaemonBuilder, setting: &str| match b.build() {
+            Err(Error::InvalidSetting { setting: s, .. }) => assert_eq!(s, setting),
+            other => panic!("{setting}: {other:?}"),
+        };
+        let b = || Daemon::builder().pidfile("x").step(|| {});
+        refused(b().stop_timeout(Duration::ZERO), "stop_timeout");
+        refused(b().umask(0o777), "umask");
+        refused(b().umask(0o200), "umask");
+        let pool = || {
+            Daemon::builder()
+                .pidfile("x")
+                .messages(|| None::<u8>, |_m| {})
+        };
+        refused(pool().pool_size(usize::MAX), "pool_size");
+        assert!(pool().pool_size(MAX_POOL_SIZE).build().is_ok());
+        // Durations too long to add to an instant are accepted: waits saturate.
+        assert!(
+            b().ready_timeout(Duration::MAX)
+                .stop_timeout(Duration::MAX)
+                .build()
+                .is_ok()
+        );
+        assert!(b().umask(0o077).build().is_ok());
     }
 
     #[test]

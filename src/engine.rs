@@ -2,14 +2,15 @@
 //! credentials and signals, report ready, run the body, run the stop handlers, remove the
 //! pidfile.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
-use nix::unistd::chdir;
+use nix::unistd::{Pid, chdir, getpgrp};
 
 use crate::body::Body;
 use crate::ctl::{Ctl, Lifecycle};
@@ -189,6 +190,9 @@ impl Engine {
                 result = result.and(Err(Error::StopHandler { message }));
             }
         }
+        if self.settings.stop_children && (detached || getpgrp() == Pid::this()) {
+            stop_children(self.settings.stop_timeout / 2, &self.log);
+        }
         // The guard may be taking the path again: wait for it, then it is over.
         if let Some(guard) = guard {
             let _ = guard.join();
@@ -263,6 +267,35 @@ impl Engine {
             ctl,
             reload,
         })
+    }
+}
+
+/// End the other processes of the daemon's process group: SIGTERM and SIGCONT, then SIGKILL for
+/// those still there after `grace`. Each is pinned by a pidfd first, so a pid that is reused
+/// meanwhile is never hit, and the wait is a `poll` on those pidfds.
+fn stop_children(grace: Duration, log: &Log) {
+    let members: Vec<(Pid, OwnedFd)> = sys::process_group_members(getpgrp())
+        .into_iter()
+        .filter_map(|pid| Some((pid, sys::pidfd_open(pid).ok()?)))
+        .collect();
+    if members.is_empty() {
+        return;
+    }
+    for (_, pidfd) in &members {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGCONT);
+    }
+    let fds: Vec<_> = members.iter().map(|(_, pidfd)| pidfd.as_fd()).collect();
+    let left = sys::wait_all_readable(&fds, grace);
+    if !left.is_empty() {
+        let pids: Vec<String> = left.iter().map(|&i| members[i].0.to_string()).collect();
+        log.log(&format!(
+            "stopping the daemon's children: pid {} outlived SIGTERM by {grace:?}, sending SIGKILL",
+            pids.join(", ")
+        ));
+        for &i in &left {
+            let _ = sys::pidfd_send_signal(members[i].1.as_fd(), Signal::SIGKILL);
+        }
     }
 }
 

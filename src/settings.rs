@@ -50,6 +50,8 @@ pub(crate) struct Settings {
     pub(crate) keep_fds: Vec<RawFd>,
     #[builder(default)]
     pub(crate) manual_ready: bool,
+    #[builder(default)]
+    pub(crate) stop_children: bool,
 }
 
 /// The Python original's defaults, kept.

@@ -13,8 +13,9 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use signal_hook::SigId;
@@ -131,7 +132,16 @@ pub(crate) struct ControlThread {
     handle: Option<Handle>,
     thread: Option<JoinHandle<Signals>>,
     actions: Vec<SigId>,
+    /// The signal whose handlers run now, and since when: a stop that has to wait for them
+    /// says so.
+    busy: Arc<Mutex<Option<(Signal, Instant)>>>,
+    /// Told when the thread ends, so that the wait for it can have a timeout.
+    ended: Option<mpsc::Receiver<()>>,
+    log: Log,
 }
+
+/// How long a stop waits for a handler in silence before it logs that it is waiting.
+const PATIENCE: Duration = Duration::from_secs(1);
 
 /// The signals caught, before the control thread runs: what arrives meanwhile waits in
 /// signal-hook's pipe. Without `signals`, no signal has work for a control thread.
@@ -219,17 +229,24 @@ impl CaughtSignals {
         log: Log,
     ) -> Result<ControlThread, Error> {
         let actions = self.actions;
+        let busy = Arc::new(Mutex::new(None));
         let Some(mut signals) = self.signals else {
             return Ok(ControlThread {
                 handle: None,
                 thread: None,
                 actions,
+                busy,
+                ended: None,
+                log,
             });
         };
         let handle = signals.handle();
+        let (tell_ended, ended) = mpsc::channel();
+        let (running, thread_log) = (busy.clone(), log.clone());
         let thread = thread::Builder::new()
             .name("daemons-signals".into())
             .spawn(move || {
+                let log = thread_log;
                 for raw in signals.forever() {
                     let Ok(signal) = Signal::try_from(raw) else {
                         continue;
@@ -243,13 +260,14 @@ impl CaughtSignals {
                     if hup {
                         reload.begin(&log);
                     }
-                    let mut handlers = handlers.lock().unwrap_or_else(PoisonError::into_inner);
-                    let _ = handlers.run(signal, &log);
-                    drop(handlers);
+                    *lock(&running) = Some((signal, Instant::now()));
+                    let _ = lock(&handlers).run(signal, &log);
+                    *lock(&running) = None;
                     if hup {
                         reload.end();
                     }
                 }
+                let _ = tell_ended.send(());
                 // Handed back rather than dropped here: closing the listener writes to this
                 // socket, which must still have a reader.
                 signals
@@ -262,6 +280,9 @@ impl CaughtSignals {
             handle: Some(handle),
             thread: Some(thread),
             actions,
+            busy,
+            ended: Some(ended),
+            log,
         })
     }
 }
@@ -290,8 +311,24 @@ impl ControlThread {
         if let Some(handle) = &self.handle {
             handle.close();
         }
+        // A handler that never returns keeps the stop handlers from running, and the daemon is
+        // then killed at the stop timeout: the log says why.
+        if let Some(ended) = &self.ended
+            && ended.recv_timeout(PATIENCE) == Err(mpsc::RecvTimeoutError::Timeout)
+            && let Some((signal, since)) = *lock(&self.busy)
+        {
+            self.log.log(&format!(
+                "stopping: a {signal} handler has been running for {:.1} s; the stop handlers wait for it to return",
+                since.elapsed().as_secs_f64()
+            ));
+        }
         self.thread.take().and_then(|thread| thread.join().ok())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A handler that panicked while another held the lock left nothing half-done in it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -72,6 +72,64 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
     }
 }
 
+/// Wait at most `timeout` until every one of `fds` is readable (for pidfds: until every process
+/// has exited). Returns which are not, by index.
+pub(crate) fn wait_all_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<usize> {
+    let deadline = Instant::now().checked_add(timeout);
+    let mut left: Vec<usize> = (0..fds.len()).collect();
+    while !left.is_empty() {
+        let remaining = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        if remaining.is_zero() {
+            break;
+        }
+        let millis = remaining.as_nanos().div_ceil(1_000_000);
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+        let mut polled: Vec<PollFd<'_>> = left
+            .iter()
+            .map(|&i| PollFd::new(fds[i], PollFlags::POLLIN))
+            .collect();
+        match poll(&mut polled, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        let ready: Vec<bool> = polled
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        let mut kept = ready.iter();
+        left.retain(|_| !kept.next().copied().unwrap_or(false));
+    }
+    left
+}
+
+/// The other processes of process group `group`, from `/proc/*/stat`.
+pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
+    let me = Pid::this();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .map(Pid::from_raw)
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // The command name may hold spaces and parentheses: fields start after the
+                // last ')'; the group is the third of them (state, ppid, pgrp).
+                stat.rfind(')').and_then(|at| {
+                    stat[at + 1..]
+                        .split_whitespace()
+                        .nth(2)?
+                        .parse::<i32>()
+                        .ok()
+                }) == Some(group.as_raw())
+            })
+        })
+        .collect()
+}
+
 /// How many threads this process runs, from `/proc/self/task`. `None` where that cannot be read.
 pub(crate) fn thread_count() -> Option<usize> {
     fs::read_dir("/proc/self/task").ok().map(|dir| dir.count())
