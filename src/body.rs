@@ -16,10 +16,13 @@ use crate::pool::{MessagesFn, PoolSize};
 
 pub(crate) type RunFn = Box<dyn FnMut(&Ctl) -> Result<(), String> + Send>;
 pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), String> + Send>;
+pub(crate) type WrapFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// The body of a daemon, with the settings that belong to its kind.
 pub(crate) enum Body {
     Run(RunFn),
+    /// A function that knows nothing of `ctl`: a stop abandons it. It runs once.
+    Wrap(Option<WrapFn>),
     Step {
         step: StepFn,
         /// The pause between two steps.
@@ -37,6 +40,7 @@ impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Body::Run(_) => f.write_str("Body::Run(..)"),
+            Body::Wrap(_) => f.write_str("Body::Wrap(..)"),
             Body::Step {
                 interval,
                 keep_going,
@@ -55,12 +59,21 @@ impl fmt::Debug for Body {
 }
 
 impl Body {
+    /// Whether a stop abandons the body at once: it cannot be asked to return.
+    pub(crate) fn is_wrapped(&self) -> bool {
+        matches!(self, Body::Wrap(_))
+    }
+
     /// Run the body until it returns (run) or a stop is asked (step, messages). A panic is
     /// caught and turned into an error, so that the engine can remove the pidfile and exit with
     /// a failure code.
     pub(crate) fn run(&mut self, ctl: &Ctl, log: &Log) -> Result<(), String> {
         let result = catch_unwind(AssertUnwindSafe(|| match self {
             Body::Run(run) => run(ctl),
+            Body::Wrap(wrapped) => match wrapped.take() {
+                Some(function) => function(),
+                None => Err("the wrapped function has run already: it runs once".to_string()),
+            },
             Body::Step {
                 step,
                 interval,

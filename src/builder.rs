@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use crate::body::Body;
 use crate::ctl::Ctl;
 use crate::daemon::Daemon;
-use crate::engine::Engine;
+use crate::engine::{Engine, SetupFn};
 use crate::error::Error;
 use crate::outcome::{Fetch, Outcome};
 use crate::pool::{self, PoolSize};
@@ -46,6 +46,7 @@ pub struct DaemonBuilder {
     settings: SettingsBuilder,
     handlers: Vec<(Signal, Handler)>,
     bodies: Vec<Body>,
+    setup: Option<SetupFn>,
 }
 
 impl fmt::Debug for DaemonBuilder {
@@ -54,6 +55,7 @@ impl fmt::Debug for DaemonBuilder {
             .field("settings", &self.settings)
             .field("handlers", &self.handlers.len())
             .field("bodies", &self.bodies)
+            .field("setup", &self.setup.is_some())
             .finish()
     }
 }
@@ -268,6 +270,109 @@ impl DaemonBuilder {
         self.set(|s| s.keep_fds(fds))
     }
 
+    /// How long the body may take to return after a stop request before it is abandoned: the
+    /// stop signal's handlers then run, the pidfile goes and the process exits with code 1,
+    /// saying so in the log. Default: half the [`stop_timeout`](DaemonBuilder::stop_timeout),
+    /// so that the stop handlers run before `stop()` would send SIGKILL. A
+    /// [`wrap`](DaemonBuilder::wrap)ped function is abandoned at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let b = daemons::Daemon::builder()
+    ///     .stop_timeout(Duration::from_secs(30))
+    ///     .stop_grace(Duration::from_secs(20));
+    /// ```
+    pub fn stop_grace(self, grace: Duration) -> Self {
+        self.set(|s| s.grace(grace))
+    }
+
+    /// Set-up that runs in the daemon once it is detached (its stdio redirected, its privileges
+    /// dropped, its signals caught) and before it reports ready: loggers, connections, the
+    /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What
+    /// it makes is the daemon's own, created after the fork, where threads are safe.
+    ///
+    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`] carrying its message; the
+    /// pidfile is removed and nothing is left running. It may return `()` or a `Result`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::sync::{mpsc, Arc, Mutex, OnceLock};
+    ///
+    /// // Filled by the set-up, inside the daemon; read by `get`.
+    /// let jobs: Arc<OnceLock<Mutex<mpsc::Receiver<u64>>>> = Arc::default();
+    /// let feed = jobs.clone();
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-setup.pid")
+    ///     .setup(move || -> std::io::Result<()> {
+    ///         let (tx, rx) = mpsc::channel();
+    ///         std::thread::Builder::new().spawn(move || {
+    ///             for n in 0.. {
+    ///                 if tx.send(n).is_err() {
+    ///                     break;
+    ///                 }
+    ///                 std::thread::sleep(std::time::Duration::from_secs(1));
+    ///             }
+    ///         })?;
+    ///         let _ = feed.set(Mutex::new(rx));
+    ///         Ok(())
+    ///     })
+    ///     .messages(
+    ///         move || jobs.get()?.lock().ok()?.try_recv().ok(),
+    ///         |n: u64| println!("job {n}"),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn setup<F, R>(mut self, mut setup: F) -> Self
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Outcome,
+    {
+        self.setup = Some(Box::new(move || setup().into_result()));
+        self
+    }
+
+    /// The body: an existing function that knows nothing about [`Ctl`]. At a stop request it is
+    /// abandoned: the stop signal's handlers run at once, the pidfile goes and the process exits
+    /// 0, whatever the function is doing, as the Python original's `daemonizer` did. When it
+    /// returns by itself, the daemon ends as a `run` body does. It may return `()` or a `Result`.
+    ///
+    /// Handlers still run at a stop, so the cleanup belongs in `.on(SIGTERM, ...)`. For code that
+    /// can look at `ctl`, [`run`](DaemonBuilder::run) lets the work under way finish instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Signal::SIGTERM};
+    ///
+    /// fn work() {
+    ///     loop {
+    ///         std::thread::sleep(std::time::Duration::from_secs(1));
+    ///     }
+    /// }
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-wrap.pid")
+    ///     .on(SIGTERM, || println!("cleaning up"))
+    ///     .wrap(work)
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn wrap<F, R>(mut self, function: F) -> Self
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Outcome,
+    {
+        self.bodies
+            .push(Body::Wrap(Some(Box::new(move || function().into_result()))));
+        self
+    }
+
     /// Whether a stop also ends the processes that the body started (`Command`s, say), as
     /// systemd's `KillMode=control-group` does. Default `false`: they outlive the daemon.
     ///
@@ -472,6 +577,7 @@ impl DaemonBuilder {
             settings,
             handlers: given,
             mut bodies,
+            setup,
         } = self;
         let mut body = match bodies.len() {
             0 => return Err(Error::NoBody),
@@ -500,7 +606,7 @@ impl DaemonBuilder {
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
         match &mut body {
-            Body::Run(_) => {}
+            Body::Run(_) | Body::Wrap(_) => {}
             Body::Step {
                 interval,
                 keep_going,
@@ -524,9 +630,72 @@ impl DaemonBuilder {
             settings,
             credentials,
             body,
+            setup,
             handlers,
         )))
     }
+}
+
+/// Wrap an existing function into a daemon in one line: the Python original's
+/// `@daemonizer.run(pidfile=...)`. The function knows nothing of the daemon; a stop abandons it
+/// (see [`DaemonBuilder::wrap`]). For signal handlers and other settings, use the builder:
+/// `Daemon::builder().pidfile(p).on(SIGTERM, cleanup).wrap(f)`.
+///
+/// # Errors
+///
+/// Those of [`DaemonBuilder::build`].
+///
+/// # Examples
+///
+/// ```rust,standalone_crate
+/// fn work() {
+///     loop {
+///         std::thread::sleep(std::time::Duration::from_secs(1));
+///     }
+/// }
+///
+/// let dir = tempfile::tempdir()?;
+/// let daemon = daemons::wrap(dir.path().join("work.pid"), work)?;
+/// daemon.start()?;
+/// assert!(!daemon.stop()?.was_killed());   // abandoned at once, not killed
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn wrap<F, R>(pidfile: impl Into<PathBuf>, function: F) -> Result<Daemon, Error>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Outcome,
+{
+    Daemon::builder().pidfile(pidfile).wrap(function).build()
+}
+
+/// Call an existing function in a loop as a daemon, in one line: the Python original's
+/// `@daemonizer.step(pidfile=...)`. A stop lets the call under way finish (see
+/// [`DaemonBuilder::step`]). For an interval, signal handlers and other settings, use the
+/// builder.
+///
+/// # Errors
+///
+/// Those of [`DaemonBuilder::build`].
+///
+/// # Examples
+///
+/// ```rust,standalone_crate
+/// fn poll_queue() {
+///     std::thread::sleep(std::time::Duration::from_millis(10));
+/// }
+///
+/// let dir = tempfile::tempdir()?;
+/// let daemon = daemons::step(dir.path().join("poll.pid"), poll_queue)?;
+/// let pid = daemon.start()?;
+/// assert_eq!(daemon.stop()?.pid(), Some(pid));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn step<F, R>(pidfile: impl Into<PathBuf>, function: F) -> Result<Daemon, Error>
+where
+    F: FnMut() -> R + Send + 'static,
+    R: Outcome,
+{
+    Daemon::builder().pidfile(pidfile).step(function).build()
 }
 
 /// The most worker threads a `messages` pool may have: each is an OS thread with its own stack.
@@ -592,6 +761,17 @@ fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
         return Err(Error::setting(
             "stop_timeout",
             "zero leaves the daemon no time to stop gracefully (SIGKILL at once): give a few seconds at least",
+        ));
+    }
+    if let Some(grace) = s.grace
+        && grace >= s.stop_timeout
+    {
+        return Err(Error::setting(
+            "stop_grace",
+            format!(
+                "{grace:?} is not shorter than the stop timeout ({:?}): stop() would kill the daemon before its stop handlers could run; give less",
+                s.stop_timeout
+            ),
         ));
     }
     if s.pool_size.is_some_and(|n| n > MAX_POOL_SIZE) {

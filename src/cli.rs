@@ -185,7 +185,18 @@ impl Daemon {
                 println!("{name}: starting");
                 0
             }
-            Ok(Status::Dead { pid }) => {
+            Ok(Status::Dead {
+                pid,
+                failure: Some(failure),
+            }) => {
+                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+                println!(
+                    "{name}: failed{pid}: {failure}; pidfile {} is left",
+                    self.pidfile().display()
+                );
+                1
+            }
+            Ok(Status::Dead { pid, failure: None }) => {
                 let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
                 println!(
                     "{name}: not running, but pidfile {} is left{named}",

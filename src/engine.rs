@@ -2,21 +2,22 @@
 //! credentials and signals, report ready, run the body, run the stop handlers, remove the
 //! pidfile.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
-use nix::unistd::{Pid, chdir, getpgrp};
+use nix::unistd::chdir;
 
 use crate::body::Body;
-use crate::ctl::{Ctl, Lifecycle};
+use crate::ctl::Ctl;
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds, redirect_stdio};
+use crate::ending::{Ended, Ending, Parts};
 use crate::error::Error;
 use crate::log::Log;
+use crate::outcome::panic_message;
 use crate::pidfile::{Pidfile, PidfileLock};
 use crate::privileges::Credentials;
 use crate::settings::Settings;
@@ -33,8 +34,12 @@ pub(crate) struct Engine {
     // Behind a mutex only so that the `Daemon` that keeps the engine is `Sync`: one thread runs
     // the body.
     body: Mutex<Body>,
+    setup: Mutex<Option<SetupFn>>,
     handlers: Arc<Mutex<Handlers>>,
 }
+
+/// The user's set-up, run in the daemon before it is ready.
+pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), String> + Send>;
 
 /// How the daemon is being run.
 pub(crate) enum Launch {
@@ -59,6 +64,7 @@ impl Engine {
         settings: Settings,
         credentials: Credentials,
         body: Body,
+        setup: Option<SetupFn>,
         handlers: Handlers,
     ) -> Engine {
         let name = settings.name.clone().unwrap_or_else(default_name);
@@ -68,6 +74,7 @@ impl Engine {
             log: Log::new(&name),
             name,
             body: Mutex::new(body),
+            setup: Mutex::new(setup),
             handlers: Arc::new(Mutex::new(handlers)),
         }
     }
@@ -107,21 +114,19 @@ impl Engine {
         sys::exit_now(code)
     }
 
-    /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, report,
-    /// run the body, run the stop handlers, remove the pidfile.
+    /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, set up,
+    /// report, run the body, then end (stop handlers, pidfile).
     pub(crate) fn serve(&self, launch: Launch) -> Result<(), Error> {
         let (mut reporter, inherited) = match launch {
             Launch::Detached(reporter, inherited) => (Some(reporter), Some(inherited)),
             Launch::Foreground => (None, None),
         };
         let detached = inherited.is_some();
-        let Prepared {
-            lock,
-            signals,
-            ctl,
-            reload,
-        } = match self.prepare(inherited) {
-            Ok(prepared) => prepared,
+        let started = self
+            .prepare(inherited)
+            .and_then(|prepared| self.begin(prepared, detached));
+        let (ending, ctl, keeper) = match started {
+            Ok(started) => started,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
@@ -130,85 +135,110 @@ impl Engine {
             }
         };
         let lifecycle = ctl.lifecycle();
-        // Ready only once everything the daemon needs exists, the control thread included: a
-        // daemon that cannot spawn it fails its start instead of dying after `start()` said
-        // "started".
-        let control = match signals.start_control_thread(
-            self.handlers.clone(),
-            lifecycle.clone(),
-            reload,
-            self.log.clone(),
-        ) {
-            Ok(control) => control,
-            Err(error) => {
-                if let Some(reporter) = reporter.as_mut() {
-                    reporter.fail(&error);
-                }
-                return Err(error);
-            }
-        };
         if let Some(reporter) = reporter {
             lifecycle.hold_reporter(reporter);
         }
         if !self.settings.manual_ready {
             lifecycle.report_ready();
         }
-        // Housekeeping, not needed to serve: spawned after the report, so that a start does not
-        // wait for it; a daemon that cannot spawn it runs on without.
-        let lock = Arc::new(Mutex::new(lock));
-        let guard = match spawn_guard(&lock, lifecycle, &self.log) {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                self.log.log(&format!(
-                    "cannot spawn the thread that watches the pidfile ({e}); going on without it"
-                ));
-                None
-            }
-        };
 
         let outcome = self
             .body
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .run(&ctl, &self.log);
-        // Whether asked to or not, the daemon is stopping now: the pidfile guard ends.
-        lifecycle.request_stop(None);
-        lifecycle.tell_stopping();
-        // No handler may run after the pidfile is gone.
-        if detached {
-            control.stop_for_exit();
-        } else {
-            control.stop_and_restore();
-        }
-        let mut result = outcome.map_err(|message| {
-            self.log.log(&format!("stopping: {message}"));
-            Error::Body { message }
-        });
-        if let Some(signal) = lifecycle.stop_signal() {
-            let mut handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(message) = handlers.run(signal, &self.log) {
-                result = result.and(Err(Error::StopHandler { message }));
+        ending.body_returned();
+        if !ending.begin() {
+            // The keeper abandoned the body and is ending the process: it must finish first.
+            loop {
+                thread::park();
             }
         }
-        if self.settings.stop_children && (detached || getpgrp() == Pid::this()) {
-            stop_children(self.settings.stop_timeout / 2, &self.log);
-        }
-        // The guard may be taking the path again: wait for it, then it is over.
-        if let Some(guard) = guard {
-            let _ = guard.join();
-        }
-        let released = lock.lock().unwrap_or_else(PoisonError::into_inner).unlink();
-        match released {
-            // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
-            // `stop()` removes it after the exit.
-            Err(e) if self.credentials.is_set() && e.is_permission_denied() => {}
-            Err(e) => self.log.log(&e.to_string()),
-            Ok(()) => {}
-        }
-        if let Some(mut reporter) = lifecycle.take_unused_reporter() {
-            reporter.fail(result.as_ref().err().unwrap_or(&Error::ReturnedBeforeReady));
-        }
+        let result = ending.finish(Ended::Returned(outcome));
+        let _ = keeper.join();
         result
+    }
+
+    /// Everything that must exist before the daemon is ready, after `prepare`: the control
+    /// thread, the keeper, and the user's set-up. A daemon that cannot have them fails its start
+    /// instead of dying after `start()` said "started".
+    fn begin(
+        &self,
+        prepared: Prepared,
+        detached: bool,
+    ) -> Result<(Arc<Ending>, Ctl, JoinHandle<()>), Error> {
+        let Prepared {
+            lock,
+            signals,
+            ctl,
+            reload,
+        } = prepared;
+        let lifecycle = ctl.lifecycle();
+        let control = signals.start_control_thread(
+            self.handlers.clone(),
+            lifecycle.clone(),
+            reload,
+            self.log.clone(),
+        )?;
+        let s = &self.settings;
+        let ending = Ending::new(Parts {
+            lifecycle: lifecycle.clone(),
+            handlers: self.handlers.clone(),
+            control,
+            lock,
+            log: self.log.clone(),
+            detached,
+            stop_children: s.stop_children.then(|| s.stop_timeout / 2),
+            dropped_privileges: self.credentials.is_set(),
+        });
+        let wrapped = self
+            .body
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_wrapped();
+        let grace = if wrapped {
+            Duration::ZERO
+        } else {
+            self.grace()
+        };
+        let keeper = ending.spawn_keeper(grace, wrapped).map_err(|e| Error::Sys {
+            call: "spawn the keeper thread",
+            source: e,
+        });
+        let keeper = match keeper.and_then(|keeper| self.set_up().map(|()| keeper)) {
+            Ok(keeper) => keeper,
+            Err(error) => {
+                // Nothing is left behind: the control thread and the keeper end, the pidfile
+                // goes; no stop handler runs, as nothing was started.
+                if ending.begin() {
+                    let _ = ending.finish(Ended::Returned(Ok(())));
+                }
+                return Err(error);
+            }
+        };
+        Ok((ending, ctl, keeper))
+    }
+
+    /// Run the user's set-up, once the daemon is detached and before it is ready.
+    fn set_up(&self) -> Result<(), Error> {
+        let mut setup = self.setup.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(setup) = setup.as_mut() else {
+            return Ok(());
+        };
+        match catch_unwind(AssertUnwindSafe(setup)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::Setup { message }),
+            Err(panic) => Err(Error::Setup {
+                message: format!("it panicked: {}", panic_message(&*panic)),
+            }),
+        }
+    }
+
+    /// How long a body may take to return after a stop request.
+    fn grace(&self) -> Duration {
+        self.settings
+            .grace
+            .unwrap_or(self.settings.stop_timeout / 2)
     }
 
     /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
@@ -268,75 +298,6 @@ impl Engine {
             reload,
         })
     }
-}
-
-/// End the other processes of the daemon's process group: SIGTERM and SIGCONT, then SIGKILL for
-/// those still there after `grace`. Each is pinned by a pidfd first, so a pid that is reused
-/// meanwhile is never hit, and the wait is a `poll` on those pidfds.
-fn stop_children(grace: Duration, log: &Log) {
-    let members: Vec<(Pid, OwnedFd)> = sys::process_group_members(getpgrp())
-        .into_iter()
-        .filter_map(|pid| Some((pid, sys::pidfd_open(pid).ok()?)))
-        .collect();
-    if members.is_empty() {
-        return;
-    }
-    for (_, pidfd) in &members {
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGCONT);
-    }
-    let fds: Vec<_> = members.iter().map(|(_, pidfd)| pidfd.as_fd()).collect();
-    let left = sys::wait_all_readable(&fds, grace);
-    if !left.is_empty() {
-        let pids: Vec<String> = left.iter().map(|&i| members[i].0.to_string()).collect();
-        log.log(&format!(
-            "stopping the daemon's children: pid {} outlived SIGTERM by {grace:?}, sending SIGKILL",
-            pids.join(", ")
-        ));
-        for &i in &left {
-            let _ = sys::pidfd_send_signal(members[i].1.as_fd(), Signal::SIGKILL);
-        }
-    }
-}
-
-/// How often the guard looks at the pidfile's path.
-const GUARD_PERIOD: Duration = Duration::from_secs(1);
-
-/// Watch that the pidfile's path still names the locked file, until the daemon stops. A /tmp
-/// cleaner or a careless `rm` may remove it, or someone replace it: the daemon would look stopped,
-/// and the next `start()` would run a second instance. The guard takes the path again when it
-/// is free; when another instance holds it, this one stops gracefully.
-fn spawn_guard(
-    lock: &Arc<Mutex<PidfileLock>>,
-    lifecycle: &Arc<Lifecycle>,
-    log: &Log,
-) -> std::io::Result<JoinHandle<()>> {
-    let (lock, lifecycle, log) = (lock.clone(), lifecycle.clone(), log.clone());
-    thread::Builder::new()
-        .name("daemons-pidfile".into())
-        .spawn(move || {
-            while !lifecycle.wait_for_stop(GUARD_PERIOD) {
-                let mut lock = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                if lock.still_named() {
-                    continue;
-                }
-                let path = lock.path().display().to_string();
-                match lock.retake() {
-                    Ok(()) => log.log(&format!(
-                        "pidfile {path} no longer named this daemon's locked file (removed or replaced): taken again"
-                    )),
-                    Err(e @ (Error::AlreadyRunning { .. } | Error::Unverified { .. })) => {
-                        log.log(&format!(
-                            "pidfile {path} was taken by another process ({e}): stopping, so that two instances do not run"
-                        ));
-                        lifecycle.request_stop(None);
-                    }
-                    Err(e) => log.log(&format!(
-                        "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
-                    )),
-                }
-            }
-        })
 }
 
 fn default_name() -> String {

@@ -154,6 +154,12 @@ pub enum Error {
         /// The error's or the panic's message, saying which it was.
         message: String,
     },
+    /// The set-up given to [`setup`](crate::DaemonBuilder::setup) failed: the daemon did not
+    /// start.
+    Setup {
+        /// The set-up's error, or its panic's message.
+        message: String,
+    },
     /// With manual readiness, the body returned without calling `ctl.ready()`.
     ReturnedBeforeReady,
     /// A handler of the stop signal panicked while the daemon was shutting down.
@@ -452,6 +458,7 @@ impl fmt::Display for Error {
                 "pid {pid} is still alive after SIGTERM and SIGKILL (stuck in the kernel?); look at /proc/{pid}/stack"
             ),
             Error::Body { message } => write!(f, "the daemon's body failed: {message}"),
+            Error::Setup { message } => write!(f, "the daemon's set-up failed: {message}"),
             Error::ReturnedBeforeReady => write!(
                 f,
                 "the body returned before it called ctl.ready(): call it once the daemon can serve, or leave out .manual_ready(true)"

@@ -59,6 +59,7 @@ mod settings;
 // Inside the daemon: the engine, the bodies it runs, and what they see.
 mod body;
 mod ctl;
+mod ending;
 mod engine;
 mod log;
 mod outcome;
@@ -80,7 +81,7 @@ mod error;
 mod report;
 mod sys;
 
-pub use builder::DaemonBuilder;
+pub use builder::{DaemonBuilder, step, wrap};
 pub use control::Stopped;
 pub use ctl::Ctl;
 pub use daemon::Daemon;

@@ -1,8 +1,10 @@
 //! The daemon's own log lines: one line each on its stderr (the log file, once detached),
-//! prefixed with the daemon's name.
+//! stamped with the time (UTC) and the daemon's name and pid, so that a log file that several
+//! processes share can be read: `2026-12-02T01:23:45.678Z counter[4242]: stopping: ...`.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where the crate's messages go. Cheap to clone into worker threads; tests give it a sink of
 /// their own.
@@ -12,7 +14,13 @@ pub(crate) struct Log(Arc<dyn Fn(&str) + Send + Sync>);
 impl Log {
     pub(crate) fn new(name: &str) -> Log {
         let name: Arc<str> = name.into();
-        Log(Arc::new(move |message| eprintln!("{name}: {message}")))
+        Log(Arc::new(move |message| {
+            eprintln!(
+                "{} {name}[{}]: {message}",
+                timestamp(SystemTime::now()),
+                std::process::id()
+            )
+        }))
     }
 
     #[cfg(test)]
@@ -33,5 +41,50 @@ impl Log {
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Log(..)")
+    }
+}
+
+/// `2026-12-02T01:23:45.678Z`: RFC 3339 in UTC, to the millisecond.
+fn timestamp(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        let at = |secs: u64, millis: u64| {
+            timestamp(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(at(1_796_174_625, 678), "2026-12-02T01:23:45.678Z");
     }
 }

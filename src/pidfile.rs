@@ -79,22 +79,26 @@ pub struct Pidfile {
 /// let path = dir.path().join("old.pid");
 /// std::fs::write(&path, "999999\n")?;   // left behind by a daemon that was killed
 /// let status = Pidfile::new(&path).probe()?;
-/// assert_eq!(status, Status::Dead { pid: Some(Pid::from_raw(999999)) });
+/// assert_eq!(status, Status::Dead { pid: Some(Pid::from_raw(999999)), failure: None });
 /// assert!(!status.is_running());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     /// The daemon runs with this pid: it holds the pidfile's lock.
     Running(Pid),
     /// The pidfile is locked by a daemon that has not written its pid yet.
     Starting,
-    /// The daemon is gone but left its pidfile behind (it was killed, or crashed): nobody holds
-    /// the lock. `pid` is what the file names, which may now be an unrelated process: it is
-    /// never signalled. The file is safe to remove.
+    /// The daemon is gone but left its pidfile behind: nobody holds the lock. `pid` is what the
+    /// file names, which may now be an unrelated process: it is never signalled. The file is
+    /// safe to remove.
     Dead {
         /// The pid written in the stale pidfile, if any.
         pid: Option<Pid>,
+        /// Why it died, when it failed by itself (its body returned an error or panicked): the
+        /// daemon leaves the reason in its pidfile, and it stays there until the next start.
+        /// `None` when it was killed (`kill -9`, a crash), which leaves no word.
+        failure: Option<String>,
     },
     /// There is no pidfile: the daemon is not running.
     NotRunning,
@@ -121,7 +125,7 @@ impl Status {
     /// use daemons::{Pid, Status};
     ///
     /// assert_eq!(Status::Running(Pid::from_raw(7)).pid(), Some(Pid::from_raw(7)));
-    /// assert_eq!(Status::Dead { pid: Some(Pid::from_raw(7)) }.pid(), None);
+    /// assert_eq!(Status::Dead { pid: Some(Pid::from_raw(7)), failure: None }.pid(), None);
     /// ```
     pub fn pid(&self) -> Option<Pid> {
         match self {
@@ -136,10 +140,14 @@ impl fmt::Display for Status {
         match self {
             Status::Running(pid) => write!(f, "running (pid {pid})"),
             Status::Starting => f.write_str("starting"),
-            Status::Dead { pid: Some(pid) } => {
+            Status::Dead {
+                failure: Some(failure),
+                ..
+            } => write!(f, "failed: {failure}"),
+            Status::Dead { pid: Some(pid), .. } => {
                 write!(f, "not running (stale pidfile names pid {pid})")
             }
-            Status::Dead { pid: None } => f.write_str("not running (stale pidfile)"),
+            Status::Dead { pid: None, .. } => f.write_str("not running (stale pidfile)"),
             Status::NotRunning => f.write_str("not running"),
         }
     }
@@ -381,7 +389,7 @@ impl Pidfile {
     /// let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("garbage.pid");
     /// std::fs::write(&path, "not a pid")?;
-    /// assert_eq!(Pidfile::new(&path).probe()?, Status::Dead { pid: None });
+    /// assert_eq!(Pidfile::new(&path).probe()?, Status::Dead { pid: None, failure: None });
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn probe(&self) -> Result<Status, Error> {
@@ -389,8 +397,8 @@ impl Pidfile {
         let mut pause = Duration::from_micros(200);
         loop {
             let found = self.probe_once()?;
-            let settled = match found {
-                Probed::Status(status) => status != Status::Starting,
+            let settled = match &found {
+                Probed::Status(status) => *status != Status::Starting,
                 Probed::Unverified { .. } => false,
             };
             if settled || Instant::now() >= deadline {
@@ -410,9 +418,13 @@ impl Pidfile {
         };
         let meta = self.check(&file)?;
         Ok(match self.examine(&file, &meta)? {
-            Lock::Free => Probed::Status(Status::Dead {
-                pid: read_pid(&file),
-            }),
+            Lock::Free => {
+                let content = read_content(&file);
+                Probed::Status(Status::Dead {
+                    pid: parse_pid(&content),
+                    failure: parse_failure(&content),
+                })
+            }
             Lock::Held(pid) => Probed::Status(Status::Running(pid)),
             Lock::Starting => Probed::Status(Status::Starting),
             Lock::Unverified { named, holder } => Probed::Unverified { named, holder },
@@ -761,6 +773,30 @@ impl PidfileLock {
         self.unlink()
     }
 
+    /// Leave the pidfile in place with why the daemon failed after its pid, then let go of the
+    /// lock: `status` reports the daemon dead and the reason, until the next start takes the
+    /// file again.
+    pub(crate) fn keep_with_failure(&mut self, reason: &str) -> Result<(), Error> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        if Pid::this() != self.owner {
+            std::mem::forget(file);
+            return Ok(());
+        }
+        sys::forget_in_forked_children(file.as_raw_fd());
+        let mut line: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(1000)
+            .collect();
+        line.insert_str(0, FAILED);
+        let content = format!("{}\n{line}\n", Pid::this());
+        file.write_all_at(content.as_bytes(), 0)
+            .and_then(|()| file.set_len(content.len() as u64))
+            .map_err(|e| Error::io("write the pidfile", &self.path, e))
+    }
+
     /// [`release`](PidfileLock::release) in place; later calls do nothing.
     pub(crate) fn unlink(&mut self) -> Result<(), Error> {
         let Some(file) = self.file.take() else {
@@ -797,17 +833,31 @@ impl Drop for PidfileLock {
 /// a pidfile is data that someone else may have written, and `0` or `-1` would name a process
 /// group to `kill`.
 pub(crate) fn parse_pid(content: &str) -> Option<Pid> {
-    let raw: i32 = content.trim().parse().ok()?;
+    let raw: i32 = content.lines().next()?.trim().parse().ok()?;
     (raw > 0).then(|| Pid::from_raw(raw))
 }
 
 fn read_pid(file: &File) -> Option<Pid> {
-    // A pid is at most a few bytes; a larger file is not a pidfile anyway. Read from the start,
-    // whoever read the descriptor before.
-    let mut content = [0u8; 64];
-    let n = file.read_at(&mut content, 0).ok()?;
-    parse_pid(std::str::from_utf8(&content[..n]).ok()?)
+    parse_pid(&read_content(file))
 }
+
+/// The pidfile's content, from its start whoever read the descriptor before: a pid line, and
+/// after a failure the reason. A larger file is not a pidfile anyway.
+fn read_content(file: &File) -> String {
+    let mut content = vec![0u8; 4096];
+    let n = file.read_at(&mut content, 0).unwrap_or(0);
+    content.truncate(n);
+    String::from_utf8_lossy(&content).into_owned()
+}
+
+/// The reason a failed daemon left in its pidfile: the line after the pid, `failed: ...`.
+fn parse_failure(content: &str) -> Option<String> {
+    let reason = content.lines().nth(1)?.strip_prefix(FAILED)?;
+    Some(reason.trim().to_owned()).filter(|r| !r.is_empty())
+}
+
+/// The mark of the line that says why a daemon failed.
+const FAILED: &str = "failed: ";
 
 fn same_file(path: &Path, meta: &fs::Metadata) -> bool {
     fs::symlink_metadata(path).is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino())
@@ -833,6 +883,14 @@ fn file_kind(meta: &fs::Metadata) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_read_from_the_second_line() {
+        assert_eq!(parse_pid("42\nfailed: boom\n"), Some(Pid::from_raw(42)));
+        assert_eq!(parse_failure("42\nfailed: boom\n").as_deref(), Some("boom"));
+        assert_eq!(parse_failure("42\n"), None);
+        assert_eq!(parse_failure("42\nsomething else\n"), None);
+    }
 
     #[test]
     fn pids_are_positive_numbers_only() {

@@ -84,6 +84,7 @@ fn tag(error: &Error) -> &'static str {
         Error::DaemonVanished => "DaemonVanished",
         Error::StillAlive { .. } => "StillAlive",
         Error::Body { .. } => "Body",
+        Error::Setup { .. } => "Setup",
         Error::ReturnedBeforeReady => "ReturnedBeforeReady",
         Error::StopHandler { .. } => "StopHandler",
     }
@@ -161,7 +162,9 @@ fn encode(error: &Error) -> Vec<u8> {
             w.pid(*pid);
         }
         Error::StillAlive { pid } => w.pid(Some(*pid)),
-        Error::Body { message } | Error::StopHandler { message } => w.text(message),
+        Error::Body { message } | Error::Setup { message } | Error::StopHandler { message } => {
+            w.text(message)
+        }
     }
     w.0
 }
@@ -247,6 +250,7 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         },
         "StillAlive" => Error::StillAlive { pid: r.pid()?? },
         "Body" => Error::Body { message: r.text()? },
+        "Setup" => Error::Setup { message: r.text()? },
         "StopHandler" => Error::StopHandler { message: r.text()? },
         _ => return None,
     })
@@ -384,6 +388,7 @@ mod tests {
             DaemonVanished => Error::DaemonVanished,
             StillAlive => Error::StillAlive { pid: Pid::from_raw(99) },
             Body => Error::Body { message: "cannot bind".into() },
+            Setup => Error::Setup { message: "no database".into() },
             ReturnedBeforeReady => Error::ReturnedBeforeReady,
             StopHandler => Error::StopHandler { message: "a SIGTERM handler panicked".into() },
         }

@@ -52,6 +52,8 @@ pub(crate) struct Settings {
     pub(crate) manual_ready: bool,
     #[builder(default)]
     pub(crate) stop_children: bool,
+    #[builder(setter(strip_option), default)]
+    pub(crate) grace: Option<Duration>,
 }
 
 /// The Python original's defaults, kept.

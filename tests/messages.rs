@@ -170,7 +170,6 @@ fn a_failing_get_ends_the_daemon_after_the_fetched_messages_are_handled() {
         WaitStatus::Exited(_, code) => assert_ne!(code, 0, "a failure exit code"),
         other => panic!("the daemon did not exit by itself: {other:?}"),
     }
-    assert!(!fx.pidfile().exists(), "the pidfile is removed");
     let log = fx.stderr_log();
     assert!(
         log.contains("get failed: the queue went away"),
@@ -182,7 +181,15 @@ fn a_failing_get_ends_the_daemon_after_the_fetched_messages_are_handled() {
     done.sort_unstable();
     assert_eq!(done, vec![1, 2, 3, 4, 5], "what was fetched is handled");
     let status = fx.run("status");
-    assert_eq!(status.code(), Some(3), "{status:?}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "dead, its pidfile says why: {status:?}"
+    );
+    assert!(
+        status.stdout.contains("get failed: the queue went away"),
+        "{status:?}"
+    );
 }
 
 #[test]
