@@ -10,6 +10,8 @@
 //! at most the ready timeout; a daemon that cannot bind its port fails `start` with the reason.
 //! `DAEMONS_ECHO_ADDR` changes the address (default `127.0.0.1:7878`); the pidfile and the log
 //! are `/tmp/daemons-echo.pid` and `/tmp/daemons-echo.log`.
+//!
+//! Like every `.cli()` tool, it takes `--pidfile PATH` before the command to name another pidfile.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

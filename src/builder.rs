@@ -85,12 +85,15 @@ impl DaemonBuilder {
 
     /// The pidfile: locked for the daemon's whole life, removed when it stops. Required. A
     /// relative path is made absolute at [`build`](DaemonBuilder::build), against the current
-    /// directory.
+    /// directory; a leading `~/` is the home directory (`$HOME`).
+    /// [`pidfile::runtime_dir`](crate::pidfile::runtime_dir) is the conventional place.
     ///
     /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().pidfile("/run/user/1000/tool.pid");
+    /// let b = daemons::Daemon::builder().pidfile("~/.tool.pid");
+    /// let b = daemons::Daemon::builder().pidfile(daemons::pidfile::runtime_dir().join("tool.pid"));
     /// ```
     pub fn pidfile(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.pidfile(path.into()))
@@ -802,8 +805,29 @@ fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
     Ok(())
 }
 
+/// `path` made absolute against the current directory, `~/` standing for the home directory.
 fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
-    std::path::absolute(path).map_err(|e| {
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    };
+    let path = match path.strip_prefix("~") {
+        Ok(rest) => match home() {
+            Some(home) => home.join(rest),
+            None => {
+                return Err(Error::setting(
+                    setting,
+                    format!(
+                        "{} starts with ~ but $HOME is not set: give an absolute path",
+                        path.display()
+                    ),
+                ));
+            }
+        },
+        Err(_) => path.to_path_buf(),
+    };
+    std::path::absolute(&path).map_err(|e| {
         Error::setting(
             setting,
             format!(
@@ -1029,6 +1053,17 @@ mod tests {
                 .is_some_and(Path::is_absolute)
         );
         assert!(daemon.engine().settings().workdir.is_absolute());
+    }
+
+    #[test]
+    fn a_tilde_is_the_home_directory() {
+        let daemon = Daemon::builder()
+            .pidfile("~/x.pid")
+            .step(|| {})
+            .build()
+            .expect("valid");
+        let home = std::env::var_os("HOME").expect("HOME is set for the tests");
+        assert_eq!(daemon.pidfile(), Path::new(&home).join("x.pid"));
     }
 
     #[test]

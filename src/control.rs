@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// let s = Stopped::Exited { pid: daemons::Pid::from_raw(42), after: Duration::from_millis(3) };
 /// assert_eq!(s.pid(), Some(daemons::Pid::from_raw(42)));
 /// assert!(!s.was_killed());
+/// assert_eq!(s.to_string(), "stopped (pid 42, after 3.0ms)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -87,6 +89,20 @@ impl Stopped {
     /// ```
     pub fn was_killed(&self) -> bool {
         matches!(self, Stopped::Killed { .. })
+    }
+}
+
+impl fmt::Display for Stopped {
+    /// `not running`, `stopped (pid 42, after 3 ms)`, `killed (pid 42, after 10.01 s)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stopped::NotRunning => f.write_str("not running"),
+            Stopped::Exited { pid, after } => write!(f, "stopped (pid {pid}, after {after:.1?})"),
+            Stopped::Killed { pid, after } => write!(
+                f,
+                "killed (pid {pid}, after {after:.1?}: it did not stop within the stop timeout)"
+            ),
+        }
     }
 }
 

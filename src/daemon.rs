@@ -10,6 +10,7 @@ use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};
 use crate::engine::{Engine, Launch};
 use crate::error::Error;
+use crate::init::{self, Role};
 use crate::pidfile::Status;
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
@@ -142,7 +143,9 @@ impl Daemon {
                 }
                 started
             }
-            Side::Daemon(reporter) => self.engine.serve_detached(reporter, inherited),
+            Side::Daemon(reporter) => self
+                .engine
+                .serve_detached_and_exit(Launch::Detached(reporter, inherited)),
         }
     }
 
@@ -152,6 +155,17 @@ impl Daemon {
     ///
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
+    ///
+    /// # PID 1
+    ///
+    /// As the first process of a pid namespace (a container's entrypoint), `run()` forks: PID 1
+    /// stays a small init that reaps every orphan of the namespace and forwards SIGTERM, SIGINT,
+    /// SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM and SIGCONT to the daemon, which runs
+    /// as its only child; PID 1 then exits with the daemon's exit code (128 plus the signal's
+    /// number if a signal ended it), and `run()` does not return. The body's own children are
+    /// the daemon's, so `Command::wait` keeps their exit status. A process that already runs
+    /// other threads cannot fork safely: it then runs the daemon as PID 1 itself, and orphans
+    /// are not reaped (use `tini` or `docker run --init` there).
     ///
     /// # Platform-specific behavior
     ///
@@ -184,7 +198,12 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run(&self) -> Result<(), Error> {
-        self.engine.serve(Launch::Foreground)
+        match init::split()? {
+            // The daemon proper, here or under a PID 1 that reaps for it: the caller's code goes
+            // on in it after `run()`, as it would without the split.
+            Role::Daemon | Role::Child => self.engine.serve(Launch::Foreground),
+            Role::Init(code) => std::process::exit(code),
+        }
     }
 
     /// Stop the daemon: SIGTERM, a wait for its exit (a poll on a pidfd, no sleep loop), SIGKILL

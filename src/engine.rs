@@ -91,16 +91,10 @@ impl Engine {
         Pidfile::new(&self.settings.pidfile)
     }
 
-    /// The daemon's side of `start()`: serve, then leave the process, never returning into the
-    /// caller's code (the daemon is a copy of the caller, and would go on running it).
-    pub(crate) fn serve_detached(
-        &self,
-        reporter: Reporter,
-        inherited: Result<Vec<RawFd>, Error>,
-    ) -> ! {
-        let served = catch_unwind(AssertUnwindSafe(|| {
-            self.serve(Launch::Detached(reporter, inherited))
-        }));
+    /// The daemon's side of `start()`'s fork: serve, then leave the process, never returning
+    /// into the caller's code (the daemon is a copy of the caller, and would go on running it).
+    pub(crate) fn serve_detached_and_exit(&self, launch: Launch) -> ! {
+        let served = catch_unwind(AssertUnwindSafe(|| self.serve(launch)));
         let code = match served {
             Ok(Ok(())) => 0,
             Ok(Err(_)) | Err(_) => 1,

@@ -421,7 +421,8 @@ impl fmt::Display for Error {
             }
             Error::Untrusted { path, reason } => write!(
                 f,
-                "{}: refusing to trust this pidfile as root: {reason} (remove it, or fix its owner and mode)",
+                "{}: refusing to trust this pidfile as root: {reason} (if a daemon holds it, stop that daemon as the user it runs as; if no process holds it, as `fuser {}` shows, remove it; then start again as root)",
+                path.display(),
                 path.display()
             ),
             Error::Io {

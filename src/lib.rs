@@ -61,6 +61,7 @@ mod body;
 mod ctl;
 mod ending;
 mod engine;
+mod init;
 mod log;
 mod outcome;
 mod pool;

@@ -829,6 +829,26 @@ impl Drop for PidfileLock {
     }
 }
 
+/// The conventional directory for a pidfile: `/run` for root, `$XDG_RUNTIME_DIR` for a user who
+/// has one (systemd gives each logged-in user `/run/user/UID`, removed at logout), else the
+/// temporary directory.
+///
+/// # Examples
+///
+/// ```
+/// let pidfile = daemons::pidfile::runtime_dir().join("counter.pid");
+/// assert!(pidfile.is_absolute());
+/// ```
+pub fn runtime_dir() -> PathBuf {
+    if geteuid().is_root() {
+        return PathBuf::from("/run");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// The pid in a pidfile's content, or `None` for anything that is not one positive number:
 /// a pidfile is data that someone else may have written, and `0` or `-1` would name a process
 /// group to `kill`.
