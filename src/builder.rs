@@ -18,6 +18,7 @@ use crate::pool::{self, PoolSize};
 use crate::privileges::{Account, Credentials};
 use crate::settings::{DEFAULT_IDLE_TIME, DEFAULT_POOL_SIZE, Settings, SettingsBuilder};
 use crate::signals::{Handler, Handlers, is_forbidden};
+use crate::supervise::Restart;
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///
@@ -374,6 +375,38 @@ impl DaemonBuilder {
         self.bodies
             .push(Body::Wrap(Some(Box::new(move || function().into_result()))));
         self
+    }
+
+    /// Supervise the body: the daemon becomes a small supervisor that holds the pidfile and runs
+    /// the body in a child process, started again after it fails (or whenever it ends, with
+    /// [`Restart::always`]), after a backoff, until the policy's limit. Without it, a failed
+    /// body ends the daemon.
+    ///
+    /// Signals sent to the daemon (`send`, `reload`, the stop signals) are passed on to the
+    /// child, whose handlers run as they would without supervision; `stop()` stops the child
+    /// gracefully, then the supervisor. `status()` is [`Status::Supervised`](crate::Status),
+    /// with the child's pid and the number of restarts; the log has a line per restart with its
+    /// cause, and past the limit the supervisor exits non-zero and its pidfile says why.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// On Linux the child gets SIGKILL when the supervisor dies (`PR_SET_PDEATHSIG`), so that a
+    /// supervisor killed at the stop timeout takes its child with it. Under systemd the
+    /// supervisor is the main process; the watchdog is not pinged from a supervised body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Restart};
+    /// use std::time::Duration;
+    ///
+    /// let b = Daemon::builder()
+    ///     .pidfile("/tmp/doc-supervised.pid")
+    ///     .restart(Restart::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
+    ///     .step(|| {});
+    /// ```
+    pub fn restart(self, policy: Restart) -> Self {
+        self.set(|s| s.restart(policy))
     }
 
     /// Whether a stop also ends the processes that the body started (`Command`s, say), as

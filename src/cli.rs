@@ -187,6 +187,10 @@ impl Daemon {
                 println!("{name}: running (pid {pid})");
                 0
             }
+            Ok(status @ Status::Supervised { .. }) => {
+                println!("{name}: {status}");
+                0
+            }
             Ok(Status::Starting) => {
                 println!("{name}: starting");
                 0

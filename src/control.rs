@@ -160,7 +160,7 @@ impl Process {
         // again: each round fails only if the holder changed under us.
         for _ in 0..8 {
             let pid = match pidfile.probe()? {
-                Status::Running(pid) => pid,
+                Status::Running(pid) | Status::Supervised { pid, .. } => pid,
                 Status::Starting => {
                     return Err(Error::Unverified {
                         pidfile: pidfile.path().to_path_buf(),
@@ -174,7 +174,7 @@ impl Process {
             let Some(pidfd) = pin(pid, pidfile)? else {
                 continue;
             };
-            if pidfile.probe()? == Status::Running(pid) {
+            if pidfile.probe()?.pid() == Some(pid) {
                 return Ok(Some(Process { pid, pidfd }));
             }
         }

@@ -126,7 +126,7 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start(&self) -> Result<Pid, Error> {
-        if let Status::Running(pid) = self.engine.pidfile().probe()? {
+        if let Some(pid) = self.engine.pidfile().probe()?.pid() {
             return Err(Error::AlreadyRunning {
                 pidfile: self.pidfile().to_path_buf(),
                 pid: Some(pid),

@@ -5,6 +5,7 @@
 //! The keeper is a thread of the daemon's own that, until the stop, also watches that the
 //! pidfile's path still names the locked file.
 
+use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -30,7 +31,10 @@ pub(crate) struct Ending {
     pub(crate) lifecycle: Arc<Lifecycle>,
     handlers: Arc<Mutex<Handlers>>,
     control: Mutex<Option<ControlThread>>,
-    lock: Mutex<PidfileLock>,
+    /// The pidfile, unless this is a supervised child (its supervisor holds it).
+    lock: Mutex<Option<PidfileLock>>,
+    /// A supervised child's report pipe: why the body ended goes there.
+    parent: Mutex<Option<File>>,
     log: Log,
     detached: bool,
     /// End the daemon's process group too, giving it this long after SIGTERM.
@@ -39,6 +43,8 @@ pub(crate) struct Ending {
     dropped_privileges: bool,
     /// Set, and notified, once the body has returned.
     body_done: (Mutex<bool>, Condvar),
+    /// What the keeper last said about the pidfile, so that a lasting problem is logged once.
+    last_complaint: Mutex<Option<String>>,
 }
 
 /// How the daemon's body ended, for [`Ending::finish`].
@@ -57,7 +63,8 @@ pub(crate) struct Parts {
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) handlers: Arc<Mutex<Handlers>>,
     pub(crate) control: ControlThread,
-    pub(crate) lock: PidfileLock,
+    pub(crate) lock: Option<PidfileLock>,
+    pub(crate) parent: Option<File>,
     pub(crate) log: Log,
     pub(crate) detached: bool,
     pub(crate) stop_children: Option<Duration>,
@@ -72,11 +79,13 @@ impl Ending {
             handlers: parts.handlers,
             control: Mutex::new(Some(parts.control)),
             lock: Mutex::new(parts.lock),
+            parent: Mutex::new(parts.parent),
             log: parts.log,
             detached: parts.detached,
             stop_children: parts.stop_children,
             dropped_privileges: parts.dropped_privileges,
             body_done: (Mutex::new(false), Condvar::new()),
+            last_complaint: Mutex::new(None),
         })
     }
 
@@ -125,10 +134,13 @@ impl Ending {
                 message: "it did not return after the stop request, and was abandoned".into(),
             }),
         };
+        let mut parent = lock(&self.parent);
         if let Err(Error::Body { message }) = &result
             && self.detached
+            && parent.is_none()
         {
-            // In the foreground the caller of `run()` gets the error: it is not logged twice.
+            // In the foreground the caller of `run()` gets the error, and a supervisor logs its
+            // child's: it is not logged twice.
             self.log.log(&format!("stopping: {message}"));
         }
         if let Some(signal) = lifecycle.stop_signal()
@@ -141,11 +153,18 @@ impl Ending {
         {
             stop_children(grace, &self.log);
         }
+        if let (Some(pipe), Err(e)) = (parent.as_mut(), &result) {
+            use std::io::Write;
+            let _ = pipe.write_all(&crate::report::failure(e));
+        }
         let mut pidfile = lock(&self.lock);
-        let released = match &result {
+        let released = match (pidfile.as_mut(), &result) {
+            (None, _) => Ok(()),
             // The daemon failed by itself: the reason stays in its pidfile until the next start.
-            Err(e @ Error::Body { .. }) if !asked => pidfile.keep_with_failure(&e.to_string()),
-            _ => pidfile.unlink(),
+            (Some(pidfile), Err(e @ Error::Body { .. })) if !asked => {
+                pidfile.keep_with_failure(&e.to_string())
+            }
+            (Some(pidfile), _) => pidfile.unlink(),
         };
         match released {
             // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
@@ -201,6 +220,9 @@ impl Ending {
     /// is taken again when it is free; when another instance holds it, this one stops.
     fn watch_pidfile(&self) {
         let mut pidfile = lock(&self.lock);
+        let Some(pidfile) = pidfile.as_mut() else {
+            return;
+        };
         if pidfile.still_named() {
             return;
         }
@@ -215,9 +237,16 @@ impl Ending {
                 ));
                 self.lifecycle.request_stop(None);
             }
-            Err(e) => self.log.log(&format!(
-                "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
-            )),
+            Err(e) => {
+                let complaint = format!(
+                    "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
+                );
+                let mut last = lock(&self.last_complaint);
+                if last.as_deref() != Some(complaint.as_str()) {
+                    self.log.log(&complaint);
+                    *last = Some(complaint);
+                }
+            }
         }
     }
 }

@@ -2,14 +2,16 @@
 //! credentials and signals, report ready, run the body, run the stop handlers, remove the
 //! pidfile.
 
+use std::fs::File;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
-use nix::unistd::chdir;
+use nix::unistd::{Pid, chdir};
 
 use crate::body::Body;
 use crate::ctl::Ctl;
@@ -21,7 +23,8 @@ use crate::outcome::panic_message;
 use crate::pidfile::{Pidfile, PidfileLock};
 use crate::privileges::Credentials;
 use crate::settings::Settings;
-use crate::signals::{CaughtSignals, Handlers, Reload, catch_signals};
+use crate::signals::{CaughtSignals, Handlers, Reload, STOP_SIGNALS, catch_signals};
+use crate::supervise::{Child, Supervisor};
 use crate::sys;
 use crate::systemd::{Notifier, watchdog_period};
 
@@ -53,7 +56,7 @@ pub(crate) enum Launch {
 
 /// What [`Engine::prepare`] hands to [`Engine::serve`].
 struct Prepared {
-    lock: PidfileLock,
+    lock: Option<PidfileLock>,
     signals: CaughtSignals,
     ctl: Ctl,
     reload: Reload,
@@ -109,16 +112,75 @@ impl Engine {
     }
 
     /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, set up,
-    /// report, run the body, then end (stop handlers, pidfile).
+    /// report, run the body (or a supervisor that runs it in a child), then end (stop handlers,
+    /// pidfile).
     pub(crate) fn serve(&self, launch: Launch) -> Result<(), Error> {
         let (mut reporter, inherited) = match launch {
             Launch::Detached(reporter, inherited) => (Some(reporter), Some(inherited)),
             Launch::Foreground => (None, None),
         };
         let detached = inherited.is_some();
+        let lock = match self.take_process(inherited) {
+            Ok(lock) => lock,
+            Err(error) => {
+                if let Some(reporter) = reporter.as_mut() {
+                    reporter.fail(&error);
+                }
+                return Err(error);
+            }
+        };
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            self.log
+                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+            None
+        });
+        if let Some(policy) = self.settings.restart {
+            let s = &self.settings;
+            let supervisor = Supervisor {
+                policy,
+                lock,
+                log: &self.log,
+                detached,
+                logs: (s.stdout.clone(), s.stderr.clone()),
+                forwarded: self.forwarded_signals(),
+            };
+            return supervisor.run(self, reporter, notifier);
+        }
+        self.serve_body(Some(lock), reporter, notifier, detached, detached)
+    }
+
+    /// The signals a supervisor passes on to its child: those that stop the daemon, SIGHUP, and
+    /// every one with handlers.
+    fn forwarded_signals(&self) -> Vec<Signal> {
+        let mut signals: Vec<Signal> = STOP_SIGNALS.to_vec();
+        signals.push(Signal::SIGHUP);
+        let handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
+        for signal in handlers.signals() {
+            if !signals.contains(&signal) {
+                signals.push(signal);
+            }
+        }
+        signals
+    }
+
+    /// Everything from catching the signals on, in the process that runs the body: the daemon
+    /// itself (`lock` is its pidfile), or a supervised child (no pidfile; `reporter` is its
+    /// parent, who also hears why it ended).
+    fn serve_body(
+        &self,
+        lock: Option<PidfileLock>,
+        mut reporter: Option<Reporter>,
+        notifier: Option<Notifier>,
+        own_process: bool,
+        reopen_logs: bool,
+    ) -> Result<(), Error> {
+        let parent = match (&lock, &reporter) {
+            (None, Some(reporter)) => reporter.try_clone().ok(),
+            _ => None,
+        };
         let started = self
-            .prepare(inherited)
-            .and_then(|prepared| self.begin(prepared, detached));
+            .catch(lock, notifier, own_process, reopen_logs)
+            .and_then(|prepared| self.begin(prepared, own_process, parent));
         let (ending, ctl, keeper) = match started {
             Ok(started) => started,
             Err(error) => {
@@ -160,6 +222,7 @@ impl Engine {
         &self,
         prepared: Prepared,
         detached: bool,
+        parent: Option<File>,
     ) -> Result<(Arc<Ending>, Ctl, JoinHandle<()>), Error> {
         let Prepared {
             lock,
@@ -180,6 +243,7 @@ impl Engine {
             handlers: self.handlers.clone(),
             control,
             lock,
+            parent,
             log: self.log.clone(),
             detached,
             stop_children: s.stop_children.then(|| s.stop_timeout / 2),
@@ -235,12 +299,16 @@ impl Engine {
             .unwrap_or(self.settings.stop_timeout / 2)
     }
 
-    /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
-    /// `inherited` is there when detached: the descriptors to close.
-    fn prepare(&self, inherited: Option<Result<Vec<RawFd>, Error>>) -> Result<Prepared, Error> {
+    /// What a daemon process does first, before any signal is caught: umask and working
+    /// directory, the pidfile's lock (the pid not yet written), stdio and inherited descriptors,
+    /// privileges. `inherited` is there when detached: the descriptors to close. On failure the
+    /// pidfile, if taken, is already removed.
+    fn take_process(
+        &self,
+        inherited: Option<Result<Vec<RawFd>, Error>>,
+    ) -> Result<PidfileLock, Error> {
         let s = &self.settings;
-        let detached = inherited.is_some();
-        if detached {
+        if inherited.is_some() {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
             chdir(&s.workdir).map_err(|e| {
                 Error::io(
@@ -253,23 +321,7 @@ impl Engine {
         // First, so that its descriptor is the lowest free one: a probe looks there first.
         // From here on, an early return drops `lock`, which removes the pidfile. The pid is
         // written once the stop signals are caught.
-        let mut lock = self.pidfile().lock()?;
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            self.log
-                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
-            None
-        });
-        let ctl =
-            Ctl::notifying(notifier, watchdog_period().map(|period| period / 2)).map_err(|e| {
-                Error::Sys {
-                    call: "pipe",
-                    source: e,
-                }
-            })?;
-        let reload = Reload {
-            notifier: ctl.lifecycle().notifier(),
-            logs: detached.then(|| (s.stdout.clone(), s.stderr.clone())),
-        };
+        let lock = self.pidfile().lock()?;
         if let Some(inherited) = inherited {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
             match inherited {
@@ -283,14 +335,53 @@ impl Engine {
             }
         }
         self.credentials.apply()?;
-        let signals = catch_signals(&self.handlers, ctl.lifecycle(), detached, &reload)?;
-        lock.write_pid()?;
+        Ok(lock)
+    }
+
+    /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that
+    /// stops gracefully. `reset` clears what the process inherited (detached, or a child).
+    fn catch(
+        &self,
+        mut lock: Option<PidfileLock>,
+        notifier: Option<Notifier>,
+        reset: bool,
+        reopen_logs: bool,
+    ) -> Result<Prepared, Error> {
+        let s = &self.settings;
+        let ctl =
+            Ctl::notifying(notifier, watchdog_period().map(|period| period / 2)).map_err(|e| {
+                Error::Sys {
+                    call: "pipe",
+                    source: e,
+                }
+            })?;
+        let reload = Reload {
+            notifier: ctl.lifecycle().notifier(),
+            logs: reopen_logs.then(|| (s.stdout.clone(), s.stderr.clone())),
+        };
+        let signals = catch_signals(&self.handlers, ctl.lifecycle(), reset, &reload)?;
+        if let Some(lock) = lock.as_mut() {
+            lock.write_pid()?;
+        }
         Ok(Prepared {
             lock,
             signals,
             ctl,
             reload,
         })
+    }
+}
+
+impl Child for Engine {
+    fn run_child(&self, report: Reporter, detached: bool) -> i32 {
+        // Its own process group, so that `stop_children` ends the body's children, never the
+        // supervisor; signals come through the supervisor.
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        // The body's process must never unwind into the supervisor's code, a copy of which it is.
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            self.serve_body(None, Some(report), None, true, detached)
+        }));
+        i32::from(!matches!(served, Ok(Ok(()))))
     }
 }
 

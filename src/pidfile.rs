@@ -102,6 +102,17 @@ pub enum Status {
     },
     /// There is no pidfile: the daemon is not running.
     NotRunning,
+    /// A supervisor runs with this pid (it holds the pidfile's lock), and runs the body in
+    /// `child` (see [`Restart`](crate::Restart)). `restarts` counts the children it started
+    /// again after the first.
+    Supervised {
+        /// The supervisor: what `stop()` and `send()` signal.
+        pid: Pid,
+        /// The process that runs the body now, if one does (none during a backoff wait).
+        child: Option<Pid>,
+        /// How many times the body was started again.
+        restarts: u32,
+    },
 }
 
 impl Status {
@@ -114,7 +125,10 @@ impl Status {
     /// assert!(daemons::Status::Starting.is_running());
     /// ```
     pub fn is_running(&self) -> bool {
-        matches!(self, Status::Running(_) | Status::Starting)
+        matches!(
+            self,
+            Status::Running(_) | Status::Starting | Status::Supervised { .. }
+        )
     }
 
     /// The pid of the running daemon, if there is one.
@@ -129,7 +143,7 @@ impl Status {
     /// ```
     pub fn pid(&self) -> Option<Pid> {
         match self {
-            Status::Running(pid) => Some(*pid),
+            Status::Running(pid) | Status::Supervised { pid, .. } => Some(*pid),
             _ => None,
         }
     }
@@ -149,6 +163,17 @@ impl fmt::Display for Status {
             }
             Status::Dead { pid: None, .. } => f.write_str("not running (stale pidfile)"),
             Status::NotRunning => f.write_str("not running"),
+            Status::Supervised {
+                pid,
+                child,
+                restarts,
+            } => {
+                write!(f, "running (pid {pid}, supervised")?;
+                if let Some(child) = child {
+                    write!(f, "; its body runs in pid {child}")?;
+                }
+                write!(f, "; {restarts} restarts)")
+            }
         }
     }
 }
@@ -261,7 +286,11 @@ impl Pidfile {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
                     let refused = match self.examine(&file, &meta)? {
-                        Lock::Free => continue,
+                        // The holder let go between our two tries: try again, after a pause.
+                        Lock::Free => {
+                            thread::sleep(pause);
+                            continue;
+                        }
                         Lock::Held(pid) => Error::AlreadyRunning {
                             pidfile: self.path.clone(),
                             pid: Some(pid),
@@ -399,11 +428,12 @@ impl Pidfile {
             let found = self.probe_once()?;
             let settled = match &found {
                 Probed::Status(status) => *status != Status::Starting,
-                Probed::Unverified { .. } => false,
+                Probed::Unverified { .. } | Probed::Gone => false,
             };
             if settled || Instant::now() >= deadline {
                 return match found {
                     Probed::Status(status) => Ok(status),
+                    Probed::Gone => Ok(Status::NotRunning),
                     Probed::Unverified { named, holder } => Err(self.unverified(named, holder)),
                 };
             }
@@ -413,11 +443,24 @@ impl Pidfile {
     }
 
     fn probe_once(&self) -> Result<Probed, Error> {
+        // A file that a stopping daemon unlinks and unlocks between our open and our look is
+        // not stale: the path no longer names it, and a second look finds what is there now.
+        for _ in 0..4 {
+            let found = self.probe_file()?;
+            if !matches!(found, Probed::Gone) {
+                return Ok(found);
+            }
+        }
+        Ok(Probed::Status(Status::NotRunning))
+    }
+
+    fn probe_file(&self) -> Result<Probed, Error> {
         let Some(file) = self.open(false)? else {
             return Ok(Probed::Status(Status::NotRunning));
         };
         let meta = self.check(&file)?;
         Ok(match self.examine(&file, &meta)? {
+            Lock::Free if !same_file(&self.path, &meta) => Probed::Gone,
             Lock::Free => {
                 let content = read_content(&file);
                 Probed::Status(Status::Dead {
@@ -425,7 +468,14 @@ impl Pidfile {
                     failure: parse_failure(&content),
                 })
             }
-            Lock::Held(pid) => Probed::Status(Status::Running(pid)),
+            Lock::Held(pid) => Probed::Status(match parse_supervision(&read_content(&file)) {
+                Some((child, restarts)) => Status::Supervised {
+                    pid,
+                    child,
+                    restarts,
+                },
+                None => Status::Running(pid),
+            }),
             Lock::Starting => Probed::Status(Status::Starting),
             Lock::Unverified { named, holder } => Probed::Unverified { named, holder },
         })
@@ -444,9 +494,9 @@ impl Pidfile {
         {
             return Ok(Lock::Held(pid));
         }
-        // Is anybody holding it? A shared lock taken and dropped at once answers without
-        // disturbing the holder.
-        match file.try_lock_shared() {
+        // Is anybody holding it, even a shared lock (`flock -s`)? An exclusive lock taken and
+        // dropped at once answers; a `start()` or a probe that it meets meanwhile retries.
+        match file.try_lock() {
             Ok(()) => {
                 let _ = file.unlock();
                 return Ok(Lock::Free);
@@ -670,6 +720,8 @@ enum Placed {
 /// What one probe found.
 enum Probed {
     Status(Status),
+    /// The file opened was unlinked meanwhile: look again.
+    Gone,
     Unverified {
         named: Option<Pid>,
         holder: Option<Pid>,
@@ -771,6 +823,17 @@ impl PidfileLock {
     /// ```
     pub fn release(mut self) -> Result<(), Error> {
         self.unlink()
+    }
+
+    /// Write which child runs the body, after the supervisor's pid: `status` reads it.
+    pub(crate) fn write_supervision(&mut self, child: Pid, restarts: u32) -> Result<(), Error> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let content = format!("{}\n{SUPERVISING}{child} {restarts}\n", Pid::this());
+        file.write_all_at(content.as_bytes(), 0)
+            .and_then(|()| file.set_len(content.len() as u64))
+            .map_err(|e| Error::io("write the pidfile", &self.path, e))
     }
 
     /// Leave the pidfile in place with why the daemon failed after its pid, then let go of the
@@ -878,6 +941,18 @@ fn parse_failure(content: &str) -> Option<String> {
 
 /// The mark of the line that says why a daemon failed.
 const FAILED: &str = "failed: ";
+
+/// The mark of the line where a supervisor says which child runs the body, and how many
+/// restarts there were: `supervising: CHILD RESTARTS` (CHILD `-` during a backoff wait).
+const SUPERVISING: &str = "supervising: ";
+
+fn parse_supervision(content: &str) -> Option<(Option<Pid>, u32)> {
+    let rest = content.lines().nth(1)?.strip_prefix(SUPERVISING)?;
+    let mut fields = rest.split_whitespace();
+    let child = fields.next()?;
+    let restarts = fields.next()?.parse().ok()?;
+    Some((parse_pid(child), restarts))
+}
 
 fn same_file(path: &Path, meta: &fs::Metadata) -> bool {
     fs::symlink_metadata(path).is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino())

@@ -61,6 +61,18 @@ pub(crate) fn parse(message: &[u8]) -> (Option<Pid>, Option<Result<(), Error>>) 
     (pid, word)
 }
 
+/// What a process said after it was ready: the error it ended with, if it sent one.
+pub(crate) fn last_words(message: &[u8]) -> Option<Error> {
+    let newline = message.iter().position(|&b| b == b'\n')?;
+    match message[newline + 1..].split_first() {
+        Some((&READY, rest)) => match rest.split_first() {
+            Some((&FAILED, encoded)) => decode(encoded),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The variant's name: the first field of its encoding.
 fn tag(error: &Error) -> &'static str {
     match error {
@@ -455,6 +467,17 @@ mod tests {
             "{middle:?}"
         );
         assert_eq!(parse(b"").0, None);
+    }
+
+    #[test]
+    fn last_words_follow_the_ready_word() {
+        let mut message = b"42\nR".to_vec();
+        assert!(last_words(&message).is_none());
+        message.extend(failure(&Error::Body {
+            message: "boom".into(),
+        }));
+        assert!(matches!(last_words(&message), Some(Error::Body { message }) if message == "boom"));
+        assert!(matches!(parse(&message).1, Some(Ok(()))), "still ready");
     }
 
     #[test]

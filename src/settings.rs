@@ -9,6 +9,7 @@ use std::time::Duration;
 use derive_builder::Builder;
 
 use crate::privileges::Account;
+use crate::supervise::Restart;
 
 #[derive(Builder, Debug, Clone)]
 #[builder(
@@ -54,6 +55,8 @@ pub(crate) struct Settings {
     pub(crate) stop_children: bool,
     #[builder(setter(strip_option), default)]
     pub(crate) grace: Option<Duration>,
+    #[builder(setter(strip_option), default)]
+    pub(crate) restart: Option<Restart>,
 }
 
 /// The Python original's defaults, kept.

@@ -130,6 +130,17 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
         .collect()
 }
 
+/// Have the kernel SIGKILL this process when its parent dies, as a supervised body must not
+/// outlive its supervisor (killed at a stop timeout, say); exit at once if the parent is gone
+/// already.
+pub(crate) fn die_with_parent() {
+    let parent = nix::unistd::getppid();
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    if nix::unistd::getppid() != parent {
+        exit_now(1);
+    }
+}
+
 /// How many threads this process runs, from `/proc/self/task`. `None` where that cannot be read.
 pub(crate) fn thread_count() -> Option<usize> {
     fs::read_dir("/proc/self/task").ok().map(|dir| dir.count())
