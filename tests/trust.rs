@@ -43,15 +43,23 @@ fn assert_status_unknown(reply: &Reply, holder: Pid) {
 }
 
 /// Every way of acting on the daemon, while `holder` (not the daemon) holds the pidfile's lock:
-/// the state is unknown, and starting, stopping, reloading and signalling all fail.
-fn assert_nothing_done(run: impl Fn(&str) -> Reply, holder: Pid) {
-    assert_status_unknown(&run("status"), holder);
-    assert_unverified(&run("api status"), holder);
-    assert_unverified(&run("api pid"), holder);
-    assert_unverified(&run("api stop"), holder);
-    assert_unverified(&run("api send SIGTERM"), holder);
-    for command in ["stop", "reload"] {
-        let reply = run(command);
+/// the state is unknown, and stopping, reloading and signalling all fail. The commands run at
+/// once (`command` makes each): none of them may change anything.
+fn assert_nothing_done(fx: &Fixture, command: impl Fn(&str) -> Command, holder: Pid) {
+    let api = ["api status", "api pid", "api stop", "api send SIGTERM"];
+    let cli = ["stop", "reload"];
+    let mut commands: Vec<Command> = ["status"]
+        .iter()
+        .chain(&api)
+        .chain(&cli)
+        .map(|args| command(args))
+        .collect();
+    let replies = fx.run_all(&mut commands);
+    assert_status_unknown(&replies[0], holder);
+    for reply in &replies[1..=api.len()] {
+        assert_unverified(reply, holder);
+    }
+    for (command, reply) in cli.iter().zip(&replies[1 + api.len()..]) {
         assert_eq!(reply.code(), Some(1), "{command}: {reply:?}");
         assert!(
             reply.stderr.contains(&format!("locked by pid {holder}")),
@@ -92,7 +100,7 @@ fn a_flock_on_a_stale_pidfile(lock: fn(&Path) -> Locker) {
 
     let mut locker = lock(&fx.pidfile());
     let holder = locker.pid();
-    assert_nothing_done(|args| fx.run(args), holder);
+    assert_nothing_done(&fx, |args| fx.command(args), holder);
     assert_unverified(&fx.run("api start"), holder);
     assert_eq!(fx.run("start").code(), Some(1));
     assert_eq!(
@@ -104,7 +112,7 @@ fn a_flock_on_a_stale_pidfile(lock: fn(&Path) -> Locker) {
     // The stale file now names a live process: it is not signalled either.
     let mut innocent = Bystander::sleep();
     write_pidfile(&fx, &format!("{}\n", innocent.pid()));
-    assert_nothing_done(|args| fx.run(args), holder);
+    assert_nothing_done(&fx, |args| fx.command(args), holder);
     assert_unverified(&fx.run("api start"), holder);
     assert!(innocent.alive() && !innocent.signalled(), "never signalled");
     assert!(locker.alive(), "the lock's holder was not signalled either");
@@ -142,7 +150,7 @@ fn an_exclusive_flock_on_a_pidfile_naming_a_live_process_signals_nobody() {
     let mut locker = Locker::exclusive(&fx.pidfile());
     let holder = locker.pid();
 
-    assert_nothing_done(|args| fx.run(args), holder);
+    assert_nothing_done(&fx, |args| fx.command(args), holder);
     let status = fx.run("status");
     assert!(
         status
@@ -191,14 +199,16 @@ fn unwritable_fixture() -> Fixture {
     fx
 }
 
-/// A fixture command run as `nobody`, without the marks file that it could not open.
+/// A fixture command that runs as `nobody`, without the marks file that it could not open.
+fn nobody_command(fx: &Fixture, args: &str) -> Command {
+    let mut command = fx.command(args);
+    command.env_remove("FIXTURE_MARKS").uid(NOBODY).gid(NOBODY);
+    command
+}
+
+/// Run a fixture command as `nobody`.
 fn as_nobody(fx: &Fixture, args: &str) -> Reply {
-    fx.execute(
-        fx.command(args)
-            .env_remove("FIXTURE_MARKS")
-            .uid(NOBODY)
-            .gid(NOBODY),
-    )
+    fx.execute(&mut nobody_command(fx, args))
 }
 
 #[test]
@@ -215,7 +225,7 @@ fn as_nobody_a_lock_held_by_a_process_it_cannot_inspect_signals_nobody() {
         write_pidfile(&fx, &format!("{}\n", innocent.pid()));
         let mut locker = Locker::exclusive(&fx.pidfile());
         let holder = locker.pid();
-        assert_nothing_done(|args| as_nobody(&fx, args), holder);
+        assert_nothing_done(&fx, |args| nobody_command(&fx, args), holder);
         assert!(innocent.alive() && !innocent.signalled(), "never signalled");
         assert!(locker.alive());
         assert!(fx.pidfile().exists(), "left alone");
