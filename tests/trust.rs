@@ -218,8 +218,8 @@ fn as_nobody_a_lock_held_by_a_process_it_cannot_inspect_signals_nobody() {
     {
         return;
     }
-    // Pidfiles naming a root process, and a process of nobody's own that is not dumpable: nobody
-    // can read neither one's descriptors, and could signal the second.
+    // Pidfiles naming a process of root's, then one of nobody's own that is not dumpable: nobody
+    // can read the descriptors of neither, and it could signal the second.
     for mut innocent in [Bystander::sleep(), Bystander::undumpable_nobody()] {
         let fx = unwritable_fixture();
         write_pidfile(&fx, &format!("{}\n", innocent.pid()));
@@ -621,6 +621,19 @@ fn a_daemon_that_is_pid_1_of_its_own_pid_namespace_is_seen_and_stopped_from_outs
     );
     assert_eq!(fx.run("api send SIGHUP").line(), format!("sent {host_pid}"));
     assert!(wait_until(DEADLINE, || fx.count("hup") == 1), "SIGHUP came");
+
+    // From yet another pid namespace, without a /proc of its own: there pid 1 is the caller
+    // itself, and the pidfd it opens for the pid in the file shows another pid in /proc.
+    for args in ["api stop", "api send SIGTERM"] {
+        let reply = fx.execute(&mut unshared(&fx, &["--pid", "--fork"], args));
+        reply.assert_error("ForeignProc");
+        assert!(
+            reply.line().contains("pid 1 of this namespace is pid"),
+            "{args}: {reply:?}"
+        );
+    }
+    assert_eq!(fx.run("api status").line(), format!("running {host_pid}"));
+    assert_eq!(fx.count("term"), 0, "nothing was signalled");
 
     fx.stop_gracefully(host_pid);
     assert_eq!(fx.count("term"), 1, "the term handler ran");
