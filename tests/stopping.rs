@@ -326,20 +326,12 @@ fn tasks_of(uid: u32) -> u64 {
         .sum()
 }
 
-#[test]
-fn a_second_fork_that_fails_reaches_start_as_the_fork_error() {
-    if !require_root("only root can run the caller as nobody under a process limit") {
-        return;
-    }
-    let fx = Fixture::new();
-    // nobody must create the marks file; the pidfile is never reached.
-    fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o777)).expect("chmod");
-    // Room for the caller and the intermediate process, not for the daemon. No other test of
-    // this file runs processes as nobody.
-    let limit = tasks_of(NOBODY) + 2;
-    let mut command = fx.command("api start");
+/// `api ARGS` as nobody, limited to the tasks that nobody runs now plus `room`.
+fn as_nobody_with_room_for(fx: &Fixture, args: &str, room: u64) -> Reply {
+    let limit = tasks_of(NOBODY) + room;
+    let mut command = fx.command(args);
     command.uid(NOBODY).gid(NOBODY);
-    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    // SAFETY: setrlimit is async-signal-safe, and the closure allocates nothing.
     unsafe {
         command.pre_exec(move || {
             let rlimit = libc::rlimit {
@@ -353,7 +345,22 @@ fn a_second_fork_that_fails_reaches_start_as_the_fork_error() {
             }
         });
     }
-    let reply = fx.execute(&mut command);
+    fx.execute(&mut command)
+}
+
+#[test]
+fn a_second_fork_that_fails_reaches_start_as_the_fork_error() {
+    if !require_root("only root can run the caller as nobody under a process limit") {
+        return;
+    }
+    // No control thread, which the limit would refuse in the calibration below.
+    let mut fx = Fixture::new().with("FIXTURE_NO_HANDLERS", "1");
+    fx.unset("FIXTURE_STDERR");
+    // nobody creates the marks file, and the pidfile of the calibration.
+    fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    // Room for the caller and the intermediate process, not for the daemon. No other test of
+    // this file runs processes as nobody.
+    let reply = as_nobody_with_room_for(&fx, "api start", 2);
     reply.assert_error("Sys");
     assert!(reply.line().contains("fork failed"), "{reply:?}");
     assert!(
@@ -362,6 +369,23 @@ fn a_second_fork_that_fails_reaches_start_as_the_fork_error() {
     );
     assert_no_panic(&reply);
     assert_nothing_left(&fx);
+
+    // The calibration: with room for one more the daemon starts, so the count was right and
+    // the first fork had room; what failed was the second.
+    let started = as_nobody_with_room_for(&fx, "api start", 3);
+    assert_eq!(started.word(0), "started", "{started:?}");
+    let pid = started.pid();
+    let stopped = fx.execute(fx.command("api stop").uid(NOBODY).gid(NOBODY));
+    assert_eq!(
+        stopped
+            .line()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>(),
+        ["stopped", &pid.to_string(), "exited"],
+        "{stopped:?}"
+    );
+    assert_eq!(fx.exit_code(pid), 0);
 }
 
 // The pid is written only once the stop signals are caught, into a pidfile that appeared locked.
