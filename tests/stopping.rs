@@ -549,7 +549,7 @@ fn status_never_says_dead_while_a_daemon_starts() {
 fn status_never_says_dead_while_a_daemon_stops() {
     // A probe that opened the pidfile before the daemon unlinked it, and tries its lock after the
     // daemon released it, finds a file that nobody holds: it must see that the path no longer
-    // names that file, and look again. Racy: about one stop in a hundred is caught.
+    // names that file, and look again. Racy: one stop in fifty to a hundred is caught.
     let seen = status_during_rounds(200);
     let wrong: Vec<&Answer> = seen.iter().filter(|a| !a.is_right()).collect();
     assert!(wrong.is_empty(), "{wrong:?} among {} answers", seen.len());
