@@ -13,6 +13,7 @@ use crate::ctl::Ctl;
 use crate::daemon::Daemon;
 use crate::engine::{Engine, SetupFn};
 use crate::error::Error;
+use crate::listen::Address;
 use crate::outcome::{Fetch, Outcome};
 use crate::pool::{self, PoolSize};
 use crate::privileges::{Account, Credentials};
@@ -48,6 +49,7 @@ pub struct DaemonBuilder {
     handlers: Vec<(Signal, Handler)>,
     bodies: Vec<Body>,
     setup: Option<SetupFn>,
+    listen: Vec<String>,
 }
 
 impl fmt::Debug for DaemonBuilder {
@@ -57,6 +59,7 @@ impl fmt::Debug for DaemonBuilder {
             .field("handlers", &self.handlers.len())
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
+            .field("listen", &self.listen)
             .finish()
     }
 }
@@ -409,6 +412,31 @@ impl DaemonBuilder {
         self.set(|s| s.restart(policy))
     }
 
+    /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix
+    /// stream socket); any number of times. The daemon binds before it reports ready, so
+    /// `start()` fails with [`Error::Listen`] when the address is taken, and a client that
+    /// connects once `start()` has returned is never refused. As root, the socket is bound
+    /// before privileges are dropped, so a port below 1024 works for a daemon that runs as a user.
+    ///
+    /// Under a service manager that passes sockets (systemd's `.socket` units, sd_listen_fds(3):
+    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), the
+    /// passed socket with the same address is taken instead of binding, else the passed ones in
+    /// order; the variables are removed from the environment. The body gets the sockets with
+    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener) and
+    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener), in the order of the `listen` calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder()
+    ///     .listen("127.0.0.1:7000")
+    ///     .listen("/run/echo.sock");
+    /// ```
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.listen.push(address.into());
+        self
+    }
+
     /// Whether a stop also ends the processes that the body started (`Command`s, say), as
     /// systemd's `KillMode=control-group` does. Default `false`: they outlive the daemon.
     ///
@@ -614,6 +642,7 @@ impl DaemonBuilder {
             handlers: given,
             mut bodies,
             setup,
+            listen,
         } = self;
         let mut body = match bodies.len() {
             0 => return Err(Error::NoBody),
@@ -639,6 +668,13 @@ impl DaemonBuilder {
             if let Some(path) = path {
                 *path = absolute(path, setting)?;
             }
+        }
+        for given in &listen {
+            let address = match Address::parse(given).map_err(|e| Error::setting("listen", e))? {
+                Address::Unix(path) => Address::Unix(absolute(&path, "listen")?),
+                tcp => tcp,
+            };
+            settings.listen.push(address);
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
         match &mut body {

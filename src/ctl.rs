@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::io;
+use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
 use crate::detach::Reporter;
+use crate::listen::{Listeners, Socket};
 use crate::sys::wait_readable;
 use crate::systemd::Notifier;
 
@@ -41,6 +44,7 @@ use crate::systemd::Notifier;
 #[derive(Clone)]
 pub struct Ctl {
     lifecycle: Arc<Lifecycle>,
+    listeners: Arc<Listeners>,
 }
 
 impl fmt::Debug for Ctl {
@@ -198,6 +202,7 @@ impl Ctl {
             });
         let (wake_read, wake_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         Ok(Ctl {
+            listeners: Arc::default(),
             lifecycle: Arc::new(Lifecycle {
                 stopping: AtomicBool::new(false),
                 signal: AtomicI32::new(0),
@@ -214,6 +219,107 @@ impl Ctl {
 
     pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.lifecycle
+    }
+
+    /// This `Ctl`, handing the body `listeners`.
+    pub(crate) fn with_listeners(self, listeners: Listeners) -> Ctl {
+        Ctl {
+            listeners: Arc::new(listeners),
+            ..self
+        }
+    }
+
+    /// The `index`th listening socket, as a TCP listener: the sockets given to
+    /// [`listen`](crate::DaemonBuilder::listen), in order, bound before the daemon was ready or
+    /// passed by the service manager (socket activation), then any other socket it passed. Each
+    /// call gives another handle on the same socket.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is no such socket, `InvalidInput` when it is a Unix socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::io::Write;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-listen.pid")
+    ///     .listen("127.0.0.1:7000")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = ctl.tcp_listener(0)?;
+    ///         listener.set_nonblocking(true)?;
+    ///         while ctl.running() {
+    ///             match listener.accept() {
+    ///                 Ok((mut client, _)) => client.write_all(b"hello\n")?,
+    ///                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+    ///                     ctl.sleep(std::time::Duration::from_millis(10));
+    ///                 }
+    ///                 Err(e) => return Err(e),
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn tcp_listener(&self, index: usize) -> io::Result<TcpListener> {
+        match self.listeners.get(index)? {
+            Socket::Tcp(listener) => Ok(listener),
+            Socket::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "listening socket #{index} is a Unix socket: use ctl.unix_listener({index})"
+                ),
+            )),
+        }
+    }
+
+    /// The `index`th listening socket, as a Unix listener (see
+    /// [`tcp_listener`](Ctl::tcp_listener)).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is no such socket, `InvalidInput` when it is a TCP socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-listen-unix.pid")
+    ///     .listen("/tmp/doc-listen.sock")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = ctl.unix_listener(0)?;
+    ///         drop(listener);
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn unix_listener(&self, index: usize) -> io::Result<UnixListener> {
+        match self.listeners.get(index)? {
+            Socket::Unix(listener) => Ok(listener),
+            Socket::Tcp(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("listening socket #{index} is a TCP socket: use ctl.tcp_listener({index})"),
+            )),
+        }
+    }
+
+    /// How many listening sockets the daemon has.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-listeners.pid")
+    ///     .run(|ctl| assert_eq!(ctl.listeners(), 0))
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
     }
 
     /// Whether the daemon should go on: false once a stop was asked.

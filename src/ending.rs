@@ -157,11 +157,13 @@ impl Ending {
             use std::io::Write;
             let _ = pipe.write_all(&crate::report::failure(e));
         }
+        // A caller of `start()` still waiting hears the failure itself: nothing is left then.
+        let reporter = lifecycle.take_unused_reporter();
         let mut pidfile = lock(&self.lock);
         let released = match (pidfile.as_mut(), &result) {
             (None, _) => Ok(()),
             // The daemon failed by itself: the reason stays in its pidfile until the next start.
-            (Some(pidfile), Err(e @ Error::Body { .. })) if !asked => {
+            (Some(pidfile), Err(e @ Error::Body { .. })) if !asked && reporter.is_none() => {
                 pidfile.keep_with_failure(&e.to_string())
             }
             (Some(pidfile), _) => pidfile.unlink(),
@@ -173,7 +175,7 @@ impl Ending {
             Err(e) => self.log.log(&e.to_string()),
             Ok(()) => {}
         }
-        if let Some(mut reporter) = lifecycle.take_unused_reporter() {
+        if let Some(mut reporter) = reporter {
             reporter.fail(result.as_ref().err().unwrap_or(&Error::ReturnedBeforeReady));
         }
         result

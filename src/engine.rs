@@ -18,6 +18,7 @@ use crate::ctl::Ctl;
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds, redirect_stdio};
 use crate::ending::{Ended, Ending, Parts};
 use crate::error::Error;
+use crate::listen::Listeners;
 use crate::log::Log;
 use crate::outcome::panic_message;
 use crate::pidfile::{Pidfile, PidfileLock};
@@ -26,7 +27,7 @@ use crate::settings::Settings;
 use crate::signals::{CaughtSignals, Handlers, Reload, STOP_SIGNALS, catch_signals};
 use crate::supervise::{Child, Supervisor};
 use crate::sys;
-use crate::systemd::{Notifier, watchdog_period};
+use crate::systemd::{self, Notifier, watchdog_period};
 
 /// A daemon's checked settings and closures: everything the engine needs to run it.
 pub(crate) struct Engine {
@@ -120,8 +121,8 @@ impl Engine {
             Launch::Foreground => (None, None),
         };
         let detached = inherited.is_some();
-        let lock = match self.take_process(inherited) {
-            Ok(lock) => lock,
+        let (lock, listeners) = match self.take_process(inherited) {
+            Ok(taken) => taken,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
@@ -139,6 +140,7 @@ impl Engine {
             let supervisor = Supervisor {
                 policy,
                 lock,
+                listeners,
                 log: &self.log,
                 detached,
                 logs: (s.stdout.clone(), s.stderr.clone()),
@@ -146,7 +148,14 @@ impl Engine {
             };
             return supervisor.run(self, reporter, notifier);
         }
-        self.serve_body(Some(lock), reporter, notifier, detached, detached)
+        self.serve_body(
+            Some(lock),
+            listeners,
+            reporter,
+            notifier,
+            detached,
+            detached,
+        )
     }
 
     /// The signals a supervisor passes on to its child: those that stop the daemon, SIGHUP, and
@@ -169,6 +178,7 @@ impl Engine {
     fn serve_body(
         &self,
         lock: Option<PidfileLock>,
+        listeners: Listeners,
         mut reporter: Option<Reporter>,
         notifier: Option<Notifier>,
         own_process: bool,
@@ -179,7 +189,7 @@ impl Engine {
             _ => None,
         };
         let started = self
-            .catch(lock, notifier, own_process, reopen_logs)
+            .catch(lock, listeners, notifier, own_process, reopen_logs)
             .and_then(|prepared| self.begin(prepared, own_process, parent));
         let (ending, ctl, keeper) = match started {
             Ok(started) => started,
@@ -306,7 +316,7 @@ impl Engine {
     fn take_process(
         &self,
         inherited: Option<Result<Vec<RawFd>, Error>>,
-    ) -> Result<PidfileLock, Error> {
+    ) -> Result<(PidfileLock, Listeners), Error> {
         let s = &self.settings;
         if inherited.is_some() {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
@@ -322,6 +332,9 @@ impl Engine {
         // From here on, an early return drops `lock`, which removes the pidfile. The pid is
         // written once the stop signals are caught.
         let lock = self.pidfile().lock()?;
+        // Before the inherited descriptors are closed (a service manager's sockets are among
+        // them) and before privileges are dropped (a port below 1024).
+        let listeners = Listeners::open(&s.listen, systemd::listen_fds())?;
         if let Some(inherited) = inherited {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
             match inherited {
@@ -335,7 +348,7 @@ impl Engine {
             }
         }
         self.credentials.apply()?;
-        Ok(lock)
+        Ok((lock, listeners))
     }
 
     /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that
@@ -343,18 +356,18 @@ impl Engine {
     fn catch(
         &self,
         mut lock: Option<PidfileLock>,
+        listeners: Listeners,
         notifier: Option<Notifier>,
         reset: bool,
         reopen_logs: bool,
     ) -> Result<Prepared, Error> {
         let s = &self.settings;
-        let ctl =
-            Ctl::notifying(notifier, watchdog_period().map(|period| period / 2)).map_err(|e| {
-                Error::Sys {
-                    call: "pipe",
-                    source: e,
-                }
-            })?;
+        let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2))
+            .map_err(|e| Error::Sys {
+                call: "pipe",
+                source: e,
+            })?
+            .with_listeners(listeners);
         let reload = Reload {
             notifier: ctl.lifecycle().notifier(),
             logs: reopen_logs.then(|| (s.stdout.clone(), s.stderr.clone())),
@@ -373,13 +386,17 @@ impl Engine {
 }
 
 impl Child for Engine {
-    fn run_child(&self, report: Reporter, detached: bool) -> i32 {
+    fn run_child(&self, report: Reporter, detached: bool, listeners: &Listeners) -> i32 {
         // Its own process group, so that `stop_children` ends the body's children, never the
         // supervisor; signals come through the supervisor.
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
         // The body's process must never unwind into the supervisor's code, a copy of which it is.
         let served = catch_unwind(AssertUnwindSafe(|| {
-            self.serve_body(None, Some(report), None, true, detached)
+            let listeners = listeners.duplicate().map_err(|e| Error::Sys {
+                call: "dup",
+                source: e,
+            })?;
+            self.serve_body(None, listeners, Some(report), None, true, detached)
         }));
         i32::from(!matches!(served, Ok(Ok(()))))
     }

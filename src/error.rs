@@ -123,6 +123,14 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// The daemon could not listen on an address given to
+    /// [`listen`](crate::DaemonBuilder::listen).
+    Listen {
+        /// The address, as given.
+        address: String,
+        /// The system's error (`EADDRINUSE`: another process listens there).
+        source: io::Error,
+    },
     /// A system call that has no path failed (fork, setsid, pipe, ...).
     Sys {
         /// The call.
@@ -233,7 +241,8 @@ impl Error {
             | Error::Sys { source, .. }
             | Error::MissingDirectory { source, .. }
             | Error::Symlink { source, .. }
-            | Error::NotAFile { source, .. } => Some(source),
+            | Error::NotAFile { source, .. }
+            | Error::Listen { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -436,6 +445,16 @@ impl fmt::Display for Error {
                 hint(source)
             ),
             Error::Sys { call, source } => write!(f, "{call} failed: {source}"),
+            Error::Listen { address, source } => {
+                write!(f, "cannot listen on {address}: {source}")?;
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        " (another process listens there: stop it, or choose another address)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Privileges { reason } => write!(
                 f,
                 "cannot drop privileges: {reason} (start the daemon as root, or leave out .user() and .group())"

@@ -62,6 +62,7 @@ mod ctl;
 mod ending;
 mod engine;
 mod init;
+mod listen;
 mod log;
 mod outcome;
 mod pool;

@@ -91,6 +91,7 @@ fn tag(error: &Error) -> &'static str {
         Error::Untrusted { .. } => "Untrusted",
         Error::Io { .. } => "Io",
         Error::Sys { .. } => "Sys",
+        Error::Listen { .. } => "Listen",
         Error::Privileges { .. } => "Privileges",
         Error::StartTimeout { .. } => "StartTimeout",
         Error::DaemonVanished => "DaemonVanished",
@@ -166,6 +167,10 @@ fn encode(error: &Error) -> Vec<u8> {
         }
         Error::Sys { call, source } => {
             w.text(call);
+            w.io(source);
+        }
+        Error::Listen { address, source } => {
+            w.text(address);
             w.io(source);
         }
         Error::Privileges { reason } => w.text(reason),
@@ -256,6 +261,10 @@ fn decode(bytes: &[u8]) -> Option<Error> {
             source: r.io()?,
         },
         "Privileges" => Error::Privileges { reason: r.text()? },
+        "Listen" => Error::Listen {
+            address: r.text()?,
+            source: r.io()?,
+        },
         "StartTimeout" => Error::StartTimeout {
             after: Duration::from_nanos(u64::try_from(r.number::<u128>()?).ok()?),
             pid: r.pid()?,
@@ -396,6 +405,7 @@ mod tests {
             Io => Error::io("close inherited descriptors from", Path::new("/proc/self/fd"), errno(libc::EMFILE)),
             Sys => Error::Sys { call: "spawn the control thread", source: io::Error::other("no room") },
             Privileges => Error::Privileges { reason: "setuid failed".into() },
+            Listen => Error::Listen { address: "127.0.0.1:80".into(), source: errno(libc::EADDRINUSE) },
             StartTimeout => Error::StartTimeout { after: Duration::from_millis(1500), pid: None },
             DaemonVanished => Error::DaemonVanished,
             StillAlive => Error::StillAlive { pid: Pid::from_raw(99) },

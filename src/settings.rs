@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use derive_builder::Builder;
 
+use crate::listen::Address;
 use crate::privileges::Account;
 use crate::supervise::Restart;
 
@@ -57,6 +58,9 @@ pub(crate) struct Settings {
     pub(crate) grace: Option<Duration>,
     #[builder(setter(strip_option), default)]
     pub(crate) restart: Option<Restart>,
+    /// Filled by the public builder, which collects them one `listen` call at a time.
+    #[builder(setter(skip), default)]
+    pub(crate) listen: Vec<Address>,
 }
 
 /// The Python original's defaults, kept.

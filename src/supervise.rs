@@ -21,6 +21,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use crate::detach::{Reporter, redirect_stdio};
 use crate::error::Error;
+use crate::listen::Listeners;
 use crate::log::Log;
 use crate::pidfile::PidfileLock;
 use crate::report;
@@ -185,13 +186,16 @@ impl std::fmt::Display for Exit {
 pub(crate) trait Child {
     /// Run the body in this, the freshly forked child, reporting through `report`; returns the
     /// exit code.
-    fn run_child(&self, report: Reporter, detached: bool) -> i32;
+    fn run_child(&self, report: Reporter, detached: bool, listeners: &Listeners) -> i32;
 }
 
 /// The supervisor's world: its pidfile, its signals, its log.
 pub(crate) struct Supervisor<'a> {
     pub(crate) policy: Restart,
     pub(crate) lock: PidfileLock,
+    /// The listening sockets: the supervisor keeps them open across children, so that no
+    /// connection is refused while a child is started again.
+    pub(crate) listeners: Listeners,
     pub(crate) log: &'a Log,
     pub(crate) detached: bool,
     /// The log files, reopened on SIGHUP when detached.
@@ -417,7 +421,11 @@ impl<'a> Supervisor<'a> {
                 signals.release();
                 // A child outlives no supervisor: SIGKILLed, the supervisor takes it along.
                 sys::die_with_parent();
-                let code = child.run_child(Reporter::to_parent(File::from(write)), self.detached);
+                let code = child.run_child(
+                    Reporter::to_parent(File::from(write)),
+                    self.detached,
+                    &self.listeners,
+                );
                 let _ = std::io::Write::flush(&mut std::io::stdout());
                 sys::flush_c_stdio();
                 sys::exit_now(code);

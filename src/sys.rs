@@ -166,6 +166,16 @@ pub(crate) fn is_cloexec(fd: RawFd) -> bool {
     flags < 0 || flags & libc::FD_CLOEXEC != 0
 }
 
+/// Make `fd` close-on-exec; `false` when it is not open.
+pub(crate) fn set_cloexec(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD and F_SETFD read and set a descriptor's flags, touching no memory; on a
+    // descriptor that is not open they fail with EBADF.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == 0
+    }
+}
+
 /// Close `fd`, which nothing in this process owns.
 ///
 /// Only for descriptors without close-on-exec: std opens everything with it, so such a
