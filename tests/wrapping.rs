@@ -402,11 +402,8 @@ fn as_pid_1_run_reaps_orphans_leaves_the_body_its_children_and_forwards_sigterm(
     );
     // Every orphan ended and was reaped: no zombie, no sleep, only the daemon is left.
     let zombies = || {
-        let children = children(init);
-        children
-            .into_iter()
-            .filter(|&pid| stat(pid).is_some_and(|s| s.state == 'Z'))
-            .count()
+        let zombie = |pid: &Pid| stat(*pid).is_some_and(|s| s.state == 'Z');
+        children(init).iter().filter(|pid| zombie(pid)).count()
     };
     assert!(
         wait_until(DEADLINE, || zombies() == 0 && children(init) == daemon()),
