@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -121,13 +121,6 @@ impl Socket {
             Socket::Unix(listener) => Socket::Unix(listener.try_clone()?),
         })
     }
-
-    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Socket::Tcp(listener) => listener.as_fd(),
-            Socket::Unix(listener) => listener.as_fd(),
-        }
-    }
 }
 
 /// The daemon's listening sockets, in the order `listen` was called; sockets the service manager
@@ -143,17 +136,26 @@ impl Listeners {
             .into_iter()
             .map(|fd| Socket::adopt(fd).ok())
             .collect();
+        // First each address takes the passed socket bound to it, then the others take the
+        // passed ones left in order, and what is still missing is bound here.
+        let mut chosen: Vec<Option<Socket>> = wanted
+            .iter()
+            .map(|address| {
+                let at = passed
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.is(address)))?;
+                passed[at].take()
+            })
+            .collect();
+        for slot in chosen.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = passed.iter_mut().find_map(Option::take);
+        }
         let mut sockets = Vec::new();
-        for address in wanted {
-            let matching = passed
-                .iter()
-                .position(|s| s.as_ref().is_some_and(|s| s.is(address)))
-                .or_else(|| passed.iter().position(Option::is_some));
-            let socket = match matching.and_then(|i| passed[i].take()) {
+        for (address, slot) in wanted.iter().zip(chosen) {
+            sockets.push(match slot {
                 Some(socket) => socket,
                 None => Socket::bind(address)?,
-            };
-            sockets.push(socket);
+            });
         }
         sockets.extend(passed.into_iter().flatten());
         Ok(Listeners(sockets))
@@ -184,10 +186,6 @@ impl Listeners {
                 ),
             )),
         }
-    }
-
-    pub(crate) fn sockets(&self) -> &[Socket] {
-        &self.0
     }
 }
 

@@ -765,3 +765,33 @@ pub fn open_fd_count() -> usize {
         .expect("read /proc/self/fd")
         .count()
 }
+
+/// Whether this process may make a pid namespace with a `/proc` of its own (`unshare --pid
+/// --fork --mount-proc`, which needs root or a user namespace, and a kernel and container that
+/// allow it); if not, as [`require_root`].
+#[track_caller]
+pub fn require_pid_namespace() -> bool {
+    if !require_tool("unshare") {
+        return false;
+    }
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => skip(
+            "a new pid namespace is required here",
+            &format!(
+                "`unshare --pid --fork --mount-proc true` is not permitted: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ),
+        Err(e) => skip(
+            "a new pid namespace is required here",
+            &format!("unshare cannot run: {e}"),
+        ),
+    }
+}
