@@ -98,6 +98,17 @@ impl Daemon {
         let code = match command.as_deref() {
             Some("start") => self.cli_start(),
             Some("stop") => self.cli_stop(),
+            // A daemon with listening sockets hands them to its successor: no stop between.
+            Some("restart") if self.hands_over() => match self.restart() {
+                Ok(pid) => {
+                    println!(
+                        "{}: restarted (pid {pid}, on the same sockets)",
+                        self.name()
+                    );
+                    0
+                }
+                Err(e) => self.fail(&e),
+            },
             Some("restart") => match self.cli_stop() {
                 0 => self.cli_start(),
                 failed => failed,

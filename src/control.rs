@@ -294,28 +294,33 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
         remove_stale(pidfile)?;
         return Ok(Stopped::NotRunning);
     };
+    let stopped = stop_process(&process, timeout)?;
+    remove_stale(pidfile)?;
+    Ok(stopped)
+}
+
+/// SIGTERM and SIGCONT to `process`, a wait of at most `timeout`, then SIGKILL; the pidfile is
+/// left alone (a successor may hold it by then).
+pub(crate) fn stop_process(process: &Process, timeout: Duration) -> Result<Stopped, Error> {
     let started = Instant::now();
     process.signal(Signal::SIGTERM)?;
     // A stopped daemon (SIGSTOP, a debugger let go of) must run to act on the SIGTERM, as
     // systemd sends SIGCONT after it too.
     process.signal(Signal::SIGCONT)?;
-    let stopped = if process.wait(timeout)? {
-        Stopped::Exited {
+    if process.wait(timeout)? {
+        return Ok(Stopped::Exited {
             pid: process.pid,
             after: started.elapsed(),
-        }
-    } else {
-        process.signal(Signal::SIGKILL)?;
-        if !process.wait(KILL_WAIT)? {
-            return Err(Error::StillAlive { pid: process.pid });
-        }
-        Stopped::Killed {
-            pid: process.pid,
-            after: started.elapsed(),
-        }
-    };
-    remove_stale(pidfile)?;
-    Ok(stopped)
+        });
+    }
+    process.signal(Signal::SIGKILL)?;
+    if !process.wait(KILL_WAIT)? {
+        return Err(Error::StillAlive { pid: process.pid });
+    }
+    Ok(Stopped::Killed {
+        pid: process.pid,
+        after: started.elapsed(),
+    })
 }
 
 /// A pidfd for `pid`, or `None` when it has exited. The pidfd names a process of this process's

@@ -103,12 +103,9 @@ impl Lifecycle {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// Wait at most `timeout` for a stop request; returns whether one came.
-    pub(crate) fn wait_for_stop(&self, timeout: Duration) -> bool {
-        if !self.stop_requested() {
-            let _ = wait_readable(self.wake_read.as_fd(), timeout);
-        }
-        self.stop_requested()
+    /// The wake-up pipe's read end: readable for good once a stop is asked.
+    pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.wake_read.as_fd()
     }
 
     /// Tell the service manager, once, that the daemon is stopping. Not for signal context.
@@ -219,6 +216,11 @@ impl Ctl {
 
     pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.lifecycle
+    }
+
+    /// The listening sockets, shared.
+    pub(crate) fn listener_set(&self) -> Arc<Listeners> {
+        self.listeners.clone()
     }
 
     /// This `Ctl`, handing the body `listeners`.
@@ -372,6 +374,57 @@ impl Ctl {
             // A stop makes the pipe readable for good; a signal or a watchdog ping ends the wait
             // early; either way the loop looks again.
             let _ = wait_readable(self.lifecycle.wake_read.as_fd(), left);
+        }
+    }
+
+    /// Wait until `fd` is readable (a listener has a client, a socket has data), a stop is
+    /// asked, or `timeout` passes, whichever comes first. Returns whether `fd` is readable; after
+    /// a stop it returns `false` at once. For a body that serves a socket without a thread of its
+    /// own blocked in `accept`, and without a polling sleep.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::time::Duration;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-readable.pid")
+    ///     .listen("127.0.0.1:7001")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = ctl.tcp_listener(0)?;
+    ///         while ctl.running() {
+    ///             if ctl.readable(&listener, Duration::from_secs(60)) {
+    ///                 let (client, _) = listener.accept()?;
+    ///                 drop(client);
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn readable(&self, fd: impl AsFd, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if !self.running() {
+                self.lifecycle.tell_stopping();
+                return false;
+            }
+            let mut left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return false;
+            }
+            if let Some(ping) = self.lifecycle.until_ping() {
+                left = left.min(ping);
+            }
+            let ready =
+                crate::sys::wait_any_readable(&[fd.as_fd(), self.lifecycle.wake_fd()], left);
+            if ready.first().copied().unwrap_or(false) && !self.lifecycle.stop_requested() {
+                return true;
+            }
         }
     }
 

@@ -132,6 +132,12 @@ impl Daemon {
                 pid: Some(pid),
             });
         }
+        self.start_after(None)
+    }
+
+    /// Start a daemon; with `predecessor`, a successor of that running instance, which hands it
+    /// its listening sockets and its pidfile's path.
+    fn start_after(&self, predecessor: Option<Pid>) -> Result<Pid, Error> {
         // Listed before the fork, where /proc/self is cheap to read; closed in the daemon.
         let inherited = inherited_fds();
         match detach()? {
@@ -143,9 +149,11 @@ impl Daemon {
                 }
                 started
             }
-            Side::Daemon(reporter) => self
-                .engine
-                .serve_detached_and_exit(Launch::Detached(reporter, inherited)),
+            Side::Daemon(reporter) => self.engine.serve_detached_and_exit(Launch::Detached(
+                reporter,
+                inherited,
+                predecessor,
+            )),
         }
     }
 
@@ -228,9 +236,18 @@ impl Daemon {
 
     /// Stop the daemon if it runs, then start it.
     ///
+    /// A daemon with listening sockets ([`listen`](crate::DaemonBuilder::listen)) restarts
+    /// without refusing a connection: the new instance gets the running one's sockets (the same
+    /// queue of waiting connections), takes the pidfile's path and reports ready, and only then
+    /// is the old one stopped, as `stop()` would, finishing what it has accepted. `status` names
+    /// one of them all along, and a concurrent `start()` finds the pidfile held. If the running
+    /// instance cannot hand its sockets over (one of an older build, say), this falls back to
+    /// stop, then start.
+    ///
     /// # Errors
     ///
-    /// Those of [`stop`](Daemon::stop) and [`start`](Daemon::start).
+    /// Those of [`stop`](Daemon::stop) and [`start`](Daemon::start); a new instance that fails
+    /// leaves the running one as it was.
     ///
     /// # Examples
     ///
@@ -247,8 +264,34 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn restart(&self) -> Result<Pid, Error> {
+        let settings = self.engine.settings();
+        if self.hands_over() {
+            let pidfile = self.engine.pidfile();
+            if let Some(old) = control::Process::holding(&pidfile)? {
+                match self.start_after(Some(old.pid())) {
+                    Ok(new) => {
+                        control::stop_process(&old, settings.stop_timeout)?;
+                        return Ok(new);
+                    }
+                    Err(Error::Io { action, source, .. })
+                        if action.starts_with("take the listening sockets over")
+                            && matches!(
+                                source.kind(),
+                                std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::ConnectionRefused
+                            ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         self.stop()?;
         self.start()
+    }
+
+    /// Whether a restart hands the listening sockets over (see [`restart`](Daemon::restart)).
+    pub(crate) fn hands_over(&self) -> bool {
+        let settings = self.engine.settings();
+        !settings.listen.is_empty() && settings.restart.is_none()
     }
 
     /// Whether the daemon runs, judged by the pidfile's lock rather than by the pid in it.

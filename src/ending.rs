@@ -17,6 +17,8 @@ use nix::unistd::{Pid, getpgrp};
 
 use crate::ctl::Lifecycle;
 use crate::error::Error;
+use crate::handover::Offer;
+use crate::listen::Listeners;
 use crate::log::Log;
 use crate::pidfile::PidfileLock;
 use crate::signals::{ControlThread, Handlers};
@@ -35,6 +37,12 @@ pub(crate) struct Ending {
     lock: Mutex<Option<PidfileLock>>,
     /// A supervised child's report pipe: why the body ended goes there.
     parent: Mutex<Option<File>>,
+    /// Where a successor asks for the listening sockets, and the sockets.
+    offer: Option<Offer>,
+    listeners: Arc<Listeners>,
+    /// The sockets went to a successor, which takes the pidfile's path: the keeper no longer
+    /// takes it back.
+    handed_over: AtomicBool,
     log: Log,
     detached: bool,
     /// End the daemon's process group too, giving it this long after SIGTERM.
@@ -65,6 +73,8 @@ pub(crate) struct Parts {
     pub(crate) control: ControlThread,
     pub(crate) lock: Option<PidfileLock>,
     pub(crate) parent: Option<File>,
+    pub(crate) offer: Option<Offer>,
+    pub(crate) listeners: Arc<Listeners>,
     pub(crate) log: Log,
     pub(crate) detached: bool,
     pub(crate) stop_children: Option<Duration>,
@@ -80,6 +90,9 @@ impl Ending {
             control: Mutex::new(Some(parts.control)),
             lock: Mutex::new(parts.lock),
             parent: Mutex::new(parts.parent),
+            offer: parts.offer,
+            listeners: parts.listeners,
+            handed_over: AtomicBool::new(false),
             log: parts.log,
             detached: parts.detached,
             stop_children: parts.stop_children,
@@ -87,6 +100,14 @@ impl Ending {
             body_done: (Mutex::new(false), Condvar::new()),
             last_complaint: Mutex::new(None),
         })
+    }
+
+    /// A successor takes the pidfile's path (see [`PidfileLock::take_path`]).
+    pub(crate) fn take_path(&self) -> Result<(), Error> {
+        match lock(&self.lock).as_mut() {
+            Some(pidfile) => pidfile.take_path(),
+            None => Ok(()),
+        }
     }
 
     /// Claim the end of the daemon: `false` when the other thread has it already.
@@ -195,8 +216,28 @@ impl Ending {
     }
 
     fn keep(&self, grace: Duration, wrapped: bool) {
-        while !self.lifecycle.wait_for_stop(WATCH_PERIOD) {
-            self.watch_pidfile();
+        loop {
+            let (stopping, successor) = self.wait(WATCH_PERIOD);
+            if stopping {
+                break;
+            }
+            if successor && let Some(offer) = &self.offer {
+                match offer.answer(&self.listeners) {
+                    Ok(true) => {
+                        self.handed_over.store(true, Ordering::Release);
+                        self.log.log(
+                            "handed the listening sockets to a new instance, which takes the pidfile; serving on until stopped",
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => self.log.log(&format!(
+                        "a new instance asked for the listening sockets and did not get them: {e}"
+                    )),
+                }
+            }
+            if !self.handed_over.load(Ordering::Acquire) {
+                self.watch_pidfile();
+            }
         }
         if self.wait_for_body(grace) || !self.begin() {
             return;
@@ -215,6 +256,20 @@ impl Ending {
         }
         // In the foreground the process is the caller's own: leave it as `exit` does.
         std::process::exit(code);
+    }
+
+    /// Wait at most `timeout` for a stop request or a successor; says which came.
+    fn wait(&self, timeout: Duration) -> (bool, bool) {
+        if self.lifecycle.stop_requested() {
+            return (true, false);
+        }
+        let mut fds = vec![self.lifecycle.wake_fd()];
+        fds.extend(self.offer.as_ref().map(Offer::fd));
+        let ready = sys::wait_any_readable(&fds, timeout);
+        (
+            self.lifecycle.stop_requested(),
+            ready.get(1).copied().unwrap_or(false),
+        )
     }
 
     /// A /tmp cleaner or a careless `rm` may remove the pidfile, or someone replace it: the

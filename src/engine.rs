@@ -18,6 +18,7 @@ use crate::ctl::Ctl;
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds, redirect_stdio};
 use crate::ending::{Ended, Ending, Parts};
 use crate::error::Error;
+use crate::handover;
 use crate::listen::Listeners;
 use crate::log::Log;
 use crate::outcome::panic_message;
@@ -50,7 +51,8 @@ pub(crate) enum Launch {
     /// After `start()`'s fork: do every daemon(7) step and report to the caller.
     /// The descriptors to close are those the caller listed before the fork, or, if it could
     /// not, those the daemon finds itself.
-    Detached(Reporter, Result<Vec<RawFd>, Error>),
+    /// With a pid: a successor of that instance, which hands it its listening sockets.
+    Detached(Reporter, Result<Vec<RawFd>, Error>, Option<Pid>),
     /// `run()`: the same engine in the calling process, nothing forked or redirected.
     Foreground,
 }
@@ -116,12 +118,14 @@ impl Engine {
     /// report, run the body (or a supervisor that runs it in a child), then end (stop handlers,
     /// pidfile).
     pub(crate) fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let (mut reporter, inherited) = match launch {
-            Launch::Detached(reporter, inherited) => (Some(reporter), Some(inherited)),
-            Launch::Foreground => (None, None),
+        let (mut reporter, inherited, predecessor) = match launch {
+            Launch::Detached(reporter, inherited, predecessor) => {
+                (Some(reporter), Some(inherited), predecessor)
+            }
+            Launch::Foreground => (None, None, None),
         };
         let detached = inherited.is_some();
-        let (lock, listeners) = match self.take_process(inherited) {
+        let (lock, listeners) = match self.take_process(inherited, predecessor) {
             Ok(taken) => taken,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
@@ -248,11 +252,25 @@ impl Engine {
             self.log.clone(),
         )?;
         let s = &self.settings;
+        // A daemon with listening sockets offers them to its successor (see `handover`); a
+        // supervised child leaves that to... nobody: its supervisor restarts it in place.
+        let offer = match (&lock, ctl.listeners()) {
+            (Some(_), 1..) => Some(handover::Offer::open(&s.pidfile).map_err(|e| {
+                Error::io(
+                    "listen for a successor at",
+                    &handover::path_for(&s.pidfile),
+                    e,
+                )
+            })?),
+            _ => None,
+        };
         let ending = Ending::new(Parts {
             lifecycle: lifecycle.clone(),
             handlers: self.handlers.clone(),
             control,
             lock,
+            offer,
+            listeners: ctl.listener_set(),
             parent,
             log: self.log.clone(),
             detached,
@@ -273,7 +291,12 @@ impl Engine {
             call: "spawn the keeper thread",
             source: e,
         });
-        let keeper = match keeper.and_then(|keeper| self.set_up().map(|()| keeper)) {
+        // A successor takes the pidfile's path last, once nothing can fail any more: until then
+        // the instance that runs keeps it, and a failed successor leaves no trace.
+        let keeper = keeper
+            .and_then(|keeper| self.set_up().map(|()| keeper))
+            .and_then(|keeper| ending.take_path().map(|()| keeper));
+        let keeper = match keeper {
             Ok(keeper) => keeper,
             Err(error) => {
                 // Nothing is left behind: the control thread and the keeper end, the pidfile
@@ -316,6 +339,7 @@ impl Engine {
     fn take_process(
         &self,
         inherited: Option<Result<Vec<RawFd>, Error>>,
+        predecessor: Option<Pid>,
     ) -> Result<(PidfileLock, Listeners), Error> {
         let s = &self.settings;
         if inherited.is_some() {
@@ -331,10 +355,19 @@ impl Engine {
         // First, so that its descriptor is the lowest free one: a probe looks there first.
         // From here on, an early return drops `lock`, which removes the pidfile. The pid is
         // written once the stop signals are caught.
-        let lock = self.pidfile().lock()?;
+        let pidfile = self.pidfile();
+        let (lock, passed) = match predecessor {
+            // A successor locks a file of its own, which takes the path once it is ready, and
+            // gets the sockets from the instance that runs.
+            Some(predecessor) => (
+                pidfile.lock_for_handover()?,
+                handover::receive(pidfile.path(), predecessor)?,
+            ),
+            None => (pidfile.lock()?, systemd::listen_fds()),
+        };
         // Before the inherited descriptors are closed (a service manager's sockets are among
         // them) and before privileges are dropped (a port below 1024).
-        let listeners = Listeners::open(&s.listen, systemd::listen_fds())?;
+        let listeners = Listeners::open(&s.listen, passed)?;
         if let Some(inherited) = inherited {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
             match inherited {

@@ -61,6 +61,7 @@ mod body;
 mod ctl;
 mod ending;
 mod engine;
+mod handover;
 mod init;
 mod listen;
 mod log;

@@ -170,6 +170,18 @@ impl Listeners {
             .map(Listeners)
     }
 
+    /// The sockets' descriptors, to hand them to a successor.
+    pub(crate) fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.0
+            .iter()
+            .map(|socket| match socket {
+                Socket::Tcp(listener) => listener.as_fd(),
+                Socket::Unix(listener) => listener.as_fd(),
+            })
+            .collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }

@@ -210,6 +210,9 @@ pub struct PidfileLock {
     /// The process that took the lock: a child forked without exec has a copy of this value,
     /// but not of the lock.
     owner: Pid,
+    /// A successor's lock, under a temporary name until it takes the path from the instance
+    /// that runs (see [`PidfileLock::take_path`]).
+    pending: Option<PathBuf>,
 }
 
 impl Pidfile {
@@ -325,17 +328,50 @@ impl Pidfile {
         }
     }
 
+    /// A lock for a successor of the instance that holds the pidfile now: a new file, locked
+    /// under a temporary name beside the path, that [`PidfileLock::take_path`] renames over it
+    /// once the successor is ready. The path names a locked file all along.
+    pub(crate) fn lock_for_handover(&self) -> Result<PidfileLock, Error> {
+        let temporary = self.temporary_name();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&temporary)
+            .map_err(|e| Error::open("create the pidfile", &self.path, e))?;
+        let meta = match self.check(&file).and_then(|meta| {
+            file.try_lock()
+                .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))
+                .map(|()| meta)
+        }) {
+            Ok(meta) => meta,
+            Err(e) => {
+                let _ = fs::remove_file(&temporary);
+                return Err(e);
+            }
+        };
+        let mut lock = PidfileLock::new(file, self.path.clone(), meta);
+        lock.pending = Some(temporary);
+        Ok(lock)
+    }
+
+    fn temporary_name(&self) -> PathBuf {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        self.path.with_file_name(format!(
+            ".{name}.{}.{}.new",
+            std::process::id(),
+            TEMPORARY.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
     /// Create the pidfile already locked: a new file is made under a temporary name beside the
     /// path, locked, then renamed to the path unless something is there by then, so that nobody
     /// ever sees it unlocked (a probe in between would call it stale, and a `stop` would remove
     /// it). `None` when the path exists.
     fn create_locked(&self) -> Result<Option<PidfileLock>, Error> {
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = self.path.with_file_name(format!(
-            ".{name}.{}.{}.new",
-            std::process::id(),
-            TEMPORARY.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temporary = self.temporary_name();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -739,6 +775,7 @@ impl PidfileLock {
             path,
             meta,
             owner: Pid::this(),
+            pending: None,
         }
     }
 
@@ -780,9 +817,22 @@ impl PidfileLock {
     }
 
     /// Whether the path still names the locked file: a /tmp cleaner or a careless `rm` may have
-    /// removed it, or someone replaced it.
+    /// removed it, or someone replaced it. A successor's lock that has not taken the path yet
+    /// counts as named.
     pub(crate) fn still_named(&self) -> bool {
-        self.file.is_none() || same_file(&self.path, &self.meta)
+        self.file.is_none() || self.pending.is_some() || same_file(&self.path, &self.meta)
+    }
+
+    /// A successor's lock takes the path: its file is renamed over the pidfile of the instance
+    /// that runs, which goes on until it is stopped but no longer names the path.
+    pub(crate) fn take_path(&mut self) -> Result<(), Error> {
+        let Some(temporary) = self.pending.take() else {
+            return Ok(());
+        };
+        fs::rename(&temporary, &self.path).map_err(|e| {
+            let _ = fs::remove_file(&temporary);
+            Error::io("take over the pidfile", &self.path, e)
+        })
     }
 
     /// Take the path again after it stopped naming the locked file: create it anew, or lock the
@@ -872,6 +922,11 @@ impl PidfileLock {
             return Ok(());
         }
         sys::forget_in_forked_children(file.as_raw_fd());
+        if let Some(temporary) = self.pending.take() {
+            // A successor that never took the path: only its own file goes.
+            let _ = fs::remove_file(temporary);
+            return Ok(());
+        }
         let mut result = Ok(());
         if same_file(&self.path, &self.meta) {
             match fs::remove_file(&self.path) {

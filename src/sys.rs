@@ -72,6 +72,23 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
     }
 }
 
+/// Wait at most `timeout` until one of `fds` is readable; which are, by index.
+pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
+    let millis = timeout.as_nanos().div_ceil(1_000_000);
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    if poll(&mut polled, timeout).is_err() {
+        return vec![false; fds.len()];
+    }
+    polled
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect()
+}
+
 /// Wait at most `timeout` until every one of `fds` is readable (for pidfds: until every process
 /// has exited). Returns which are not, by index.
 pub(crate) fn wait_all_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<usize> {
