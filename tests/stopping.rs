@@ -199,53 +199,6 @@ fn a_pidfile_replaced_by_a_file_nobody_locks_is_taken_over() {
     assert_eq!(fx.exit_code(pid), 0);
 }
 
-#[test]
-fn a_daemon_whose_pidfile_another_instance_took_stops_and_leaves_it_the_path() {
-    let fx = Fixture::new();
-    let first = fx.start();
-    // Remove the pidfile and start a second instance at once. The first daemon's guard may take
-    // the path back before the second gets there (it looks once a second): then the start is
-    // refused, and the race is run again.
-    let mut second = None;
-    for _ in 0..5 {
-        fs::remove_file(fx.pidfile()).expect("rm the pidfile");
-        let reply = fx.run("api start");
-        if reply.word(0) == "started" {
-            second = Some(reply.pid());
-            break;
-        }
-        reply.assert_error("AlreadyRunning");
-        assert_eq!(reply.pid(), first, "{reply:?}");
-        assert!(wait_until(DEADLINE, || fx.pidfile_content()
-            == Some(format!("{first}\n"))));
-    }
-    let second = second.expect("a second instance started in five tries");
-    assert_ne!(second, first);
-    // The first one notices, says why, and stops: not through a signal, so no stop-signal
-    // handler runs, and it exits 0.
-    assert_eq!(fx.exit_code(first), 0, "stderr log: {}", fx.stderr_log());
-    assert!(
-        logged(
-            &fx,
-            &[
-                "was taken by another process",
-                "stopping, so that two instances do not run"
-            ]
-        ),
-        "{}",
-        fx.stderr_log()
-    );
-    assert_eq!(fx.count("term"), 0, "{:?}", fx.marks());
-    assert_eq!(fx.count("body"), 2, "{:?}", fx.marks());
-    // The survivor's pidfile was left alone.
-    assert_eq!(fx.pidfile_content(), Some(format!("{second}\n")));
-    assert_eq!(fx.run("api status").line(), format!("running {second}"));
-    assert!(alive(second));
-    fx.stop_gracefully(second);
-    assert_eq!(fx.exit_code(second), 0);
-    assert_eq!(fx.count("term"), 1);
-}
-
 // Ready is reported only once the daemon has everything it needs to serve.
 
 /// A stack no thread can have: every thread spawn of the process fails.

@@ -501,38 +501,6 @@ fn a_daemon_that_dropped_root_leaves_its_reason_too() {
 }
 
 #[test]
-fn a_removed_pidfile_is_taken_again() {
-    let fx = Fixture::new();
-    let pid = fx.start();
-    fs::remove_file(fx.pidfile()).expect("rm the pidfile, as a /tmp cleaner would");
-    assert!(
-        wait_until(DEADLINE, || fx.pidfile_content()
-            == Some(format!("{pid}\n"))),
-        "the daemon takes its pidfile again"
-    );
-    assert_eq!(fx.run("api status").line(), format!("running {pid}"));
-    assert_log_line(&log_line(&fx, "taken again"), pid);
-    fx.stop_gracefully(pid);
-    assert_eq!(fx.exit_code(pid), 0);
-}
-
-#[test]
-fn a_pidfile_replaced_by_a_stale_one_is_taken_again() {
-    let fx = Fixture::new();
-    let pid = fx.start();
-    fs::remove_file(fx.pidfile()).expect("rm the pidfile");
-    fs::write(fx.pidfile(), "999999\n").expect("write another pid in its place");
-    assert!(
-        wait_until(DEADLINE, || fx.pidfile_content()
-            == Some(format!("{pid}\n"))),
-        "the daemon takes the new file: nobody holds it"
-    );
-    assert_eq!(fx.run("api status").line(), format!("running {pid}"));
-    fx.stop_gracefully(pid);
-    assert_eq!(fx.exit_code(pid), 0);
-}
-
-#[test]
 fn when_another_instance_took_the_pidfile_the_older_one_stops() {
     let fx = Fixture::new();
     let first = fx.start();
