@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,7 +17,7 @@ use nix::unistd::pipe2;
 
 use crate::detach::Reporter;
 use crate::listen::{Listeners, Socket};
-use crate::sys::wait_readable;
+use crate::sys;
 use crate::systemd::Notifier;
 
 /// The body's view of the daemon: whether to go on, an interruptible sleep, and a way to stop.
@@ -356,25 +356,7 @@ impl Ctl {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn sleep(&self, duration: Duration) -> bool {
-        let deadline = Instant::now().checked_add(duration);
-        loop {
-            if !self.running() {
-                self.lifecycle.tell_stopping();
-                return false;
-            }
-            let mut left = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            if left.is_zero() {
-                return true;
-            }
-            if let Some(ping) = self.lifecycle.until_ping() {
-                left = left.min(ping);
-            }
-            // A stop makes the pipe readable for good; a signal or a watchdog ping ends the wait
-            // early; either way the loop looks again.
-            let _ = wait_readable(self.lifecycle.wake_read.as_fd(), left);
-        }
+        self.wait(None, duration) == Woken::TimedOut
     }
 
     /// Wait until `fd` is readable (a listener has a client, a socket has data), a stop is
@@ -405,25 +387,36 @@ impl Ctl {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn readable(&self, fd: impl AsFd, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
+        self.wait(Some(fd.as_fd()), timeout) == Woken::Readable
+    }
+
+    /// Wait for `fd` (if any) to be readable, a stop, or `duration`, pinging the watchdog on
+    /// the way.
+    fn wait(&self, fd: Option<BorrowedFd<'_>>, duration: Duration) -> Woken {
+        let deadline = Instant::now().checked_add(duration);
         loop {
             if !self.running() {
                 self.lifecycle.tell_stopping();
-                return false;
+                return Woken::Stopped;
             }
             let mut left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
             });
             if left.is_zero() {
-                return false;
+                return Woken::TimedOut;
             }
             if let Some(ping) = self.lifecycle.until_ping() {
                 left = left.min(ping);
             }
-            let ready =
-                crate::sys::wait_any_readable(&[fd.as_fd(), self.lifecycle.wake_fd()], left);
-            if ready.first().copied().unwrap_or(false) && !self.lifecycle.stop_requested() {
-                return true;
+            // A stop makes the pipe readable for good; a signal or a watchdog ping ends the wait
+            // early; either way the loop looks again.
+            let wake = self.lifecycle.wake_fd();
+            let ready = match fd {
+                Some(fd) => sys::wait_any_readable(&[fd, wake], left),
+                None => sys::wait_any_readable(&[wake], left),
+            };
+            if fd.is_some() && ready.first() == Some(&true) && !self.lifecycle.stop_requested() {
+                return Woken::Readable;
             }
         }
     }
@@ -483,6 +476,14 @@ impl Ctl {
         self.lifecycle.request_stop(None);
         self.lifecycle.tell_stopping();
     }
+}
+
+/// What ended a [`Ctl`] wait.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    Readable,
+    Stopped,
+    TimedOut,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

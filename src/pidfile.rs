@@ -877,51 +877,55 @@ impl PidfileLock {
 
     /// Write which child runs the body, after the supervisor's pid: `status` reads it.
     pub(crate) fn write_supervision(&mut self, child: Pid, restarts: u32) -> Result<(), Error> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let content = format!("{}\n{SUPERVISING}{child} {restarts}\n", Pid::this());
-        file.write_all_at(content.as_bytes(), 0)
-            .and_then(|()| file.set_len(content.len() as u64))
-            .map_err(|e| Error::io("write the pidfile", &self.path, e))
+        match &self.file {
+            Some(file) => self.write(
+                file,
+                &format!("{}\n{SUPERVISING}{child} {restarts}\n", Pid::this()),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Leave the pidfile in place with why the daemon failed after its pid, then let go of the
     /// lock: `status` reports the daemon dead and the reason, until the next start takes the
     /// file again.
     pub(crate) fn keep_with_failure(&mut self, reason: &str) -> Result<(), Error> {
-        let Some(file) = self.file.take() else {
+        let Some(file) = self.take_file() else {
             return Ok(());
         };
-        if Pid::this() != self.owner {
-            std::mem::forget(file);
-            return Ok(());
-        }
-        sys::forget_in_forked_children(file.as_raw_fd());
-        let mut line: String = reason
+        let line: String = reason
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(1000)
             .collect();
-        line.insert_str(0, FAILED);
-        let content = format!("{}\n{line}\n", Pid::this());
+        self.write(&file, &format!("{}\n{FAILED}{line}\n", Pid::this()))
+    }
+
+    /// Write the whole content of the pidfile through the locked descriptor.
+    fn write(&self, file: &File, content: &str) -> Result<(), Error> {
         file.write_all_at(content.as_bytes(), 0)
             .and_then(|()| file.set_len(content.len() as u64))
             .map_err(|e| Error::io("write the pidfile", &self.path, e))
     }
 
-    /// [`release`](PidfileLock::release) in place; later calls do nothing.
-    pub(crate) fn unlink(&mut self) -> Result<(), Error> {
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
+    /// The locked file, taken out to be let go of: `None` when it is gone already, or in a
+    /// child forked without exec, whose copy of the descriptor was closed at the fork (the
+    /// number may name another file by now, and the pidfile is its parent's).
+    fn take_file(&mut self) -> Option<File> {
+        let file = self.file.take()?;
         if Pid::this() != self.owner {
-            // A child forked without exec: its copy of the descriptor was closed at the fork, so
-            // the number may name another file by now, and the pidfile is its parent's.
             std::mem::forget(file);
-            return Ok(());
+            return None;
         }
         sys::forget_in_forked_children(file.as_raw_fd());
+        Some(file)
+    }
+
+    /// [`release`](PidfileLock::release) in place; later calls do nothing.
+    pub(crate) fn unlink(&mut self) -> Result<(), Error> {
+        let Some(file) = self.take_file() else {
+            return Ok(());
+        };
         if let Some(temporary) = self.pending.take() {
             // A successor that never took the path: only its own file goes.
             let _ = fs::remove_file(temporary);
