@@ -26,8 +26,14 @@
 //!   operations `start`, `stop`, `restart`, `status`, `pid`, `send` and `run` (foreground);
 //!   [`cli`]: the init-script command line in one call, with the LSB exit codes.
 //! - The bodies: `run(|ctl| ...)` loops by itself, `step(|| ...)` is called in a loop,
-//!   `messages(get, handle)` handles messages on a worker pool. [`Ctl`] is the body's view of the
-//!   daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
+//!   `wrap(f)` runs a function that knows nothing of the daemon (a stop abandons it, as the
+//!   Python original's `daemonizer` did; [`wrap()`] and [`step()`] do it in one line), and
+//!   `messages(get, handle)` handles messages on a worker pool. [`Ctl`] is the body's view of
+//!   the daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
+//! - Around the body: `setup(f)` runs in the daemon before it is ready; `listen(addr)` gives it
+//!   listening sockets, bound before ready or passed by systemd, handed to the next instance at
+//!   a restart so that no connection is refused; `restart(`[`Restart`]`)` supervises it, started
+//!   again after a crash with a backoff and a limit.
 //! - The parts, usable on their own: [`pidfile`] (the pidfile as a lock held for the daemon's
 //!   life: a pidfile that nobody holds is stale, whatever pid it names, so a reused pid is never
 //!   signalled), [`detach`] (the daemon(7) double fork, with the daemon's outcome sent back to
