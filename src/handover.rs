@@ -8,24 +8,19 @@
 //! pidfile's path and reports ready; only then is the old one stopped, and it finishes what it
 //! has accepted.
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sendmsg,
-    sockopt::PeerCredentials,
-};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{Pid, geteuid};
 
 use crate::error::Error;
 use crate::listen::Listeners;
-
-/// The most sockets one handover carries.
-const MOST: usize = 64;
+use crate::sys;
 
 /// Where the daemon of `pidfile` hands its sockets over.
 pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
@@ -78,16 +73,7 @@ impl Offer {
         if peer.uid() != geteuid().as_raw() && peer.uid() != 0 {
             return Ok(false);
         }
-        let fds: Vec<RawFd> = listeners.fds().iter().map(|fd| fd.as_raw_fd()).collect();
-        let count = [u8::try_from(fds.len()).unwrap_or(u8::MAX)];
-        sendmsg::<()>(
-            stream.as_raw_fd(),
-            &[IoSlice::new(&count)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+        sys::send_fds(&stream, &listeners.fds())?;
         Ok(true)
     }
 }
@@ -122,31 +108,7 @@ pub(crate) fn receive(pidfile: &Path, holder: Pid) -> Result<Vec<OwnedFd>, Error
             peer.pid()
         ))));
     }
-    let mut count = [0u8; 1];
-    let mut space = nix::cmsg_space!([RawFd; MOST]);
-    let mut iov = [IoSliceMut::new(&mut count)];
-    let message = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| failed(io::Error::from_raw_os_error(e as i32)))?;
-    let mut fds = Vec::new();
-    for cmsg in message
-        .cmsgs()
-        .map_err(|e| failed(io::Error::from_raw_os_error(e as i32)))?
-    {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            // SAFETY: the kernel just installed these descriptors in this process for it to
-            // own (SCM_RIGHTS); nothing else holds them.
-            fds.extend(
-                received
-                    .into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
+    let fds = sys::receive_fds(&stream).map_err(failed)?;
     if fds.is_empty() {
         return Err(failed(io::Error::other(
             "the old instance sent no socket (it refused this user)",

@@ -193,6 +193,83 @@ pub(crate) fn set_cloexec(fd: RawFd) -> bool {
     }
 }
 
+/// Take ownership of descriptors that were passed to this process on purpose (a service
+/// manager's listening sockets, sd_listen_fds(3)), made close-on-exec; those not open are
+/// left out.
+pub(crate) fn adopt_passed_fds(fds: std::ops::Range<RawFd>) -> Vec<OwnedFd> {
+    fds.filter(|&fd| set_cloexec(fd))
+        // SAFETY: the service manager passed these descriptors to this process for it to own;
+        // nothing else in it has taken them (they are adopted once, before anything else
+        // runs), and `set_cloexec` just checked that each is open.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
+}
+
+/// Remove `names` from the environment, if this process runs a single thread: with more,
+/// another thread could be reading the environment meanwhile.
+pub(crate) fn remove_env_if_alone(names: &[&str]) {
+    if thread_count() != Some(1) {
+        return;
+    }
+    for name in names {
+        // SAFETY: the process runs a single thread (checked above), so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// Send `fds` over a connected Unix socket (`SCM_RIGHTS`), with one byte of data.
+pub(crate) fn send_fds(
+    socket: &std::os::unix::net::UnixStream,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let count = [u8::try_from(raw.len()).unwrap_or(u8::MAX)];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(&count)],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+/// Receive the descriptors (at most 64) sent with [`send_fds`], close-on-exec.
+pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result<Vec<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut count = [0u8; 1];
+    let mut space = nix::cmsg_space!([RawFd; 64]);
+    let mut iov = [io::IoSliceMut::new(&mut count)];
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    let mut fds = Vec::new();
+    for cmsg in message
+        .cmsgs()
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?
+    {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in this process for it to
+            // own (SCM_RIGHTS); nothing else holds them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok(fds)
+}
+
 /// Close `fd`, which nothing in this process owns.
 ///
 /// Only for descriptors without close-on-exec: std opens everything with it, so such a

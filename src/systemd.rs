@@ -118,7 +118,6 @@ const LISTEN_FDS_START: i32 = 3;
 /// They are made close-on-exec, and the three variables are removed from the environment so
 /// that the body's children do not take them too, where that is safe (a single thread).
 pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let me = std::process::id().to_string();
     if std::env::var("LISTEN_PID").ok().as_deref() != Some(me.as_str()) {
         return Vec::new();
@@ -128,20 +127,8 @@ pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0 && n < 4096)
         .unwrap_or(0);
-    if crate::sys::thread_count() == Some(1) {
-        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-            // SAFETY: the process runs a single thread (checked just above), so nothing reads the
-            // environment while it changes.
-            unsafe { std::env::remove_var(name) };
-        }
-    }
-    (LISTEN_FDS_START..LISTEN_FDS_START + count)
-        .filter(|&fd| crate::sys::set_cloexec(fd))
-        // SAFETY: the service manager passed these descriptors to this process for it to own
-        // (sd_listen_fds(3)); nothing else in it has taken them, and `set_cloexec` just checked
-        // that each is open.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect()
+    crate::sys::remove_env_if_alone(&["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
+    crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count)
 }
 
 /// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is
