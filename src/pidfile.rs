@@ -876,7 +876,12 @@ impl PidfileLock {
     }
 
     /// Write which child runs the body, after the supervisor's pid: `status` reads it.
-    pub(crate) fn write_supervision(&mut self, child: Pid, restarts: u32) -> Result<(), Error> {
+    pub(crate) fn write_supervision(
+        &mut self,
+        child: Option<Pid>,
+        restarts: u32,
+    ) -> Result<(), Error> {
+        let child = child.map_or("-".to_string(), |pid| pid.to_string());
         match &self.file {
             Some(file) => self.write(
                 file,

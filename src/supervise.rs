@@ -385,6 +385,8 @@ impl<'a> Supervisor<'a> {
                 }
             }
             restarts += 1;
+            // No child runs during the wait: `status` says so.
+            let _ = self.lock.write_supervision(None, restarts);
             self.log.log(&format!(
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
                 running.pid
@@ -432,7 +434,7 @@ impl<'a> Supervisor<'a> {
             }
             ForkResult::Parent { child } => {
                 drop(write);
-                let _ = self.lock.write_supervision(child, restarts);
+                let _ = self.lock.write_supervision(Some(child), restarts);
                 let report = File::from(read);
                 let _ =
                     nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
