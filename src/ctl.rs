@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
 use crate::detach::Reporter;
+use crate::stop_future::{StopFuture, StopWakers};
 use crate::sys::wait_readable;
 use crate::systemd::Notifier;
 
@@ -69,6 +70,8 @@ pub(crate) struct Lifecycle {
     /// manual.
     reporter: Mutex<Option<Reporter>>,
     ready: AtomicBool,
+    /// The futures waiting for the stop ([`Ctl::stopped`]).
+    stop_wakers: StopWakers,
 }
 
 /// `WATCHDOG=1` pings, sent from the body's own loop so that a hung body stops them.
@@ -152,6 +155,18 @@ impl Lifecycle {
         self.notifier.clone()
     }
 
+    /// Send `WATCHDOG=1` if there is a watchdog and a ping is due.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn ping(&self) {
+        if let Some(watchdog) = &self.watchdog {
+            self.ping_if_due(watchdog);
+        }
+    }
+
+    pub(crate) fn stop_wakers(&self) -> &StopWakers {
+        &self.stop_wakers
+    }
+
     /// Send `WATCHDOG=1` if it is due.
     #[cold]
     fn ping_if_due(&self, watchdog: &Watchdog) {
@@ -167,7 +182,7 @@ impl Lifecycle {
     }
 
     /// How long until the next watchdog ping is due, if there is a watchdog.
-    fn until_ping(&self) -> Option<Duration> {
+    pub(crate) fn until_ping(&self) -> Option<Duration> {
         let watchdog = self.watchdog.as_ref()?;
         let now = watchdog.since.elapsed().as_nanos() as u64;
         Some(Duration::from_nanos(
@@ -208,6 +223,7 @@ impl Ctl {
                 watchdog,
                 reporter: Mutex::new(None),
                 ready: AtomicBool::new(false),
+                stop_wakers: StopWakers::default(),
             }),
         })
     }
@@ -323,6 +339,60 @@ impl Ctl {
     pub fn stop(&self) {
         self.lifecycle.request_stop(None);
         self.lifecycle.tell_stopping();
+    }
+
+    /// A future that resolves once a stop is asked (a stop signal, [`Ctl::stop`], the end of
+    /// the daemon), for async code on any executor: it needs no runtime and no cargo feature.
+    /// Race it against the work (`select!`), or hand it to a server's graceful shutdown.
+    ///
+    /// Its waker is called from a small thread that waits on the stop pipe, started by the first
+    /// future that has to wait: a stop signal's handler cannot call a waker itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stopped.pid")
+    ///     .run(|ctl| {
+    ///         // A `Future<Output = ()>`: await it on the executor of your choice, e.g.
+    ///         // `runtime.block_on(server.with_graceful_shutdown(ctl.stopped()))`.
+    ///         let stopped = ctl.stopped();
+    ///         # drop(stopped);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stopped(&self) -> StopFuture {
+        StopFuture::new(self.clone())
+    }
+
+    /// The stop as a descriptor, for code that polls descriptors (`poll(2)`, mio, tokio's
+    /// `AsyncFd`, an event loop of its own): it becomes readable when a stop is asked and stays
+    /// readable from then on. It is non-blocking and close-on-exec.
+    ///
+    /// Only poll it: never read from it, close it or make it blocking; it is the pipe that wakes
+    /// every [`sleep`](Ctl::sleep) of the daemon.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stop-fd.pid")
+    ///     .run(|ctl| {
+    ///         // Wait for the stop and for other descriptors in one poll(2).
+    ///         let mut fds = [PollFd::new(ctl.stop_fd(), PollFlags::POLLIN)];
+    ///         let _ = poll(&mut fds, PollTimeout::NONE);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stop_fd(&self) -> BorrowedFd<'_> {
+        self.lifecycle.wake_read.as_fd()
     }
 }
 

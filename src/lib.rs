@@ -67,6 +67,7 @@ mod outcome;
 mod pool;
 mod privileges;
 mod signals;
+mod stop_future;
 
 // The parts, usable on their own.
 pub mod control;
@@ -92,6 +93,7 @@ pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use privileges::Account;
+pub use stop_future::StopFuture;
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

@@ -172,7 +172,8 @@ fn help_prints_usage_to_stdout_and_exits_0() {
         assert_eq!(out.code(), Some(0), "{arg}: {out:?}");
         assert!(out.stderr.is_empty(), "{arg}: {out:?}");
         assert!(
-            out.stdout.starts_with(&format!("usage: {NAME} [--pidfile PATH] start|")),
+            out.stdout
+                .starts_with(&format!("usage: {NAME} [--pidfile PATH] start|")),
             "{arg}: {out:?}"
         );
         for command in ["start", "stop", "restart", "status", "reload", "run"] {
