@@ -57,6 +57,8 @@ mod daemon;
 mod settings;
 
 // Inside the daemon: the engine, the bodies it runs, and what they see.
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod body;
 mod ctl;
 mod ending;
