@@ -27,7 +27,10 @@
 //!   [`cli`]: the init-script command line in one call, with the LSB exit codes.
 //! - The bodies: `run(|ctl| ...)` loops by itself, `step(|| ...)` is called in a loop,
 //!   `messages(get, handle)` handles messages on a worker pool. [`Ctl`] is the body's view of the
-//!   daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
+//!   daemon; [`Outcome`] and [`Fetch`] are what the closures may return. With the `tokio`
+//!   feature, `run_async` and `messages_async` run async bodies on a runtime built inside the
+//!   daemon; [`Ctl::stopped`] (a [`StopFuture`]) is the stop for any executor, feature or not
+//!   (see [async bodies](guide#async)).
 //! - The parts, usable on their own: [`pidfile`] (the pidfile as a lock held for the daemon's
 //!   life: a pidfile that nobody holds is stale, whatever pid it names, so a reused pid is never
 //!   signalled), [`detach`] (the daemon(7) double fork, with the daemon's outcome sent back to
