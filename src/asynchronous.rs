@@ -161,22 +161,25 @@ where
     R: Outcome + 'static,
 {
     let lifecycle = ctl.lifecycle();
-    let slots = Arc::new(Semaphore::new(pool.workers));
+    let shared = Arc::new(Shared {
+        slots: Semaphore::new(pool.workers),
+        log: log.clone(),
+    });
     let mut stop = ctl.stopped();
     let mut number = 0u64;
     let outcome = loop {
         if lifecycle.stop_requested() {
             break Ok(());
         }
-        // A free slot first: `get` is not awaited while `pool_size` handlers run.
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => match race(&mut stop, slots.clone().acquire_owned()).await {
-                Some(Ok(permit)) => permit,
-                // The semaphore is never closed.
-                Some(Err(_)) | None => break Ok(()),
-            },
-        };
+        // A free slot first: `get` is not awaited while `pool_size` handlers run. Awaited even
+        // when one is free: the wait spends tokio's cooperative budget, so that the loop yields
+        // to the handlers every so often instead of queueing a whole pool of tasks first.
+        match race(&mut stop, shared.slots.acquire()).await {
+            Some(Ok(permit)) => permit.forget(),
+            // The semaphore is never closed.
+            Some(Err(_)) | None => break Ok(()),
+        }
+        let slot = Slot(shared.clone());
         let fetched = match race(&mut stop, caught(async { get().await.into_message() })).await {
             None => break Ok(()),
             Some(fetched) => fetched,
@@ -184,7 +187,7 @@ where
         let message = match fetched {
             Ok(Ok(Some(message))) => message,
             Ok(Ok(None)) => {
-                drop(permit);
+                drop(slot);
                 if race(&mut stop, tokio::time::sleep(pool.idle_time))
                     .await
                     .is_none()
@@ -204,25 +207,42 @@ where
                 continue;
             }
         };
-        let log = log.clone();
         tokio::spawn(async move {
             match caught(work).await {
                 Ok(outcome) => {
                     if let Err(e) = outcome.into_result() {
+                        let log = &slot.0.log;
                         log.log(&format!("message #{number}: the handler failed: {e}"));
                     }
                 }
-                Err(panic) => log.log(&lost(number, &*panic)),
+                Err(panic) => slot.0.log.log(&lost(number, &*panic)),
             }
             // Its slot frees only once the message is handled, or lost.
-            drop(permit);
+            drop(slot);
         });
     };
     lifecycle.tell_stopping();
     // Every permit back: every message fetched has been handled.
     let all = u32::try_from(pool.workers).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    let _ = shared.slots.acquire_many(all).await;
     outcome
+}
+
+/// What the handlers' tasks share: one reference each, not one for the permits and another for
+/// the log.
+struct Shared {
+    slots: Semaphore,
+    log: Log,
+}
+
+/// A slot taken from the semaphore, given back when dropped: when the handler is done, or when
+/// its task is dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.add_permits(1);
+    }
 }
 
 fn lost(number: u64, panic: &(dyn Any + Send)) -> String {
