@@ -50,6 +50,12 @@ pub struct DaemonBuilder {
     bodies: Vec<Body>,
     setup: Option<SetupFn>,
     listen: Vec<String>,
+    /// The runtime of an async body, which it reads when it starts.
+    #[cfg(feature = "tokio")]
+    runtime: crate::asynchronous::RuntimeChoice,
+    /// Whether a body is async: the pool may then be larger, and a runtime may be chosen.
+    #[cfg(feature = "tokio")]
+    asynchronous: bool,
 }
 
 impl fmt::Debug for DaemonBuilder {
@@ -213,8 +219,12 @@ impl DaemonBuilder {
     }
 
     /// How many messages a [`messages`](DaemonBuilder::messages) body handles at once: the
-    /// number of worker threads, at most (they are spawned as the load needs them). Default 100,
-    /// as in the Python original.
+    /// number of worker threads, at most 4096. Default 100, as in the Python original. Workers
+    /// are spawned as the load needs them, and a worker that has had no message for 10 s exits:
+    /// a burst that needed a thousand threads does not leave a thousand behind.
+    ///
+    /// For [`messages_async`](DaemonBuilder::messages_async) (the `tokio` feature), the number
+    /// of handler tasks at once, at most 100,000.
     ///
     /// # Examples
     ///
@@ -612,6 +622,137 @@ impl DaemonBuilder {
         self
     }
 
+    /// The body, async: `body(ctl)` makes a future that runs on a tokio runtime until it
+    /// returns, and the daemon stops when it does. It may return `()` or a `Result`; an `Err`, or
+    /// a panic, ends the daemon like a failed body. Needs the `tokio` feature.
+    ///
+    /// The runtime is built when the body starts, in the daemon, after the fork: never before,
+    /// since a fork keeps only the calling thread and would leave a runtime's workers and driver
+    /// behind. It is current-thread (the tasks run on the daemon's main thread) unless
+    /// [`worker_threads`](DaemonBuilder::worker_threads) asks for more, and it has every driver
+    /// that the program's tokio was compiled with (timers always; sockets if some crate enables
+    /// tokio's `net`). A task on it pings the systemd watchdog, so a runtime that is wedged stops
+    /// the pings. [`ctl.stopped()`](Ctl::stopped) resolves at a stop; tasks that the body spawned
+    /// and did not wait for are dropped when it returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::time::Duration;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-run-async.pid")
+    ///     .run_async(|ctl| async move {
+    ///         let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ///         let mut stopped = std::pin::pin!(ctl.stopped());
+    ///         loop {
+    ///             tokio::select! {
+    ///                 _ = ticks.tick() => println!("tick"),
+    ///                 () = &mut stopped => break,
+    ///             }
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn run_async<F, Fut, R>(mut self, body: F) -> Self
+    where
+        F: FnMut(Ctl) -> Fut + Send + 'static,
+        Fut: Future<Output = R>,
+        R: Outcome,
+    {
+        self.asynchronous = true;
+        self.bodies.push(Body::Run(crate::asynchronous::run_adapter(
+            body,
+            self.runtime.clone(),
+        )));
+        self
+    }
+
+    /// The body, async: messages fetched by awaiting `get` and handled each in a task of its
+    /// own, on a tokio runtime built in the daemon (see [`run_async`](DaemonBuilder::run_async)).
+    /// Needs the `tokio` feature. The rules are those of [`messages`](DaemonBuilder::messages):
+    ///
+    /// - `get` makes a future of `Option<M>` (or a `Result` of one); `None` means "nothing now":
+    ///   the body waits [`idle_time`](DaemonBuilder::idle_time) and asks again.
+    /// - `get` is awaited only while fewer than [`pool_size`](DaemonBuilder::pool_size) handlers
+    ///   run (a semaphore): at most `pool_size` messages are fetched and not yet handled. Here
+    ///   `pool_size` counts tasks, not threads: up to 100,000.
+    /// - At a stop, fetching ends at once: a `get` that is waiting is dropped where it waits, so
+    ///   it should be cancel-safe (as `tokio::sync::mpsc::Receiver::recv` is). Every message
+    ///   already fetched is then handled before the body returns: nothing is lost.
+    /// - `handle(message)` makes the handler's future, which runs as a task; one that panics or
+    ///   returns an error loses only its own message, logged with its number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokio::sync::{Mutex, mpsc};
+    ///
+    /// let (tx, rx) = mpsc::channel::<String>(64);
+    /// let rx = Arc::new(Mutex::new(rx));
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-messages-async.pid")
+    ///     .messages_async(
+    ///         move || {
+    ///             let rx = rx.clone();
+    ///             async move { rx.lock().await.recv().await }
+    ///         },
+    ///         |job: String| async move {
+    ///             tokio::time::sleep(Duration::from_millis(10)).await;
+    ///             println!("handled {job}");
+    ///         },
+    ///     )
+    ///     .pool_size(10_000)
+    ///     .build()?;
+    /// # drop(tx);
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn messages_async<M, G, GF, F, H, HF, R>(mut self, get: G, handle: H) -> Self
+    where
+        M: Send + 'static,
+        G: FnMut() -> GF + Send + 'static,
+        GF: Future<Output = F>,
+        F: Fetch<M>,
+        H: FnMut(M) -> HF + Send + 'static,
+        HF: Future<Output = R> + Send + 'static,
+        R: Outcome + 'static,
+    {
+        self.asynchronous = true;
+        self.bodies.push(Body::Messages {
+            serve: crate::asynchronous::messages_adapter(get, handle, self.runtime.clone()),
+            pool: PoolSize {
+                workers: DEFAULT_POOL_SIZE,
+                idle_time: DEFAULT_IDLE_TIME,
+            },
+        });
+        self
+    }
+
+    /// The runtime of an async body ([`run_async`](DaemonBuilder::run_async),
+    /// [`messages_async`](DaemonBuilder::messages_async)): a multi-thread runtime with `workers`
+    /// worker threads. Default: a current-thread runtime, whose tasks all run on the daemon's
+    /// main thread; enough for I/O-bound daemons, and the lightest. Needs the `tokio` feature.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder()
+    ///     .run_async(|ctl| async move { ctl.stopped().await })
+    ///     .worker_threads(4);
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn worker_threads(self, workers: usize) -> Self {
+        self.runtime.set(workers);
+        self
+    }
+
     /// Check every setting and build the [`Daemon`]. Relative paths become absolute here, against
     /// the current directory, so that the daemon (which changes to its working directory) and a
     /// later `stop()` agree on where the pidfile is.
@@ -620,8 +761,9 @@ impl DaemonBuilder {
     ///
     /// [`Error::NoBody`], [`Error::SeveralBodies`], [`Error::ForbiddenSignal`], and
     /// [`Error::InvalidSetting`] for a missing or empty pidfile, an `interval` without a `step`,
-    /// a `pool_size` of 0, above 4096 or without `messages`, a umask above `0o777` or one that
-    /// takes reading or writing from the daemon's own user, a zero ready or stop timeout, or an
+    /// a `pool_size` of 0, above 4096 (100,000 for `messages_async`) or without `messages`, a
+    /// umask above `0o777` or one that takes reading or writing from the daemon's own user, a
+    /// zero ready or stop timeout, a `worker_threads` of 0 or without an async body, or an
     /// unknown user or group.
     ///
     /// # Examples
@@ -643,6 +785,10 @@ impl DaemonBuilder {
             mut bodies,
             setup,
             listen,
+            #[cfg(feature = "tokio")]
+            runtime,
+            #[cfg(feature = "tokio")]
+            asynchronous,
         } = self;
         let mut body = match bodies.len() {
             0 => return Err(Error::NoBody),
@@ -658,7 +804,11 @@ impl DaemonBuilder {
                 format!("is required: call .{}(...) on the builder", e.field_name()),
             )
         })?;
-        validate(&settings, &body)?;
+        #[cfg(feature = "tokio")]
+        let most_workers = validate_runtime(&runtime, asynchronous)?;
+        #[cfg(not(feature = "tokio"))]
+        let most_workers = MAX_POOL_SIZE;
+        validate(&settings, &body, most_workers)?;
         settings.pidfile = absolute(&settings.pidfile, "pidfile")?;
         settings.workdir = absolute(&settings.workdir, "workdir")?;
         for (setting, path) in [
@@ -774,7 +924,28 @@ where
 const MAX_POOL_SIZE: usize = 4096;
 
 /// The checks of the settings against each other and against the body.
-fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
+/// An async body's runtime: `worker_threads` needs an async body, and at least one worker.
+/// Returns the largest pool the body may have: an async pool's handlers are tasks, not threads.
+#[cfg(feature = "tokio")]
+fn validate_runtime(
+    runtime: &crate::asynchronous::RuntimeChoice,
+    asynchronous: bool,
+) -> Result<usize, Error> {
+    match runtime.workers() {
+        Some(_) if !asynchronous => Err(Error::setting(
+            "worker_threads",
+            "only an async body has a runtime: use .run_async(...) or .messages_async(...)",
+        )),
+        Some(0) => Err(Error::setting(
+            "worker_threads",
+            "0 worker threads could run no task: give at least 1, or leave the setting out for a current-thread runtime",
+        )),
+        _ if asynchronous => Ok(crate::asynchronous::MAX_ASYNC_POOL_SIZE),
+        _ => Ok(MAX_POOL_SIZE),
+    }
+}
+
+fn validate(s: &Settings, body: &Body, most_workers: usize) -> Result<(), Error> {
     if s.interval.is_some() && !matches!(body, Body::Step { .. }) {
         return Err(Error::setting(
             "interval",
@@ -846,11 +1017,16 @@ fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
             ),
         ));
     }
-    if s.pool_size.is_some_and(|n| n > MAX_POOL_SIZE) {
+    if s.pool_size.is_some_and(|n| n > most_workers) {
+        let what = if most_workers == MAX_POOL_SIZE {
+            "worker threads is more than the most a threaded pool may have"
+        } else {
+            "handlers is more than the most an async pool may have"
+        };
         return Err(Error::setting(
             "pool_size",
             format!(
-                "{} worker threads is more than {MAX_POOL_SIZE}, the most a threaded pool may have: give fewer",
+                "{} {what}, {most_workers}: give fewer",
                 s.pool_size.unwrap_or_default()
             ),
         ));
@@ -1133,6 +1309,49 @@ mod tests {
             .expect("valid");
         let home = std::env::var_os("HOME").expect("HOME is set for the tests");
         assert_eq!(daemon.pidfile(), Path::new(&home).join("x.pid"));
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_bodies_have_their_own_limits_and_runtime_settings() {
+        let refused = |b: DaemonBuilder, setting: &str| match b.build() {
+            Err(Error::InvalidSetting { setting: s, .. }) => assert_eq!(s, setting),
+            other => panic!("{setting}: {other:?}"),
+        };
+        let pool = || {
+            Daemon::builder()
+                .pidfile("x")
+                .messages_async(|| async { None::<u8> }, |_m| async {})
+        };
+        assert!(pool().pool_size(100_000).build().is_ok());
+        refused(pool().pool_size(100_001), "pool_size");
+        assert!(pool().worker_threads(2).build().is_ok());
+        refused(pool().worker_threads(0), "worker_threads");
+        // Told before the body, as well as after.
+        let early = Daemon::builder()
+            .pidfile("x")
+            .worker_threads(3)
+            .run_async(|ctl| async move { ctl.stopped().await });
+        assert!(early.build().is_ok());
+        refused(
+            Daemon::builder().pidfile("x").step(|| {}).worker_threads(2),
+            "worker_threads",
+        );
+        refused(
+            Daemon::builder()
+                .pidfile("x")
+                .run_async(|_ctl| async {})
+                .pool_size(8),
+            "pool_size",
+        );
+        assert!(matches!(
+            Daemon::builder()
+                .pidfile("x")
+                .run_async(|_ctl| async {})
+                .step(|| {})
+                .build(),
+            Err(Error::SeveralBodies)
+        ));
     }
 
     #[test]

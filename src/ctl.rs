@@ -17,6 +17,7 @@ use nix::unistd::pipe2;
 
 use crate::detach::Reporter;
 use crate::listen::{Listeners, Socket};
+use crate::stop_future::{StopFuture, StopWakers};
 use crate::sys;
 use crate::systemd::Notifier;
 
@@ -73,6 +74,8 @@ pub(crate) struct Lifecycle {
     /// manual.
     reporter: Mutex<Option<Reporter>>,
     ready: AtomicBool,
+    /// The futures waiting for the stop ([`Ctl::stopped`]).
+    stop_wakers: StopWakers,
 }
 
 /// `WATCHDOG=1` pings, sent from the body's own loop so that a hung body stops them.
@@ -101,6 +104,14 @@ impl Lifecycle {
 
     pub(crate) fn stop_requested(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Wait at most `timeout` for a stop request; returns whether one came.
+    pub(crate) fn wait_for_stop(&self, timeout: Duration) -> bool {
+        if !self.stop_requested() {
+            let _ = sys::wait_readable(self.wake_read.as_fd(), timeout);
+        }
+        self.stop_requested()
     }
 
     /// The wake-up pipe's read end: readable for good once a stop is asked.
@@ -153,6 +164,18 @@ impl Lifecycle {
         self.notifier.clone()
     }
 
+    /// Send `WATCHDOG=1` if there is a watchdog and a ping is due.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn ping(&self) {
+        if let Some(watchdog) = &self.watchdog {
+            self.ping_if_due(watchdog);
+        }
+    }
+
+    pub(crate) fn stop_wakers(&self) -> &StopWakers {
+        &self.stop_wakers
+    }
+
     /// Send `WATCHDOG=1` if it is due.
     #[cold]
     fn ping_if_due(&self, watchdog: &Watchdog) {
@@ -168,7 +191,7 @@ impl Lifecycle {
     }
 
     /// How long until the next watchdog ping is due, if there is a watchdog.
-    fn until_ping(&self) -> Option<Duration> {
+    pub(crate) fn until_ping(&self) -> Option<Duration> {
         let watchdog = self.watchdog.as_ref()?;
         let now = watchdog.since.elapsed().as_nanos() as u64;
         Some(Duration::from_nanos(
@@ -210,6 +233,7 @@ impl Ctl {
                 watchdog,
                 reporter: Mutex::new(None),
                 ready: AtomicBool::new(false),
+                stop_wakers: StopWakers::default(),
             }),
         })
     }
@@ -475,6 +499,60 @@ impl Ctl {
     pub fn stop(&self) {
         self.lifecycle.request_stop(None);
         self.lifecycle.tell_stopping();
+    }
+
+    /// A future that resolves once a stop is asked (a stop signal, [`Ctl::stop`], the end of
+    /// the daemon), for async code on any executor: it needs no runtime and no cargo feature.
+    /// Race it against the work (`select!`), or hand it to a server's graceful shutdown.
+    ///
+    /// Its waker is called from a small thread that waits on the stop pipe, started by the first
+    /// future that has to wait: a stop signal's handler cannot call a waker itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stopped.pid")
+    ///     .run(|ctl| {
+    ///         // A `Future<Output = ()>`: await it on the executor of your choice, e.g.
+    ///         // `runtime.block_on(server.with_graceful_shutdown(ctl.stopped()))`.
+    ///         let stopped = ctl.stopped();
+    ///         # drop(stopped);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stopped(&self) -> StopFuture {
+        StopFuture::new(self.clone())
+    }
+
+    /// The stop as a descriptor, for code that polls descriptors (`poll(2)`, mio, tokio's
+    /// `AsyncFd`, an event loop of its own): it becomes readable when a stop is asked and stays
+    /// readable from then on. It is non-blocking and close-on-exec.
+    ///
+    /// Only poll it: never read from it, close it or make it blocking; it is the pipe that wakes
+    /// every [`sleep`](Ctl::sleep) of the daemon.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stop-fd.pid")
+    ///     .run(|ctl| {
+    ///         // Wait for the stop and for other descriptors in one poll(2).
+    ///         let mut fds = [PollFd::new(ctl.stop_fd(), PollFlags::POLLIN)];
+    ///         let _ = poll(&mut fds, PollTimeout::NONE);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stop_fd(&self) -> BorrowedFd<'_> {
+        self.lifecycle.wake_read.as_fd()
     }
 }
 

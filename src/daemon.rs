@@ -106,7 +106,10 @@ impl Daemon {
     /// # Errors
     ///
     /// [`Error::AlreadyRunning`] with the running instance's pid; [`Error::Threads`] when this
-    /// process already runs other threads (fork would copy only one of them); the daemon's
+    /// process already runs other threads (fork would copy only one of them);
+    /// [`Error::InsideRuntime`] when it is called from inside a tokio runtime (with the `tokio`
+    /// feature; a current-thread runtime runs no other thread, but its state would not survive
+    /// the fork either); the daemon's
     /// start-up errors ([`Error::MissingDirectory`], [`Error::Io`] for a permission problem,
     /// [`Error::Symlink`], ...); [`Error::StartTimeout`] when it did not report within the ready
     /// timeout (it is then killed).
@@ -126,6 +129,10 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start(&self) -> Result<Pid, Error> {
+        #[cfg(feature = "tokio")]
+        if crate::asynchronous::inside_runtime() {
+            return Err(Error::InsideRuntime);
+        }
         if let Some(pid) = self.engine.pidfile().probe()?.pid() {
             return Err(Error::AlreadyRunning {
                 pidfile: self.pidfile().to_path_buf(),

@@ -48,6 +48,10 @@ pub enum Error {
         /// How many threads the process runs.
         count: usize,
     },
+    /// `start()` was called from inside a tokio runtime (in `block_on`, a task, or under
+    /// `#[tokio::main]`), with the `tokio` feature: `fork` would leave the runtime's threads,
+    /// driver and locks behind in the daemon.
+    InsideRuntime,
     /// Another instance holds the pidfile.
     AlreadyRunning {
         /// The pidfile.
@@ -354,6 +358,10 @@ impl fmt::Display for Error {
                 f,
                 "start() was called while the process runs {count} threads; fork copies only one of them: start the daemon before spawning threads or building a runtime, and create those inside the body"
             ),
+            Error::InsideRuntime => write!(
+                f,
+                "start() was called from inside a tokio runtime; fork copies only the calling thread, and the runtime's workers, driver and locks would be left broken in the daemon: call start() before building the runtime (not under #[tokio::main]), and run async code inside the daemon with .run_async() or .messages_async()"
+            ),
             Error::AlreadyRunning { pidfile, pid } => match pid {
                 Some(pid) => write!(
                     f,
@@ -516,6 +524,8 @@ mod tests {
         );
         let e = Error::Threads { count: 3 };
         assert!(e.to_string().contains("3 threads"));
+        let e = Error::InsideRuntime;
+        assert!(e.to_string().contains("before building the runtime"));
     }
 
     #[test]

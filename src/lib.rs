@@ -34,6 +34,9 @@
 //!   listening sockets, bound before ready or passed by systemd, handed to the next instance at
 //!   a restart so that no connection is refused; `restart(`[`Restart`]`)` supervises it, started
 //!   again after a crash with a backoff and a limit.
+//!   With the `tokio` feature, `run_async` and `messages_async` run async bodies on a runtime
+//!   built inside the daemon; [`Ctl::stopped`] (a [`StopFuture`]) is the stop for any executor,
+//!   feature or not (see [async bodies](guide#async)).
 //! - The parts, usable on their own: [`pidfile`] (the pidfile as a lock held for the daemon's
 //!   life: a pidfile that nobody holds is stale, whatever pid it names, so a reused pid is never
 //!   signalled), [`detach`] (the daemon(7) double fork, with the daemon's outcome sent back to
@@ -63,6 +66,8 @@ mod daemon;
 mod settings;
 
 // Inside the daemon: the engine, the bodies it runs, and what they see.
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod body;
 mod ctl;
 mod ending;
@@ -75,6 +80,7 @@ mod outcome;
 mod pool;
 mod privileges;
 mod signals;
+mod stop_future;
 mod supervise;
 
 // The parts, usable on their own.
@@ -101,6 +107,7 @@ pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use privileges::Account;
+pub use stop_future::StopFuture;
 pub use supervise::Restart;
 
 // The README's examples are compiled and run with the other doctests.

@@ -81,6 +81,7 @@ fn tag(error: &Error) -> &'static str {
         Error::ForbiddenSignal { .. } => "ForbiddenSignal",
         Error::InvalidSetting { .. } => "InvalidSetting",
         Error::Threads { .. } => "Threads",
+        Error::InsideRuntime => "InsideRuntime",
         Error::AlreadyRunning { .. } => "AlreadyRunning",
         Error::NotRunning { .. } => "NotRunning",
         Error::Unverified { .. } => "Unverified",
@@ -110,6 +111,7 @@ fn encode(error: &Error) -> Vec<u8> {
         Error::NoBody
         | Error::SeveralBodies
         | Error::DaemonVanished
+        | Error::InsideRuntime
         | Error::ReturnedBeforeReady => {}
         Error::ForbiddenSignal { signal } => w.number(*signal as i32),
         Error::InvalidSetting { setting, reason } => {
@@ -197,6 +199,7 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         "SeveralBodies" => Error::SeveralBodies,
         "DaemonVanished" => Error::DaemonVanished,
         "ReturnedBeforeReady" => Error::ReturnedBeforeReady,
+        "InsideRuntime" => Error::InsideRuntime,
         "ForbiddenSignal" => Error::ForbiddenSignal {
             signal: Signal::try_from(r.number::<i32>()?).ok()?,
         },
@@ -394,6 +397,7 @@ mod tests {
             ForbiddenSignal => Error::ForbiddenSignal { signal: Signal::SIGKILL },
             InvalidSetting => Error::setting("umask", "5:a reason\0with odd bytes"),
             Threads => Error::Threads { count: 7 },
+            InsideRuntime => Error::InsideRuntime,
             AlreadyRunning => Error::AlreadyRunning { pidfile: odd.clone(), pid: Some(Pid::from_raw(4242)) },
             NotRunning => Error::NotRunning { pidfile: "/run/x.pid".into() },
             Unverified => Error::Unverified { pidfile: odd.clone(), named: Some(Pid::from_raw(4)), holder: Some(Pid::from_raw(77)), command: Some("flock".into()) },
