@@ -2,9 +2,9 @@
 //! finish instead of cutting them off.
 //!
 //! ```text
-//! cargo run --features tokio --example async_echo -- start
+//! cargo run --features tokio-net --example async_echo -- start
 //! echo hello | nc -q1 127.0.0.1 7879
-//! cargo run --features tokio --example async_echo -- stop
+//! cargo run --features tokio-net --example async_echo -- stop
 //! ```
 //!
 //! The runtime is built by `run_async` inside the daemon, after the fork: `main` has no

@@ -2,7 +2,7 @@
 //! stopped with its clients drained, a `messages_async` daemon stopped in a burst, the watchdog
 //! pinged from the runtime (and not while it is wedged), and `start()` refused inside a runtime.
 //!
-//! `cargo test --features tokio --test asynchronous`; without the feature this file is empty.
+//! `cargo test --features tokio-net --test asynchronous`; without the feature this file is empty.
 #![cfg(feature = "tokio")]
 
 mod common;
@@ -20,12 +20,12 @@ use common::{DEADLINE, Fixture, fixture_binary, wait_until};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
-/// The `async_echo` example, built beside the fixture by `cargo test --features tokio`.
+/// The `async_echo` example, built beside the fixture by `cargo test --features tokio-net`.
 fn async_echo_binary() -> PathBuf {
     let binary = fixture_binary().with_file_name("async_echo");
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo test --features tokio`",
+        "{} is missing: run `cargo test --features tokio-net`",
         binary.display()
     );
     binary
