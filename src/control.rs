@@ -329,7 +329,16 @@ pub(crate) fn stop_process(process: &Process, timeout: Duration) -> Result<Stopp
 fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Option<OwnedFd>, Error> {
     let pidfd = match pidfd_open(pid) {
         Ok(pidfd) => pidfd,
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        // Gone, or no process one can pin: a thread's id (EINVAL), a task the kernel will not
+        // hand a pidfd for (ENOENT). Such a pid is not the holder.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ESRCH | libc::EINVAL | libc::ENOENT)
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(e) => {
             return Err(Error::Sys {
                 call: "pidfd_open",
