@@ -166,7 +166,8 @@ impl Engine {
     /// every one with handlers.
     fn forwarded_signals(&self) -> Vec<Signal> {
         let mut signals: Vec<Signal> = STOP_SIGNALS.to_vec();
-        signals.push(Signal::SIGHUP);
+        // SIGCONT too: `stop()` sends it after SIGTERM, for a child that was stopped.
+        signals.extend([Signal::SIGHUP, Signal::SIGCONT]);
         let handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
         for signal in handlers.signals() {
             if !signals.contains(&signal) {

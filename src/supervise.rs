@@ -270,6 +270,7 @@ struct Running {
     pid: Pid,
     pidfd: Option<OwnedFd>,
     report: File,
+    report_closed: bool,
     heard: Vec<u8>,
     since: Instant,
     ready: bool,
@@ -295,12 +296,11 @@ impl<'a> Supervisor<'a> {
         loop {
             let mut running = self.spawn(child, &mut signals, restarts)?;
             let ended = loop {
-                let (signal_ready, report_ready) = wait(
-                    &signals.read,
-                    running.pidfd.as_ref(),
-                    Some(&running.report),
-                    None,
-                );
+                // A report pipe at its end (the child exited, or exec'ed another program, which
+                // closed it) is no longer polled: it would be readable for ever.
+                let report = (!running.report_closed).then_some(&running.report);
+                let (signal_ready, report_ready) =
+                    wait(&signals.read, running.pidfd.as_ref(), report, None);
                 if report_ready {
                     running.listen();
                     if running.ready
@@ -325,12 +325,7 @@ impl<'a> Supervisor<'a> {
                                 let _ = nix::sys::signal::kill(running.pid, signal);
                             }
                             Signal::SIGHUP => {
-                                if self.detached {
-                                    let _ = redirect_stdio(
-                                        self.logs.0.as_deref(),
-                                        self.logs.1.as_deref(),
-                                    );
-                                }
+                                self.reopen_logs();
                                 let _ = nix::sys::signal::kill(running.pid, signal);
                             }
                             _ => {
@@ -346,6 +341,15 @@ impl<'a> Supervisor<'a> {
             running.listen();
             let cause = running.cause(&ended);
             if stopping {
+                // A stop that came before the first child was ready: `start()` hears what that
+                // child said, as it would from an unsupervised daemon stopped so early.
+                if let Some(mut reporter) = first_report.take() {
+                    reporter.fail(
+                        &running
+                            .startup_error()
+                            .unwrap_or(Error::ReturnedBeforeReady),
+                    );
+                }
                 self.lock.unlink()?;
                 return Ok(());
             }
@@ -407,6 +411,13 @@ impl<'a> Supervisor<'a> {
         }
     }
 
+    /// Reopen the log files, when detached: a rotated log is let go of.
+    fn reopen_logs(&self) {
+        if self.detached {
+            let _ = redirect_stdio(self.logs.0.as_deref(), self.logs.1.as_deref());
+        }
+    }
+
     /// Fork the next child, which runs the body.
     fn spawn(
         &mut self,
@@ -442,6 +453,7 @@ impl<'a> Supervisor<'a> {
                     pid: child,
                     pidfd: sys::pidfd_open(child).ok(),
                     report,
+                    report_closed: false,
                     heard: Vec::new(),
                     since: Instant::now(),
                     ready: false,
@@ -455,11 +467,15 @@ impl Running {
     /// Read what the child said so far.
     fn listen(&mut self) {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = self.report.read(&mut buf) {
-            if n == 0 {
-                break;
+        loop {
+            match self.report.read(&mut buf) {
+                Ok(0) => {
+                    self.report_closed = true;
+                    break;
+                }
+                Ok(n) => self.heard.extend_from_slice(&buf[..n]),
+                Err(_) => break,
             }
-            self.heard.extend_from_slice(&buf[..n]);
         }
         if let (_, Some(Ok(()))) = report::parse(&self.heard) {
             self.ready = true;
