@@ -193,6 +193,13 @@ impl Process {
         self.pid
     }
 
+    /// In a fork's child that never returns into the frames that own this handle: close the
+    /// child's copy of the pidfd, which nothing would close otherwise.
+    pub(crate) fn forget_in_this_copy(&self) {
+        use std::os::fd::AsRawFd;
+        crate::sys::close_copy(self.pidfd.as_raw_fd());
+    }
+
     /// Send `signal` through the pidfd.
     ///
     /// # Errors

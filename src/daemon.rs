@@ -144,7 +144,7 @@ impl Daemon {
 
     /// Start a daemon; with `predecessor`, a successor of that running instance, which hands it
     /// its listening sockets and its pidfile's path.
-    fn start_after(&self, predecessor: Option<Pid>) -> Result<Pid, Error> {
+    fn start_after(&self, predecessor: Option<&control::Process>) -> Result<Pid, Error> {
         // Listed before the fork, where /proc/self is cheap to read; closed in the daemon.
         let inherited = inherited_fds();
         match detach()? {
@@ -156,11 +156,19 @@ impl Daemon {
                 }
                 started
             }
-            Side::Daemon(reporter) => self.engine.serve_detached_and_exit(Launch::Detached(
-                reporter,
-                inherited,
-                predecessor,
-            )),
+            Side::Daemon(reporter) => {
+                // The caller pinned its predecessor with a pidfd, which this copy would keep for
+                // its whole life: its owner's frames never run again here.
+                if let Some(predecessor) = predecessor {
+                    predecessor.forget_in_this_copy();
+                }
+                let predecessor = predecessor.map(control::Process::pid);
+                self.engine.serve_detached_and_exit(Launch::Detached(
+                    reporter,
+                    inherited,
+                    predecessor,
+                ))
+            }
         }
     }
 
@@ -275,7 +283,7 @@ impl Daemon {
         if self.hands_over() {
             let pidfile = self.engine.pidfile();
             if let Some(old) = control::Process::holding(&pidfile)? {
-                match self.start_after(Some(old.pid())) {
+                match self.start_after(Some(&old)) {
                     Ok(new) => {
                         control::stop_process(&old, settings.stop_timeout)?;
                         return Ok(new);

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -37,8 +37,9 @@ pub(crate) struct Ending {
     lock: Mutex<Option<PidfileLock>>,
     /// A supervised child's report pipe: why the body ended goes there.
     parent: Mutex<Option<File>>,
-    /// Where a successor asks for the listening sockets, and the sockets.
-    offer: Option<Offer>,
+    /// Where a successor asks for the listening sockets, once the daemon offers them, and the
+    /// sockets.
+    offer: OnceLock<Offer>,
     listeners: Arc<Listeners>,
     /// The sockets went to a successor, which takes the pidfile's path: the keeper no longer
     /// takes it back.
@@ -73,7 +74,6 @@ pub(crate) struct Parts {
     pub(crate) control: ControlThread,
     pub(crate) lock: Option<PidfileLock>,
     pub(crate) parent: Option<File>,
-    pub(crate) offer: Option<Offer>,
     pub(crate) listeners: Arc<Listeners>,
     pub(crate) log: Log,
     pub(crate) detached: bool,
@@ -90,7 +90,7 @@ impl Ending {
             control: Mutex::new(Some(parts.control)),
             lock: Mutex::new(parts.lock),
             parent: Mutex::new(parts.parent),
-            offer: parts.offer,
+            offer: OnceLock::new(),
             listeners: parts.listeners,
             handed_over: AtomicBool::new(false),
             log: parts.log,
@@ -100,6 +100,11 @@ impl Ending {
             body_done: (Mutex::new(false), Condvar::new()),
             last_complaint: Mutex::new(None),
         })
+    }
+
+    /// Offer the listening sockets to a successor from now on.
+    pub(crate) fn offer(&self, offer: Offer) {
+        let _ = self.offer.set(offer);
     }
 
     /// A successor takes the pidfile's path (see [`PidfileLock::take_path`]).
@@ -221,7 +226,7 @@ impl Ending {
             if stopping {
                 break;
             }
-            if successor && let Some(offer) = &self.offer {
+            if successor && let Some(offer) = self.offer.get() {
                 match offer.answer(&self.listeners) {
                     Ok(true) => {
                         self.handed_over.store(true, Ordering::Release);
@@ -235,9 +240,7 @@ impl Ending {
                     )),
                 }
             }
-            if !self.handed_over.load(Ordering::Acquire) {
-                self.watch_pidfile();
-            }
+            self.watch_pidfile();
         }
         if self.wait_for_body(grace) || !self.begin() {
             return;
@@ -264,7 +267,7 @@ impl Ending {
             return (true, false);
         }
         let mut fds = vec![self.lifecycle.wake_fd()];
-        fds.extend(self.offer.as_ref().map(Offer::fd));
+        fds.extend(self.offer.get().map(Offer::fd));
         let ready = sys::wait_any_readable(&fds, timeout);
         (
             self.lifecycle.stop_requested(),
@@ -288,6 +291,10 @@ impl Ending {
             Ok(()) => self.log.log(&format!(
                 "pidfile {path} no longer named this daemon's locked file (removed or replaced): taken again"
             )),
+            // The successor that got the sockets took the path: this instance serves on until
+            // it is stopped, and runs its stop handlers then.
+            Err(Error::AlreadyRunning { .. } | Error::Unverified { .. })
+                if self.handed_over.load(Ordering::Acquire) => {}
             Err(e @ (Error::AlreadyRunning { .. } | Error::Unverified { .. })) => {
                 self.log.log(&format!(
                     "pidfile {path} was taken by another process ({e}): stopping, so that two instances do not run"

@@ -246,6 +246,7 @@ impl Engine {
             reload,
         } = prepared;
         let lifecycle = ctl.lifecycle();
+        let own_pidfile = lock.is_some();
         let control = signals.start_control_thread(
             self.handlers.clone(),
             lifecycle.clone(),
@@ -253,24 +254,11 @@ impl Engine {
             self.log.clone(),
         )?;
         let s = &self.settings;
-        // A daemon with listening sockets offers them to its successor (see `handover`); a
-        // supervised child leaves that to... nobody: its supervisor restarts it in place.
-        let offer = match (&lock, ctl.listeners()) {
-            (Some(_), 1..) => Some(handover::Offer::open(&s.pidfile).map_err(|e| {
-                Error::io(
-                    "listen for a successor at",
-                    &handover::path_for(&s.pidfile),
-                    e,
-                )
-            })?),
-            _ => None,
-        };
         let ending = Ending::new(Parts {
             lifecycle: lifecycle.clone(),
             handlers: self.handlers.clone(),
             control,
             lock,
-            offer,
             listeners: ctl.listener_set(),
             parent,
             log: self.log.clone(),
@@ -297,6 +285,19 @@ impl Engine {
         let keeper = keeper
             .and_then(|keeper| self.set_up().map(|()| keeper))
             .and_then(|keeper| ending.take_path().map(|()| keeper));
+        // Only now, holding the path, does a daemon with listening sockets offer them to its
+        // own successor (see `handover`): a successor that failed before this point left the
+        // running instance's offer as it was. A supervised child leaves restarts to its
+        // supervisor.
+        if keeper.is_ok() && own_pidfile && ctl.listeners() > 0 {
+            match handover::Offer::open(&s.pidfile) {
+                Ok(offer) => ending.offer(offer),
+                Err(e) => self.log.log(&format!(
+                    "cannot listen for a successor at {} ({e}): a restart will stop, then start",
+                    handover::path_for(&s.pidfile).display()
+                )),
+            }
+        }
         let keeper = match keeper {
             Ok(keeper) => keeper,
             Err(error) => {

@@ -270,6 +270,14 @@ pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result
     Ok(fds)
 }
 
+/// Close this process's copy of `fd`, in the child of a fork whose owner of `fd` (a value on a
+/// frame of the caller's) never runs again there: the daemon side of `start()`.
+pub(crate) fn close_copy(fd: RawFd) {
+    // SAFETY: the value that owns `fd` lives on a frame this process never returns to (the
+    // daemon ends with `_exit`), so nothing uses or closes the number after this.
+    unsafe { libc::close(fd) };
+}
+
 /// Close `fd`, which nothing in this process owns.
 ///
 /// Only for descriptors without close-on-exec: std opens everything with it, so such a
