@@ -731,3 +731,41 @@ fn a_stop_during_the_first_childs_start_up_gives_start_the_childs_own_error() {
         "start() answers as it does without supervision: {answer}"
     );
 }
+
+/// The nanoseconds that `pid` has spent on a CPU (`/proc/PID/schedstat`).
+fn cpu_nanos(pid: Pid) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
+    let first = stat.split_whitespace().next().expect("a field");
+    first.parse().expect("a number")
+}
+
+#[test]
+#[ignore = "src/supervise.rs, Supervisor::run and wait: once the child's report pipe is closed \
+            (its body exec'd another program) poll returns POLLHUP at once, every time, and the \
+            supervisor spins at 100% of a CPU until the child exits"]
+fn a_child_that_execs_another_program_leaves_the_supervisor_idle() {
+    let fx = supervised("exec-sleep", "on-failure");
+    let sup = fx.start();
+    let child = status_until(&fx, "a child", |s| s.child.is_some())
+        .child
+        .expect("a child");
+    assert!(
+        wait_until(DEADLINE, || fs::read_to_string(format!(
+            "/proc/{child}/comm"
+        ))
+        .is_ok_and(|c| c.trim() == "sleep")),
+        "the child runs sleep"
+    );
+    // A second of an idle supervisor: a few wake-ups at most, nowhere near 200 ms of CPU.
+    let (before, since) = (cpu_nanos(sup), std::time::Instant::now());
+    let busy = wait_until(Duration::from_secs(1), || {
+        cpu_nanos(sup) - before > 200_000_000
+    });
+    let used = Duration::from_nanos(cpu_nanos(sup) - before);
+    assert!(
+        !busy,
+        "the supervisor used {used:?} of CPU in {:?} while its child slept",
+        since.elapsed()
+    );
+    stop_and_reap(&fx, sup);
+}
