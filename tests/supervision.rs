@@ -769,3 +769,40 @@ fn a_child_that_execs_another_program_leaves_the_supervisor_idle() {
     );
     stop_and_reap(&fx, sup);
 }
+
+#[test]
+#[ignore = "src/supervise.rs, Supervisor::run: during a backoff wait the signals are drained and \
+            only a stop is acted on, so a SIGHUP there does not reopen the log files, and the \
+            supervisor and every later child keep writing to the rotated file"]
+fn a_sighup_during_a_backoff_wait_reopens_the_log_too() {
+    let fx = supervised("panic-third", "on-failure").with("FIXTURE_BACKOFF_MS", "3000");
+    let sup = fx.start();
+    assert!(
+        wait_until(DEADLINE, || restart_lines(&fx)
+            .iter()
+            .any(|l| l.contains("restart 1 in 3s"))),
+        "the first child crashed: {}",
+        fx.stderr_log()
+    );
+    // logrotate, while the supervisor waits to start the next child.
+    let rotated = fx.path("stderr.log.1");
+    fs::rename(fx.path("stderr.log"), &rotated).expect("rotate the log");
+    let sent = fx.run("api send SIGHUP");
+    assert_eq!(sent.word(0), "sent", "{sent:?}");
+    assert_eq!(restart_lines(&fx).len(), 0, "sent before the next child");
+    // The next child panics too: its panic and the supervisor's line go to the new file.
+    assert!(
+        wait_until(DEADLINE, || fs::read_to_string(&rotated)
+            .unwrap_or_default()
+            .contains("restart 2 in")
+            || restart_lines(&fx).len() == 1),
+        "the second child crashed"
+    );
+    let old = fs::read_to_string(&rotated).expect("the rotated log");
+    assert!(
+        !old.contains("restart 2 in"),
+        "the supervisor still writes to the rotated log: {old}"
+    );
+    assert!(fx.stderr_log().contains("the third step panics"));
+    stop_and_reap(&fx, sup);
+}
