@@ -95,15 +95,19 @@ impl LockWaiter {
                 other => break other,
             }
         };
-        self.reap();
         match read {
+            // The helper exits right after its word: it is reaped when the waiter is dropped,
+            // while the caller goes on.
             Ok(1) => {
                 self.done = true;
                 Ok(true)
             }
-            Ok(_) => Err(io::Error::other(
-                "the process that waits for the pidfile's lock ended without a word",
-            )),
+            Ok(_) => {
+                self.reap();
+                Err(io::Error::other(
+                    "the process that waits for the pidfile's lock ended without a word",
+                ))
+            }
             Err(e) => Err(e),
         }
     }
@@ -120,7 +124,10 @@ impl LockWaiter {
 
 impl Drop for LockWaiter {
     fn drop(&mut self) {
-        if !self.reaped {
+        if self.done {
+            // It said its word and is exiting.
+            self.reap();
+        } else if !self.reaped {
             // Unreaped, the helper's pid is still its own: it can be killed without hitting
             // another process. Where SIGCHLD is ignored, it is reaped by the kernel and `waitpid`
             // tells that it is gone.
