@@ -34,23 +34,30 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 // The wait on a pidfile's lock, which needs only flock.
 mod lockwait;
+
 // What every build of Linux reads in /proc.
 #[cfg(target_os = "linux")]
 mod linux;
+
 // The mechanisms that only Linux has: pidfds, fdinfo lock lines, /proc/locks.
 #[cfg(all(target_os = "linux", not(daemons_portable)))]
 mod pidfd;
-// The mechanisms that work without those.
-#[cfg(target_os = "freebsd")]
-mod freebsd;
-#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "netbsd"))]
-mod kqueue;
-#[cfg(target_os = "macos")]
-mod macos;
-#[cfg(target_os = "netbsd")]
-mod netbsd;
+
+// The mechanisms that work without those, and what each other system offers.
 #[cfg(any(not(target_os = "linux"), daemons_portable))]
 mod portable;
+
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "netbsd"))]
+mod kqueue;
+
+#[cfg(target_os = "macos")]
+mod macos;
+
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+
+#[cfg(target_os = "netbsd")]
+mod netbsd;
 
 #[cfg(target_os = "freebsd")]
 use freebsd as os;
