@@ -68,10 +68,16 @@ impl ExitWatch {
         }
     }
 
-    /// Whether the process is gone: no such pid, another process under it, or a zombie.
+    /// Whether the process is gone: no such pid, another process under it, or a zombie whose
+    /// threads have all exited (the leader of a process with threads is a zombie while the
+    /// others are still ending, and still holding the process's descriptors).
     fn gone(&self) -> bool {
-        super::linux::state_and_start(self.pid)
-            .is_none_or(|(state, started)| started != self.started || is_dead(state))
+        super::linux::state_and_start(self.pid).is_none_or(|(state, started)| {
+            started != self.started
+                || (is_dead(state)
+                    && fs::read_dir(format!("/proc/{}/task", self.pid))
+                        .map_or(true, |tasks| tasks.count() <= 1))
+        })
     }
 
     /// Wait at most `timeout` for the process to exit; whether it did.
