@@ -40,12 +40,15 @@ impl LockWaiter {
         let (lock_fd, word_fd) = (file.as_raw_fd(), write.as_raw_fd());
         // The helper closes every other descriptor it inherits: it would otherwise keep the
         // caller's own locks, pipes and output open for as long as it waits (a `stop | cat`
-        // would wait for it).
-        let others: Vec<RawFd> = super::open_fds()
+        // would wait for it). Up to the highest one open now, and a margin for those that other
+        // threads open meanwhile, which take the lowest free numbers.
+        let highest = super::open_fds()
             .unwrap_or_default()
             .into_iter()
-            .filter(|&fd| fd != lock_fd && fd != word_fd)
-            .collect();
+            .chain([lock_fd, word_fd])
+            .max()
+            .unwrap_or(2);
+        let close_up_to = highest.saturating_add(64);
         // Every signal stays blocked in the helper: none of the caller's handlers runs there,
         // and only SIGKILL ends it. The caller's mask is put back right after the fork.
         let mut mask = SigSet::empty();
@@ -59,7 +62,7 @@ impl LockWaiter {
         // must.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            helper(lock_fd, word_fd, &others);
+            helper(lock_fd, word_fd, close_up_to);
         }
         let forked = io::Error::last_os_error();
         pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
@@ -140,14 +143,16 @@ impl Drop for LockWaiter {
     }
 }
 
-/// The helper of [`LockWaiter`]: close `others`, wait for a shared lock on `lock`, let go of it,
-/// write one byte to `word` and exit.
-fn helper(lock: RawFd, word: RawFd, others: &[RawFd]) -> ! {
-    // SAFETY: close, flock, write and _exit are async-signal-safe, and `others` is only read;
-    // the descriptors are this process's copies of the parent's, which nothing else here uses.
+/// The helper of [`LockWaiter`]: close every descriptor up to `close_up_to` but `lock` and
+/// `word`, wait for a shared lock on `lock`, let go of it, write one byte to `word` and exit.
+fn helper(lock: RawFd, word: RawFd, close_up_to: RawFd) -> ! {
+    // SAFETY: close, flock, write and _exit are async-signal-safe; the descriptors are this
+    // process's copies of the parent's, which nothing else here uses.
     unsafe {
-        for &fd in others {
-            libc::close(fd);
+        for fd in 0..=close_up_to {
+            if fd != lock && fd != word {
+                libc::close(fd);
+            }
         }
         while libc::flock(lock, libc::LOCK_SH) != 0 {
             if nix::errno::Errno::last_raw() != libc::EINTR {
@@ -179,8 +184,8 @@ mod tests {
         assert!(waiter.wait(Duration::from_secs(5)).expect("wait"));
         assert!(released.elapsed() < Duration::from_secs(1));
         assert!(waiter.wait(Duration::ZERO).expect("wait"));
-        // Nothing of the helper is left: the file can be locked exclusively at once.
-        File::open(&path).expect("open").try_lock().expect("free");
+        // Nothing of the helper is left: the file can be locked exclusively.
+        assert!(lockable(&path));
     }
 
     #[test]
@@ -196,6 +201,21 @@ mod tests {
         // Killed and reaped: no such child any more.
         assert!(waitpid(helper, Some(WaitPidFlag::WNOHANG)).is_err());
         drop(holder);
-        File::open(&path).expect("open").try_lock().expect("free");
+        assert!(lockable(&path));
+    }
+
+    /// Whether `path` can be locked exclusively within a few seconds: the other tests of this
+    /// process fork too (a `Command`, a lock waiter), and each child holds copies of every
+    /// descriptor for a moment, the holder's among them.
+    fn lockable(path: &std::path::Path) -> bool {
+        let file = File::open(path).expect("open");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while file.try_lock().is_err() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 }
