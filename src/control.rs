@@ -32,9 +32,10 @@
 //!   moment left between the check and the `kill`; a process that has let go of the lock is
 //!   not signalled. The wait for the exit is a wait for the pidfile's lock, which the daemon
 //!   holds until it dies: a helper process, a child of the caller, blocks on a shared lock of
-//!   the file and says when it got it (and lets go of it at once). It is killed and reaped when
-//!   the wait ends, so nothing is left behind; a wait counts from the daemon's release of its
-//!   lock rather than from its very end, which follows within microseconds.
+//!   the file and says when it got it (and lets go of it at once). It keeps no other descriptor
+//!   of the caller's, and is reaped (killed first, if it is still waiting) when the [`Process`]
+//!   is dropped, so nothing is left behind. Such a wait ends at the daemon's release of its lock
+//!   rather than at its very end, which follows within microseconds.
 
 use std::fs::{self, File};
 use std::io;
