@@ -497,3 +497,14 @@ fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_handle_may_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Process>();
+    }
+}
