@@ -14,7 +14,9 @@
 //! ```
 //!
 //! The pidfile and the log live in the temporary directory (`/tmp/daemons-counter.pid` and
-//! `/tmp/daemons-counter.log`); `DAEMONS_COUNTER_PIDFILE` and `DAEMONS_COUNTER_LOG` move them.
+//! `/tmp/daemons-counter.log`); `--pidfile PATH` before the command (`counter --pidfile
+//! /run/counter.pid start`) or `DAEMONS_COUNTER_PIDFILE` moves the pidfile, and
+//! `DAEMONS_COUNTER_LOG` the log.
 //! `.cli()` is the whole command line; its exit codes are those of an LSB init script: 0 done
 //! (or running, for `status`), 1 error (or dead with a pidfile left behind, for `status`), 2
 //! usage error, 3 not running.

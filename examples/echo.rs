@@ -1,18 +1,25 @@
-//! A TCP echo daemon that reports ready only once it listens, so that `start && connect` never
-//! races: `start` returns after the port is bound, not before.
+//! A TCP echo daemon on a socket that the daemon binds before it is ready (or that systemd
+//! passes, with socket activation), so that `start && connect` never races, and that restarts
+//! without refusing a connection.
 //!
 //! ```text
 //! cargo run --example echo -- start && echo hello | nc -q1 127.0.0.1 7878
+//! cargo run --example echo -- restart     # a new instance takes the socket over: no client refused
 //! cargo run --example echo -- stop
+//! systemd-socket-activate -l 127.0.0.1:7878 target/debug/examples/echo run
 //! ```
 //!
-//! `.manual_ready(true)` makes `start()` (and `READY=1` under systemd) wait for `ctl.ready()`,
-//! at most the ready timeout; a daemon that cannot bind its port fails `start` with the reason.
+//! `.listen(address)` binds the port before `start()` returns (a taken port fails `start` with
+//! the reason), or takes the socket that the service manager passed (`LISTEN_FDS`). At a stop
+//! the body stops accepting and finishes the connections it has; at a `restart` the new
+//! instance is serving on the same socket before the old one is asked to stop.
 //! `DAEMONS_ECHO_ADDR` changes the address (default `127.0.0.1:7878`); the pidfile and the log
 //! are `/tmp/daemons-echo.pid` and `/tmp/daemons-echo.log`.
+//!
+//! Like every `.cli()` tool, it takes `--pidfile PATH` before the command to name another pidfile.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -27,19 +34,27 @@ fn main() -> ExitCode {
         .pidfile(tmp.join("daemons-echo.pid"))
         .stdout(tmp.join("daemons-echo.log"))
         .stderr(tmp.join("daemons-echo.log"))
-        .manual_ready(true)
-        .ready_timeout(Duration::from_secs(5))
-        .run(move |ctl| -> std::io::Result<()> {
-            let listener = TcpListener::bind(&address)?;
-            println!("listening on {address}");
-            ctl.ready();
+        .listen(address)
+        .run(|ctl| -> std::io::Result<()> {
+            let listener = ctl.tcp_listener(0)?;
+            println!("serving on {}", listener.local_addr()?);
             // Threads belong inside the body: it runs after the fork.
-            thread::spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    thread::spawn(move || echo(stream));
+            let mut clients = Vec::new();
+            while ctl.running() {
+                if ctl.readable(&listener, Duration::from_secs(3600)) {
+                    // Another instance on the same socket may have taken this client first.
+                    listener.set_nonblocking(true)?;
+                    if let Ok((stream, _)) = listener.accept() {
+                        stream.set_nonblocking(false)?;
+                        clients.push(thread::spawn(move || echo(stream)));
+                    }
                 }
-            });
-            while ctl.sleep(Duration::from_secs(3600)) {}
+                clients.retain(|client| !client.is_finished());
+            }
+            // Stopping: accept no more, finish the connections already accepted.
+            for client in clients {
+                let _ = client.join();
+            }
             Ok(())
         })
         .cli()

@@ -18,6 +18,8 @@
 //!
 //! `DAEMONS_SPOOL` moves the spool directory (default `/tmp/daemons-spool`); the pidfile and the
 //! log sit beside it, as `daemons-spool.pid` and `daemons-spool.log`.
+//!
+//! Like every `.cli()` tool, it takes `--pidfile PATH` before the command to name another pidfile.
 
 use std::fs;
 use std::io;

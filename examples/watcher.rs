@@ -20,6 +20,8 @@
 //! `DAEMONS_WATCHER_DIR`, `DAEMONS_WATCHER_PIDFILE` and `DAEMONS_WATCHER_LOG` move them.
 //! The exit codes are those of an LSB init script: 0 done (or running, for `status`), 1 error (or
 //! dead with a pidfile left behind, for `status`), 2 usage error, 3 not running.
+//!
+//! Like every `.cli()` tool, it takes `--pidfile PATH` before the command to name another pidfile.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;

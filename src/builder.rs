@@ -13,11 +13,13 @@ use crate::ctl::Ctl;
 use crate::daemon::Daemon;
 use crate::engine::{Engine, SetupFn};
 use crate::error::Error;
+use crate::listen::Address;
 use crate::outcome::{Fetch, Outcome};
 use crate::pool::{self, PoolSize};
 use crate::privileges::{Account, Credentials};
 use crate::settings::{DEFAULT_IDLE_TIME, DEFAULT_POOL_SIZE, Settings, SettingsBuilder};
 use crate::signals::{Handler, Handlers, is_forbidden};
+use crate::supervise::Restart;
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///
@@ -47,6 +49,13 @@ pub struct DaemonBuilder {
     handlers: Vec<(Signal, Handler)>,
     bodies: Vec<Body>,
     setup: Option<SetupFn>,
+    listen: Vec<String>,
+    /// The runtime of an async body, which it reads when it starts.
+    #[cfg(feature = "tokio")]
+    runtime: crate::asynchronous::RuntimeChoice,
+    /// Whether a body is async: the pool may then be larger, and a runtime may be chosen.
+    #[cfg(feature = "tokio")]
+    asynchronous: bool,
 }
 
 impl fmt::Debug for DaemonBuilder {
@@ -56,6 +65,7 @@ impl fmt::Debug for DaemonBuilder {
             .field("handlers", &self.handlers.len())
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
+            .field("listen", &self.listen)
             .finish()
     }
 }
@@ -85,12 +95,15 @@ impl DaemonBuilder {
 
     /// The pidfile: locked for the daemon's whole life, removed when it stops. Required. A
     /// relative path is made absolute at [`build`](DaemonBuilder::build), against the current
-    /// directory.
+    /// directory; a leading `~/` is the home directory (`$HOME`).
+    /// [`pidfile::runtime_dir`](crate::pidfile::runtime_dir) is the conventional place.
     ///
     /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder().pidfile("/run/user/1000/tool.pid");
+    /// let b = daemons::Daemon::builder().pidfile("~/.tool.pid");
+    /// let b = daemons::Daemon::builder().pidfile(daemons::pidfile::runtime_dir().join("tool.pid"));
     /// ```
     pub fn pidfile(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.pidfile(path.into()))
@@ -206,8 +219,12 @@ impl DaemonBuilder {
     }
 
     /// How many messages a [`messages`](DaemonBuilder::messages) body handles at once: the
-    /// number of worker threads, at most (they are spawned as the load needs them). Default 100,
-    /// as in the Python original.
+    /// number of worker threads, at most 4096. Default 100, as in the Python original. Workers
+    /// are spawned as the load needs them, and a worker that has had no message for 10 s exits:
+    /// a burst that needed a thousand threads does not leave a thousand behind.
+    ///
+    /// For [`messages_async`](DaemonBuilder::messages_async) (the `tokio` feature), the number
+    /// of handler tasks at once, at most 100,000.
     ///
     /// # Examples
     ///
@@ -370,6 +387,63 @@ impl DaemonBuilder {
     {
         self.bodies
             .push(Body::Wrap(Some(Box::new(move || function().into_result()))));
+        self
+    }
+
+    /// Supervise the body: the daemon becomes a small supervisor that holds the pidfile and runs
+    /// the body in a child process, started again after it fails (or whenever it ends, with
+    /// [`Restart::always`]), after a backoff, until the policy's limit. Without it, a failed
+    /// body ends the daemon.
+    ///
+    /// Signals sent to the daemon (`send`, `reload`, the stop signals) are passed on to the
+    /// child, whose handlers run as they would without supervision; `stop()` stops the child
+    /// gracefully, then the supervisor. `status()` is [`Status::Supervised`](crate::Status),
+    /// with the child's pid and the number of restarts; the log has a line per restart with its
+    /// cause, and past the limit the supervisor exits non-zero and its pidfile says why.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// On Linux the child gets SIGKILL when the supervisor dies (`PR_SET_PDEATHSIG`), so that a
+    /// supervisor killed at the stop timeout takes its child with it. Under systemd the
+    /// supervisor is the main process; the watchdog is not pinged from a supervised body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Restart};
+    /// use std::time::Duration;
+    ///
+    /// let b = Daemon::builder()
+    ///     .pidfile("/tmp/doc-supervised.pid")
+    ///     .restart(Restart::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
+    ///     .step(|| {});
+    /// ```
+    pub fn restart(self, policy: Restart) -> Self {
+        self.set(|s| s.restart(policy))
+    }
+
+    /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix
+    /// stream socket); any number of times. The daemon binds before it reports ready, so
+    /// `start()` fails with [`Error::Listen`] when the address is taken, and a client that
+    /// connects once `start()` has returned is never refused. As root, the socket is bound
+    /// before privileges are dropped, so a port below 1024 works for a daemon that runs as a user.
+    ///
+    /// Under a service manager that passes sockets (systemd's `.socket` units, sd_listen_fds(3):
+    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), the
+    /// passed socket with the same address is taken instead of binding, else the passed ones in
+    /// order; the variables are removed from the environment. The body gets the sockets with
+    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener) and
+    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener), in the order of the `listen` calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder()
+    ///     .listen("127.0.0.1:7000")
+    ///     .listen("/run/echo.sock");
+    /// ```
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.listen.push(address.into());
         self
     }
 
@@ -548,6 +622,137 @@ impl DaemonBuilder {
         self
     }
 
+    /// The body, async: `body(ctl)` makes a future that runs on a tokio runtime until it
+    /// returns, and the daemon stops when it does. It may return `()` or a `Result`; an `Err`, or
+    /// a panic, ends the daemon like a failed body. Needs the `tokio` feature.
+    ///
+    /// The runtime is built when the body starts, in the daemon, after the fork: never before,
+    /// since a fork keeps only the calling thread and would leave a runtime's workers and driver
+    /// behind. It is current-thread (the tasks run on the daemon's main thread) unless
+    /// [`worker_threads`](DaemonBuilder::worker_threads) asks for more, and it has every driver
+    /// that the program's tokio was compiled with (timers always; sockets if some crate enables
+    /// tokio's `net`). A task on it pings the systemd watchdog, so a runtime that is wedged stops
+    /// the pings. [`ctl.stopped()`](Ctl::stopped) resolves at a stop; tasks that the body spawned
+    /// and did not wait for are dropped when it returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::time::Duration;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-run-async.pid")
+    ///     .run_async(|ctl| async move {
+    ///         let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ///         let mut stopped = std::pin::pin!(ctl.stopped());
+    ///         loop {
+    ///             tokio::select! {
+    ///                 _ = ticks.tick() => println!("tick"),
+    ///                 () = &mut stopped => break,
+    ///             }
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn run_async<F, Fut, R>(mut self, body: F) -> Self
+    where
+        F: FnMut(Ctl) -> Fut + Send + 'static,
+        Fut: Future<Output = R>,
+        R: Outcome,
+    {
+        self.asynchronous = true;
+        self.bodies.push(Body::Run(crate::asynchronous::run_adapter(
+            body,
+            self.runtime.clone(),
+        )));
+        self
+    }
+
+    /// The body, async: messages fetched by awaiting `get` and handled each in a task of its
+    /// own, on a tokio runtime built in the daemon (see [`run_async`](DaemonBuilder::run_async)).
+    /// Needs the `tokio` feature. The rules are those of [`messages`](DaemonBuilder::messages):
+    ///
+    /// - `get` makes a future of `Option<M>` (or a `Result` of one); `None` means "nothing now":
+    ///   the body waits [`idle_time`](DaemonBuilder::idle_time) and asks again.
+    /// - `get` is awaited only while fewer than [`pool_size`](DaemonBuilder::pool_size) handlers
+    ///   run (a semaphore): at most `pool_size` messages are fetched and not yet handled. Here
+    ///   `pool_size` counts tasks, not threads: up to 100,000.
+    /// - At a stop, fetching ends at once: a `get` that is waiting is dropped where it waits, so
+    ///   it should be cancel-safe (as `tokio::sync::mpsc::Receiver::recv` is). Every message
+    ///   already fetched is then handled before the body returns: nothing is lost.
+    /// - `handle(message)` makes the handler's future, which runs as a task; one that panics or
+    ///   returns an error loses only its own message, logged with its number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokio::sync::{Mutex, mpsc};
+    ///
+    /// let (tx, rx) = mpsc::channel::<String>(64);
+    /// let rx = Arc::new(Mutex::new(rx));
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-messages-async.pid")
+    ///     .messages_async(
+    ///         move || {
+    ///             let rx = rx.clone();
+    ///             async move { rx.lock().await.recv().await }
+    ///         },
+    ///         |job: String| async move {
+    ///             tokio::time::sleep(Duration::from_millis(10)).await;
+    ///             println!("handled {job}");
+    ///         },
+    ///     )
+    ///     .pool_size(10_000)
+    ///     .build()?;
+    /// # drop(tx);
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn messages_async<M, G, GF, F, H, HF, R>(mut self, get: G, handle: H) -> Self
+    where
+        M: Send + 'static,
+        G: FnMut() -> GF + Send + 'static,
+        GF: Future<Output = F>,
+        F: Fetch<M>,
+        H: FnMut(M) -> HF + Send + 'static,
+        HF: Future<Output = R> + Send + 'static,
+        R: Outcome + 'static,
+    {
+        self.asynchronous = true;
+        self.bodies.push(Body::Messages {
+            serve: crate::asynchronous::messages_adapter(get, handle, self.runtime.clone()),
+            pool: PoolSize {
+                workers: DEFAULT_POOL_SIZE,
+                idle_time: DEFAULT_IDLE_TIME,
+            },
+        });
+        self
+    }
+
+    /// The runtime of an async body ([`run_async`](DaemonBuilder::run_async),
+    /// [`messages_async`](DaemonBuilder::messages_async)): a multi-thread runtime with `workers`
+    /// worker threads. Default: a current-thread runtime, whose tasks all run on the daemon's
+    /// main thread; enough for I/O-bound daemons, and the lightest. Needs the `tokio` feature.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = daemons::Daemon::builder()
+    ///     .run_async(|ctl| async move { ctl.stopped().await })
+    ///     .worker_threads(4);
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn worker_threads(self, workers: usize) -> Self {
+        self.runtime.set(workers);
+        self
+    }
+
     /// Check every setting and build the [`Daemon`]. Relative paths become absolute here, against
     /// the current directory, so that the daemon (which changes to its working directory) and a
     /// later `stop()` agree on where the pidfile is.
@@ -556,8 +761,9 @@ impl DaemonBuilder {
     ///
     /// [`Error::NoBody`], [`Error::SeveralBodies`], [`Error::ForbiddenSignal`], and
     /// [`Error::InvalidSetting`] for a missing or empty pidfile, an `interval` without a `step`,
-    /// a `pool_size` of 0, above 4096 or without `messages`, a umask above `0o777` or one that
-    /// takes reading or writing from the daemon's own user, a zero ready or stop timeout, or an
+    /// a `pool_size` of 0, above 4096 (100,000 for `messages_async`) or without `messages`, a
+    /// umask above `0o777` or one that takes reading or writing from the daemon's own user, a
+    /// zero ready or stop timeout, a `worker_threads` of 0 or without an async body, or an
     /// unknown user or group.
     ///
     /// # Examples
@@ -578,6 +784,11 @@ impl DaemonBuilder {
             handlers: given,
             mut bodies,
             setup,
+            listen,
+            #[cfg(feature = "tokio")]
+            runtime,
+            #[cfg(feature = "tokio")]
+            asynchronous,
         } = self;
         let mut body = match bodies.len() {
             0 => return Err(Error::NoBody),
@@ -593,7 +804,11 @@ impl DaemonBuilder {
                 format!("is required: call .{}(...) on the builder", e.field_name()),
             )
         })?;
-        validate(&settings, &body)?;
+        #[cfg(feature = "tokio")]
+        let most_workers = validate_runtime(&runtime, asynchronous)?;
+        #[cfg(not(feature = "tokio"))]
+        let most_workers = MAX_POOL_SIZE;
+        validate(&settings, &body, most_workers)?;
         settings.pidfile = absolute(&settings.pidfile, "pidfile")?;
         settings.workdir = absolute(&settings.workdir, "workdir")?;
         for (setting, path) in [
@@ -603,6 +818,13 @@ impl DaemonBuilder {
             if let Some(path) = path {
                 *path = absolute(path, setting)?;
             }
+        }
+        for given in &listen {
+            let address = match Address::parse(given).map_err(|e| Error::setting("listen", e))? {
+                Address::Unix(path) => Address::Unix(absolute(&path, "listen")?),
+                tcp => tcp,
+            };
+            settings.listen.push(address);
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
         match &mut body {
@@ -702,7 +924,28 @@ where
 const MAX_POOL_SIZE: usize = 4096;
 
 /// The checks of the settings against each other and against the body.
-fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
+/// An async body's runtime: `worker_threads` needs an async body, and at least one worker.
+/// Returns the largest pool the body may have: an async pool's handlers are tasks, not threads.
+#[cfg(feature = "tokio")]
+fn validate_runtime(
+    runtime: &crate::asynchronous::RuntimeChoice,
+    asynchronous: bool,
+) -> Result<usize, Error> {
+    match runtime.workers() {
+        Some(_) if !asynchronous => Err(Error::setting(
+            "worker_threads",
+            "only an async body has a runtime: use .run_async(...) or .messages_async(...)",
+        )),
+        Some(0) => Err(Error::setting(
+            "worker_threads",
+            "0 worker threads could run no task: give at least 1, or leave the setting out for a current-thread runtime",
+        )),
+        _ if asynchronous => Ok(crate::asynchronous::MAX_ASYNC_POOL_SIZE),
+        _ => Ok(MAX_POOL_SIZE),
+    }
+}
+
+fn validate(s: &Settings, body: &Body, most_workers: usize) -> Result<(), Error> {
     if s.interval.is_some() && !matches!(body, Body::Step { .. }) {
         return Err(Error::setting(
             "interval",
@@ -774,11 +1017,16 @@ fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
             ),
         ));
     }
-    if s.pool_size.is_some_and(|n| n > MAX_POOL_SIZE) {
+    if s.pool_size.is_some_and(|n| n > most_workers) {
+        let what = if most_workers == MAX_POOL_SIZE {
+            "worker threads is more than the most a threaded pool may have"
+        } else {
+            "handlers is more than the most an async pool may have"
+        };
         return Err(Error::setting(
             "pool_size",
             format!(
-                "{} worker threads is more than {MAX_POOL_SIZE}, the most a threaded pool may have: give fewer",
+                "{} {what}, {most_workers}: give fewer",
                 s.pool_size.unwrap_or_default()
             ),
         ));
@@ -802,8 +1050,29 @@ fn validate(s: &Settings, body: &Body) -> Result<(), Error> {
     Ok(())
 }
 
+/// `path` made absolute against the current directory, `~/` standing for the home directory.
 fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
-    std::path::absolute(path).map_err(|e| {
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    };
+    let path = match path.strip_prefix("~") {
+        Ok(rest) => match home() {
+            Some(home) => home.join(rest),
+            None => {
+                return Err(Error::setting(
+                    setting,
+                    format!(
+                        "{} starts with ~ but $HOME is not set: give an absolute path",
+                        path.display()
+                    ),
+                ));
+            }
+        },
+        Err(_) => path.to_path_buf(),
+    };
+    std::path::absolute(&path).map_err(|e| {
         Error::setting(
             setting,
             format!(
@@ -1029,6 +1298,60 @@ mod tests {
                 .is_some_and(Path::is_absolute)
         );
         assert!(daemon.engine().settings().workdir.is_absolute());
+    }
+
+    #[test]
+    fn a_tilde_is_the_home_directory() {
+        let daemon = Daemon::builder()
+            .pidfile("~/x.pid")
+            .step(|| {})
+            .build()
+            .expect("valid");
+        let home = std::env::var_os("HOME").expect("HOME is set for the tests");
+        assert_eq!(daemon.pidfile(), Path::new(&home).join("x.pid"));
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_bodies_have_their_own_limits_and_runtime_settings() {
+        let refused = |b: DaemonBuilder, setting: &str| match b.build() {
+            Err(Error::InvalidSetting { setting: s, .. }) => assert_eq!(s, setting),
+            other => panic!("{setting}: {other:?}"),
+        };
+        let pool = || {
+            Daemon::builder()
+                .pidfile("x")
+                .messages_async(|| async { None::<u8> }, |_m| async {})
+        };
+        assert!(pool().pool_size(100_000).build().is_ok());
+        refused(pool().pool_size(100_001), "pool_size");
+        assert!(pool().worker_threads(2).build().is_ok());
+        refused(pool().worker_threads(0), "worker_threads");
+        // Told before the body, as well as after.
+        let early = Daemon::builder()
+            .pidfile("x")
+            .worker_threads(3)
+            .run_async(|ctl| async move { ctl.stopped().await });
+        assert!(early.build().is_ok());
+        refused(
+            Daemon::builder().pidfile("x").step(|| {}).worker_threads(2),
+            "worker_threads",
+        );
+        refused(
+            Daemon::builder()
+                .pidfile("x")
+                .run_async(|_ctl| async {})
+                .pool_size(8),
+            "pool_size",
+        );
+        assert!(matches!(
+            Daemon::builder()
+                .pidfile("x")
+                .run_async(|_ctl| async {})
+                .step(|| {})
+                .build(),
+            Err(Error::SeveralBodies)
+        ));
     }
 
     #[test]

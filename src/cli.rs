@@ -25,14 +25,20 @@
 //! | `reload` | SIGHUP sent | 0 |
 //! | `run` | ran in the foreground and stopped cleanly | 0 |
 //! | `status` | running | 0 |
-//! | `status` | not running, but a stale pidfile is left | 1 |
+//! | `status` | not running, but a stale pidfile is left (with the reason, when it failed) | 1 |
 //! | `status` | not running | 3 |
-//! | `status` | unknown (the pidfile cannot be read or trusted) | 4 |
+//! | `status` | unknown (the pidfile cannot be read or trusted, or its lock is held by a process that is not the daemon) | 4 |
 //! | any | failed: the error goes to stderr | 1 |
 //! | none, or unknown | usage printed to stderr | 2 |
 //! | `help`, `--help`, `-h` | usage printed to stdout | 0 |
+//!
+//! Built from the builder ([`DaemonBuilder::cli`](crate::DaemonBuilder::cli)), the command line
+//! also takes `--pidfile PATH` before the command, which overrides the pidfile the program
+//! gives: a logrotate `postrotate` script or a second instance can name its pidfile without the
+//! service's environment (`counter --pidfile /run/counter.pid reload`).
 
 use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -92,6 +98,17 @@ impl Daemon {
         let code = match command.as_deref() {
             Some("start") => self.cli_start(),
             Some("stop") => self.cli_stop(),
+            // A daemon with listening sockets hands them to its successor: no stop between.
+            Some("restart") if self.hands_over() => match self.restart() {
+                Ok(pid) => {
+                    println!(
+                        "{}: restarted (pid {pid}, on the same sockets)",
+                        self.name()
+                    );
+                    0
+                }
+                Err(e) => self.fail(&e),
+            },
             Some("restart") => match self.cli_stop() {
                 0 => self.cli_start(),
                 failed => failed,
@@ -113,7 +130,7 @@ impl Daemon {
 
     fn usage(&self) -> String {
         format!(
-            "usage: {} start|stop|restart|status|reload|run|help\n\
+            "usage: {} [--pidfile PATH] start|stop|restart|status|reload|run|help\n\
              \x20 start    start in the background (pidfile {})\n\
              \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
              \x20 restart  stop if running, then start\n\
@@ -179,6 +196,10 @@ impl Daemon {
         match self.status() {
             Ok(Status::Running(pid)) => {
                 println!("{name}: running (pid {pid})");
+                0
+            }
+            Ok(status @ Status::Supervised { .. }) => {
+                println!("{name}: {status}");
                 0
             }
             Ok(Status::Starting) => {
@@ -263,11 +284,23 @@ impl DaemonBuilder {
     /// let code = daemons::Daemon::builder().pidfile("/tmp/doc-x.pid").cli_from(["status"]);
     /// assert_eq!(code, ExitCode::FAILURE);
     /// ```
-    pub fn cli_from<I, S>(self, args: I) -> ExitCode
+    pub fn cli_from<I, S>(mut self, args: I) -> ExitCode
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let mut args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        // `--pidfile PATH` (or `--pidfile=PATH`) before the command: a logrotate `postrotate`
+        // or a second instance names its pidfile without the environment of the service.
+        match take_pidfile_option(&mut args) {
+            Ok(Some(path)) => self = self.pidfile(path),
+            Ok(None) => {}
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+        }
         match self.build() {
             Ok(daemon) => daemon.cli_from(args),
             Err(e) => {
@@ -276,6 +309,27 @@ impl DaemonBuilder {
             }
         }
     }
+}
+
+/// Remove a leading `--pidfile PATH` or `--pidfile=PATH` from `args`, and return the path.
+fn take_pidfile_option(args: &mut Vec<std::ffi::OsString>) -> Result<Option<PathBuf>, String> {
+    let Some(first) = args.first().and_then(|a| a.to_str()) else {
+        return Ok(None);
+    };
+    if let Some(path) = first.strip_prefix("--pidfile=") {
+        let path = PathBuf::from(path);
+        args.remove(0);
+        return Ok(Some(path));
+    }
+    if first != "--pidfile" {
+        return Ok(None);
+    }
+    if args.len() < 2 {
+        return Err("--pidfile needs a path: --pidfile /run/NAME.pid COMMAND".to_string());
+    }
+    let path = PathBuf::from(args.remove(1));
+    args.remove(0);
+    Ok(Some(path))
 }
 
 /// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
@@ -296,6 +350,28 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pidfile_option_comes_before_the_command() {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--pidfile".into(), "/run/x.pid".into(), "reload".into()];
+        assert_eq!(
+            take_pidfile_option(&mut args),
+            Ok(Some(PathBuf::from("/run/x.pid")))
+        );
+        assert_eq!(args, ["reload"]);
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--pidfile=/run/y.pid".into(), "status".into()];
+        assert_eq!(
+            take_pidfile_option(&mut args),
+            Ok(Some(PathBuf::from("/run/y.pid")))
+        );
+        assert_eq!(args, ["status"]);
+        let mut args: Vec<std::ffi::OsString> = vec!["status".into(), "--pidfile".into()];
+        assert_eq!(take_pidfile_option(&mut args), Ok(None));
+        let mut args: Vec<std::ffi::OsString> = vec!["--pidfile".into()];
+        assert!(take_pidfile_option(&mut args).is_err());
+    }
 
     #[test]
     fn durations_read_well() {

@@ -34,9 +34,11 @@
 //!   holds until it dies: a helper process, a child of the caller, blocks on a shared lock of
 //!   the file and says when it got it (and lets go of it at once). It keeps no other descriptor
 //!   of the caller's, and is reaped (killed first, if it is still waiting) when the [`Process`]
-//!   is dropped, so nothing is left behind. Such a wait ends at the daemon's release of its lock
-//!   rather than at its very end, which follows within microseconds.
+//!   is dropped, so nothing is left behind. A daemon started by `start()` leaves the release of
+//!   its lock to its exit (the kernel releases it once its last thread is gone), so the wait
+//!   ends with the daemon; a holder that lets go of the lock before it exits ends it then.
 
+use std::fmt;
 use std::fs::{self, File};
 use std::io;
 use std::sync::{Mutex, PoisonError};
@@ -64,6 +66,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// let s = Stopped::Exited { pid: daemons::Pid::from_raw(42), after: Duration::from_millis(3) };
 /// assert_eq!(s.pid(), Some(daemons::Pid::from_raw(42)));
 /// assert!(!s.was_killed());
+/// assert_eq!(s.to_string(), "stopped (pid 42, after 3.0ms)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -109,6 +112,20 @@ impl Stopped {
     /// ```
     pub fn was_killed(&self) -> bool {
         matches!(self, Stopped::Killed { .. })
+    }
+}
+
+impl fmt::Display for Stopped {
+    /// `not running`, `stopped (pid 42, after 3 ms)`, `killed (pid 42, after 10.01 s)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stopped::NotRunning => f.write_str("not running"),
+            Stopped::Exited { pid, after } => write!(f, "stopped (pid {pid}, after {after:.1?})"),
+            Stopped::Killed { pid, after } => write!(
+                f,
+                "killed (pid {pid}, after {after:.1?}: it did not stop within the stop timeout)"
+            ),
+        }
     }
 }
 
@@ -210,7 +227,7 @@ impl Process {
         // again: each round fails only if the holder changed under us.
         for _ in 0..8 {
             let pid = match pidfile.probe()? {
-                Status::Running(pid) => pid,
+                Status::Running(pid) | Status::Supervised { pid, .. } => pid,
                 Status::Starting => {
                     return Err(Error::Unverified {
                         pidfile: pidfile.path().to_path_buf(),
@@ -225,7 +242,7 @@ impl Process {
                 continue;
             };
             if sys::LOCK_LINES {
-                if pidfile.probe()? == Status::Running(pid) {
+                if pidfile.probe()?.pid() == Some(pid) {
                     return Ok(Some(Process {
                         pid,
                         watch,
@@ -251,6 +268,23 @@ impl Process {
     /// See [`Process`].
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// In a fork's child that never returns into the frames that own this handle: close the
+    /// child's copies of its descriptors (the pidfd, the pidfile), which nothing would close
+    /// otherwise.
+    pub(crate) fn forget_in_this_copy(&self) {
+        use std::os::fd::AsRawFd;
+        if let Some(watch) = &self.watch {
+            watch.forget_in_this_copy();
+        }
+        if let Some(held) = &self.held {
+            sys::close_copy(held.file.as_raw_fd());
+            let waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(waiter) = waiter.as_ref() {
+                waiter.forget_in_this_copy();
+            }
+        }
     }
 
     /// Send `signal` through the pidfd.
@@ -289,7 +323,7 @@ impl Process {
                 watch.signal(signal),
             ),
             (None, Some(held)) => {
-                let sent = if held.pidfile.is_held_by(self.pid, &held.file, &held.meta) {
+                let sent = if held.pidfile.holds(self.pid, &held.file, &held.meta) {
                     nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from)
                 } else {
                     // It let go of the lock: it is ending, and an unverified pid is never
@@ -412,28 +446,33 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
         remove_stale(pidfile)?;
         return Ok(Stopped::NotRunning);
     };
+    let stopped = stop_process(&process, timeout)?;
+    remove_stale(pidfile)?;
+    Ok(stopped)
+}
+
+/// SIGTERM and SIGCONT to `process`, a wait of at most `timeout`, then SIGKILL; the pidfile is
+/// left alone (a successor may hold it by then).
+pub(crate) fn stop_process(process: &Process, timeout: Duration) -> Result<Stopped, Error> {
     let started = Instant::now();
     process.signal(Signal::SIGTERM)?;
     // A stopped daemon (SIGSTOP, a debugger let go of) must run to act on the SIGTERM, as
     // systemd sends SIGCONT after it too.
     process.signal(Signal::SIGCONT)?;
-    let stopped = if process.wait(timeout)? {
-        Stopped::Exited {
+    if process.wait(timeout)? {
+        return Ok(Stopped::Exited {
             pid: process.pid,
             after: started.elapsed(),
-        }
-    } else {
-        process.signal(Signal::SIGKILL)?;
-        if !process.wait(KILL_WAIT)? {
-            return Err(Error::StillAlive { pid: process.pid });
-        }
-        Stopped::Killed {
-            pid: process.pid,
-            after: started.elapsed(),
-        }
-    };
-    remove_stale(pidfile)?;
-    Ok(stopped)
+        });
+    }
+    process.signal(Signal::SIGKILL)?;
+    if !process.wait(KILL_WAIT)? {
+        return Err(Error::StillAlive { pid: process.pid });
+    }
+    Ok(Stopped::Killed {
+        pid: process.pid,
+        after: started.elapsed(),
+    })
 }
 
 /// Pin `pid` before its holding of the lock is checked: a pidfd on Linux, a kqueue on macOS and
@@ -441,13 +480,26 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
 /// `/proc`, which may be another namespace's: the pidfd's own `fdinfo` must name the same pid
 /// there, or nothing is done.
 fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Pin, Error> {
+    if !sys::SIGNALS_PINNED {
+        // The holder checks read `/proc` where there is one, and the pid that they find there
+        // is signalled with `kill`, in this namespace: both must be the same one's.
+        sys::check_proc().map_err(|reason| Error::ForeignProc {
+            pidfile: pidfile.path().to_path_buf(),
+            reason,
+        })?;
+    }
     if !sys::EXIT_EVENTS {
         // Nothing here can watch a process: the checks of the lock stand in.
         return Ok(Pin::Watched(None));
     }
     let watch = match ExitWatch::new(pid) {
         Ok(Some(watch)) => watch,
+        // Gone, or no process one can pin: a thread's id (EINVAL), a task the kernel will not
+        // hand a pidfd for (ENOENT). Such a pid is not the holder.
         Ok(None) => return Ok(Pin::Gone),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+            return Ok(Pin::Gone);
+        }
         // A kqueue that the kernel refused: the checks of the lock stand in.
         Err(_) if !sys::SIGNALS_PINNED => return Ok(Pin::Watched(None)),
         Err(e) => {

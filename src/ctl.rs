@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::detach::Reporter;
-use crate::sys::wait_readable;
+use crate::listen::{Listeners, Socket};
+use crate::stop_future::{StopFuture, StopWakers};
+use crate::sys;
 use crate::systemd::Notifier;
 
 /// The body's view of the daemon: whether to go on, an interruptible sleep, and a way to stop.
@@ -39,6 +43,7 @@ use crate::systemd::Notifier;
 #[derive(Clone)]
 pub struct Ctl {
     lifecycle: Arc<Lifecycle>,
+    listeners: Arc<Listeners>,
 }
 
 impl fmt::Debug for Ctl {
@@ -67,6 +72,8 @@ pub(crate) struct Lifecycle {
     /// manual.
     reporter: Mutex<Option<Reporter>>,
     ready: AtomicBool,
+    /// The futures waiting for the stop ([`Ctl::stopped`]).
+    stop_wakers: StopWakers,
 }
 
 /// `WATCHDOG=1` pings, sent from the body's own loop so that a hung body stops them.
@@ -100,9 +107,14 @@ impl Lifecycle {
     /// Wait at most `timeout` for a stop request; returns whether one came.
     pub(crate) fn wait_for_stop(&self, timeout: Duration) -> bool {
         if !self.stop_requested() {
-            let _ = wait_readable(self.wake_read.as_fd(), timeout);
+            let _ = sys::wait_readable(self.wake_read.as_fd(), timeout);
         }
         self.stop_requested()
+    }
+
+    /// The wake-up pipe's read end: readable for good once a stop is asked.
+    pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.wake_read.as_fd()
     }
 
     /// Tell the service manager, once, that the daemon is stopping. Not for signal context.
@@ -150,6 +162,18 @@ impl Lifecycle {
         self.notifier.clone()
     }
 
+    /// Send `WATCHDOG=1` if there is a watchdog and a ping is due.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn ping(&self) {
+        if let Some(watchdog) = &self.watchdog {
+            self.ping_if_due(watchdog);
+        }
+    }
+
+    pub(crate) fn stop_wakers(&self) -> &StopWakers {
+        &self.stop_wakers
+    }
+
     /// Send `WATCHDOG=1` if it is due.
     #[cold]
     fn ping_if_due(&self, watchdog: &Watchdog) {
@@ -165,7 +189,7 @@ impl Lifecycle {
     }
 
     /// How long until the next watchdog ping is due, if there is a watchdog.
-    fn until_ping(&self) -> Option<Duration> {
+    pub(crate) fn until_ping(&self) -> Option<Duration> {
         let watchdog = self.watchdog.as_ref()?;
         let now = watchdog.since.elapsed().as_nanos() as u64;
         Some(Duration::from_nanos(
@@ -196,6 +220,7 @@ impl Ctl {
             });
         let (wake_read, wake_write) = crate::sys::pipe(true)?;
         Ok(Ctl {
+            listeners: Arc::default(),
             lifecycle: Arc::new(Lifecycle {
                 stopping: AtomicBool::new(false),
                 signal: AtomicI32::new(0),
@@ -206,12 +231,119 @@ impl Ctl {
                 watchdog,
                 reporter: Mutex::new(None),
                 ready: AtomicBool::new(false),
+                stop_wakers: StopWakers::default(),
             }),
         })
     }
 
     pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.lifecycle
+    }
+
+    /// The listening sockets, shared.
+    pub(crate) fn listener_set(&self) -> Arc<Listeners> {
+        self.listeners.clone()
+    }
+
+    /// This `Ctl`, handing the body `listeners`.
+    pub(crate) fn with_listeners(self, listeners: Listeners) -> Ctl {
+        Ctl {
+            listeners: Arc::new(listeners),
+            ..self
+        }
+    }
+
+    /// The `index`th listening socket, as a TCP listener: the sockets given to
+    /// [`listen`](crate::DaemonBuilder::listen), in order, bound before the daemon was ready or
+    /// passed by the service manager (socket activation), then any other socket it passed. Each
+    /// call gives another handle on the same socket.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is no such socket, `InvalidInput` when it is a Unix socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::io::Write;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-listen.pid")
+    ///     .listen("127.0.0.1:7000")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = ctl.tcp_listener(0)?;
+    ///         listener.set_nonblocking(true)?;
+    ///         while ctl.running() {
+    ///             match listener.accept() {
+    ///                 Ok((mut client, _)) => client.write_all(b"hello\n")?,
+    ///                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+    ///                     ctl.sleep(std::time::Duration::from_millis(10));
+    ///                 }
+    ///                 Err(e) => return Err(e),
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn tcp_listener(&self, index: usize) -> io::Result<TcpListener> {
+        match self.listeners.get(index)? {
+            Socket::Tcp(listener) => Ok(listener),
+            Socket::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "listening socket #{index} is a Unix socket: use ctl.unix_listener({index})"
+                ),
+            )),
+        }
+    }
+
+    /// The `index`th listening socket, as a Unix listener (see
+    /// [`tcp_listener`](Ctl::tcp_listener)).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is no such socket, `InvalidInput` when it is a TCP socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-listen-unix.pid")
+    ///     .listen("/tmp/doc-listen.sock")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = ctl.unix_listener(0)?;
+    ///         drop(listener);
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn unix_listener(&self, index: usize) -> io::Result<UnixListener> {
+        match self.listeners.get(index)? {
+            Socket::Unix(listener) => Ok(listener),
+            Socket::Tcp(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("listening socket #{index} is a TCP socket: use ctl.tcp_listener({index})"),
+            )),
+        }
+    }
+
+    /// How many listening sockets the daemon has.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-listeners.pid")
+    ///     .run(|ctl| assert_eq!(ctl.listeners(), 0))
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
     }
 
     /// Whether the daemon should go on: false once a stop was asked.
@@ -246,24 +378,68 @@ impl Ctl {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn sleep(&self, duration: Duration) -> bool {
+        self.wait(None, duration) == Woken::TimedOut
+    }
+
+    /// Wait until `fd` is readable (a listener has a client, a socket has data), a stop is
+    /// asked, or `timeout` passes, whichever comes first. Returns whether `fd` is readable; after
+    /// a stop it returns `false` at once. For a body that serves a socket without a thread of its
+    /// own blocked in `accept`, and without a polling sleep.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use std::time::Duration;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-readable.pid")
+    ///     .listen("127.0.0.1:7001")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let listener = ctl.tcp_listener(0)?;
+    ///         while ctl.running() {
+    ///             if ctl.readable(&listener, Duration::from_secs(60)) {
+    ///                 let (client, _) = listener.accept()?;
+    ///                 drop(client);
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn readable(&self, fd: impl AsFd, timeout: Duration) -> bool {
+        self.wait(Some(fd.as_fd()), timeout) == Woken::Readable
+    }
+
+    /// Wait for `fd` (if any) to be readable, a stop, or `duration`, pinging the watchdog on
+    /// the way.
+    fn wait(&self, fd: Option<BorrowedFd<'_>>, duration: Duration) -> Woken {
         let deadline = Instant::now().checked_add(duration);
         loop {
             if !self.running() {
                 self.lifecycle.tell_stopping();
-                return false;
+                return Woken::Stopped;
             }
             let mut left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
             });
             if left.is_zero() {
-                return true;
+                return Woken::TimedOut;
             }
             if let Some(ping) = self.lifecycle.until_ping() {
                 left = left.min(ping);
             }
             // A stop makes the pipe readable for good; a signal or a watchdog ping ends the wait
             // early; either way the loop looks again.
-            let _ = wait_readable(self.lifecycle.wake_read.as_fd(), left);
+            let wake = self.lifecycle.wake_fd();
+            let ready = match fd {
+                Some(fd) => sys::wait_any_readable(&[fd, wake], left),
+                None => sys::wait_any_readable(&[wake], left),
+            };
+            if fd.is_some() && ready.first() == Some(&true) && !self.lifecycle.stop_requested() {
+                return Woken::Readable;
+            }
         }
     }
 
@@ -322,6 +498,68 @@ impl Ctl {
         self.lifecycle.request_stop(None);
         self.lifecycle.tell_stopping();
     }
+
+    /// A future that resolves once a stop is asked (a stop signal, [`Ctl::stop`], the end of
+    /// the daemon), for async code on any executor: it needs no runtime and no cargo feature.
+    /// Race it against the work (`select!`), or hand it to a server's graceful shutdown.
+    ///
+    /// Its waker is called from a small thread that waits on the stop pipe, started by the first
+    /// future that has to wait: a stop signal's handler cannot call a waker itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stopped.pid")
+    ///     .run(|ctl| {
+    ///         // A `Future<Output = ()>`: await it on the executor of your choice, e.g.
+    ///         // `runtime.block_on(server.with_graceful_shutdown(ctl.stopped()))`.
+    ///         let stopped = ctl.stopped();
+    ///         # drop(stopped);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stopped(&self) -> StopFuture {
+        StopFuture::new(self.clone())
+    }
+
+    /// The stop as a descriptor, for code that polls descriptors (`poll(2)`, mio, tokio's
+    /// `AsyncFd`, an event loop of its own): it becomes readable when a stop is asked and stays
+    /// readable from then on. It is non-blocking and close-on-exec.
+    ///
+    /// Only poll it: never read from it, close it or make it blocking; it is the pipe that wakes
+    /// every [`sleep`](Ctl::sleep) of the daemon.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Daemon;
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-stop-fd.pid")
+    ///     .run(|ctl| {
+    ///         // Wait for the stop and for other descriptors in one poll(2).
+    ///         let mut fds = [PollFd::new(ctl.stop_fd(), PollFlags::POLLIN)];
+    ///         let _ = poll(&mut fds, PollTimeout::NONE);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn stop_fd(&self) -> BorrowedFd<'_> {
+        self.lifecycle.wake_read.as_fd()
+    }
+}
+
+/// What ended a [`Ctl`] wait.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    Readable,
+    Stopped,
+    TimedOut,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

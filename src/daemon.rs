@@ -10,6 +10,7 @@ use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};
 use crate::engine::{Engine, Launch};
 use crate::error::Error;
+use crate::init::{self, Role};
 use crate::pidfile::Status;
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
@@ -105,7 +106,10 @@ impl Daemon {
     /// # Errors
     ///
     /// [`Error::AlreadyRunning`] with the running instance's pid; [`Error::Threads`] when this
-    /// process already runs other threads (fork would copy only one of them); the daemon's
+    /// process already runs other threads (fork would copy only one of them);
+    /// [`Error::InsideRuntime`] when it is called from inside a tokio runtime (with the `tokio`
+    /// feature; a current-thread runtime runs no other thread, but its state would not survive
+    /// the fork either); the daemon's
     /// start-up errors ([`Error::MissingDirectory`], [`Error::Io`] for a permission problem,
     /// [`Error::Symlink`], ...); [`Error::StartTimeout`] when it did not report within the ready
     /// timeout (it is then killed).
@@ -125,12 +129,22 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start(&self) -> Result<Pid, Error> {
-        if let Status::Running(pid) = self.engine.pidfile().probe()? {
+        #[cfg(feature = "tokio")]
+        if crate::asynchronous::inside_runtime() {
+            return Err(Error::InsideRuntime);
+        }
+        if let Some(pid) = self.engine.pidfile().probe()?.pid() {
             return Err(Error::AlreadyRunning {
                 pidfile: self.pidfile().to_path_buf(),
                 pid: Some(pid),
             });
         }
+        self.start_after(None)
+    }
+
+    /// Start a daemon; with `predecessor`, a successor of that running instance, which hands it
+    /// its listening sockets and its pidfile's path.
+    fn start_after(&self, predecessor: Option<&control::Process>) -> Result<Pid, Error> {
         // Listed before the fork, where /proc/self is cheap to read; closed in the daemon.
         let inherited = inherited_fds();
         match detach()? {
@@ -142,7 +156,19 @@ impl Daemon {
                 }
                 started
             }
-            Side::Daemon(reporter) => self.engine.serve_detached(reporter, inherited),
+            Side::Daemon(reporter) => {
+                // The caller pinned its predecessor with a pidfd, which this copy would keep for
+                // its whole life: its owner's frames never run again here.
+                if let Some(predecessor) = predecessor {
+                    predecessor.forget_in_this_copy();
+                }
+                let predecessor = predecessor.map(control::Process::pid);
+                self.engine.serve_detached_and_exit(Launch::Detached(
+                    reporter,
+                    inherited,
+                    predecessor,
+                ))
+            }
         }
     }
 
@@ -152,6 +178,17 @@ impl Daemon {
     ///
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
+    ///
+    /// # PID 1
+    ///
+    /// As the first process of a pid namespace (a container's entrypoint), `run()` forks: PID 1
+    /// stays a small init that reaps every orphan of the namespace and forwards SIGTERM, SIGINT,
+    /// SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM and SIGCONT to the daemon, which runs
+    /// as its only child; PID 1 then exits with the daemon's exit code (128 plus the signal's
+    /// number if a signal ended it), and `run()` does not return. The body's own children are
+    /// the daemon's, so `Command::wait` keeps their exit status. A process that already runs
+    /// other threads cannot fork safely: it then runs the daemon as PID 1 itself, and orphans
+    /// are not reaped (use `tini` or `docker run --init` there).
     ///
     /// # Platform-specific behavior
     ///
@@ -184,7 +221,12 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run(&self) -> Result<(), Error> {
-        self.engine.serve(Launch::Foreground)
+        match init::split()? {
+            // The daemon proper, here or under a PID 1 that reaps for it: the caller's code goes
+            // on in it after `run()`, as it would without the split.
+            Role::Daemon | Role::Child => self.engine.serve(Launch::Foreground),
+            Role::Init(code) => std::process::exit(code),
+        }
     }
 
     /// Stop the daemon: SIGTERM, a wait for its exit (a poll on a pidfd, no sleep loop), SIGKILL
@@ -209,9 +251,18 @@ impl Daemon {
 
     /// Stop the daemon if it runs, then start it.
     ///
+    /// A daemon with listening sockets ([`listen`](crate::DaemonBuilder::listen)) restarts
+    /// without refusing a connection: the new instance gets the running one's sockets (the same
+    /// queue of waiting connections), takes the pidfile's path and reports ready, and only then
+    /// is the old one stopped, as `stop()` would, finishing what it has accepted. `status` names
+    /// one of them all along, and a concurrent `start()` finds the pidfile held. If the running
+    /// instance cannot hand its sockets over (one of an older build, say), this falls back to
+    /// stop, then start.
+    ///
     /// # Errors
     ///
-    /// Those of [`stop`](Daemon::stop) and [`start`](Daemon::start).
+    /// Those of [`stop`](Daemon::stop) and [`start`](Daemon::start); a new instance that fails
+    /// leaves the running one as it was.
     ///
     /// # Examples
     ///
@@ -228,8 +279,34 @@ impl Daemon {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn restart(&self) -> Result<Pid, Error> {
+        let settings = self.engine.settings();
+        if self.hands_over() {
+            let pidfile = self.engine.pidfile();
+            if let Some(old) = control::Process::holding(&pidfile)? {
+                match self.start_after(Some(&old)) {
+                    Ok(new) => {
+                        control::stop_process(&old, settings.stop_timeout)?;
+                        return Ok(new);
+                    }
+                    Err(Error::Io { action, source, .. })
+                        if action.starts_with("take the listening sockets over")
+                            && matches!(
+                                source.kind(),
+                                std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::ConnectionRefused
+                            ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         self.stop()?;
         self.start()
+    }
+
+    /// Whether a restart hands the listening sockets over (see [`restart`](Daemon::restart)).
+    pub(crate) fn hands_over(&self) -> bool {
+        let settings = self.engine.settings();
+        !settings.listen.is_empty() && settings.restart.is_none()
     }
 
     /// Whether the daemon runs, judged by the pidfile's lock rather than by the pid in it.

@@ -232,6 +232,19 @@ impl Pending {
 }
 
 impl Reporter {
+    /// A reporter over `pipe` for a process whose parent reads it (a supervised daemon's body),
+    /// opened with this process's pid line, as [`detach`] opens it.
+    pub(crate) fn to_parent(pipe: File) -> Reporter {
+        let mut reporter = Reporter { pipe };
+        let _ = reporter.pipe.write_all(&report::pid_line(Pid::this()));
+        reporter
+    }
+
+    /// Another handle on the same pipe, to say later why the process ended.
+    pub(crate) fn try_clone(&self) -> io::Result<File> {
+        self.pipe.try_clone()
+    }
+
     /// Tell the caller that the daemon is ready. Its `start()` returns `Ok(pid)`.
     ///
     /// # Examples

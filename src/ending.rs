@@ -5,8 +5,9 @@
 //! The keeper is a thread of the daemon's own that, until the stop, also watches that the
 //! pidfile's path still names the locked file.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use nix::unistd::{Pid, getpgrp};
 
 use crate::ctl::Lifecycle;
 use crate::error::Error;
+use crate::handover::Offer;
+use crate::listen::Listeners;
 use crate::log::Log;
 use crate::pidfile::PidfileLock;
 use crate::signals::{ControlThread, Handlers};
@@ -29,7 +32,17 @@ pub(crate) struct Ending {
     pub(crate) lifecycle: Arc<Lifecycle>,
     handlers: Arc<Mutex<Handlers>>,
     control: Mutex<Option<ControlThread>>,
-    lock: Mutex<PidfileLock>,
+    /// The pidfile, unless this is a supervised child (its supervisor holds it).
+    lock: Mutex<Option<PidfileLock>>,
+    /// A supervised child's report pipe: why the body ended goes there.
+    parent: Mutex<Option<File>>,
+    /// Where a successor asks for the listening sockets, once the daemon offers them, and the
+    /// sockets.
+    offer: OnceLock<Offer>,
+    listeners: Arc<Listeners>,
+    /// The sockets went to a successor, which takes the pidfile's path: the keeper no longer
+    /// takes it back.
+    handed_over: AtomicBool,
     log: Log,
     detached: bool,
     /// End the daemon's process group too, giving it this long after SIGTERM.
@@ -38,6 +51,8 @@ pub(crate) struct Ending {
     dropped_privileges: bool,
     /// Set, and notified, once the body has returned.
     body_done: (Mutex<bool>, Condvar),
+    /// What the keeper last said about the pidfile, so that a lasting problem is logged once.
+    last_complaint: Mutex<Option<String>>,
 }
 
 /// How the daemon's body ended, for [`Ending::finish`].
@@ -56,7 +71,9 @@ pub(crate) struct Parts {
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) handlers: Arc<Mutex<Handlers>>,
     pub(crate) control: ControlThread,
-    pub(crate) lock: PidfileLock,
+    pub(crate) lock: Option<PidfileLock>,
+    pub(crate) parent: Option<File>,
+    pub(crate) listeners: Arc<Listeners>,
     pub(crate) log: Log,
     pub(crate) detached: bool,
     pub(crate) stop_children: Option<Duration>,
@@ -71,12 +88,30 @@ impl Ending {
             handlers: parts.handlers,
             control: Mutex::new(Some(parts.control)),
             lock: Mutex::new(parts.lock),
+            parent: Mutex::new(parts.parent),
+            offer: OnceLock::new(),
+            listeners: parts.listeners,
+            handed_over: AtomicBool::new(false),
             log: parts.log,
             detached: parts.detached,
             stop_children: parts.stop_children,
             dropped_privileges: parts.dropped_privileges,
             body_done: (Mutex::new(false), Condvar::new()),
+            last_complaint: Mutex::new(None),
         })
+    }
+
+    /// Offer the listening sockets to a successor from now on.
+    pub(crate) fn offer(&self, offer: Offer) {
+        let _ = self.offer.set(offer);
+    }
+
+    /// A successor takes the pidfile's path (see [`PidfileLock::take_path`]).
+    pub(crate) fn take_path(&self) -> Result<(), Error> {
+        match lock(&self.lock).as_mut() {
+            Some(pidfile) => pidfile.take_path(),
+            None => Ok(()),
+        }
     }
 
     /// Claim the end of the daemon: `false` when the other thread has it already.
@@ -124,10 +159,13 @@ impl Ending {
                 message: "it did not return after the stop request, and was abandoned".into(),
             }),
         };
+        let mut parent = lock(&self.parent);
         if let Err(Error::Body { message }) = &result
             && self.detached
+            && parent.is_none()
         {
-            // In the foreground the caller of `run()` gets the error: it is not logged twice.
+            // In the foreground the caller of `run()` gets the error, and a supervisor logs its
+            // child's: it is not logged twice.
             self.log.log(&format!("stopping: {message}"));
         }
         if let Some(signal) = lifecycle.stop_signal()
@@ -140,11 +178,20 @@ impl Ending {
         {
             stop_children(grace, &self.log);
         }
+        if let (Some(pipe), Err(e)) = (parent.as_mut(), &result) {
+            use std::io::Write;
+            let _ = pipe.write_all(&crate::report::failure(e));
+        }
+        // A caller of `start()` still waiting hears the failure itself: nothing is left then.
+        let reporter = lifecycle.take_unused_reporter();
         let mut pidfile = lock(&self.lock);
-        let released = match &result {
+        let released = match (pidfile.as_mut(), &result) {
+            (None, _) => Ok(()),
             // The daemon failed by itself: the reason stays in its pidfile until the next start.
-            Err(e @ Error::Body { .. }) if !asked => pidfile.keep_with_failure(&e.to_string()),
-            _ => pidfile.unlink(),
+            (Some(pidfile), Err(e @ Error::Body { .. })) if !asked && reporter.is_none() => {
+                pidfile.keep_with_failure(&e.to_string())
+            }
+            (Some(pidfile), _) => pidfile.unlink(),
         };
         match released {
             // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
@@ -153,7 +200,7 @@ impl Ending {
             Err(e) => self.log.log(&e.to_string()),
             Ok(()) => {}
         }
-        if let Some(mut reporter) = lifecycle.take_unused_reporter() {
+        if let Some(mut reporter) = reporter {
             reporter.fail(result.as_ref().err().unwrap_or(&Error::ReturnedBeforeReady));
         }
         result
@@ -173,7 +220,25 @@ impl Ending {
     }
 
     fn keep(&self, grace: Duration, wrapped: bool) {
-        while !self.lifecycle.wait_for_stop(WATCH_PERIOD) {
+        loop {
+            let (stopping, successor) = self.wait(WATCH_PERIOD);
+            if stopping {
+                break;
+            }
+            if successor && let Some(offer) = self.offer.get() {
+                match offer.answer(&self.listeners) {
+                    Ok(true) => {
+                        self.handed_over.store(true, Ordering::Release);
+                        self.log.log(
+                            "handed the listening sockets to a new instance, which takes the pidfile; serving on until stopped",
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => self.log.log(&format!(
+                        "a new instance asked for the listening sockets and did not get them: {e}"
+                    )),
+                }
+            }
             self.watch_pidfile();
         }
         if self.wait_for_body(grace) || !self.begin() {
@@ -195,11 +260,28 @@ impl Ending {
         std::process::exit(code);
     }
 
+    /// Wait at most `timeout` for a stop request or a successor; says which came.
+    fn wait(&self, timeout: Duration) -> (bool, bool) {
+        if self.lifecycle.stop_requested() {
+            return (true, false);
+        }
+        let mut fds = vec![self.lifecycle.wake_fd()];
+        fds.extend(self.offer.get().map(Offer::fd));
+        let ready = sys::wait_any_readable(&fds, timeout);
+        (
+            self.lifecycle.stop_requested(),
+            ready.get(1).copied().unwrap_or(false),
+        )
+    }
+
     /// A /tmp cleaner or a careless `rm` may remove the pidfile, or someone replace it: the
     /// daemon would look stopped, and the next `start()` would run a second instance. The path
     /// is taken again when it is free; when another instance holds it, this one stops.
     fn watch_pidfile(&self) {
         let mut pidfile = lock(&self.lock);
+        let Some(pidfile) = pidfile.as_mut() else {
+            return;
+        };
         if pidfile.still_named() {
             return;
         }
@@ -208,15 +290,26 @@ impl Ending {
             Ok(()) => self.log.log(&format!(
                 "pidfile {path} no longer named this daemon's locked file (removed or replaced): taken again"
             )),
+            // The successor that got the sockets took the path: this instance serves on until
+            // it is stopped, and runs its stop handlers then.
+            Err(Error::AlreadyRunning { .. } | Error::Unverified { .. })
+                if self.handed_over.load(Ordering::Acquire) => {}
             Err(e @ (Error::AlreadyRunning { .. } | Error::Unverified { .. })) => {
                 self.log.log(&format!(
                     "pidfile {path} was taken by another process ({e}): stopping, so that two instances do not run"
                 ));
                 self.lifecycle.request_stop(None);
             }
-            Err(e) => self.log.log(&format!(
-                "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
-            )),
+            Err(e) => {
+                let complaint = format!(
+                    "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
+                );
+                let mut last = lock(&self.last_complaint);
+                if last.as_deref() != Some(complaint.as_str()) {
+                    self.log.log(&complaint);
+                    *last = Some(complaint);
+                }
+            }
         }
     }
 }

@@ -2,28 +2,33 @@
 //! credentials and signals, report ready, run the body, run the stop handlers, remove the
 //! pidfile.
 
+use std::fs::File;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
-use nix::unistd::chdir;
+use nix::unistd::{Pid, chdir};
 
 use crate::body::Body;
 use crate::ctl::Ctl;
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds, redirect_stdio};
 use crate::ending::{Ended, Ending, Parts};
 use crate::error::Error;
+use crate::handover;
+use crate::listen::Listeners;
 use crate::log::Log;
 use crate::outcome::panic_message;
 use crate::pidfile::{Pidfile, PidfileLock};
 use crate::privileges::Credentials;
 use crate::settings::Settings;
-use crate::signals::{CaughtSignals, Handlers, Reload, catch_signals};
+use crate::signals::{CaughtSignals, Handlers, Reload, STOP_SIGNALS, catch_signals};
+use crate::supervise::{Child, Supervisor};
 use crate::sys;
-use crate::systemd::{Notifier, watchdog_period};
+use crate::systemd::{self, Notifier, watchdog_period};
 
 /// A daemon's checked settings and closures: everything the engine needs to run it.
 pub(crate) struct Engine {
@@ -46,14 +51,15 @@ pub(crate) enum Launch {
     /// After `start()`'s fork: do every daemon(7) step and report to the caller.
     /// The descriptors to close are those the caller listed before the fork, or, if it could
     /// not, those the daemon finds itself.
-    Detached(Reporter, Result<Vec<RawFd>, Error>),
+    /// With a pid: a successor of that instance, which hands it its listening sockets.
+    Detached(Reporter, Result<Vec<RawFd>, Error>, Option<Pid>),
     /// `run()`: the same engine in the calling process, nothing forked or redirected.
     Foreground,
 }
 
 /// What [`Engine::prepare`] hands to [`Engine::serve`].
 struct Prepared {
-    lock: PidfileLock,
+    lock: Option<PidfileLock>,
     signals: CaughtSignals,
     ctl: Ctl,
     reload: Reload,
@@ -91,16 +97,10 @@ impl Engine {
         Pidfile::new(&self.settings.pidfile)
     }
 
-    /// The daemon's side of `start()`: serve, then leave the process, never returning into the
-    /// caller's code (the daemon is a copy of the caller, and would go on running it).
-    pub(crate) fn serve_detached(
-        &self,
-        reporter: Reporter,
-        inherited: Result<Vec<RawFd>, Error>,
-    ) -> ! {
-        let served = catch_unwind(AssertUnwindSafe(|| {
-            self.serve(Launch::Detached(reporter, inherited))
-        }));
+    /// The daemon's side of `start()`'s fork: serve, then leave the process, never returning
+    /// into the caller's code (the daemon is a copy of the caller, and would go on running it).
+    pub(crate) fn serve_detached_and_exit(&self, launch: Launch) -> ! {
+        let served = catch_unwind(AssertUnwindSafe(|| self.serve(launch)));
         let code = match served {
             Ok(Ok(())) => 0,
             Ok(Err(_)) | Err(_) => 1,
@@ -115,16 +115,87 @@ impl Engine {
     }
 
     /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, set up,
-    /// report, run the body, then end (stop handlers, pidfile).
+    /// report, run the body (or a supervisor that runs it in a child), then end (stop handlers,
+    /// pidfile).
     pub(crate) fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let (mut reporter, inherited) = match launch {
-            Launch::Detached(reporter, inherited) => (Some(reporter), Some(inherited)),
-            Launch::Foreground => (None, None),
+        let (mut reporter, inherited, predecessor) = match launch {
+            Launch::Detached(reporter, inherited, predecessor) => {
+                (Some(reporter), Some(inherited), predecessor)
+            }
+            Launch::Foreground => (None, None, None),
         };
         let detached = inherited.is_some();
+        let (lock, listeners) = match self.take_process(inherited, predecessor) {
+            Ok(taken) => taken,
+            Err(error) => {
+                if let Some(reporter) = reporter.as_mut() {
+                    reporter.fail(&error);
+                }
+                return Err(error);
+            }
+        };
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            self.log
+                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+            None
+        });
+        if let Some(policy) = self.settings.restart {
+            let s = &self.settings;
+            let supervisor = Supervisor {
+                policy,
+                lock,
+                listeners,
+                log: &self.log,
+                detached,
+                logs: (s.stdout.clone(), s.stderr.clone()),
+                forwarded: self.forwarded_signals(),
+            };
+            return supervisor.run(self, reporter, notifier);
+        }
+        self.serve_body(
+            Some(lock),
+            listeners,
+            reporter,
+            notifier,
+            detached,
+            detached,
+        )
+    }
+
+    /// The signals a supervisor passes on to its child: those that stop the daemon, SIGHUP, and
+    /// every one with handlers.
+    fn forwarded_signals(&self) -> Vec<Signal> {
+        let mut signals: Vec<Signal> = STOP_SIGNALS.to_vec();
+        // SIGCONT too: `stop()` sends it after SIGTERM, for a child that was stopped.
+        signals.extend([Signal::SIGHUP, Signal::SIGCONT]);
+        let handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
+        for signal in handlers.signals() {
+            if !signals.contains(&signal) {
+                signals.push(signal);
+            }
+        }
+        signals
+    }
+
+    /// Everything from catching the signals on, in the process that runs the body: the daemon
+    /// itself (`lock` is its pidfile), or a supervised child (no pidfile; `reporter` is its
+    /// parent, who also hears why it ended).
+    fn serve_body(
+        &self,
+        lock: Option<PidfileLock>,
+        listeners: Listeners,
+        mut reporter: Option<Reporter>,
+        notifier: Option<Notifier>,
+        own_process: bool,
+        reopen_logs: bool,
+    ) -> Result<(), Error> {
+        let parent = match (&lock, &reporter) {
+            (None, Some(reporter)) => reporter.try_clone().ok(),
+            _ => None,
+        };
         let started = self
-            .prepare(inherited)
-            .and_then(|prepared| self.begin(prepared, detached));
+            .catch(lock, listeners, notifier, own_process, reopen_logs)
+            .and_then(|prepared| self.begin(prepared, own_process, parent));
         let (ending, ctl, keeper) = match started {
             Ok(started) => started,
             Err(error) => {
@@ -166,6 +237,7 @@ impl Engine {
         &self,
         prepared: Prepared,
         detached: bool,
+        parent: Option<File>,
     ) -> Result<(Arc<Ending>, Ctl, JoinHandle<()>), Error> {
         let Prepared {
             lock,
@@ -174,6 +246,7 @@ impl Engine {
             reload,
         } = prepared;
         let lifecycle = ctl.lifecycle();
+        let own_pidfile = lock.is_some();
         let control = signals.start_control_thread(
             self.handlers.clone(),
             lifecycle.clone(),
@@ -186,6 +259,8 @@ impl Engine {
             handlers: self.handlers.clone(),
             control,
             lock,
+            listeners: ctl.listener_set(),
+            parent,
             log: self.log.clone(),
             detached,
             stop_children: s.stop_children.then(|| s.stop_timeout / 2),
@@ -205,7 +280,25 @@ impl Engine {
             call: "spawn the keeper thread",
             source: e,
         });
-        let keeper = match keeper.and_then(|keeper| self.set_up().map(|()| keeper)) {
+        // A successor takes the pidfile's path last, once nothing can fail any more: until then
+        // the instance that runs keeps it, and a failed successor leaves no trace.
+        let keeper = keeper
+            .and_then(|keeper| self.set_up().map(|()| keeper))
+            .and_then(|keeper| ending.take_path().map(|()| keeper));
+        // Only now, holding the path, does a daemon with listening sockets offer them to its
+        // own successor (see `handover`): a successor that failed before this point left the
+        // running instance's offer as it was. A supervised child leaves restarts to its
+        // supervisor.
+        if keeper.is_ok() && own_pidfile && ctl.listeners() > 0 {
+            match handover::Offer::open(&s.pidfile) {
+                Ok(offer) => ending.offer(offer),
+                Err(e) => self.log.log(&format!(
+                    "cannot listen for a successor at {} ({e}): a restart will stop, then start",
+                    handover::path_for(&s.pidfile).display()
+                )),
+            }
+        }
+        let keeper = match keeper {
             Ok(keeper) => keeper,
             Err(error) => {
                 // Nothing is left behind: the control thread and the keeper end, the pidfile
@@ -241,12 +334,17 @@ impl Engine {
             .unwrap_or(self.settings.stop_timeout / 2)
     }
 
-    /// Everything before the body runs. On failure, the pidfile (if taken) is already removed.
-    /// `inherited` is there when detached: the descriptors to close.
-    fn prepare(&self, inherited: Option<Result<Vec<RawFd>, Error>>) -> Result<Prepared, Error> {
+    /// What a daemon process does first, before any signal is caught: umask and working
+    /// directory, the pidfile's lock (the pid not yet written), stdio and inherited descriptors,
+    /// privileges. `inherited` is there when detached: the descriptors to close. On failure the
+    /// pidfile, if taken, is already removed.
+    fn take_process(
+        &self,
+        inherited: Option<Result<Vec<RawFd>, Error>>,
+        predecessor: Option<Pid>,
+    ) -> Result<(PidfileLock, Listeners), Error> {
         let s = &self.settings;
-        let detached = inherited.is_some();
-        if detached {
+        if inherited.is_some() {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
             chdir(&s.workdir).map_err(|e| {
                 Error::io(
@@ -259,23 +357,23 @@ impl Engine {
         // First, so that its descriptor is the lowest free one: a probe looks there first.
         // From here on, an early return drops `lock`, which removes the pidfile. The pid is
         // written once the stop signals are caught.
-        let mut lock = self.pidfile().lock()?;
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            self.log
-                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
-            None
-        });
-        let ctl =
-            Ctl::notifying(notifier, watchdog_period().map(|period| period / 2)).map_err(|e| {
-                Error::Sys {
-                    call: "pipe",
-                    source: e,
-                }
-            })?;
-        let reload = Reload {
-            notifier: ctl.lifecycle().notifier(),
-            logs: detached.then(|| (s.stdout.clone(), s.stderr.clone())),
+        let pidfile = self.pidfile();
+        let (mut lock, passed) = match predecessor {
+            // A successor locks a file of its own, which takes the path once it is ready, and
+            // gets the sockets from the instance that runs.
+            Some(predecessor) => (
+                pidfile.lock_for_handover()?,
+                handover::receive(pidfile.path(), predecessor)?,
+            ),
+            None => (pidfile.lock()?, systemd::listen_fds()),
         };
+        if inherited.is_some() {
+            // A detached daemon ends with `_exit`: its lock goes with it (see `control`).
+            lock.release_at_exit();
+        }
+        // Before the inherited descriptors are closed (a service manager's sockets are among
+        // them) and before privileges are dropped (a port below 1024).
+        let listeners = Listeners::open(&s.listen, passed)?;
         if let Some(inherited) = inherited {
             redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
             match inherited {
@@ -289,14 +387,57 @@ impl Engine {
             }
         }
         self.credentials.apply()?;
-        let signals = catch_signals(&self.handlers, ctl.lifecycle(), detached, &reload)?;
-        lock.write_pid()?;
+        Ok((lock, listeners))
+    }
+
+    /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that
+    /// stops gracefully. `reset` clears what the process inherited (detached, or a child).
+    fn catch(
+        &self,
+        mut lock: Option<PidfileLock>,
+        listeners: Listeners,
+        notifier: Option<Notifier>,
+        reset: bool,
+        reopen_logs: bool,
+    ) -> Result<Prepared, Error> {
+        let s = &self.settings;
+        let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2))
+            .map_err(|e| Error::Sys {
+                call: "pipe",
+                source: e,
+            })?
+            .with_listeners(listeners);
+        let reload = Reload {
+            notifier: ctl.lifecycle().notifier(),
+            logs: reopen_logs.then(|| (s.stdout.clone(), s.stderr.clone())),
+        };
+        let signals = catch_signals(&self.handlers, ctl.lifecycle(), reset, &reload)?;
+        if let Some(lock) = lock.as_mut() {
+            lock.write_pid()?;
+        }
         Ok(Prepared {
             lock,
             signals,
             ctl,
             reload,
         })
+    }
+}
+
+impl Child for Engine {
+    fn run_child(&self, report: Reporter, detached: bool, listeners: &Listeners) -> i32 {
+        // Its own process group, so that `stop_children` ends the body's children, never the
+        // supervisor; signals come through the supervisor.
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        // The body's process must never unwind into the supervisor's code, a copy of which it is.
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            let listeners = listeners.duplicate().map_err(|e| Error::Sys {
+                call: "dup",
+                source: e,
+            })?;
+            self.serve_body(None, listeners, Some(report), None, true, detached)
+        }));
+        i32::from(!matches!(served, Ok(Ok(()))))
     }
 }
 

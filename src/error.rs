@@ -48,6 +48,10 @@ pub enum Error {
         /// How many threads the process runs.
         count: usize,
     },
+    /// `start()` was called from inside a tokio runtime (in `block_on`, a task, or under
+    /// `#[tokio::main]`), with the `tokio` feature: `fork` would leave the runtime's threads,
+    /// driver and locks behind in the daemon.
+    InsideRuntime,
     /// Another instance holds the pidfile.
     AlreadyRunning {
         /// The pidfile.
@@ -121,6 +125,14 @@ pub enum Error {
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
+        source: io::Error,
+    },
+    /// The daemon could not listen on an address given to
+    /// [`listen`](crate::DaemonBuilder::listen).
+    Listen {
+        /// The address, as given.
+        address: String,
+        /// The system's error (`EADDRINUSE`: another process listens there).
         source: io::Error,
     },
     /// A system call that has no path failed (fork, setsid, pipe, ...).
@@ -233,7 +245,8 @@ impl Error {
             | Error::Sys { source, .. }
             | Error::MissingDirectory { source, .. }
             | Error::Symlink { source, .. }
-            | Error::NotAFile { source, .. } => Some(source),
+            | Error::NotAFile { source, .. }
+            | Error::Listen { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -345,6 +358,10 @@ impl fmt::Display for Error {
                 f,
                 "start() was called while the process runs {count} threads; fork copies only one of them: start the daemon before spawning threads or building a runtime, and create those inside the body"
             ),
+            Error::InsideRuntime => write!(
+                f,
+                "start() was called from inside a tokio runtime; fork copies only the calling thread, and the runtime's workers, driver and locks would be left broken in the daemon: call start() before building the runtime (not under #[tokio::main]), and run async code inside the daemon with .run_async() or .messages_async()"
+            ),
             Error::AlreadyRunning { pidfile, pid } => match pid {
                 Some(pid) => write!(
                     f,
@@ -421,7 +438,8 @@ impl fmt::Display for Error {
             }
             Error::Untrusted { path, reason } => write!(
                 f,
-                "{}: refusing to trust this pidfile as root: {reason} (remove it, or fix its owner and mode)",
+                "{}: refusing to trust this pidfile as root: {reason} (if a daemon holds it, stop that daemon as the user it runs as; if no process holds it, as `fuser {}` shows, remove it; then start again as root)",
+                path.display(),
                 path.display()
             ),
             Error::Io {
@@ -435,6 +453,16 @@ impl fmt::Display for Error {
                 hint(source)
             ),
             Error::Sys { call, source } => write!(f, "{call} failed: {source}"),
+            Error::Listen { address, source } => {
+                write!(f, "cannot listen on {address}: {source}")?;
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        " (another process listens there: stop it, or choose another address)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Privileges { reason } => write!(
                 f,
                 "cannot drop privileges: {reason} (start the daemon as root, or leave out .user() and .group())"
@@ -496,6 +524,8 @@ mod tests {
         );
         let e = Error::Threads { count: 3 };
         assert!(e.to_string().contains("3 threads"));
+        let e = Error::InsideRuntime;
+        assert!(e.to_string().contains("before building the runtime"));
     }
 
     #[test]

@@ -26,8 +26,17 @@
 //!   operations `start`, `stop`, `restart`, `status`, `pid`, `send` and `run` (foreground);
 //!   [`cli`]: the init-script command line in one call, with the LSB exit codes.
 //! - The bodies: `run(|ctl| ...)` loops by itself, `step(|| ...)` is called in a loop,
-//!   `messages(get, handle)` handles messages on a worker pool. [`Ctl`] is the body's view of the
-//!   daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
+//!   `wrap(f)` runs a function that knows nothing of the daemon (a stop abandons it, as the
+//!   Python original's `daemonizer` did; [`wrap()`] and [`step()`] do it in one line), and
+//!   `messages(get, handle)` handles messages on a worker pool. [`Ctl`] is the body's view of
+//!   the daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
+//! - Around the body: `setup(f)` runs in the daemon before it is ready; `listen(addr)` gives it
+//!   listening sockets, bound before ready or passed by systemd, handed to the next instance at
+//!   a restart so that no connection is refused; `restart(`[`Restart`]`)` supervises it, started
+//!   again after a crash with a backoff and a limit.
+//!   With the `tokio` feature, `run_async` and `messages_async` run async bodies on a runtime
+//!   built inside the daemon; [`Ctl::stopped`] (a [`StopFuture`]) is the stop for any executor,
+//!   feature or not (see [async bodies](guide#async)).
 //! - The parts, usable on their own: [`pidfile`] (the pidfile as a lock held for the daemon's
 //!   life: a pidfile that nobody holds is stale, whatever pid it names, so a reused pid is never
 //!   signalled), [`detach`] (the daemon(7) double fork, with the daemon's outcome sent back to
@@ -57,15 +66,22 @@ mod daemon;
 mod settings;
 
 // Inside the daemon: the engine, the bodies it runs, and what they see.
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod body;
 mod ctl;
 mod ending;
 mod engine;
+mod handover;
+mod init;
+mod listen;
 mod log;
 mod outcome;
 mod pool;
 mod privileges;
 mod signals;
+mod stop_future;
+mod supervise;
 
 // The parts, usable on their own.
 pub mod control;
@@ -91,6 +107,8 @@ pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use privileges::Account;
+pub use stop_future::StopFuture;
+pub use supervise::Restart;
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

@@ -15,11 +15,14 @@ impl Log {
     pub(crate) fn new(name: &str) -> Log {
         let name: Arc<str> = name.into();
         Log(Arc::new(move |message| {
-            eprintln!(
-                "{} {name}[{}]: {message}",
+            // One write(2) a line: processes that share a log file (an instance and its
+            // successor during a restart) never mix their lines.
+            let line = format!(
+                "{} {name}[{}]: {message}\n",
                 timestamp(SystemTime::now()),
                 std::process::id()
-            )
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }))
     }
 

@@ -124,6 +124,17 @@ pub enum Status {
     },
     /// There is no pidfile: the daemon is not running.
     NotRunning,
+    /// A supervisor runs with this pid (it holds the pidfile's lock), and runs the body in
+    /// `child` (see [`Restart`](crate::Restart)). `restarts` counts the children it started
+    /// again after the first.
+    Supervised {
+        /// The supervisor: what `stop()` and `send()` signal.
+        pid: Pid,
+        /// The process that runs the body now, if one does (none during a backoff wait).
+        child: Option<Pid>,
+        /// How many times the body was started again.
+        restarts: u32,
+    },
 }
 
 impl Status {
@@ -136,7 +147,10 @@ impl Status {
     /// assert!(daemons::Status::Starting.is_running());
     /// ```
     pub fn is_running(&self) -> bool {
-        matches!(self, Status::Running(_) | Status::Starting)
+        matches!(
+            self,
+            Status::Running(_) | Status::Starting | Status::Supervised { .. }
+        )
     }
 
     /// The pid of the running daemon, if there is one.
@@ -151,7 +165,7 @@ impl Status {
     /// ```
     pub fn pid(&self) -> Option<Pid> {
         match self {
-            Status::Running(pid) => Some(*pid),
+            Status::Running(pid) | Status::Supervised { pid, .. } => Some(*pid),
             _ => None,
         }
     }
@@ -171,6 +185,17 @@ impl fmt::Display for Status {
             }
             Status::Dead { pid: None, .. } => f.write_str("not running (stale pidfile)"),
             Status::NotRunning => f.write_str("not running"),
+            Status::Supervised {
+                pid,
+                child,
+                restarts,
+            } => {
+                write!(f, "running (pid {pid}, supervised")?;
+                if let Some(child) = child {
+                    write!(f, "; its body runs in pid {child}")?;
+                }
+                write!(f, "; {restarts} restarts)")
+            }
         }
     }
 }
@@ -207,6 +232,12 @@ pub struct PidfileLock {
     /// The process that took the lock: a child forked without exec has a copy of this value,
     /// but not of the lock.
     owner: Pid,
+    /// A successor's lock, under a temporary name until it takes the path from the instance
+    /// that runs (see [`PidfileLock::take_path`]).
+    pending: Option<PathBuf>,
+    /// Let the process's exit release the lock, rather than the unlink (see
+    /// [`PidfileLock::release_at_exit`]).
+    at_exit: bool,
 }
 
 impl Pidfile {
@@ -283,7 +314,11 @@ impl Pidfile {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
                     let refused = match self.examine(&file, &meta)? {
-                        Lock::Free => continue,
+                        // The holder let go between our two tries: try again, after a pause.
+                        Lock::Free => {
+                            thread::sleep(pause);
+                            continue;
+                        }
                         Lock::Held(pid) => Error::AlreadyRunning {
                             pidfile: self.path.clone(),
                             pid: Some(pid),
@@ -318,17 +353,50 @@ impl Pidfile {
         }
     }
 
+    /// A lock for a successor of the instance that holds the pidfile now: a new file, locked
+    /// under a temporary name beside the path, that [`PidfileLock::take_path`] renames over it
+    /// once the successor is ready. The path names a locked file all along.
+    pub(crate) fn lock_for_handover(&self) -> Result<PidfileLock, Error> {
+        let temporary = self.temporary_name();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&temporary)
+            .map_err(|e| Error::open("create the pidfile", &self.path, e))?;
+        let meta = match self.check(&file).and_then(|meta| {
+            file.try_lock()
+                .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))
+                .map(|()| meta)
+        }) {
+            Ok(meta) => meta,
+            Err(e) => {
+                let _ = fs::remove_file(&temporary);
+                return Err(e);
+            }
+        };
+        let mut lock = PidfileLock::new(file, self.path.clone(), meta);
+        lock.pending = Some(temporary);
+        Ok(lock)
+    }
+
+    fn temporary_name(&self) -> PathBuf {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        self.path.with_file_name(format!(
+            ".{name}.{}.{}.new",
+            std::process::id(),
+            TEMPORARY.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
     /// Create the pidfile already locked: a new file is made under a temporary name beside the
     /// path, locked, then renamed to the path unless something is there by then, so that nobody
     /// ever sees it unlocked (a probe in between would call it stale, and a `stop` would remove
     /// it). `None` when the path exists.
     fn create_locked(&self) -> Result<Option<PidfileLock>, Error> {
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = self.path.with_file_name(format!(
-            ".{name}.{}.{}.new",
-            std::process::id(),
-            TEMPORARY.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temporary = self.temporary_name();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -427,11 +495,12 @@ impl Pidfile {
             let found = self.probe_once()?;
             let settled = match &found {
                 Probed::Status(status) => *status != Status::Starting,
-                Probed::Unverified { .. } => false,
+                Probed::Unverified { .. } | Probed::Gone => false,
             };
             if settled || Instant::now() >= deadline {
                 return match found {
                     Probed::Status(status) => Ok(status),
+                    Probed::Gone => Ok(Status::NotRunning),
                     Probed::Unverified { named, holder } => Err(self.unverified(named, holder)),
                 };
             }
@@ -441,11 +510,24 @@ impl Pidfile {
     }
 
     fn probe_once(&self) -> Result<Probed, Error> {
+        // A file that a stopping daemon unlinks and unlocks between our open and our look is
+        // not stale: the path no longer names it, and a second look finds what is there now.
+        for _ in 0..4 {
+            let found = self.probe_file()?;
+            if !matches!(found, Probed::Gone) {
+                return Ok(found);
+            }
+        }
+        Ok(Probed::Status(Status::NotRunning))
+    }
+
+    fn probe_file(&self) -> Result<Probed, Error> {
         let Some(file) = self.open(false)? else {
             return Ok(Probed::Status(Status::NotRunning));
         };
         let meta = self.check(&file)?;
         Ok(match self.examine(&file, &meta)? {
+            Lock::Free if !same_file(&self.path, &meta) => Probed::Gone,
             Lock::Free => {
                 let content = read_content(&file);
                 Probed::Status(Status::Dead {
@@ -453,7 +535,14 @@ impl Pidfile {
                     failure: parse_failure(&content),
                 })
             }
-            Lock::Held(pid) => Probed::Status(Status::Running(pid)),
+            Lock::Held(pid) => Probed::Status(match parse_supervision(&read_content(&file)) {
+                Some((child, restarts)) => Status::Supervised {
+                    pid,
+                    child,
+                    restarts,
+                },
+                None => Status::Running(pid),
+            }),
             Lock::Starting => Probed::Status(Status::Starting),
             Lock::Unverified { named, holder } => Probed::Unverified { named, holder },
         })
@@ -473,14 +562,15 @@ impl Pidfile {
         {
             return Ok(Lock::Held(pid));
         }
-        // Is anybody holding it? A shared lock taken and dropped at once answers without
-        // disturbing the holder.
+        // Is anybody holding it, even a shared lock (`flock -s`)? An exclusive lock taken and
+        // dropped at once answers; a `start()` or a probe that it meets meanwhile retries.
         if !self.is_locked(file)? {
             return Ok(Lock::Free);
         }
-        // Where no lock line names the holder, the file is locked and the pid named is the
-        // holder if it has this very file open.
+        // Where no lock line names the holder, the pid named is the holder if the lock is
+        // exclusive (a daemon's) and that pid has this very file open.
         if !sys::LOCK_LINES
+            && self.is_locked_exclusively(file)?
             && let Some(pid) = named
             && sys::has_open(pid, file, meta) == Some(true)
         {
@@ -586,17 +676,38 @@ impl Pidfile {
     /// Whether `pid` holds the lock of `file` (identified by `meta`), and the path still names
     /// that file: the fast check of [`probe`](Pidfile::probe) for a pid and a file already read.
     pub(crate) fn is_held_by(&self, pid: Pid, file: &File, meta: &fs::Metadata) -> bool {
-        let held = if sys::LOCK_LINES {
-            holds_flock(pid, meta) == Some(true)
-        } else {
-            self.is_locked(file).unwrap_or(false) && sys::has_open(pid, file, meta) == Some(true)
-        };
-        held && same_file(&self.path, meta)
+        self.holds(pid, file, meta) && same_file(&self.path, meta)
     }
 
-    /// Whether someone holds the lock of `file`: a shared lock, taken and dropped at once, is
-    /// refused.
+    /// Whether `pid` holds the lock of `file` (identified by `meta`), whatever the path names
+    /// now: an instance whose successor took the path over holds its own file's lock until it
+    /// is stopped.
+    pub(crate) fn holds(&self, pid: Pid, file: &File, meta: &fs::Metadata) -> bool {
+        if sys::LOCK_LINES {
+            holds_flock(pid, meta) == Some(true)
+        } else {
+            self.is_locked_exclusively(file).unwrap_or(false)
+                && sys::has_open(pid, file, meta) == Some(true)
+        }
+    }
+
+    /// Whether anybody holds a lock on `file`, even a shared one: an exclusive lock, taken and
+    /// dropped at once, is refused.
     pub(crate) fn is_locked(&self, file: &File) -> Result<bool, Error> {
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(false)
+            }
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+        }
+    }
+
+    /// Whether somebody holds an exclusive lock on `file`, as a daemon does: a shared lock,
+    /// taken and dropped at once, is refused. Only where no lock line names the holder: the
+    /// shared lock would show among the holders in `/proc/locks` for that moment.
+    pub(crate) fn is_locked_exclusively(&self, file: &File) -> Result<bool, Error> {
         match file.try_lock_shared() {
             Ok(()) => {
                 let _ = file.unlock();
@@ -721,6 +832,8 @@ enum Placed {
 /// What one probe found.
 enum Probed {
     Status(Status),
+    /// The file opened was unlinked meanwhile: look again.
+    Gone,
     Unverified {
         named: Option<Pid>,
         holder: Option<Pid>,
@@ -738,6 +851,8 @@ impl PidfileLock {
             path,
             meta,
             owner: Pid::this(),
+            pending: None,
+            at_exit: false,
         }
     }
 
@@ -779,9 +894,22 @@ impl PidfileLock {
     }
 
     /// Whether the path still names the locked file: a /tmp cleaner or a careless `rm` may have
-    /// removed it, or someone replaced it.
+    /// removed it, or someone replaced it. A successor's lock that has not taken the path yet
+    /// counts as named.
     pub(crate) fn still_named(&self) -> bool {
-        self.file.is_none() || same_file(&self.path, &self.meta)
+        self.file.is_none() || self.pending.is_some() || same_file(&self.path, &self.meta)
+    }
+
+    /// A successor's lock takes the path: its file is renamed over the pidfile of the instance
+    /// that runs, which goes on until it is stopped but no longer names the path.
+    pub(crate) fn take_path(&mut self) -> Result<(), Error> {
+        let Some(temporary) = self.pending.take() else {
+            return Ok(());
+        };
+        fs::rename(&temporary, &self.path).map_err(|e| {
+            let _ = fs::remove_file(&temporary);
+            Error::io("take over the pidfile", &self.path, e)
+        })
     }
 
     /// Take the path again after it stopped naming the locked file: create it anew, or lock the
@@ -795,6 +923,7 @@ impl PidfileLock {
         let pidfile = Pidfile::new(&self.path);
         let mut lock = pidfile.lock()?;
         lock.write_pid()?;
+        lock.at_exit = self.at_exit;
         std::mem::swap(self, &mut lock);
         // `lock` now holds the old file, whose path is gone or names the new one: it must only
         // let go of its lock, not unlink.
@@ -824,42 +953,88 @@ impl PidfileLock {
         self.unlink()
     }
 
+    /// Write which child runs the body, after the supervisor's pid: `status` reads it.
+    pub(crate) fn write_supervision(
+        &mut self,
+        child: Option<Pid>,
+        restarts: u32,
+    ) -> Result<(), Error> {
+        let child = child.map_or("-".to_string(), |pid| pid.to_string());
+        match &self.file {
+            Some(file) => self.write(
+                file,
+                &format!("{}\n{SUPERVISING}{child} {restarts}\n", Pid::this()),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Leave the pidfile in place with why the daemon failed after its pid, then let go of the
     /// lock: `status` reports the daemon dead and the reason, until the next start takes the
     /// file again.
     pub(crate) fn keep_with_failure(&mut self, reason: &str) -> Result<(), Error> {
-        let Some(file) = self.file.take() else {
+        let Some(file) = self.take_file() else {
             return Ok(());
         };
-        if Pid::this() != self.owner {
-            std::mem::forget(file);
-            return Ok(());
-        }
-        sys::forget_in_forked_children(file.as_raw_fd());
-        let mut line: String = reason
+        let line: String = reason
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(1000)
             .collect();
-        line.insert_str(0, FAILED);
-        let content = format!("{}\n{line}\n", Pid::this());
+        let written = self.write(&file, &format!("{}\n{FAILED}{line}\n", Pid::this()));
+        self.let_go(file);
+        written
+    }
+
+    /// From now on, the unlink leaves the lock to the process's exit: the kernel releases it
+    /// when the last thread is gone, so that whoever waits for the lock (the portable `stop()`,
+    /// see [`control`](crate::control)) sees the daemon gone, not only its pidfile. For a
+    /// detached daemon, which ends with `_exit` right after.
+    pub(crate) fn release_at_exit(&mut self) {
+        self.at_exit = true;
+    }
+
+    /// Let go of the lock of `file`, or leave it to the exit.
+    fn let_go(&self, file: File) {
+        if self.at_exit {
+            // Still closed in forked children: the descriptor stays open until the exit.
+            std::mem::forget(file);
+        } else {
+            sys::forget_in_forked_children(file.as_raw_fd());
+            drop(file);
+        }
+    }
+
+    /// Write the whole content of the pidfile through the locked descriptor.
+    fn write(&self, file: &File, content: &str) -> Result<(), Error> {
         file.write_all_at(content.as_bytes(), 0)
             .and_then(|()| file.set_len(content.len() as u64))
             .map_err(|e| Error::io("write the pidfile", &self.path, e))
     }
 
+    /// The locked file, taken out to be let go of: `None` when it is gone already, or in a
+    /// child forked without exec, whose copy of the descriptor was closed at the fork (the
+    /// number may name another file by now, and the pidfile is its parent's).
+    fn take_file(&mut self) -> Option<File> {
+        let file = self.file.take()?;
+        if Pid::this() != self.owner {
+            std::mem::forget(file);
+            return None;
+        }
+        Some(file)
+    }
+
     /// [`release`](PidfileLock::release) in place; later calls do nothing.
     pub(crate) fn unlink(&mut self) -> Result<(), Error> {
-        let Some(file) = self.file.take() else {
+        let Some(file) = self.take_file() else {
             return Ok(());
         };
-        if Pid::this() != self.owner {
-            // A child forked without exec: its copy of the descriptor was closed at the fork, so
-            // the number may name another file by now, and the pidfile is its parent's.
-            std::mem::forget(file);
+        if let Some(temporary) = self.pending.take() {
+            // A successor that never took the path: only its own file goes.
+            let _ = fs::remove_file(temporary);
+            self.let_go(file);
             return Ok(());
         }
-        sys::forget_in_forked_children(file.as_raw_fd());
         let mut result = Ok(());
         if same_file(&self.path, &self.meta) {
             match fs::remove_file(&self.path) {
@@ -869,7 +1044,7 @@ impl PidfileLock {
                 _ => {}
             }
         }
-        drop(file);
+        self.let_go(file);
         result
     }
 }
@@ -878,6 +1053,26 @@ impl Drop for PidfileLock {
     fn drop(&mut self) {
         let _ = self.unlink();
     }
+}
+
+/// The conventional directory for a pidfile: `/run` for root, `$XDG_RUNTIME_DIR` for a user who
+/// has one (systemd gives each logged-in user `/run/user/UID`, removed at logout), else the
+/// temporary directory.
+///
+/// # Examples
+///
+/// ```
+/// let pidfile = daemons::pidfile::runtime_dir().join("counter.pid");
+/// assert!(pidfile.is_absolute());
+/// ```
+pub fn runtime_dir() -> PathBuf {
+    if geteuid().is_root() {
+        return PathBuf::from("/run");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// The pid in a pidfile's content, or `None` for anything that is not one positive number:
@@ -909,6 +1104,18 @@ fn parse_failure(content: &str) -> Option<String> {
 
 /// The mark of the line that says why a daemon failed.
 const FAILED: &str = "failed: ";
+
+/// The mark of the line where a supervisor says which child runs the body, and how many
+/// restarts there were: `supervising: CHILD RESTARTS` (CHILD `-` during a backoff wait).
+const SUPERVISING: &str = "supervising: ";
+
+fn parse_supervision(content: &str) -> Option<(Option<Pid>, u32)> {
+    let rest = content.lines().nth(1)?.strip_prefix(SUPERVISING)?;
+    let mut fields = rest.split_whitespace();
+    let child = fields.next()?;
+    let restarts = fields.next()?.parse().ok()?;
+    Some((parse_pid(child), restarts))
+}
 
 fn same_file(path: &Path, meta: &fs::Metadata) -> bool {
     fs::symlink_metadata(path).is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino())

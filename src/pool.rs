@@ -3,18 +3,19 @@
 //! Backpressure is a count of free slots: `get` is called only while a worker is free, so at
 //! most `pool_size` messages are ever fetched and not yet handled. When no slot is free the body
 //! thread parks, and the worker that frees one unparks it; nothing polls. Workers are spawned as
-//! the load needs them, up to `pool_size`, so an idle daemon runs none.
+//! the load needs them, up to `pool_size`, so an idle daemon runs none, and a worker that has
+//! had no message for [`RETIRE_AFTER`] exits: a burst does not leave its threads behind.
 //!
 //! At stop, fetching ends, the channel is closed, and the workers drain it before they exit:
 //! a graceful stop loses no message that was fetched.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crossbeam_utils::Backoff;
 
 use crate::ctl::Ctl;
@@ -47,8 +48,16 @@ where
 
 type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
 
+/// How long a worker waits for a message before it exits.
+#[cfg(not(test))]
+const RETIRE_AFTER: Duration = Duration::from_secs(10);
+#[cfg(test)]
+const RETIRE_AFTER: Duration = Duration::from_millis(200);
+
 struct Slots {
     free: AtomicUsize,
+    /// Workers that run and have not decided to retire.
+    live: AtomicUsize,
     fetcher: Thread,
     /// How many free slots wake a parked fetcher (see `Slots::release`).
     batch: AtomicUsize,
@@ -95,6 +104,7 @@ fn serve<M: Send + 'static>(
 ) -> Result<(), String> {
     let slots = Arc::new(Slots {
         free: AtomicUsize::new(pool.workers),
+        live: AtomicUsize::new(0),
         fetcher: thread::current(),
         batch: AtomicUsize::new(1),
     });
@@ -102,6 +112,7 @@ fn serve<M: Send + 'static>(
     // The slots keep at most `size` messages in flight, so a send never waits for room.
     let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(pool.workers);
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut spawned = 0usize;
     let mut number = 0u64;
 
     let outcome = loop {
@@ -130,19 +141,28 @@ fn serve<M: Send + 'static>(
         };
         number += 1;
         let in_flight = pool.workers - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
+        // The fetcher holds a receiver: the channel stays open, and the slots keep room in it.
+        let _ = sender.send((number, message));
+        // Sent, then counted: a worker that retires lowers `live`, then looks at the channel
+        // once more, so either it takes this message or this sees it gone and spawns another.
+        fence(Ordering::SeqCst);
         // One worker per message in flight, at most: an idle daemon runs none, a saturated one
         // `size`.
-        if in_flight > workers.len() {
-            match spawn_worker(workers.len(), &receiver, handle, &slots, log) {
+        if in_flight > slots.live.load(Ordering::SeqCst) {
+            // Retired workers' handles go: a finished thread is let go of at once.
+            workers.retain(|worker| !worker.is_finished());
+            slots.live.fetch_add(1, Ordering::SeqCst);
+            spawned += 1;
+            match spawn_worker(spawned, &receiver, handle, &slots, log) {
                 Ok(worker) => workers.push(worker),
-                Err(e) if workers.is_empty() => {
-                    break Err(format!("cannot spawn a worker thread: {e}"));
+                Err(e) => {
+                    slots.live.fetch_sub(1, Ordering::SeqCst);
+                    if slots.live.load(Ordering::SeqCst) == 0 {
+                        break Err(format!("cannot spawn a worker thread: {e}"));
+                    }
+                    log.log(&format!("cannot spawn another worker thread: {e}"));
                 }
-                Err(e) => log.log(&format!("cannot spawn another worker thread: {e}")),
             }
-        }
-        if sender.send((number, message)).is_err() {
-            break Err("every worker thread has exited".to_string());
         }
     };
 
@@ -152,7 +172,23 @@ fn serve<M: Send + 'static>(
     for worker in workers {
         let _ = worker.join();
     }
+    // What no worker took (none could be spawned) is handled here: nothing fetched is lost.
+    for (number, message) in receiver.try_iter() {
+        handle_one(&**handle, log, number, message);
+    }
     outcome
+}
+
+/// Handle one message; a failure or a panic loses only this message, and is logged.
+fn handle_one<M>(handle: &HandleFn<M>, log: &Log, number: u64, message: M) {
+    match catch_unwind(AssertUnwindSafe(|| handle(message))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
+        Err(panic) => log.log(&format!(
+            "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
+            panic_message(&*panic)
+        )),
+    }
 }
 
 fn spawn_worker<M: Send + 'static>(
@@ -169,17 +205,28 @@ fn spawn_worker<M: Send + 'static>(
     thread::Builder::new()
         .name(format!("daemons-worker-{index}"))
         .spawn(move || {
-            for (number, message) in &receiver {
-                match catch_unwind(AssertUnwindSafe(|| handle(message))) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
-                    Err(panic) => log.log(&format!(
-                        "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
-                        panic_message(&*panic)
-                    )),
-                }
+            loop {
+                let (number, message) = match receiver.recv_timeout(RETIRE_AFTER) {
+                    Ok(next) => next,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Retire, unless a message came as this worker gave up: the fetcher,
+                        // which sends before it counts, then sees one worker fewer.
+                        slots.live.fetch_sub(1, Ordering::SeqCst);
+                        fence(Ordering::SeqCst);
+                        match receiver.try_recv() {
+                            Ok(next) => {
+                                slots.live.fetch_add(1, Ordering::SeqCst);
+                                next
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                };
+                handle_one(&*handle, &log, number, message);
                 slots.release();
             }
+            slots.live.fetch_sub(1, Ordering::SeqCst);
         })
 }
 
@@ -304,6 +351,58 @@ mod tests {
         let err = body(&ctl, plan(8), &quiet()).expect_err("get failed");
         assert!(err.contains("queue unreachable"), "{err}");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn idle_workers_retire_and_new_ones_come_with_the_next_burst() {
+        use std::cell::RefCell;
+        use std::collections::VecDeque;
+
+        thread_local! {
+            // A clone of the test's token, dropped when the worker thread exits.
+            static TOKEN: RefCell<Option<Arc<()>>> = const { RefCell::new(None) };
+        }
+        let token = Arc::new(());
+        // The test's own and the handler's, besides one per worker that has handled a message.
+        let alive = || Arc::strong_count(&token) - 2;
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let handled = Arc::new(AtomicU64::new(0));
+        let ctl = Ctl::new();
+        let (q, h, t) = (queue.clone(), handled.clone(), token.clone());
+        let mut body = adapter(
+            move || q.lock().expect("queue").pop_front(),
+            move |_n: u64| {
+                TOKEN.with(|slot| {
+                    slot.borrow_mut().get_or_insert_with(|| t.clone());
+                });
+                thread::sleep(Duration::from_millis(20));
+                h.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        let runner = ctl.clone();
+        let daemon = thread::spawn(move || body(&runner, plan(8), &quiet()));
+        let wait = |what: &str, cond: &dyn Fn() -> bool| {
+            let end = Instant::now() + Duration::from_secs(10);
+            while !cond() {
+                assert!(Instant::now() < end, "{what}");
+                thread::sleep(Duration::from_millis(5));
+            }
+        };
+
+        queue.lock().expect("queue").extend(1..=32u64);
+        wait("the burst is handled", &|| {
+            handled.load(Ordering::SeqCst) == 32
+        });
+        assert!(alive() >= 2, "the burst took several workers: {}", alive());
+        wait("every idle worker retires", &|| alive() == 0);
+
+        queue.lock().expect("queue").extend(33..=40u64);
+        wait("the next burst is handled", &|| {
+            handled.load(Ordering::SeqCst) == 40
+        });
+        assert!(alive() >= 1, "new workers came");
+        ctl.stop();
+        daemon.join().expect("join").expect("clean stop");
     }
 
     #[test]

@@ -61,6 +61,18 @@ pub(crate) fn parse(message: &[u8]) -> (Option<Pid>, Option<Result<(), Error>>) 
     (pid, word)
 }
 
+/// What a process said after it was ready: the error it ended with, if it sent one.
+pub(crate) fn last_words(message: &[u8]) -> Option<Error> {
+    let newline = message.iter().position(|&b| b == b'\n')?;
+    match message[newline + 1..].split_first() {
+        Some((&READY, rest)) => match rest.split_first() {
+            Some((&FAILED, encoded)) => decode(encoded),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The variant's name: the first field of its encoding.
 fn tag(error: &Error) -> &'static str {
     match error {
@@ -69,6 +81,7 @@ fn tag(error: &Error) -> &'static str {
         Error::ForbiddenSignal { .. } => "ForbiddenSignal",
         Error::InvalidSetting { .. } => "InvalidSetting",
         Error::Threads { .. } => "Threads",
+        Error::InsideRuntime => "InsideRuntime",
         Error::AlreadyRunning { .. } => "AlreadyRunning",
         Error::NotRunning { .. } => "NotRunning",
         Error::Unverified { .. } => "Unverified",
@@ -79,6 +92,7 @@ fn tag(error: &Error) -> &'static str {
         Error::Untrusted { .. } => "Untrusted",
         Error::Io { .. } => "Io",
         Error::Sys { .. } => "Sys",
+        Error::Listen { .. } => "Listen",
         Error::Privileges { .. } => "Privileges",
         Error::StartTimeout { .. } => "StartTimeout",
         Error::DaemonVanished => "DaemonVanished",
@@ -97,6 +111,7 @@ fn encode(error: &Error) -> Vec<u8> {
         Error::NoBody
         | Error::SeveralBodies
         | Error::DaemonVanished
+        | Error::InsideRuntime
         | Error::ReturnedBeforeReady => {}
         Error::ForbiddenSignal { signal } => w.number(*signal as i32),
         Error::InvalidSetting { setting, reason } => {
@@ -156,6 +171,10 @@ fn encode(error: &Error) -> Vec<u8> {
             w.text(call);
             w.io(source);
         }
+        Error::Listen { address, source } => {
+            w.text(address);
+            w.io(source);
+        }
         Error::Privileges { reason } => w.text(reason),
         Error::StartTimeout { after, pid } => {
             w.number(after.as_nanos());
@@ -180,6 +199,7 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         "SeveralBodies" => Error::SeveralBodies,
         "DaemonVanished" => Error::DaemonVanished,
         "ReturnedBeforeReady" => Error::ReturnedBeforeReady,
+        "InsideRuntime" => Error::InsideRuntime,
         "ForbiddenSignal" => Error::ForbiddenSignal {
             signal: Signal::try_from(r.number::<i32>()?).ok()?,
         },
@@ -244,6 +264,10 @@ fn decode(bytes: &[u8]) -> Option<Error> {
             source: r.io()?,
         },
         "Privileges" => Error::Privileges { reason: r.text()? },
+        "Listen" => Error::Listen {
+            address: r.text()?,
+            source: r.io()?,
+        },
         "StartTimeout" => Error::StartTimeout {
             after: Duration::from_nanos(u64::try_from(r.number::<u128>()?).ok()?),
             pid: r.pid()?,
@@ -373,6 +397,7 @@ mod tests {
             ForbiddenSignal => Error::ForbiddenSignal { signal: Signal::SIGKILL },
             InvalidSetting => Error::setting("umask", "5:a reason\0with odd bytes"),
             Threads => Error::Threads { count: 7 },
+            InsideRuntime => Error::InsideRuntime,
             AlreadyRunning => Error::AlreadyRunning { pidfile: odd.clone(), pid: Some(Pid::from_raw(4242)) },
             NotRunning => Error::NotRunning { pidfile: "/run/x.pid".into() },
             Unverified => Error::Unverified { pidfile: odd.clone(), named: Some(Pid::from_raw(4)), holder: Some(Pid::from_raw(77)), command: Some("flock".into()) },
@@ -384,6 +409,7 @@ mod tests {
             Io => Error::io("close inherited descriptors from", Path::new("/proc/self/fd"), errno(libc::EMFILE)),
             Sys => Error::Sys { call: "spawn the control thread", source: io::Error::other("no room") },
             Privileges => Error::Privileges { reason: "setuid failed".into() },
+            Listen => Error::Listen { address: "127.0.0.1:80".into(), source: errno(libc::EADDRINUSE) },
             StartTimeout => Error::StartTimeout { after: Duration::from_millis(1500), pid: None },
             DaemonVanished => Error::DaemonVanished,
             StillAlive => Error::StillAlive { pid: Pid::from_raw(99) },
@@ -455,6 +481,17 @@ mod tests {
             "{middle:?}"
         );
         assert_eq!(parse(b"").0, None);
+    }
+
+    #[test]
+    fn last_words_follow_the_ready_word() {
+        let mut message = b"42\nR".to_vec();
+        assert!(last_words(&message).is_none());
+        message.extend(failure(&Error::Body {
+            message: "boom".into(),
+        }));
+        assert!(matches!(last_words(&message), Some(Error::Body { message }) if message == "boom"));
+        assert!(matches!(parse(&message).1, Some(Ok(()))), "still ready");
     }
 
     #[test]

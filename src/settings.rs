@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use derive_builder::Builder;
 
+use crate::listen::Address;
 use crate::privileges::Account;
+use crate::supervise::Restart;
 
 #[derive(Builder, Debug, Clone)]
 #[builder(
@@ -54,6 +56,11 @@ pub(crate) struct Settings {
     pub(crate) stop_children: bool,
     #[builder(setter(strip_option), default)]
     pub(crate) grace: Option<Duration>,
+    #[builder(setter(strip_option), default)]
+    pub(crate) restart: Option<Restart>,
+    /// Filled by the public builder, which collects them one `listen` call at a time.
+    #[builder(setter(skip), default)]
+    pub(crate) listen: Vec<Address>,
 }
 
 /// The Python original's defaults, kept.

@@ -25,7 +25,7 @@
 compile_error!("daemons supports Linux, macOS, FreeBSD and NetBSD");
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -97,6 +97,21 @@ pub(crate) use os::{OPEN_FDS_DIR, open_fds};
 #[cfg(any(target_os = "macos", all(target_os = "linux", daemons_portable)))]
 pub(crate) use portable::{OPEN_FDS_DIR, open_fds};
 
+/// A descriptor that becomes readable when `child`, a child of this process, exits, for a `poll`
+/// among others: a pidfd on Linux. `None` elsewhere (and on Linux built with `daemons_portable`),
+/// where SIGCHLD alone tells.
+pub(crate) fn child_exit_fd(child: nix::unistd::Pid) -> Option<OwnedFd> {
+    #[cfg(all(target_os = "linux", not(daemons_portable)))]
+    {
+        pidfd::pidfd_of(child)
+    }
+    #[cfg(any(not(target_os = "linux"), daemons_portable))]
+    {
+        let _ = child;
+        None
+    }
+}
+
 /// Whether [`holds_flock`] reads the lock's holder from the kernel (Linux's fdinfo lock lines).
 /// Where it does not, the holder check is [`has_open`] on a file that the caller found locked.
 pub(crate) const LOCK_LINES: bool = cfg!(all(target_os = "linux", not(daemons_portable)));
@@ -111,7 +126,7 @@ pub(crate) const EXIT_EVENTS: bool = !cfg!(all(target_os = "linux", daemons_port
 /// again right before.
 pub(crate) const SIGNALS_PINNED: bool = cfg!(all(target_os = "linux", not(daemons_portable)));
 
-/// A pipe, both ends close-on-exec, the read end non-blocking if asked.
+/// A pipe, both ends close-on-exec, and both non-blocking if asked (as `pipe2` makes them).
 ///
 /// # Platform-specific behavior
 ///
@@ -126,7 +141,9 @@ pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
             fcntl(end, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
         }
         if nonblocking {
-            fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            for end in [&read, &write] {
+                fcntl(end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            }
         }
         Ok((read, write))
     }
@@ -192,6 +209,55 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
     }
 }
 
+/// Wait at most `timeout` until one of `fds` is readable; which are, by index.
+pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
+    let millis = timeout.as_nanos().div_ceil(1_000_000);
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    if poll(&mut polled, timeout).is_err() {
+        return vec![false; fds.len()];
+    }
+    polled
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect()
+}
+
+/// Have the kernel SIGKILL this process when its parent dies, as a supervised body must not
+/// outlive its supervisor (killed at a stop timeout, say); exit at once if the parent is gone
+/// already.
+///
+/// # Platform-specific behavior
+///
+/// `prctl(PR_SET_PDEATHSIG)` on Linux, `procctl(PROC_PDEATHSIG_CTL)` on FreeBSD. macOS and NetBSD
+/// have no such request: there the child only exits at once if its parent is gone already, and
+/// a supervisor killed with SIGKILL leaves its child running.
+pub(crate) fn die_with_parent() {
+    let parent = nix::unistd::getppid();
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    #[cfg(target_os = "freebsd")]
+    {
+        let mut signal: libc::c_int = libc::SIGKILL;
+        // SAFETY: PROC_PDEATHSIG_CTL on this process reads one int, `signal`, which lives through
+        // the call.
+        let _ = unsafe {
+            libc::procctl(
+                libc::P_PID,
+                0,
+                libc::PROC_PDEATHSIG_CTL,
+                (&mut signal as *mut libc::c_int).cast(),
+            )
+        };
+    }
+    if nix::unistd::getppid() != parent {
+        exit_now(1);
+    }
+}
+
 /// Whether `fd` is open with close-on-exec. A descriptor that is not open counts as such: there
 /// is nothing to close.
 pub(crate) fn is_cloexec(fd: RawFd) -> bool {
@@ -199,6 +265,195 @@ pub(crate) fn is_cloexec(fd: RawFd) -> bool {
     // EBADF and touches nothing.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     flags < 0 || flags & libc::FD_CLOEXEC != 0
+}
+
+/// Make `fd` close-on-exec; `false` when it is not open.
+pub(crate) fn set_cloexec(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD and F_SETFD read and set a descriptor's flags, touching no memory; on a
+    // descriptor that is not open they fail with EBADF.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == 0
+    }
+}
+
+/// Take ownership of descriptors that were passed to this process on purpose (a service
+/// manager's listening sockets, sd_listen_fds(3)), made close-on-exec; those not open are
+/// left out.
+pub(crate) fn adopt_passed_fds(fds: std::ops::Range<RawFd>) -> Vec<OwnedFd> {
+    fds.filter(|&fd| set_cloexec(fd))
+        // SAFETY: the service manager passed these descriptors to this process for it to own;
+        // nothing else in it has taken them (they are adopted once, before anything else
+        // runs), and `set_cloexec` just checked that each is open.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
+}
+
+/// Remove `names` from the environment, if this process runs a single thread: with more,
+/// another thread could be reading the environment meanwhile.
+pub(crate) fn remove_env_if_alone(names: &[&str]) {
+    if thread_count() != Some(1) {
+        return;
+    }
+    for name in names {
+        // SAFETY: the process runs a single thread (checked above), so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// Send `fds` over a connected Unix socket (`SCM_RIGHTS`), with one byte of data.
+pub(crate) fn send_fds(
+    socket: &std::os::unix::net::UnixStream,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let count = [u8::try_from(raw.len()).unwrap_or(u8::MAX)];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(&count)],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+/// Receive the descriptors (at most 64) sent with [`send_fds`], close-on-exec.
+pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result<Vec<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut count = [0u8; 1];
+    let mut space = nix::cmsg_space!([RawFd; 64]);
+    let mut iov = [io::IoSliceMut::new(&mut count)];
+    // macOS has no MSG_CMSG_CLOEXEC: the descriptors are made close-on-exec right after they
+    // arrive, and a fork and exec in another thread in between would let them leak into it.
+    #[cfg(not(target_os = "macos"))]
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    #[cfg(target_os = "macos")]
+    let flags = MsgFlags::empty();
+    let message = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), flags)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    let mut fds = Vec::new();
+    for cmsg in message
+        .cmsgs()
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?
+    {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            #[cfg(target_os = "macos")]
+            for &fd in &received {
+                set_cloexec(fd);
+            }
+            // SAFETY: the kernel just installed these descriptors in this process for it to
+            // own (SCM_RIGHTS); nothing else holds them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok(fds)
+}
+
+/// Who is at the other end of a connected Unix socket: its effective user, and its pid where the
+/// system tells (`SO_PEERCRED` on Linux; `getpeereid` and `LOCAL_PEERPID` on macOS;
+/// `LOCAL_PEERCRED` on FreeBSD, whose pid FreeBSD 13 and later fill in; `LOCAL_PEEREID` on
+/// NetBSD).
+pub(crate) struct Peer {
+    pub(crate) uid: u32,
+    pub(crate) pid: Option<nix::unistd::Pid>,
+}
+
+/// The [`Peer`] of `socket`.
+pub(crate) fn peer(socket: &std::os::unix::net::UnixStream) -> io::Result<Peer> {
+    use std::os::fd::AsRawFd;
+    let errno = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+    let pid = |raw: libc::pid_t| (raw > 0).then(|| nix::unistd::Pid::from_raw(raw));
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let cred = getsockopt(socket, PeerCredentials).map_err(errno)?;
+        let _ = socket.as_raw_fd();
+        Ok(Peer {
+            uid: cred.uid(),
+            pid: pid(cred.pid()),
+        })
+    }
+    #[cfg(target_os = "macos")]
+    {
+        use nix::sys::socket::{getsockopt, sockopt::LocalPeerPid};
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: getpeereid writes the two ids through pointers to locals that outlive the call.
+        if unsafe { libc::getpeereid(socket.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Peer {
+            uid,
+            pid: pid(getsockopt(socket, LocalPeerPid).map_err(errno)?),
+        })
+    }
+    #[cfg(target_os = "freebsd")]
+    {
+        // SAFETY: a zeroed xucred is a valid value of the plain C struct.
+        let mut cred: libc::xucred = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xucred>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `cred`, and the new length to `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                0,
+                libc::LOCAL_PEERCRED,
+                (&mut cred as *mut libc::xucred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let _ = errno;
+        Ok(Peer {
+            uid: cred.cr_uid,
+            // SAFETY: the union holds the peer's pid since FreeBSD 13, and zero before it; any
+            // value of a pid_t is valid.
+            pid: pid(unsafe { cred.cr_pid__c_anonymous_union.cr_pid }),
+        })
+    }
+    #[cfg(target_os = "netbsd")]
+    {
+        // SAFETY: a zeroed unpcbid is a valid value of the plain C struct.
+        let mut id: libc::unpcbid = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::unpcbid>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `id`, and the new length to `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                0,
+                libc::LOCAL_PEEREID,
+                (&mut id as *mut libc::unpcbid).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let _ = errno;
+        Ok(Peer {
+            uid: id.unp_euid,
+            pid: pid(id.unp_pid),
+        })
+    }
+}
+
+/// Close this process's copy of `fd`, in the child of a fork whose owner of `fd` (a value on a
+/// frame of the caller's) never runs again there: the daemon side of `start()`.
+pub(crate) fn close_copy(fd: RawFd) {
+    // SAFETY: the value that owns `fd` lives on a frame this process never returns to (the
+    // daemon ends with `_exit`), so nothing uses or closes the number after this.
+    unsafe { libc::close(fd) };
 }
 
 /// Close `fd`, which nothing in this process owns.

@@ -110,6 +110,27 @@ fn abstract_address(_name: &[u8]) -> io::Result<SocketAddr> {
     ))
 }
 
+/// The first descriptor that a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening sockets that the service manager passed to this process (sd_listen_fds(3)):
+/// descriptors from 3, as many as `$LISTEN_FDS` says, when `$LISTEN_PID` is this process.
+/// They are made close-on-exec, and the three variables are removed from the environment so
+/// that the body's children do not take them too, where that is safe (a single thread).
+pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
+    let me = std::process::id().to_string();
+    if std::env::var("LISTEN_PID").ok().as_deref() != Some(me.as_str()) {
+        return Vec::new();
+    }
+    let count: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0 && n < 4096)
+        .unwrap_or(0);
+    crate::sys::remove_env_if_alone(&["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
+    crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count)
+}
+
 /// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is
 /// unset or names this process.
 pub(crate) fn watchdog_period() -> Option<Duration> {

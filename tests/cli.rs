@@ -152,7 +152,7 @@ fn no_command_or_an_unknown_one_prints_usage_to_stderr_and_exits_2() {
         assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
         assert!(
             out.stderr.starts_with(&format!(
-                "usage: {NAME} start|stop|restart|status|reload|run"
+                "usage: {NAME} [--pidfile PATH] start|stop|restart|status|reload|run"
             )),
             "{args:?}: {out:?}"
         );
@@ -172,7 +172,8 @@ fn help_prints_usage_to_stdout_and_exits_0() {
         assert_eq!(out.code(), Some(0), "{arg}: {out:?}");
         assert!(out.stderr.is_empty(), "{arg}: {out:?}");
         assert!(
-            out.stdout.starts_with(&format!("usage: {NAME} start|")),
+            out.stdout
+                .starts_with(&format!("usage: {NAME} [--pidfile PATH] start|")),
             "{arg}: {out:?}"
         );
         for command in ["start", "stop", "restart", "status", "reload", "run"] {

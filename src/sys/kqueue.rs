@@ -125,6 +125,9 @@ impl ExitWatch {
         kill(self.pid, signal).map_err(io::Error::from)
     }
 
+    /// In a fork's child: nothing to close, a kqueue is not inherited by a fork.
+    pub(crate) fn forget_in_this_copy(&self) {}
+
     /// The pid: there is no `/proc` of another namespace to tie it to.
     pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
         Some(self.pid)

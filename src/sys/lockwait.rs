@@ -115,6 +115,13 @@ impl LockWaiter {
         }
     }
 
+    /// In a fork's child that never returns into the frames that own this waiter: close the
+    /// child's copies of its descriptors. The helper is not this child's to reap.
+    pub(crate) fn forget_in_this_copy(&self) {
+        super::close_copy(self.word.as_raw_fd());
+        super::close_copy(self.file.as_raw_fd());
+    }
+
     fn reap(&mut self) {
         while !self.reaped {
             match waitpid(self.helper, None) {

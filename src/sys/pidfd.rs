@@ -23,6 +23,11 @@ pub(crate) struct ExitWatch {
     pidfd: OwnedFd,
 }
 
+/// A pidfd for `pid`, if one can be had.
+pub(crate) fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
+    Some(ExitWatch::new(pid).ok()??.pidfd)
+}
+
 impl ExitWatch {
     /// Pin `pid`; `None` when it has exited.
     pub(crate) fn new(pid: Pid) -> io::Result<Option<ExitWatch>> {
@@ -44,6 +49,12 @@ impl ExitWatch {
     /// Wait at most `timeout` for the process to exit; whether it did.
     pub(crate) fn exited(&self, timeout: Duration) -> io::Result<bool> {
         super::wait_readable(self.pidfd.as_fd(), timeout)
+    }
+
+    /// In a fork's child that never returns into the frames that own this watch: close the
+    /// child's copy of the pidfd.
+    pub(crate) fn forget_in_this_copy(&self) {
+        super::close_copy(self.pidfd.as_raw_fd());
     }
 
     /// Send `signal` to the process. One that has exited answers `ESRCH`.

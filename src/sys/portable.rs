@@ -105,6 +105,9 @@ impl ExitWatch {
         kill(self.pid, signal).map_err(io::Error::from)
     }
 
+    /// In a fork's child: nothing to close, this watch holds no descriptor.
+    pub(crate) fn forget_in_this_copy(&self) {}
+
     /// The pid, which `/proc` shows in this process's namespace (see `check_proc`).
     pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
         Some(self.pid)

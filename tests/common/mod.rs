@@ -14,6 +14,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -66,6 +67,22 @@ pub fn require_tool(tool: &str) -> bool {
             &format!("tool {tool} is required here"),
             "it is not on the PATH",
         )
+}
+
+/// Whether something that the test needs is `available` (a mount that is permitted, a namespace
+/// that can be made); if not, as [`require_root`], with `required` saying what it is.
+#[track_caller]
+pub fn require(available: bool, required: &str, why: &str) -> bool {
+    available || skip(required, why)
+}
+
+/// Where the program `tool` is on the `PATH` (for a command whose environment is cleared).
+pub fn tool_path(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} is not on the PATH"))
 }
 
 #[track_caller]
@@ -306,10 +323,16 @@ impl Fixture {
                     status = Some(s);
                     true
                 }
-                Err(e) => panic!("waitpid({pid}): {e} (is the test process not its subreaper?)"),
+                // Still the intermediate process's child: it becomes ours when that one has
+                // exited, moments later.
+                Err(nix::errno::Errno::ECHILD) => false,
+                Err(e) => panic!("waitpid({pid}): {e}"),
             }
         });
-        assert!(ended, "daemon {pid} did not end within {DEADLINE:?}");
+        assert!(
+            ended,
+            "daemon {pid} did not end, or was not reparented to this subreaper, within {DEADLINE:?}"
+        );
         self.unreaped
             .lock()
             .expect("unreaped")
@@ -520,6 +543,26 @@ impl Bystander {
         Bystander::spawn(Command::new("sleep").uid(NOBODY).gid(NOBODY))
     }
 
+    /// A bystander that runs as `nobody` and is not dumpable (`prctl(PR_SET_DUMPABLE, 0)`): its
+    /// `/proc/PID/fd` belongs to root, so `nobody` cannot see which files it holds, though it
+    /// can signal it. Only root can spawn it.
+    pub fn undumpable_nobody() -> Bystander {
+        let mut command = Command::new(fixture_binary());
+        let bystander = Bystander::spawn(
+            command
+                .arg("undumpable-sleep")
+                .env_clear()
+                .uid(NOBODY)
+                .gid(NOBODY),
+        );
+        // A process of `nobody` whose /proc/PID/fd is root's has made itself non-dumpable.
+        let undumpable = wait_until(DEADLINE, || {
+            fs::metadata(format!("/proc/{}/fd", bystander.pid())).is_ok_and(|m| m.uid() == 0)
+        });
+        assert!(undumpable, "the bystander did not become non-dumpable");
+        bystander
+    }
+
     fn spawn(command: &mut Command) -> Bystander {
         command
             .arg("1000")
@@ -556,6 +599,84 @@ impl Drop for Bystander {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// `flock [-s] PATH sleep 1000` (util-linux), in a process group of its own: a process that
+/// holds a lock on a pidfile without being its daemon, as an administrator's script may. `sleep`
+/// inherits the locked descriptor, so the lock lasts until both are gone: on drop, the group is
+/// killed and both are reaped (`sleep`, orphaned, is reparented to this subreaper).
+pub struct Locker(Child);
+
+impl Locker {
+    /// `flock -s PATH sleep 1000`: a shared lock, as a reader takes.
+    pub fn shared(path: &Path) -> Locker {
+        Locker::spawn(path, true)
+    }
+
+    /// `flock PATH sleep 1000`: an exclusive lock, as a daemon takes.
+    pub fn exclusive(path: &Path) -> Locker {
+        Locker::spawn(path, false)
+    }
+
+    fn spawn(path: &Path, shared: bool) -> Locker {
+        let mut command = Command::new("flock");
+        if shared {
+            command.arg("--shared");
+        }
+        command
+            .arg(path)
+            .args(["sleep", "1000"])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let locker = Locker(command.spawn().expect("spawn flock"));
+        let mode = if shared { "READ" } else { "WRITE" };
+        assert!(
+            wait_until(DEADLINE, || locker.holds(mode)),
+            "flock did not lock {}",
+            path.display()
+        );
+        locker
+    }
+
+    /// The `flock` process: the one that took the lock, as `/proc/locks` names it.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+
+    /// Whether it still runs (a stop signal would have ended it).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Whether a descriptor of `flock` shows the lock it took, in `mode` (`READ` or `WRITE`).
+    fn holds(&self, mode: &str) -> bool {
+        let pid = self.pid().to_string();
+        let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            return false;
+        };
+        dir.flatten().any(|entry| {
+            let info = fs::read_to_string(entry.path()).unwrap_or_default();
+            info.lines().any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                matches!(fields.as_slice(), ["lock:", _, "FLOCK", _, m, p, ..] if *m == mode && *p == pid)
+            })
+        })
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        let group = self.pid();
+        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+        let _ = self.0.wait();
+        // Its `sleep`, now a child of this process: every child left in the group.
+        // ECHILD once none is left.
+        wait_until(Duration::from_secs(2), || {
+            waitpid(Pid::from_raw(-group.as_raw()), Some(WaitPidFlag::WNOHANG)).is_err()
+        });
     }
 }
 
@@ -649,4 +770,34 @@ pub fn open_fd_count() -> usize {
     fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .count()
+}
+
+/// Whether this process may make a pid namespace with a `/proc` of its own (`unshare --pid
+/// --fork --mount-proc`, which needs root or a user namespace, and a kernel and container that
+/// allow it); if not, as [`require_root`].
+#[track_caller]
+pub fn require_pid_namespace() -> bool {
+    if !require_tool("unshare") {
+        return false;
+    }
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => skip(
+            "a new pid namespace is required here",
+            &format!(
+                "`unshare --pid --fork --mount-proc true` is not permitted: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ),
+        Err(e) => skip(
+            "a new pid namespace is required here",
+            &format!("unshare cannot run: {e}"),
+        ),
+    }
 }

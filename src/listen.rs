@@ -1,0 +1,261 @@
+//! Listening sockets: bound by the daemon before it reports ready, or passed in by the service
+//! manager (socket activation, sd_listen_fds(3)), and handed to the body through
+//! [`Ctl::tcp_listener`](crate::Ctl::tcp_listener) and
+//! [`Ctl::unix_listener`](crate::Ctl::unix_listener).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// An address given to [`listen`](crate::DaemonBuilder::listen): `host:port` for TCP, an
+/// absolute path (or `unix:PATH`) for a Unix stream socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Address {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// Parse what the builder was given.
+    pub(crate) fn parse(given: &str) -> Result<Address, String> {
+        if let Some(path) = given.strip_prefix("unix:") {
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        if given.starts_with('/') || given.starts_with('.') {
+            return Ok(Address::Unix(PathBuf::from(given)));
+        }
+        match given.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Address::Tcp(given.to_string()))
+            }
+            _ => Err(format!(
+                "{given:?} is neither host:port nor a socket path: give 127.0.0.1:7000, [::1]:7000 or /run/NAME.sock"
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Address::Tcp(addr) => addr.clone(),
+            Address::Unix(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// A listening socket the daemon owns.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Socket {
+    /// A socket passed by the service manager, by the family its address has.
+    fn adopt(fd: OwnedFd) -> io::Result<Socket> {
+        use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
+        use std::os::fd::AsRawFd;
+        let local: SockaddrStorage =
+            getsockname(fd.as_raw_fd()).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+        match local.family() {
+            Some(AddressFamily::Inet | AddressFamily::Inet6) => Ok(Socket::Tcp(fd.into())),
+            Some(AddressFamily::Unix) => Ok(Socket::Unix(fd.into())),
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "a passed socket of family {other:?}: only TCP and Unix stream sockets are taken"
+                ),
+            )),
+        }
+    }
+
+    /// Whether this is the socket that `address` asks for.
+    fn is(&self, address: &Address) -> bool {
+        match (self, address) {
+            (Socket::Tcp(listener), Address::Tcp(addr)) => {
+                let Ok(local) = listener.local_addr() else {
+                    return false;
+                };
+                addr.to_socket_addrs()
+                    .is_ok_and(|mut wanted| wanted.any(|w: SocketAddr| w == local))
+            }
+            (Socket::Unix(listener), Address::Unix(path)) => listener
+                .local_addr()
+                .ok()
+                .and_then(|local| local.as_pathname().map(Path::to_path_buf))
+                .is_some_and(|local| local == *path),
+            _ => false,
+        }
+    }
+
+    fn bind(address: &Address) -> Result<Socket, Error> {
+        let failed = |source: io::Error| Error::Listen {
+            address: address.describe(),
+            source,
+        };
+        match address {
+            Address::Tcp(addr) => TcpListener::bind(addr.as_str())
+                .map(Socket::Tcp)
+                .map_err(failed),
+            Address::Unix(path) => {
+                // A socket file left by an instance that is gone (this one holds the pidfile):
+                // nobody listens there any more.
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    && std::os::unix::net::UnixStream::connect(path).is_err()
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                UnixListener::bind(path).map(Socket::Unix).map_err(failed)
+            }
+        }
+    }
+
+    /// Another handle on the socket, for the body.
+    fn duplicate(&self) -> io::Result<Socket> {
+        Ok(match self {
+            Socket::Tcp(listener) => Socket::Tcp(listener.try_clone()?),
+            Socket::Unix(listener) => Socket::Unix(listener.try_clone()?),
+        })
+    }
+}
+
+/// The daemon's listening sockets, in the order `listen` was called; sockets the service manager
+/// passed beyond those follow, in its order.
+#[derive(Debug, Default)]
+pub(crate) struct Listeners(Vec<Socket>);
+
+impl Listeners {
+    /// Take what the service manager passed where it matches (by address, else in order), and
+    /// bind the rest.
+    pub(crate) fn open(wanted: &[Address], passed: Vec<OwnedFd>) -> Result<Listeners, Error> {
+        let mut passed: Vec<Option<Socket>> = passed
+            .into_iter()
+            .map(|fd| Socket::adopt(fd).ok())
+            .collect();
+        // First each address takes the passed socket bound to it, then the others take the
+        // passed ones left in order, and what is still missing is bound here.
+        let mut chosen: Vec<Option<Socket>> = wanted
+            .iter()
+            .map(|address| {
+                let at = passed
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.is(address)))?;
+                passed[at].take()
+            })
+            .collect();
+        for slot in chosen.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = passed.iter_mut().find_map(Option::take);
+        }
+        let mut sockets = Vec::new();
+        for (address, slot) in wanted.iter().zip(chosen) {
+            sockets.push(match slot {
+                Some(socket) => socket,
+                None => Socket::bind(address)?,
+            });
+        }
+        sockets.extend(passed.into_iter().flatten());
+        Ok(Listeners(sockets))
+    }
+
+    /// Other handles on every socket: a supervised child's own.
+    pub(crate) fn duplicate(&self) -> io::Result<Listeners> {
+        self.0
+            .iter()
+            .map(Socket::duplicate)
+            .collect::<io::Result<_>>()
+            .map(Listeners)
+    }
+
+    /// The sockets' descriptors, to hand them to a successor.
+    pub(crate) fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.0
+            .iter()
+            .map(|socket| match socket {
+                Socket::Tcp(listener) => listener.as_fd(),
+                Socket::Unix(listener) => listener.as_fd(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The socket at `index`, duplicated for the body.
+    pub(crate) fn get(&self, index: usize) -> io::Result<Socket> {
+        match self.0.get(index) {
+            Some(socket) => socket.duplicate(),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "there is no listening socket #{index}: the daemon has {} (give the builder .listen(address))",
+                    self.0.len()
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_tcp_or_unix() {
+        assert_eq!(
+            Address::parse("127.0.0.1:7000"),
+            Ok(Address::Tcp("127.0.0.1:7000".into()))
+        );
+        assert_eq!(
+            Address::parse("[::1]:80"),
+            Ok(Address::Tcp("[::1]:80".into()))
+        );
+        assert_eq!(
+            Address::parse("/run/x.sock"),
+            Ok(Address::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            Address::parse("unix:/run/x.sock"),
+            Ok(Address::Unix("/run/x.sock".into()))
+        );
+        assert!(Address::parse("localhost").is_err());
+        assert!(Address::parse("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn a_passed_socket_is_taken_for_its_address_and_the_rest_are_bound() {
+        let passed = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = passed.local_addr().expect("addr").port();
+        let wanted = [
+            Address::Tcp("127.0.0.1:0".into()),
+            Address::Tcp(format!("127.0.0.1:{port}")),
+        ];
+        let listeners = Listeners::open(&wanted, vec![OwnedFd::from(passed)]).expect("open");
+        assert_eq!(listeners.len(), 2);
+        let Socket::Tcp(second) = listeners.get(1).expect("second") else {
+            panic!("a TCP socket");
+        };
+        assert_eq!(
+            second.local_addr().expect("addr").port(),
+            port,
+            "matched by address"
+        );
+        assert!(listeners.get(2).is_err());
+    }
+
+    #[test]
+    fn a_taken_address_is_a_typed_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr").to_string();
+        let err = Listeners::open(&[Address::Tcp(addr.clone())], Vec::new()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Listen { address, .. } if *address == addr),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,562 @@
+//! Supervision: with a [`Restart`] policy the daemon is a small supervisor that holds the
+//! pidfile and runs the body in a child process, started again after a crash, with a backoff
+//! that doubles and a limit.
+//!
+//! The supervisor stays single-threaded, so that forking the next child is always safe: it
+//! spawns no thread, catches its signals with actions that only write the signal's number to a
+//! pipe, and waits in one `poll` on that pipe and on the child's report pipe. Everything with
+//! threads (the control thread, the keeper, the body's own) lives in the child.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::detach::{Reporter, redirect_stdio};
+use crate::error::Error;
+use crate::listen::Listeners;
+use crate::log::Log;
+use crate::pidfile::PidfileLock;
+use crate::report;
+use crate::signals::STOP_SIGNALS;
+use crate::sys;
+use crate::systemd::Notifier;
+
+/// When and how a supervised daemon's body comes back after it ended.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Daemon, Restart};
+/// use std::time::Duration;
+///
+/// let daemon = Daemon::builder()
+///     .pidfile("/tmp/doc-restart.pid")
+///     .restart(
+///         Restart::on_failure()
+///             .backoff(Duration::from_secs(1), Duration::from_secs(60))
+///             .limit(5, Duration::from_secs(300)),
+///     )
+///     .step(|| {})
+///     .build()?;
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    always: bool,
+    first: Duration,
+    max: Duration,
+    limit: Option<(u32, Duration)>,
+    stable: Duration,
+}
+
+impl Restart {
+    /// Start the body again when it fails: exits non-zero, or is killed by a signal that the
+    /// supervisor did not send. A body that returns cleanly ends the daemon. Defaults: a backoff
+    /// from 1 s doubling to 60 s, reset once a child has run 10 s; at most 5 failures within 5
+    /// minutes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = daemons::Restart::on_failure();
+    /// ```
+    pub fn on_failure() -> Restart {
+        Restart {
+            always: false,
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            limit: Some((5, Duration::from_secs(300))),
+            stable: Duration::from_secs(10),
+        }
+    }
+
+    /// Start the body again whenever it ends, cleanly or not, until the daemon is stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = daemons::Restart::always();
+    /// ```
+    pub fn always() -> Restart {
+        Restart {
+            always: true,
+            ..Restart::on_failure()
+        }
+    }
+
+    /// The wait before the first restart, doubled after each failure up to `max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = daemons::Restart::on_failure().backoff(Duration::ZERO, Duration::from_secs(5));
+    /// ```
+    pub fn backoff(self, first: Duration, max: Duration) -> Restart {
+        Restart {
+            first,
+            max: max.max(first),
+            ..self
+        }
+    }
+
+    /// Give up after `failures` failures within `within`: the daemon then exits non-zero, and
+    /// its pidfile says why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = daemons::Restart::on_failure().limit(3, Duration::from_secs(60));
+    /// ```
+    pub fn limit(self, failures: u32, within: Duration) -> Restart {
+        Restart {
+            limit: Some((failures, within)),
+            ..self
+        }
+    }
+
+    /// Never give up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = daemons::Restart::always().unlimited();
+    /// ```
+    pub fn unlimited(self) -> Restart {
+        Restart {
+            limit: None,
+            ..self
+        }
+    }
+
+    /// A child that has run this long is well again: the backoff starts over from the first
+    /// wait. Default 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = daemons::Restart::on_failure().stable_after(Duration::from_secs(60));
+    /// ```
+    pub fn stable_after(self, stable: Duration) -> Restart {
+        Restart { stable, ..self }
+    }
+
+    /// Whether a body that ended this way comes back.
+    fn restarts(&self, ended: &Exit) -> bool {
+        self.always || !ended.is_clean()
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Exit {
+    Code(i32),
+    Signal(Signal),
+}
+
+impl Exit {
+    fn is_clean(&self) -> bool {
+        *self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit code {code}"),
+            Exit::Signal(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
+/// What the supervisor needs from the engine: how to run one child.
+pub(crate) trait Child {
+    /// Run the body in this, the freshly forked child, reporting through `report`; returns the
+    /// exit code.
+    fn run_child(&self, report: Reporter, detached: bool, listeners: &Listeners) -> i32;
+}
+
+/// The supervisor's world: its pidfile, its signals, its log.
+pub(crate) struct Supervisor<'a> {
+    pub(crate) policy: Restart,
+    pub(crate) lock: PidfileLock,
+    /// The listening sockets: the supervisor keeps them open across children, so that no
+    /// connection is refused while a child is started again.
+    pub(crate) listeners: Listeners,
+    pub(crate) log: &'a Log,
+    pub(crate) detached: bool,
+    /// The log files, reopened on SIGHUP when detached.
+    pub(crate) logs: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+    /// Every signal that the daemon has handlers for, or that stops it: forwarded to the child.
+    pub(crate) forwarded: Vec<Signal>,
+}
+
+/// Where a supervisor is between two children.
+struct Signals {
+    read: File,
+    _write: Arc<OwnedFd>,
+    actions: Vec<signal_hook::SigId>,
+}
+
+impl Signals {
+    /// Catch `signals` with actions that write the signal's number to a pipe.
+    fn catch(signals: &[Signal]) -> Result<Signals, Error> {
+        let (read, write) = sys::pipe(true).map_err(|e| Error::Sys {
+            call: "pipe",
+            source: e,
+        })?;
+        let write = Arc::new(write);
+        let mut actions = Vec::new();
+        for &signal in signals {
+            let pipe = write.clone();
+            // SAFETY: the action does one write(2) of one byte to a descriptor that `pipe`
+            // keeps open: async-signal-safe, no allocation, no lock.
+            let id = unsafe {
+                signal_hook::low_level::register(signal as i32, move || {
+                    let _ = nix::unistd::write(&*pipe, &[signal as i32 as u8]);
+                })
+            }
+            .map_err(|e| Error::Sys {
+                call: "install signal handlers",
+                source: e,
+            })?;
+            actions.push(id);
+        }
+        Ok(Signals {
+            read: File::from(read),
+            _write: write,
+            actions,
+        })
+    }
+
+    /// The signals that arrived, in order, without waiting.
+    fn drain(&mut self) -> Vec<Signal> {
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        while let Ok(n) = self.read.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend(
+                buf[..n]
+                    .iter()
+                    .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
+            );
+        }
+        got
+    }
+
+    /// Give the signals back to the default handling: a child must not inherit these actions.
+    fn release(&mut self) {
+        for id in self.actions.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// One child, running.
+struct Running {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    report: File,
+    report_closed: bool,
+    heard: Vec<u8>,
+    since: Instant,
+    ready: bool,
+}
+
+impl<'a> Supervisor<'a> {
+    /// Supervise until stopped or given up. `first_report` is the caller of `start()`, told once
+    /// the first child is ready (or why it could not start).
+    pub(crate) fn run(
+        mut self,
+        child: &dyn Child,
+        mut first_report: Option<Reporter>,
+        notifier: Option<Notifier>,
+    ) -> Result<(), Error> {
+        let mut caught = self.forwarded.clone();
+        caught.push(Signal::SIGCHLD);
+        let mut signals = Signals::catch(&caught)?;
+        self.lock.write_pid()?;
+        let mut restarts = 0u32;
+        let mut failures: Vec<Instant> = Vec::new();
+        let mut backoff = self.policy.first;
+        let mut stopping = false;
+        loop {
+            let mut running = self.spawn(child, &mut signals, restarts)?;
+            let ended = loop {
+                // A report pipe at its end (the child exited, or exec'ed another program, which
+                // closed it) is no longer polled: it would be readable for ever.
+                let report = (!running.report_closed).then_some(&running.report);
+                let (signal_ready, report_ready) =
+                    wait(&signals.read, running.pidfd.as_ref(), report, None);
+                if report_ready {
+                    running.listen();
+                    if running.ready
+                        && !stopping
+                        && let Some(reporter) = first_report.take()
+                    {
+                        reporter.ready();
+                        if let Some(notifier) = &notifier {
+                            let _ = notifier.ready();
+                        }
+                    }
+                }
+                if signal_ready {
+                    for signal in signals.drain() {
+                        match signal {
+                            Signal::SIGCHLD => {}
+                            _ if STOP_SIGNALS.contains(&signal) => {
+                                stopping = true;
+                                if let Some(notifier) = &notifier {
+                                    let _ = notifier.send("STOPPING=1");
+                                }
+                                let _ = nix::sys::signal::kill(running.pid, signal);
+                            }
+                            Signal::SIGHUP => {
+                                self.reopen_logs();
+                                let _ = nix::sys::signal::kill(running.pid, signal);
+                            }
+                            _ => {
+                                let _ = nix::sys::signal::kill(running.pid, signal);
+                            }
+                        }
+                    }
+                }
+                if let Some(exit) = running.reap() {
+                    break exit;
+                }
+            };
+            running.listen();
+            let cause = running.cause(&ended);
+            if stopping {
+                // A stop that came before the first child was ready: `start()` hears what that
+                // child said, as it would from an unsupervised daemon stopped so early.
+                if let Some(mut reporter) = first_report.take() {
+                    reporter.fail(
+                        &running
+                            .startup_error()
+                            .unwrap_or(Error::ReturnedBeforeReady),
+                    );
+                }
+                self.lock.unlink()?;
+                return Ok(());
+            }
+            if let Some(mut reporter) = first_report.take() {
+                // The first child did not get as far as ready: `start()` fails with its error.
+                let error = running.startup_error().unwrap_or(Error::DaemonVanished);
+                reporter.fail(&error);
+                let _ = self.lock.unlink();
+                return Err(error);
+            }
+            if !self.policy.restarts(&ended) {
+                let _ = self.lock.unlink();
+                return if ended.is_clean() {
+                    Ok(())
+                } else {
+                    Err(Error::Body { message: cause })
+                };
+            }
+            // A child that ran long enough was well: its failure starts the backoff over.
+            if running.since.elapsed() >= self.policy.stable {
+                backoff = self.policy.first;
+            }
+            let now = Instant::now();
+            if !ended.is_clean() {
+                failures.push(now);
+            }
+            if let Some((limit, within)) = self.policy.limit {
+                failures.retain(|&at| now.duration_since(at) <= within);
+                if failures.len() as u64 >= u64::from(limit) {
+                    let reason = format!(
+                        "gave up after {} failures within {within:?}; the last: {cause}",
+                        failures.len()
+                    );
+                    self.log.log(&reason);
+                    let _ = self.lock.keep_with_failure(&reason);
+                    return Err(Error::Body { message: reason });
+                }
+            }
+            restarts += 1;
+            // No child runs during the wait: `status` says so.
+            let _ = self.lock.write_supervision(None, restarts);
+            self.log.log(&format!(
+                "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
+                running.pid
+            ));
+            // The wait before the next child, cut short by a stop.
+            let deadline = Instant::now() + backoff;
+            while let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            {
+                let (signal_ready, _) = wait(&signals.read, None, None, Some(left));
+                if signal_ready && signals.drain().iter().any(|s| STOP_SIGNALS.contains(s)) {
+                    self.lock.unlink()?;
+                    return Ok(());
+                }
+            }
+            backoff = (backoff * 2).min(self.policy.max);
+        }
+    }
+
+    /// Reopen the log files, when detached: a rotated log is let go of.
+    fn reopen_logs(&self) {
+        if self.detached {
+            let _ = redirect_stdio(self.logs.0.as_deref(), self.logs.1.as_deref());
+        }
+    }
+
+    /// Fork the next child, which runs the body.
+    fn spawn(
+        &mut self,
+        child: &dyn Child,
+        signals: &mut Signals,
+        restarts: u32,
+    ) -> Result<Running, Error> {
+        let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
+            call: "pipe",
+            source: e,
+        })?;
+        // SAFETY: the supervisor runs a single thread (it spawns none; see the module's
+        // documentation), so the child is a complete copy and may run any code.
+        match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
+            ForkResult::Child => {
+                drop(read);
+                signals.release();
+                // A child outlives no supervisor: SIGKILLed, the supervisor takes it along.
+                sys::die_with_parent();
+                let code = child.run_child(
+                    Reporter::to_parent(File::from(write)),
+                    self.detached,
+                    &self.listeners,
+                );
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                sys::flush_c_stdio();
+                sys::exit_now(code);
+            }
+            ForkResult::Parent { child } => {
+                drop(write);
+                let _ = self.lock.write_supervision(Some(child), restarts);
+                let report = File::from(read);
+                let _ =
+                    nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+                Ok(Running {
+                    pid: child,
+                    pidfd: sys::child_exit_fd(child),
+                    report,
+                    report_closed: false,
+                    heard: Vec::new(),
+                    since: Instant::now(),
+                    ready: false,
+                })
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Read what the child said so far.
+    fn listen(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.report.read(&mut buf) {
+                Ok(0) => {
+                    self.report_closed = true;
+                    break;
+                }
+                Ok(n) => self.heard.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        if let (_, Some(Ok(()))) = report::parse(&self.heard) {
+            self.ready = true;
+        }
+    }
+
+    /// Reap the child if it has ended.
+    fn reap(&self) -> Option<Exit> {
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => Some(Exit::Signal(signal)),
+            Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(1)),
+            _ => None,
+        }
+    }
+
+    /// The error the child reported before it got ready, if any.
+    fn startup_error(&self) -> Option<Error> {
+        match report::parse(&self.heard) {
+            (_, Some(Err(e))) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Why the child ended, with its own words where it left some.
+    fn cause(&self, ended: &Exit) -> String {
+        match report::last_words(&self.heard).or_else(|| self.startup_error()) {
+            Some(words) => format!("{ended} ({words})"),
+            None => ended.to_string(),
+        }
+    }
+}
+
+/// Wait for a signal, the child's report or its exit (its pidfd), at most `timeout` (`None`:
+/// for as long as it takes); returns whether the signal pipe and the report are readable.
+fn wait(
+    signals: &File,
+    pidfd: Option<&OwnedFd>,
+    report: Option<&File>,
+    timeout: Option<Duration>,
+) -> (bool, bool) {
+    let timeout = match timeout {
+        // Rounded up, so that a wait does not end a fraction of a millisecond early and spin.
+        Some(t) => {
+            PollTimeout::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
+        }
+        None => PollTimeout::NONE,
+    };
+    let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    fds.extend(report.map(|r| PollFd::new(r.as_fd(), PollFlags::POLLIN)));
+    fds.extend(pidfd.map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN)));
+    if poll(&mut fds, timeout).is_err() {
+        return (false, false);
+    }
+    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    (ready(&fds[0]), report.is_some() && ready(&fds[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_reads_as_written() {
+        let p = Restart::on_failure().backoff(Duration::ZERO, Duration::from_secs(2));
+        assert!(p.restarts(&Exit::Code(1)));
+        assert!(p.restarts(&Exit::Signal(Signal::SIGKILL)));
+        assert!(!p.restarts(&Exit::Code(0)));
+        assert!(Restart::always().restarts(&Exit::Code(0)));
+        assert_eq!(p.limit, Some((5, Duration::from_secs(300))));
+        assert_eq!(p.unlimited().limit, None);
+        let p = Restart::on_failure().backoff(Duration::from_secs(5), Duration::from_secs(1));
+        assert_eq!(
+            p.max,
+            Duration::from_secs(5),
+            "the maximum is never below the first wait"
+        );
+    }
+}
