@@ -16,9 +16,32 @@
 //! assert_eq!(stopped, control::Stopped::NotRunning);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Platform-specific behavior
+//!
+//! Pidfds are Linux's. Elsewhere (and on Linux built with `--cfg daemons_portable`):
+//!
+//! - The process is pinned by a kqueue (`EVFILT_PROC`, `NOTE_EXIT`) registered before its
+//!   holding of the lock is checked, on macOS, FreeBSD and NetBSD: the kqueue keeps telling
+//!   about that very process, and wakes the waiter the moment it exits. A signal is a `kill` of
+//!   the pid once the kqueue says that the process has not exited: until it exits the pid is
+//!   its own, and what remains is the moment between that look and the `kill`, in which the
+//!   process would have to exit, be reaped and its pid be given to a new process.
+//! - Where there is no kqueue (Linux without pidfds, or a kqueue that the kernel refused), a
+//!   signal is a `kill` right after checking again that the pid holds the lock, with the same
+//!   moment left between the check and the `kill`; a process that has let go of the lock is
+//!   not signalled. The wait for the exit is a wait for the pidfile's lock, which the daemon
+//!   holds until it dies: a helper process, a child of the caller, blocks on a shared lock of
+//!   the file and says when it got it (and lets go of it at once). It keeps no other descriptor
+//!   of the caller's, and is reaped (killed first, if it is still waiting) when the [`Process`]
+//!   is dropped, so nothing is left behind. A daemon started by `start()` leaves the release of
+//!   its lock to its exit (the kernel releases it once its last thread is gone), so the wait
+//!   ends with the daemon; a holder that lets go of the lock before it exits ends it then.
 
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::fs::{self, File};
+use std::io;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -26,7 +49,7 @@ use nix::unistd::Pid;
 
 use crate::error::Error;
 use crate::pidfile::{Pidfile, Status};
-use crate::sys::{pidfd_open, pidfd_pid, pidfd_send_signal, wait_readable};
+use crate::sys::{self, ExitWatch, LockWaiter};
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
 /// is stuck in the kernel, which nothing here can change.
@@ -106,7 +129,7 @@ impl fmt::Display for Stopped {
     }
 }
 
-/// A live process that holds a pidfile, pinned by a pidfd.
+/// A live process that holds a pidfile, pinned by a pidfd (outside Linux, a kqueue).
 ///
 /// # Examples
 ///
@@ -124,10 +147,48 @@ impl fmt::Display for Stopped {
 #[derive(Debug)]
 pub struct Process {
     pid: Pid,
-    pidfd: OwnedFd,
+    /// What tells the moment the process exits, pinned before its holding of the lock was
+    /// checked: a pidfd on Linux, a kqueue on macOS and the BSDs; `None` where there is none.
+    watch: Option<ExitWatch>,
+    /// The pidfile as it was checked, where a signal needs the holder checked again and the
+    /// wait may be a wait on the lock (everywhere but in the default build for Linux).
+    held: Option<Held>,
+}
+
+/// The pidfile that a [`Process`] was found holding.
+#[derive(Debug)]
+struct Held {
+    pidfile: Pidfile,
+    file: File,
+    meta: fs::Metadata,
+    waiter: Mutex<Option<LockWaiter>>,
+}
+
+/// How [`pin`] fared.
+enum Pin {
+    /// The process has exited.
+    Gone,
+    /// Watched, or, where nothing can watch it, alive as far as can be told.
+    Watched(Option<ExitWatch>),
 }
 
 impl Process {
+    fn new(
+        pid: Pid,
+        watch: Option<ExitWatch>,
+        pidfile: &Pidfile,
+        file: File,
+        meta: fs::Metadata,
+    ) -> Process {
+        let held = (!sys::SIGNALS_PINNED).then(|| Held {
+            pidfile: pidfile.clone(),
+            file,
+            meta,
+            waiter: Mutex::new(None),
+        });
+        Process { pid, watch, held }
+    }
+
     /// The process that holds `pidfile`'s lock, or `None` if nobody does.
     ///
     /// The pidfd is opened first and the holder checked after: if the pid named in the file was
@@ -140,21 +201,27 @@ impl Process {
     /// The pidfile's errors ([`Error::Untrusted`], [`Error::Symlink`], ...), and
     /// [`Error::Sys`] when `pidfd_open` fails for another reason than the process being gone.
     ///
+    /// # Platform-specific behavior
+    ///
+    /// Outside Linux a kqueue takes the pidfd's place, and where none can be had the process is
+    /// not pinned: see [the module documentation](self).
+    ///
     /// # Examples
     ///
     /// See [`Process`].
     pub fn holding(pidfile: &Pidfile) -> Result<Option<Process>, Error> {
         // The usual case, a running daemon, in one read of the file: the pid it names, pinned
-        // by a pidfd, then checked to hold the lock.
-        let Some((named, meta)) = pidfile.read_identified()? else {
+        // first, then checked to hold the lock.
+        let Some((named, file, meta)) = pidfile.open_identified()? else {
             return Ok(None);
         };
         if let Some(pid) = named
-            && let Some(pidfd) = pin(pid, pidfile)?
-            && pidfile.is_held_by(pid, &meta)
+            && let Pin::Watched(watch) = pin(pid, pidfile)?
+            && pidfile.is_held_by(pid, &file, &meta)
         {
-            return Ok(Some(Process { pid, pidfd }));
+            return Ok(Some(Process::new(pid, watch, pidfile, file, meta)));
         }
+        drop(file);
         // Anything else goes through the whole probe (a daemon in another pid namespace, a lock
         // that a stranger holds, a stale file), and a holder it names is pinned, then checked
         // again: each round fails only if the holder changed under us.
@@ -171,11 +238,21 @@ impl Process {
                 }
                 Status::Dead { .. } | Status::NotRunning => return Ok(None),
             };
-            let Some(pidfd) = pin(pid, pidfile)? else {
+            let Pin::Watched(watch) = pin(pid, pidfile)? else {
                 continue;
             };
-            if pidfile.probe()?.pid() == Some(pid) {
-                return Ok(Some(Process { pid, pidfd }));
+            if sys::LOCK_LINES {
+                if pidfile.probe()?.pid() == Some(pid) {
+                    return Ok(Some(Process {
+                        pid,
+                        watch,
+                        held: None,
+                    }));
+                }
+            } else if let Some((_, file, meta)) = pidfile.open_identified()?
+                && pidfile.is_held_by(pid, &file, &meta)
+            {
+                return Ok(Some(Process::new(pid, watch, pidfile, file, meta)));
             }
         }
         Err(Error::AlreadyRunning {
@@ -194,10 +271,20 @@ impl Process {
     }
 
     /// In a fork's child that never returns into the frames that own this handle: close the
-    /// child's copy of the pidfd, which nothing would close otherwise.
+    /// child's copies of its descriptors (the pidfd, the pidfile), which nothing would close
+    /// otherwise.
     pub(crate) fn forget_in_this_copy(&self) {
         use std::os::fd::AsRawFd;
-        crate::sys::close_copy(self.pidfd.as_raw_fd());
+        if let Some(watch) = &self.watch {
+            watch.forget_in_this_copy();
+        }
+        if let Some(held) = &self.held {
+            sys::close_copy(held.file.as_raw_fd());
+            let waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(waiter) = waiter.as_ref() {
+                waiter.forget_in_this_copy();
+            }
+        }
     }
 
     /// Send `signal` through the pidfd.
@@ -205,6 +292,12 @@ impl Process {
     /// # Errors
     ///
     /// [`Error::Sys`] when the kernel refuses; a process that has exited already is not an error.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Outside Linux the signal is a `kill`, once a kqueue says that the process has not exited,
+    /// or, where there is no kqueue, right after the holder is checked again (a process that
+    /// has let go of the lock is not signalled): see [the module documentation](self).
     ///
     /// # Examples
     ///
@@ -220,11 +313,29 @@ impl Process {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn signal(&self, signal: Signal) -> Result<(), Error> {
-        match pidfd_send_signal(self.pidfd.as_fd(), signal) {
-            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::Sys {
-                call: "pidfd_send_signal",
-                source: e,
-            }),
+        let (call, sent) = match (&self.watch, &self.held) {
+            (Some(watch), _) => (
+                if sys::SIGNALS_PINNED {
+                    "pidfd_send_signal"
+                } else {
+                    "kill"
+                },
+                watch.signal(signal),
+            ),
+            (None, Some(held)) => {
+                let sent = if held.pidfile.holds(self.pid, &held.file, &held.meta) {
+                    nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from)
+                } else {
+                    // It let go of the lock: it is ending, and an unverified pid is never
+                    // signalled.
+                    Ok(())
+                };
+                ("kill", sent)
+            }
+            (None, None) => ("kill", Ok(())),
+        };
+        match sent {
+            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::Sys { call, source: e }),
             _ => Ok(()),
         }
     }
@@ -235,6 +346,12 @@ impl Process {
     /// # Errors
     ///
     /// [`Error::Sys`] when `poll` fails.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Outside Linux the wait is on a kqueue, or, where there is none, on the pidfile's lock,
+    /// through a helper process that this call forks the first time: see
+    /// [the module documentation](self).
     ///
     /// # Examples
     ///
@@ -250,10 +367,38 @@ impl Process {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&self, timeout: Duration) -> Result<bool, Error> {
-        wait_readable(self.pidfd.as_fd(), timeout).map_err(|e| Error::Sys {
-            call: "poll",
+        if let Some(watch) = &self.watch {
+            return watch.exited(timeout).map_err(|e| Error::Sys {
+                call: if sys::SIGNALS_PINNED {
+                    "poll"
+                } else {
+                    "kevent"
+                },
+                source: e,
+            });
+        }
+        let Some(held) = &self.held else {
+            return Ok(true);
+        };
+        let mut waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+        let waiter = match &mut *waiter {
+            Some(waiter) => waiter,
+            empty => empty.insert(LockWaiter::start(&held.file).map_err(|e| Error::Sys {
+                call: "fork",
+                source: e,
+            })?),
+        };
+        if waiter.wait(timeout).map_err(|e| Error::Sys {
+            call: "flock",
             source: e,
-        })
+        })? {
+            return Ok(true);
+        }
+        // The helper may wait behind a successor that took the lock of this same file the
+        // moment it was free: a file that is not locked, or whose pid no longer has it open, is
+        // let go of.
+        Ok(!held.pidfile.is_locked(&held.file)?
+            || sys::has_open(self.pid, &held.file, &held.meta) == Some(false))
     }
 }
 
@@ -330,22 +475,33 @@ pub(crate) fn stop_process(process: &Process, timeout: Duration) -> Result<Stopp
     })
 }
 
-/// A pidfd for `pid`, or `None` when it has exited. The pidfd names a process of this process's
-/// pid namespace, and the checks read `/proc`, which may be another namespace's: the pidfd's own
-/// `fdinfo` must name the same pid there, or nothing is done.
-fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Option<OwnedFd>, Error> {
-    let pidfd = match pidfd_open(pid) {
-        Ok(pidfd) => pidfd,
+/// Pin `pid` before its holding of the lock is checked: a pidfd on Linux, a kqueue on macOS and
+/// the BSDs. The pidfd names a process of this process's pid namespace, and the checks read
+/// `/proc`, which may be another namespace's: the pidfd's own `fdinfo` must name the same pid
+/// there, or nothing is done.
+fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Pin, Error> {
+    if !sys::SIGNALS_PINNED {
+        // The holder checks read `/proc` where there is one, and the pid that they find there
+        // is signalled with `kill`, in this namespace: both must be the same one's.
+        sys::check_proc().map_err(|reason| Error::ForeignProc {
+            pidfile: pidfile.path().to_path_buf(),
+            reason,
+        })?;
+    }
+    if !sys::EXIT_EVENTS {
+        // Nothing here can watch a process: the checks of the lock stand in.
+        return Ok(Pin::Watched(None));
+    }
+    let watch = match ExitWatch::new(pid) {
+        Ok(Some(watch)) => watch,
         // Gone, or no process one can pin: a thread's id (EINVAL), a task the kernel will not
         // hand a pidfd for (ENOENT). Such a pid is not the holder.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ESRCH | libc::EINVAL | libc::ENOENT)
-            ) =>
-        {
-            return Ok(None);
+        Ok(None) => return Ok(Pin::Gone),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+            return Ok(Pin::Gone);
         }
+        // A kqueue that the kernel refused: the checks of the lock stand in.
+        Err(_) if !sys::SIGNALS_PINNED => return Ok(Pin::Watched(None)),
         Err(e) => {
             return Err(Error::Sys {
                 call: "pidfd_open",
@@ -353,8 +509,8 @@ fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Option<OwnedFd>, Error> {
             });
         }
     };
-    match pidfd_pid(pidfd.as_fd()) {
-        Some(seen) if seen == pid => Ok(Some(pidfd)),
+    match watch.pid_in_proc() {
+        Some(seen) if seen == pid => Ok(Pin::Watched(Some(watch))),
         seen => Err(Error::ForeignProc {
             pidfile: pidfile.path().to_path_buf(),
             reason: match seen {
@@ -372,13 +528,13 @@ fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Option<OwnedFd>, Error> {
 /// SIGKILL `pid` and wait (at most [`KILL_WAIT`]) until it is gone. For a daemon whose pid is
 /// known to be its own, such as one that is still connected to its report pipe.
 pub(crate) fn kill_and_wait(pid: Pid) {
-    match pidfd_open(pid) {
-        Ok(pidfd) => {
-            let process = Process { pid, pidfd };
-            if process.signal(Signal::SIGKILL).is_ok() {
-                let _ = process.wait(KILL_WAIT);
+    match ExitWatch::new(pid) {
+        Ok(Some(watch)) => {
+            if watch.signal(Signal::SIGKILL).is_ok() {
+                let _ = watch.exited(KILL_WAIT);
             }
         }
+        Ok(None) => {}
         Err(_) => {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         }
@@ -391,5 +547,16 @@ fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
     match pidfile.remove() {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_handle_may_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Process>();
     }
 }

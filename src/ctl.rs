@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
-use nix::unistd::pipe2;
 
 use crate::detach::Reporter;
 use crate::listen::{Listeners, Socket};
@@ -220,7 +218,7 @@ impl Ctl {
                 since: Instant::now(),
                 due: AtomicU64::new(0),
             });
-        let (wake_read, wake_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let (wake_read, wake_write) = crate::sys::pipe(true)?;
         Ok(Ctl {
             listeners: Arc::default(),
             lifecycle: Arc::new(Lifecycle {

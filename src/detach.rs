@@ -35,10 +35,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
+use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid};
 
 use crate::error::Error;
 use crate::report;
@@ -105,7 +104,10 @@ pub struct Reporter {
 ///
 /// # Platform-specific behavior
 ///
-/// The threads are counted in `/proc/self/task`; where it cannot be read, the check is skipped.
+/// The threads are counted in `/proc/self/task` on Linux, with `proc_pidinfo(PROC_PIDTASKINFO)`
+/// on macOS, in `kern.proc` (`ki_numthreads`) on FreeBSD and `kern.proc2` (`p_nlwps`) on NetBSD;
+/// where that cannot be read, the check is skipped. macOS has no `pipe2`: the report pipe is
+/// made close-on-exec right after `pipe`.
 ///
 /// # Examples
 ///
@@ -119,7 +121,10 @@ pub fn detach() -> Result<Side, Error> {
     // What a C library of the caller left buffered would otherwise be written again by the
     // daemon.
     sys::flush_c_stdio();
-    let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
+    let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
+        call: "pipe",
+        source: e,
+    })?;
     // SAFETY: the process runs a single thread (checked above, and nothing here spawns one), so
     // the child is a complete copy and may run any code, not only async-signal-safe code.
     match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
@@ -331,21 +336,26 @@ pub fn redirect_stdio(stdout: Option<&Path>, stderr: Option<&Path>) -> Result<()
 /// Inherited descriptors are the ones without close-on-exec: Rust opens everything with it, so
 /// files, sockets and pipes that this process opened itself (and that a body may have captured)
 /// stay open, while a descriptor leaked by whoever started the program (a terminal, a socket
-/// held by a shell, another daemon's lock) is closed. `/proc/self/fd` is read instead of looping
-/// to the descriptor limit, which can be in the millions.
+/// held by a shell, another daemon's lock) is closed. The open descriptors are listed by the
+/// kernel instead of looping to the descriptor limit, which can be in the millions.
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when `/proc/self/fd` cannot be read.
+/// [`Error::Io`] when the list of open descriptors cannot be read.
+///
+/// # Platform-specific behavior
+///
+/// The list is `/proc/self/fd` on Linux, `/dev/fd` on macOS (and on Linux built with
+/// `--cfg daemons_portable`), and the kernel's own on FreeBSD (`kern.proc.filedesc`) and NetBSD
+/// (`kern.file2`), where `/dev/fd` shows only 0, 1 and 2 unless fdescfs is mounted.
+/// `closefrom` is not used: it would close the descriptors that the program opened itself.
 ///
 /// # Examples
 ///
 /// ```rust,standalone_crate
-/// use std::os::fd::AsRawFd;
-///
 /// let file = std::fs::File::open("/dev/null")?;           // close-on-exec, like all of std's
 /// daemons::detach::close_inherited_fds(&[])?;
-/// assert!(std::fs::metadata(format!("/proc/self/fd/{}", file.as_raw_fd())).is_ok());
+/// assert!(nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFD).is_ok()); // still open
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {

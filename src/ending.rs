@@ -6,7 +6,6 @@
 //! pidfile's path still names the locked file.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -335,22 +334,22 @@ impl Ending {
 }
 
 /// End the other processes of the daemon's process group: SIGTERM and SIGCONT, then SIGKILL for
-/// those still there after `grace`. Each is pinned by a pidfd first, so a pid that is reused
-/// meanwhile is never hit, and the wait is a `poll` on those pidfds.
+/// those still there after `grace`. Each is pinned first (a pidfd, or a kqueue outside Linux),
+/// so a pid that is reused meanwhile is never hit, and the wait wakes as each exits.
 fn stop_children(grace: Duration, log: &Log) {
-    let members: Vec<(Pid, OwnedFd)> = sys::process_group_members(getpgrp())
+    let members: Vec<(Pid, sys::ExitWatch)> = sys::process_group_members(getpgrp())
         .into_iter()
-        .filter_map(|pid| Some((pid, sys::pidfd_open(pid).ok()?)))
+        .filter_map(|pid| Some((pid, sys::ExitWatch::new(pid).ok()??)))
         .collect();
     if members.is_empty() {
         return;
     }
-    for (_, pidfd) in &members {
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGCONT);
+    for (_, watch) in &members {
+        let _ = watch.signal(Signal::SIGTERM);
+        let _ = watch.signal(Signal::SIGCONT);
     }
-    let fds: Vec<_> = members.iter().map(|(_, pidfd)| pidfd.as_fd()).collect();
-    let left = sys::wait_all_readable(&fds, grace);
+    let watches: Vec<&sys::ExitWatch> = members.iter().map(|(_, watch)| watch).collect();
+    let left = sys::wait_all_exited(&watches, grace);
     if !left.is_empty() {
         let pids: Vec<String> = left.iter().map(|&i| members[i].0.to_string()).collect();
         log.log(&format!(
@@ -358,7 +357,7 @@ fn stop_children(grace: Duration, log: &Log) {
             pids.join(", ")
         ));
         for &i in &left {
-            let _ = sys::pidfd_send_signal(members[i].1.as_fd(), Signal::SIGKILL);
+            let _ = members[i].1.signal(Signal::SIGKILL);
         }
     }
 }

@@ -399,7 +399,7 @@ impl Engine {
         // From here on, an early return drops `lock`, which removes the pidfile. The pid is
         // written once the stop signals are caught.
         let pidfile = self.pidfile();
-        let (lock, passed) = match predecessor {
+        let (mut lock, passed) = match predecessor {
             // A successor locks a file of its own, which takes the path once it is ready, and
             // gets the sockets from the instance that runs.
             Some(predecessor) => (
@@ -408,6 +408,10 @@ impl Engine {
             ),
             None => (pidfile.lock()?, systemd::listen_fds()),
         };
+        if inherited.is_some() {
+            // A detached daemon ends with `_exit`: its lock goes with it (see `control`).
+            lock.release_at_exit();
+        }
         // Before the inherited descriptors are closed (a service manager's sockets are among
         // them) and before privileges are dropped (a port below 1024).
         let listeners = Listeners::open(&s.listen, passed)?;

@@ -15,7 +15,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{Pid, geteuid};
 
 use crate::error::Error;
@@ -68,9 +67,8 @@ impl Offer {
         };
         stream.set_nonblocking(false)?;
         stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-        let peer = getsockopt(&stream, PeerCredentials)
-            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-        if peer.uid() != geteuid().as_raw() && peer.uid() != 0 {
+        let peer = sys::peer(&stream)?;
+        if peer.uid != geteuid().as_raw() && peer.uid != 0 {
             return Ok(false);
         }
         sys::send_fds(&stream, &listeners.fds())?;
@@ -107,12 +105,14 @@ pub(crate) fn receive(pidfile: &Path, holder: Pid) -> Result<Vec<OwnedFd>, Error
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(failed)?;
     // The process that answers must be the pidfile's holder, not whoever made a socket there.
-    let peer = getsockopt(&stream, PeerCredentials)
-        .map_err(|e| failed(io::Error::from_raw_os_error(e as i32)))?;
-    if peer.pid() != holder.as_raw() {
+    let peer = sys::peer(&stream).map_err(failed)?;
+    if peer.pid != Some(holder) {
+        let answerer = peer.pid.map_or(
+            "a process whose pid this system does not tell".to_string(),
+            |pid| format!("pid {pid}"),
+        );
         return Err(failed(io::Error::other(format!(
-            "the socket is answered by pid {}, not by pid {holder}, which holds the pidfile",
-            peer.pid()
+            "the socket is answered by {answerer}, not by pid {holder}, which holds the pidfile"
         ))));
     }
     let fds = sys::receive_fds(&stream).map_err(failed)?;

@@ -41,7 +41,7 @@
 //!   life: a pidfile that nobody holds is stale, whatever pid it names, so a reused pid is never
 //!   signalled), [`detach`] (the daemon(7) double fork, with the daemon's outcome sent back to
 //!   the caller), [`control`] (stopping and signalling from outside, through a pidfd checked
-//!   against the lock) and [`systemd`] (the service manager's notifications).
+//!   against the lock, or a kqueue on macOS and the BSDs) and [`systemd`] (the service manager's notifications).
 //! - [`guide`]: the guarantees, the signal rules, readiness, systemd and containers, logs and
 //!   logrotate, privileges, and how to test a daemon.
 //!

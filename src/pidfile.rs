@@ -3,9 +3,31 @@
 //! A daemon holds an exclusive `flock` on its pidfile for its whole life. The lock, not the pid
 //! written in the file, is what says "running": a file that nobody has locked is stale whatever
 //! pid it names, so a pid that the kernel has since given to an unrelated process is never taken
-//! for the daemon. Probing reads `/proc/PID/fdinfo` to check that the pid named in the file is
-//! the process that holds the lock; it never writes and never takes a lock that could make a
-//! concurrent [`Pidfile::acquire`] fail.
+//! for the daemon. Probing checks that the pid named in the file is the process that holds the
+//! lock (on Linux, in `/proc/PID/fdinfo`); it never writes and never takes a lock that could make
+//! a concurrent [`Pidfile::acquire`] fail (one that meets a probe's brief shared lock retries).
+//!
+//! # Platform-specific behavior
+//!
+//! The lock is a `flock` everywhere; what differs is how a probe learns who holds it:
+//!
+//! - Linux: the `lock:` line of `/proc/PID/fdinfo/FD` names the process that took the lock, on
+//!   this very file. When the pid named is not the holder, `/proc/locks` names who is.
+//! - macOS, FreeBSD, NetBSD (and Linux built with `--cfg daemons_portable`): the kernel does
+//!   not name a lock's holder. A probe takes a shared lock without blocking on its own
+//!   descriptor: taken (and dropped at once), the file is stale; refused, it is held, and the
+//!   pid named is the holder if it has this very file open, matched by device and inode
+//!   (`proc_pidinfo` on macOS; `kern.proc.filedesc` on FreeBSD, which also says that the
+//!   descriptor holds a lock; `kern.file2` on NetBSD, which says so too, and which names the
+//!   file only to root: elsewhere `/proc/PID/fd` where procfs is mounted; `/proc/PID/fd` on
+//!   Linux). A locked file whose pid does not have it open, or whose pid's descriptors cannot
+//!   be read, is [`Error::Unverified`]: nobody names the holder, and nothing is signalled. A
+//!   daemon in a pid namespace of its own is only recognized on Linux.
+//! - The pidfile is created locked under a temporary name and then given its own name unless
+//!   something is there: `renameat2(RENAME_NOREPLACE)` on Linux, `renamex_np(RENAME_EXCL)` on
+//!   macOS, a hard link and an unlink on the BSDs; where the file system allows none of these,
+//!   it is created in place and visible, unlocked, for the moment between its creation and its
+//!   lock.
 //!
 //! [`Pidfile`] works on its own, without the builder:
 //!
@@ -213,6 +235,9 @@ pub struct PidfileLock {
     /// A successor's lock, under a temporary name until it takes the path from the instance
     /// that runs (see [`PidfileLock::take_path`]).
     pending: Option<PathBuf>,
+    /// Let the process's exit release the lock, rather than the unlink (see
+    /// [`PidfileLock::release_at_exit`]).
+    at_exit: bool,
 }
 
 impl Pidfile {
@@ -385,7 +410,7 @@ impl Pidfile {
             file.try_lock()
                 .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))?;
             match sys::rename_unless_exists(&temporary, &self.path) {
-                Ok(true) => Ok(Placed::Renamed(meta)),
+                Ok(true) => Ok(Placed::Renamed(Box::new(meta))),
                 Ok(false) => Ok(Placed::Exists),
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(Placed::Unsupported),
                 Err(e) => Err(Error::open("create the pidfile", &self.path, e)),
@@ -395,7 +420,7 @@ impl Pidfile {
             let _ = fs::remove_file(&temporary);
         }
         match placed? {
-            Placed::Renamed(meta) => Ok(Some(PidfileLock::new(file, self.path.clone(), meta))),
+            Placed::Renamed(meta) => Ok(Some(PidfileLock::new(file, self.path.clone(), *meta))),
             Placed::Exists => Ok(None),
             // Where the file system cannot rename without replacing, create it in place: it is
             // visible unlocked for the moment between the open and the lock.
@@ -437,6 +462,12 @@ impl Pidfile {
     /// daemon in a pid namespace of its own (whose file names its pid there, as `NSpid:` in
     /// `/proc/PID/status` shows) is reported with its pid in this namespace; any other holder
     /// is [`Error::Unverified`], and no pid is reported as the daemon's.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Outside Linux (and on Linux built with `--cfg daemons_portable`) nothing names a lock's
+    /// holder: a locked file is held by the pid it names if that pid has the file open (see
+    /// [the module documentation](self)), and [`Error::Unverified`] otherwise.
     ///
     /// # Errors
     ///
@@ -525,22 +556,25 @@ impl Pidfile {
             reason,
         })?;
         // The usual case: the pid named holds the lock through a descriptor of its own.
-        if let Some(pid) = named
+        if sys::LOCK_LINES
+            && let Some(pid) = named
             && holds_flock(pid, meta) == Some(true)
         {
             return Ok(Lock::Held(pid));
         }
         // Is anybody holding it, even a shared lock (`flock -s`)? An exclusive lock taken and
         // dropped at once answers; a `start()` or a probe that it meets meanwhile retries.
-        match file.try_lock() {
-            Ok(()) => {
-                let _ = file.unlock();
-                return Ok(Lock::Free);
-            }
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io("lock the pidfile", &self.path, e));
-            }
+        if !self.is_locked(file)? {
+            return Ok(Lock::Free);
+        }
+        // Where no lock line names the holder, the pid named is the holder if the lock is
+        // exclusive (a daemon's) and that pid has this very file open.
+        if !sys::LOCK_LINES
+            && self.is_locked_exclusively(file)?
+            && let Some(pid) = named
+            && sys::has_open(pid, file, meta) == Some(true)
+        {
+            return Ok(Lock::Held(pid));
         }
         let holders = sys::flock_holders(meta).unwrap_or_default();
         let written = meta.modified().unwrap_or(UNIX_EPOCH);
@@ -624,23 +658,64 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Option<Pid>, Error> {
-        Ok(self.read_identified()?.and_then(|(pid, _)| pid))
+        Ok(self.open_identified()?.and_then(|(pid, _, _)| pid))
     }
 
-    /// The pid written in the pidfile, if it holds one, and the file's identity; `None` when
-    /// there is no file.
-    pub(crate) fn read_identified(&self) -> Result<Option<(Option<Pid>, fs::Metadata)>, Error> {
+    /// The pidfile, open for reading, the pid written in it if it holds one, and the file's
+    /// identity; `None` when there is no file.
+    pub(crate) fn open_identified(
+        &self,
+    ) -> Result<Option<(Option<Pid>, File, fs::Metadata)>, Error> {
         let Some(file) = self.open(false)? else {
             return Ok(None);
         };
         let meta = self.check(&file)?;
-        Ok(Some((read_pid(&file), meta)))
+        Ok(Some((read_pid(&file), file, meta)))
     }
 
-    /// Whether `pid` holds the lock of the file `meta` identifies, and the path still names that
-    /// file: the fast check of [`probe`](Pidfile::probe) for a pid and a file already read.
-    pub(crate) fn is_held_by(&self, pid: Pid, meta: &fs::Metadata) -> bool {
-        holds_flock(pid, meta) == Some(true) && same_file(&self.path, meta)
+    /// Whether `pid` holds the lock of `file` (identified by `meta`), and the path still names
+    /// that file: the fast check of [`probe`](Pidfile::probe) for a pid and a file already read.
+    pub(crate) fn is_held_by(&self, pid: Pid, file: &File, meta: &fs::Metadata) -> bool {
+        self.holds(pid, file, meta) && same_file(&self.path, meta)
+    }
+
+    /// Whether `pid` holds the lock of `file` (identified by `meta`), whatever the path names
+    /// now: an instance whose successor took the path over holds its own file's lock until it
+    /// is stopped.
+    pub(crate) fn holds(&self, pid: Pid, file: &File, meta: &fs::Metadata) -> bool {
+        if sys::LOCK_LINES {
+            holds_flock(pid, meta) == Some(true)
+        } else {
+            self.is_locked_exclusively(file).unwrap_or(false)
+                && sys::has_open(pid, file, meta) == Some(true)
+        }
+    }
+
+    /// Whether anybody holds a lock on `file`, even a shared one: an exclusive lock, taken and
+    /// dropped at once, is refused.
+    pub(crate) fn is_locked(&self, file: &File) -> Result<bool, Error> {
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(false)
+            }
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+        }
+    }
+
+    /// Whether somebody holds an exclusive lock on `file`, as a daemon does: a shared lock,
+    /// taken and dropped at once, is refused. Only where no lock line names the holder: the
+    /// shared lock would show among the holders in `/proc/locks` for that moment.
+    pub(crate) fn is_locked_exclusively(&self, file: &File) -> Result<bool, Error> {
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(false)
+            }
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+        }
     }
 
     /// Remove a stale pidfile. The file is locked first, so a pidfile that a live daemon holds is
@@ -748,7 +823,8 @@ enum Lock {
 
 /// How [`Pidfile::create_locked`] fared.
 enum Placed {
-    Renamed(fs::Metadata),
+    // Boxed: a `Metadata` is large on some systems (FreeBSD).
+    Renamed(Box<fs::Metadata>),
     Exists,
     Unsupported,
 }
@@ -776,6 +852,7 @@ impl PidfileLock {
             meta,
             owner: Pid::this(),
             pending: None,
+            at_exit: false,
         }
     }
 
@@ -846,6 +923,7 @@ impl PidfileLock {
         let pidfile = Pidfile::new(&self.path);
         let mut lock = pidfile.lock()?;
         lock.write_pid()?;
+        lock.at_exit = self.at_exit;
         std::mem::swap(self, &mut lock);
         // `lock` now holds the old file, whose path is gone or names the new one: it must only
         // let go of its lock, not unlink.
@@ -903,7 +981,28 @@ impl PidfileLock {
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(1000)
             .collect();
-        self.write(&file, &format!("{}\n{FAILED}{line}\n", Pid::this()))
+        let written = self.write(&file, &format!("{}\n{FAILED}{line}\n", Pid::this()));
+        self.let_go(file);
+        written
+    }
+
+    /// From now on, the unlink leaves the lock to the process's exit: the kernel releases it
+    /// when the last thread is gone, so that whoever waits for the lock (the portable `stop()`,
+    /// see [`control`](crate::control)) sees the daemon gone, not only its pidfile. For a
+    /// detached daemon, which ends with `_exit` right after.
+    pub(crate) fn release_at_exit(&mut self) {
+        self.at_exit = true;
+    }
+
+    /// Let go of the lock of `file`, or leave it to the exit.
+    fn let_go(&self, file: File) {
+        if self.at_exit {
+            // Still closed in forked children: the descriptor stays open until the exit.
+            std::mem::forget(file);
+        } else {
+            sys::forget_in_forked_children(file.as_raw_fd());
+            drop(file);
+        }
     }
 
     /// Write the whole content of the pidfile through the locked descriptor.
@@ -922,7 +1021,6 @@ impl PidfileLock {
             std::mem::forget(file);
             return None;
         }
-        sys::forget_in_forked_children(file.as_raw_fd());
         Some(file)
     }
 
@@ -934,6 +1032,7 @@ impl PidfileLock {
         if let Some(temporary) = self.pending.take() {
             // A successor that never took the path: only its own file goes.
             let _ = fs::remove_file(temporary);
+            self.let_go(file);
             return Ok(());
         }
         let mut result = Ok(());
@@ -945,7 +1044,7 @@ impl PidfileLock {
                 _ => {}
             }
         }
-        drop(file);
+        self.let_go(file);
         result
     }
 }

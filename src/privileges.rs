@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::fmt;
 
-use nix::unistd::{Gid, Group, Uid, User, getegid, geteuid, setgid, setgroups, setuid};
+use nix::unistd::{Gid, Group, Uid, User, getegid, geteuid, setgid, setuid};
 
 use crate::error::Error;
 
@@ -155,9 +155,9 @@ impl Credentials {
             match (&self.name, self.uid) {
                 // The user's supplementary groups, and no others of root's.
                 (Some(name), Some(_)) => {
-                    nix::unistd::initgroups(name, gid).map_err(|e| fail("initgroups", e))?
+                    crate::sys::init_groups(name, gid).map_err(|e| fail("initgroups", e))?
                 }
-                _ => setgroups(&[gid]).map_err(|e| fail("setgroups", e))?,
+                _ => crate::sys::set_groups(gid).map_err(|e| fail("setgroups", e))?,
             }
             setgid(gid).map_err(|e| fail("setgid", e))?;
         }

@@ -17,7 +17,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, pipe2};
+use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::detach::{Reporter, redirect_stdio};
 use crate::error::Error;
@@ -214,8 +214,10 @@ struct Signals {
 impl Signals {
     /// Catch `signals` with actions that write the signal's number to a pipe.
     fn catch(signals: &[Signal]) -> Result<Signals, Error> {
-        let (read, write) =
-            pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|e| Error::sys("pipe", e))?;
+        let (read, write) = sys::pipe(true).map_err(|e| Error::Sys {
+            call: "pipe",
+            source: e,
+        })?;
         let write = Arc::new(write);
         let mut actions = Vec::new();
         for &signal in signals {
@@ -435,7 +437,10 @@ impl<'a> Supervisor<'a> {
         signals: &mut Signals,
         restarts: u32,
     ) -> Result<Running, Error> {
-        let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
+        let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
+            call: "pipe",
+            source: e,
+        })?;
         // SAFETY: the supervisor runs a single thread (it spawns none; see the module's
         // documentation), so the child is a complete copy and may run any code.
         match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
@@ -461,7 +466,7 @@ impl<'a> Supervisor<'a> {
                     nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
                 Ok(Running {
                     pid: child,
-                    pidfd: sys::pidfd_open(child).ok(),
+                    pidfd: sys::child_exit_fd(child),
                     report,
                     report_closed: false,
                     heard: Vec::new(),

@@ -1,52 +1,189 @@
-//! The system underneath: raw system calls that nix lacks, `/proc`, raw descriptors, and the
-//! process's exit. Nearly all of the crate's `unsafe` is here, each block with the reason it
-//! holds; what is specific to Linux is here too, so that another system has one place to differ.
+//! The system underneath: raw system calls that nix lacks, `/proc` and its equivalents, raw
+//! descriptors, and the process's exit. Nearly all of the crate's `unsafe` is here, each block
+//! with the reason it holds, and so is everything that differs from one system to another: the
+//! rest of the crate asks the functions below and never names a system.
+//!
+//! Each question has one answer per mechanism:
+//!
+//! | question | Linux | Linux, `--cfg daemons_portable` | macOS | FreeBSD | NetBSD |
+//! | --- | --- | --- | --- | --- | --- |
+//! | who holds the pidfile's lock | the `lock:` line in `/proc/PID/fdinfo/FD` ([`LOCK_LINES`]) | the file is locked (a `LOCK_SH \| LOCK_NB` is refused) and the pid has it open: `/proc/PID/fd` | locked, and open: `proc_pidinfo(PROC_PIDLISTFDS)`, `proc_pidfdinfo` | locked, and a descriptor of the pid that holds a lock on it: `kern.proc.filedesc` (`KF_FLAG_HASLOCK`) | locked, and a descriptor of the pid that holds a lock on it: `kern.file2`, where kernel addresses are shown (else `/proc/PID/fd`) |
+//! | the holder when the pid named is not it | `/proc/locks` | unknown | unknown | unknown | unknown |
+//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | a helper process blocked on the pidfile's lock ([`LockWaiter`]) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
+//! | signalling that very process | `pidfd_send_signal` | `kill` after a holder re-check | `kill` once kqueue says it has not exited | as macOS | as macOS |
+//! | descriptors inherited through exec | `/proc/self/fd` | `/dev/fd` | `/dev/fd` | `kern.proc.filedesc` | `kern.file2` |
+//! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
+//! | the daemon's process group | `/proc/*/stat` | `/proc/*/stat` | `proc_listpgrppids` | `kern.proc.pgrp` | `kern.proc2` |
+//! | create the pidfile locked | `renameat2(RENAME_NOREPLACE)` | as Linux | `renamex_np(RENAME_EXCL)` | `link`, then `unlink` | as FreeBSD |
 
-use std::ffi::OsStr;
-use std::fs::{self, File};
-use std::io::{self, Read};
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "netbsd"
+)))]
+compile_error!("daemons supports Linux, macOS, FreeBSD and NetBSD");
+
+use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
-use nix::sys::stat::{major, minor};
-use nix::unistd::Pid;
 
-/// A pidfd for `pid`: a handle that keeps naming that very process, even once its pid is reused.
-pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory is
-    // passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+// The wait on a pidfile's lock, which needs only flock.
+mod lockwait;
+
+// What every build of Linux reads in /proc.
+#[cfg(target_os = "linux")]
+mod linux;
+
+// The mechanisms that only Linux has: pidfds, fdinfo lock lines, /proc/locks.
+#[cfg(all(target_os = "linux", not(daemons_portable)))]
+mod pidfd;
+
+// The mechanisms that work without those, and what each other system offers.
+#[cfg(any(not(target_os = "linux"), daemons_portable))]
+mod portable;
+
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "netbsd"))]
+mod kqueue;
+
+#[cfg(target_os = "macos")]
+mod macos;
+
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+
+#[cfg(target_os = "netbsd")]
+mod netbsd;
+
+#[cfg(target_os = "freebsd")]
+use freebsd as os;
+#[cfg(target_os = "linux")]
+use linux as os;
+#[cfg(target_os = "macos")]
+use macos as os;
+#[cfg(target_os = "netbsd")]
+use netbsd as os;
+
+pub(crate) use os::{
+    command, has_open, kernel_file_system, process_group_members, rename_unless_exists,
+    thread_count,
+};
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::{check_proc, ns_pids, started_before};
+#[cfg(not(target_os = "linux"))]
+pub(crate) use portable::{check_proc, ns_pids, started_before};
+
+#[cfg(all(target_os = "linux", not(daemons_portable)))]
+pub(crate) use pidfd::{
+    ExitWatch, OPEN_FDS_DIR, flock_holders, holds_flock, open_fds, wait_all_exited,
+};
+#[cfg(any(not(target_os = "linux"), daemons_portable))]
+pub(crate) use portable::{flock_holders, holds_flock, wait_all_exited};
+
+pub(crate) use lockwait::LockWaiter;
+
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "netbsd"))]
+pub(crate) use kqueue::ExitWatch;
+#[cfg(all(target_os = "linux", daemons_portable))]
+pub(crate) use portable::ExitWatch;
+
+#[cfg(any(target_os = "freebsd", target_os = "netbsd"))]
+pub(crate) use os::{OPEN_FDS_DIR, open_fds};
+#[cfg(any(target_os = "macos", all(target_os = "linux", daemons_portable)))]
+pub(crate) use portable::{OPEN_FDS_DIR, open_fds};
+
+/// A descriptor that becomes readable when `child`, a child of this process, exits, for a `poll`
+/// among others: a pidfd on Linux. `None` elsewhere (and on Linux built with `daemons_portable`),
+/// where SIGCHLD alone tells.
+pub(crate) fn child_exit_fd(child: nix::unistd::Pid) -> Option<OwnedFd> {
+    #[cfg(all(target_os = "linux", not(daemons_portable)))]
+    {
+        pidfd::pidfd_of(child)
     }
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    #[cfg(any(not(target_os = "linux"), daemons_portable))]
+    {
+        let _ = child;
+        None
+    }
 }
 
-/// Send `signal` to the process of `pidfd`. A process that has exited answers `ESRCH`.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: pidfd_send_signal takes a valid descriptor (borrowed, so open), a signal number,
-    // and a null siginfo pointer, which the kernel accepts as "like kill(2)".
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// Whether [`holds_flock`] reads the lock's holder from the kernel (Linux's fdinfo lock lines).
+/// Where it does not, the holder check is [`has_open`] on a file that the caller found locked.
+pub(crate) const LOCK_LINES: bool = cfg!(all(target_os = "linux", not(daemons_portable)));
+
+/// Whether an [`ExitWatch`] wakes the moment its process exits (a pidfd, a kqueue). Where it
+/// does not (Linux built with `daemons_portable`, which has neither), it looks again at growing
+/// intervals, and a stop waits on the pidfile's lock instead ([`LockWaiter`]).
+pub(crate) const EXIT_EVENTS: bool = !cfg!(all(target_os = "linux", daemons_portable));
+
+/// Whether [`ExitWatch::signal`] reaches the very process that was watched, whatever happened
+/// to its pid since (a pidfd). Elsewhere a signal is a `kill` of the pid, which the caller checks
+/// again right before.
+pub(crate) const SIGNALS_PINNED: bool = cfg!(all(target_os = "linux", not(daemons_portable)));
+
+/// A pipe, both ends close-on-exec, and both non-blocking if asked (as `pipe2` makes them).
+///
+/// # Platform-specific behavior
+///
+/// macOS has no `pipe2`: the flags are set right after `pipe`, and a fork in another thread in
+/// between would let its child inherit the ends (`detach` refuses a process with other threads).
+pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(target_os = "macos")]
+    {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let (read, write) = nix::unistd::pipe()?;
+        for end in [&read, &write] {
+            fcntl(end, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        }
+        if nonblocking {
+            for end in [&read, &write] {
+                fcntl(end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            }
+        }
+        Ok((read, write))
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        use nix::fcntl::OFlag;
+        let mut flags = OFlag::O_CLOEXEC;
+        if nonblocking {
+            flags |= OFlag::O_NONBLOCK;
+        }
+        Ok(nix::unistd::pipe2(flags)?)
+    }
+}
+
+/// Set this process's supplementary groups to those of user `name`, plus `gid`.
+pub(crate) fn init_groups(name: &std::ffi::CStr, gid: nix::unistd::Gid) -> nix::Result<()> {
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: `name` is a valid NUL-terminated string for the length of the call.
+        let rc = unsafe { libc::initgroups(name.as_ptr(), gid.as_raw() as libc::c_int) };
+        nix::errno::Errno::result(rc).map(drop)
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        nix::unistd::initgroups(name, gid)
+    }
+}
+
+/// Set this process's supplementary groups to `gid` alone.
+pub(crate) fn set_groups(gid: nix::unistd::Gid) -> nix::Result<()> {
+    #[cfg(target_os = "macos")]
+    {
+        let groups = [gid.as_raw()];
+        // SAFETY: the pointer and the count describe `groups`, which lives through the call.
+        let rc = unsafe { libc::setgroups(1, groups.as_ptr()) };
+        nix::errno::Errno::result(rc).map(drop)
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        nix::unistd::setgroups(&[gid])
     }
 }
 
@@ -89,90 +226,37 @@ pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Ve
         .collect()
 }
 
-/// Wait at most `timeout` until every one of `fds` is readable (for pidfds: until every process
-/// has exited). Returns which are not, by index.
-pub(crate) fn wait_all_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<usize> {
-    let deadline = Instant::now().checked_add(timeout);
-    let mut left: Vec<usize> = (0..fds.len()).collect();
-    while !left.is_empty() {
-        let remaining = deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        if remaining.is_zero() {
-            break;
-        }
-        let millis = remaining.as_nanos().div_ceil(1_000_000);
-        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-        let mut polled: Vec<PollFd<'_>> = left
-            .iter()
-            .map(|&i| PollFd::new(fds[i], PollFlags::POLLIN))
-            .collect();
-        match poll(&mut polled, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-        let ready: Vec<bool> = polled
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        let mut kept = ready.iter();
-        left.retain(|_| !kept.next().copied().unwrap_or(false));
-    }
-    left
-}
-
-/// The other processes of process group `group`, from `/proc/*/stat`.
-pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
-    let me = Pid::this();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .map(Pid::from_raw)
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // The command name may hold spaces and parentheses: fields start after the
-                // last ')'; the group is the third of them (state, ppid, pgrp).
-                stat.rfind(')').and_then(|at| {
-                    stat[at + 1..]
-                        .split_whitespace()
-                        .nth(2)?
-                        .parse::<i32>()
-                        .ok()
-                }) == Some(group.as_raw())
-            })
-        })
-        .collect()
-}
-
 /// Have the kernel SIGKILL this process when its parent dies, as a supervised body must not
 /// outlive its supervisor (killed at a stop timeout, say); exit at once if the parent is gone
 /// already.
+///
+/// # Platform-specific behavior
+///
+/// `prctl(PR_SET_PDEATHSIG)` on Linux, `procctl(PROC_PDEATHSIG_CTL)` on FreeBSD. macOS and NetBSD
+/// have no such request: there the child only exits at once if its parent is gone already, and
+/// a supervisor killed with SIGKILL leaves its child running.
 pub(crate) fn die_with_parent() {
     let parent = nix::unistd::getppid();
-    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    #[cfg(target_os = "freebsd")]
+    {
+        let mut signal: libc::c_int = libc::SIGKILL;
+        // SAFETY: PROC_PDEATHSIG_CTL on this process reads one int, `signal`, which lives through
+        // the call.
+        let _ = unsafe {
+            libc::procctl(
+                libc::P_PID,
+                0,
+                libc::PROC_PDEATHSIG_CTL,
+                (&mut signal as *mut libc::c_int).cast(),
+            )
+        };
+    }
     if nix::unistd::getppid() != parent {
         exit_now(1);
     }
 }
-
-/// How many threads this process runs, from `/proc/self/task`. `None` where that cannot be read.
-pub(crate) fn thread_count() -> Option<usize> {
-    fs::read_dir("/proc/self/task").ok().map(|dir| dir.count())
-}
-
-/// The descriptors this process has open, from `/proc/self/fd` (the descriptor that reads the
-/// directory is among them, closed by the time this returns).
-pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
-    Ok(fs::read_dir("/proc/self/fd")?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect())
-}
-
-/// The path that [`open_fds`] reads, for error messages.
-pub(crate) const OPEN_FDS_DIR: &str = "/proc/self/fd";
 
 /// Whether `fd` is open with close-on-exec. A descriptor that is not open counts as such: there
 /// is nothing to close.
@@ -245,19 +329,24 @@ pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result
     let mut count = [0u8; 1];
     let mut space = nix::cmsg_space!([RawFd; 64]);
     let mut iov = [io::IoSliceMut::new(&mut count)];
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    // macOS has no MSG_CMSG_CLOEXEC: the descriptors are made close-on-exec right after they
+    // arrive, and a fork and exec in another thread in between would let them leak into it.
+    #[cfg(not(target_os = "macos"))]
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    #[cfg(target_os = "macos")]
+    let flags = MsgFlags::empty();
+    let message = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), flags)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
     let mut fds = Vec::new();
     for cmsg in message
         .cmsgs()
         .map_err(|e| io::Error::from_raw_os_error(e as i32))?
     {
         if let ControlMessageOwned::ScmRights(received) = cmsg {
+            #[cfg(target_os = "macos")]
+            for &fd in &received {
+                set_cloexec(fd);
+            }
             // SAFETY: the kernel just installed these descriptors in this process for it to
             // own (SCM_RIGHTS); nothing else holds them.
             fds.extend(
@@ -268,6 +357,95 @@ pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result
         }
     }
     Ok(fds)
+}
+
+/// Who is at the other end of a connected Unix socket: its effective user, and its pid where the
+/// system tells (`SO_PEERCRED` on Linux; `getpeereid` and `LOCAL_PEERPID` on macOS;
+/// `LOCAL_PEERCRED` on FreeBSD, whose pid FreeBSD 13 and later fill in; `LOCAL_PEEREID` on
+/// NetBSD).
+pub(crate) struct Peer {
+    pub(crate) uid: u32,
+    pub(crate) pid: Option<nix::unistd::Pid>,
+}
+
+/// The [`Peer`] of `socket`.
+pub(crate) fn peer(socket: &std::os::unix::net::UnixStream) -> io::Result<Peer> {
+    use std::os::fd::AsRawFd;
+    let errno = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+    let pid = |raw: libc::pid_t| (raw > 0).then(|| nix::unistd::Pid::from_raw(raw));
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let cred = getsockopt(socket, PeerCredentials).map_err(errno)?;
+        let _ = socket.as_raw_fd();
+        Ok(Peer {
+            uid: cred.uid(),
+            pid: pid(cred.pid()),
+        })
+    }
+    #[cfg(target_os = "macos")]
+    {
+        use nix::sys::socket::{getsockopt, sockopt::LocalPeerPid};
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: getpeereid writes the two ids through pointers to locals that outlive the call.
+        if unsafe { libc::getpeereid(socket.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Peer {
+            uid,
+            pid: pid(getsockopt(socket, LocalPeerPid).map_err(errno)?),
+        })
+    }
+    #[cfg(target_os = "freebsd")]
+    {
+        // SAFETY: a zeroed xucred is a valid value of the plain C struct.
+        let mut cred: libc::xucred = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xucred>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `cred`, and the new length to `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                0,
+                libc::LOCAL_PEERCRED,
+                (&mut cred as *mut libc::xucred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let _ = errno;
+        Ok(Peer {
+            uid: cred.cr_uid,
+            // SAFETY: the union holds the peer's pid since FreeBSD 13, and zero before it; any
+            // value of a pid_t is valid.
+            pid: pid(unsafe { cred.cr_pid__c_anonymous_union.cr_pid }),
+        })
+    }
+    #[cfg(target_os = "netbsd")]
+    {
+        // SAFETY: a zeroed unpcbid is a valid value of the plain C struct.
+        let mut id: libc::unpcbid = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::unpcbid>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `id`, and the new length to `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                0,
+                libc::LOCAL_PEEREID,
+                (&mut id as *mut libc::unpcbid).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let _ = errno;
+        Ok(Peer {
+            uid: id.unp_euid,
+            pid: pid(id.unp_pid),
+        })
+    }
 }
 
 /// Close this process's copy of `fd`, in the child of a fork whose owner of `fd` (a value on a
@@ -349,378 +527,83 @@ extern "C" fn close_locked_in_child() {
     }
 }
 
-/// Whether `pid` holds a `flock` on the file of `meta`, read from `/proc/PID/fdinfo`: a
-/// descriptor's `lock:` lines are the locks of its open file, each naming the process that took
-/// it. `None` when that process's descriptors cannot be read (it belongs to another user, or it
-/// is not dumpable). `/proc/locks` would answer too, but each read of it waits for an RCU grace
-/// period.
-///
-/// A descriptor is this file when a `stat` through `/proc/PID/fd/N` says so: that is the same
-/// view of the file system as the caller's `stat`. The device in a lock line is the one the lock
-/// was taken on, which overlayfs (with `xino=off`) and btrfs subvolumes report differently.
-pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
-    let dev = meta.dev();
-    let lock = LockLine {
-        pid: pid.to_string(),
-        file_id: format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino()),
-    };
-    // A daemon of this crate takes its pidfile before it opens anything else. A lock line in a
-    // descriptor's fdinfo names that descriptor's own lock, so no `stat` is needed to ask.
-    if lock.is_in(&format!("/proc/{pid}/fdinfo/3")) {
-        return Some(true);
-    }
-    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
-    let open = match fs::metadata(&fd_dir) {
-        Ok(dir) => dir.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
-        Err(_) => return None,
-    };
-    let holds = |fd: &OsStr| -> Option<bool> {
-        // Follows the descriptor to its file; `None` when there is no such descriptor.
-        let target = fd_dir.join(fd).metadata().ok()?;
-        Some(
-            target.dev() == dev
-                && target.ino() == meta.ino()
-                && lock.held_in(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())),
-        )
-    };
-    // Since Linux 6.2 the directory's size is the number of open descriptors. Reading the
-    // directory makes /proc build an entry for every descriptor, which costs more than looking
-    // up the few below the pidfile's: a daemon opens its pidfile early, so look from 3 upwards,
-    // and only go through the whole directory when the numbers turn out sparse.
-    if open > 0 {
-        let mut seen = 0;
-        let mut fd = 3u64;
-        while seen + 3 < open && fd < open + 32 {
-            match holds(OsStr::new(&fd.to_string())) {
-                Some(true) => return Some(true),
-                Some(false) => seen += 1,
-                None => {}
-            }
-            fd += 1;
-        }
-        for fd in ["0", "1", "2"] {
-            match holds(OsStr::new(fd)) {
-                Some(true) => return Some(true),
-                Some(false) => seen += 1,
-                None => {}
-            }
-        }
-        if seen >= open {
-            return Some(false);
-        }
-    }
-    let dir = match fs::read_dir(&fd_dir) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
-        Err(_) => return None,
-    };
-    Some(
-        dir.flatten()
-            .any(|entry| holds(&entry.file_name()) == Some(true)),
-    )
-}
-
-/// The `lock:` line of a flock held by a given pid on a given file.
-struct LockLine {
-    pid: String,
-    file_id: String,
-}
-
-impl LockLine {
-    /// Whether the `fdinfo` file at `path` shows this very lock, device and inode included.
-    fn is_in(&self, path: &str) -> bool {
-        self.lines(path)
-            .iter()
-            .any(|lock| is_flock_of(lock, &self.pid, Some(&self.file_id)))
-    }
-
-    /// Whether the `fdinfo` file at `path`, of a descriptor known to be the file, shows a flock
-    /// that this pid took.
-    fn held_in(&self, path: &str) -> bool {
-        self.lines(path)
-            .iter()
-            .any(|lock| is_flock_of(lock, &self.pid, None))
-    }
-
-    fn lines(&self, path: &str) -> Vec<String> {
-        let mut content = Vec::with_capacity(512);
-        if read_small(Path::new(path), &mut content).is_err() {
-            return Vec::new();
-        }
-        String::from_utf8_lossy(&content)
-            .lines()
-            .filter_map(|line| line.strip_prefix("lock:"))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Read a small file whole. `fs::read` would first ask the file's size and position, which
-/// `/proc` files do not know anyway.
-fn read_small(path: &Path, content: &mut Vec<u8>) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    let mut buf = [0u8; 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => content.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Parse the rest of a fdinfo `lock:` line: `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
-fn is_flock_of(lock: &str, pid: &str, file_id: Option<&str>) -> bool {
-    let fields: Vec<&str> = lock.split_whitespace().collect();
-    matches!(fields.as_slice(), [_, "FLOCK", _, _, holder, id, ..]
-        if *holder == pid && file_id.is_none_or(|file_id| *id == file_id))
-}
-
-/// The processes that `/proc/locks` names as holding a `flock` on the file of `meta`, as pids of
-/// this `/proc`'s namespace. Slow (each read waits for an RCU grace period): only for the rare
-/// case where the pid in a pidfile does not verifiably hold its lock.
-///
-/// A lock line names the device the lock was taken on, which overlayfs and btrfs report
-/// differently from `stat`: a line for the same inode on another device counts only when no
-/// line names the device that `stat` gives.
-pub(crate) fn flock_holders(meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
-    let mut content = Vec::with_capacity(4096);
-    read_small(Path::new("/proc/locks"), &mut content)?;
-    let text = String::from_utf8_lossy(&content);
-    let dev = format!("{:02x}:{:02x}", major(meta.dev()), minor(meta.dev()));
-    let ino = meta.ino().to_string();
-    let mut exact = Vec::new();
-    let mut same_inode = Vec::new();
-    for line in text.lines() {
-        // `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`; blocked waiters start `->`.
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_, "FLOCK", _, _, pid, id, ..] = fields.as_slice() else {
-            continue;
-        };
-        let Some((line_dev, line_ino)) = id.rsplit_once(':') else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<i32>() else {
-            continue;
-        };
-        if line_ino != ino || pid <= 0 {
-            continue;
-        }
-        let list = if line_dev == dev {
-            &mut exact
-        } else {
-            &mut same_inode
-        };
-        if !list.contains(&Pid::from_raw(pid)) {
-            list.push(Pid::from_raw(pid));
-        }
-    }
-    Ok(if exact.is_empty() { same_inode } else { exact })
-}
-
-/// Whether `/proc` is this process's: in another pid namespace's `/proc` (a `stop` run under
-/// `unshare --pid --fork` without `--mount-proc`, say) every pid would name another process.
-pub(crate) fn check_proc() -> Result<(), String> {
-    let me = std::process::id();
-    match fs::read_link("/proc/self") {
-        Ok(target) if target.to_str().and_then(|t| t.parse::<u32>().ok()) == Some(me) => Ok(()),
-        Ok(target) => Err(format!(
-            "/proc belongs to another pid namespace (/proc/self is {}, this process is pid {me})",
-            target.display()
-        )),
-        Err(e) => Err(format!("/proc cannot be read ({e})")),
-    }
-}
-
-/// The pid that a pidfd designates, as `/proc/self/fdinfo` shows it: in the namespace of this
-/// `/proc`, which is how the pidfd is tied to the pid that was checked there.
-pub(crate) fn pidfd_pid(pidfd: BorrowedFd<'_>) -> Option<Pid> {
-    use std::os::fd::AsRawFd;
-    let mut content = Vec::with_capacity(256);
-    read_small(
-        Path::new(&format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())),
-        &mut content,
-    )
-    .ok()?;
-    let text = String::from_utf8_lossy(&content);
-    let pid: i32 = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Pid:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    (pid > 0).then(|| Pid::from_raw(pid))
-}
-
-/// The pids of `pid` in each pid namespace it belongs to, from this one inwards (`NSpid:`).
-pub(crate) fn ns_pids(pid: Pid) -> Option<Vec<i32>> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    line.split_whitespace().map(|n| n.parse().ok()).collect()
-}
-
-/// The command name of `pid`, where it can be read.
-pub(crate) fn command(pid: Pid) -> Option<String> {
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    Some(comm.trim_end().to_owned()).filter(|c| !c.is_empty())
-}
-
-/// Whether the process `pid` started before `time` (with a margin of two clock ticks), from
-/// `/proc/PID/stat`, which any user may read. `None` when that cannot be told.
-///
-/// A daemon writes its pid into its pidfile after it started; a process that started after the
-/// file was last written is not the one that wrote it, whatever the file and `/proc/locks` say
-/// (a pid reused after the daemon died).
-pub(crate) fn started_before(pid: Pid, time: std::time::SystemTime) -> Option<bool> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // `starttime` is field 22 of stat(5); the slice starts at field 3.
-    let ticks: u64 = fields.get(19)?.parse().ok()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|&hz| hz > 0)? as u64;
-    let started = Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz);
-    let boottime =
-        Duration::from(nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?);
-    let now = std::time::SystemTime::now();
-    // When the system booted, on the wall clock: `time` and `started` meet there.
-    let booted = now.checked_sub(boottime)?;
-    let Ok(since_boot) = time.duration_since(booted) else {
-        // Before this boot: nothing running now started before it.
-        return Some(false);
-    };
-    Some(started < since_boot + Duration::from_nanos(2 * 1_000_000_000 / hz))
-}
-
-/// Rename `from` to `to` unless `to` exists: `Ok(false)` when it does. `Err` with
-/// `ErrorKind::Unsupported` where the file system cannot do it atomically.
-///
-/// Unlike a hard link, a rename moves the name that open descriptors of the file show in
-/// `/proc/PID/fd`, so a daemon's pidfile appears under its own name there.
-pub(crate) fn rename_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::EEXIST) => Ok(false),
-        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "this file system cannot rename without replacing",
-        )),
-        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
-    }
-}
-
-/// The kernel's own file systems, where a "file" is a setting or a view: a pidfile there would
-/// write the pid into a sysctl. `None` for any other file system.
-pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
-    use nix::sys::statfs::{PROC_SUPER_MAGIC, SYSFS_MAGIC, fstatfs};
-    let kind = fstatfs(file).ok()?.filesystem_type();
-    if kind == PROC_SUPER_MAGIC {
-        Some("procfs")
-    } else if kind == SYSFS_MAGIC {
-        Some("sysfs")
-    } else {
-        None
-    }
+/// The time left until `deadline`; `None` is no deadline.
+fn remaining(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(Duration::MAX, |d| {
+        d.saturating_duration_since(Instant::now())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::fs::{self, File};
+    use std::os::fd::AsFd;
 
     #[test]
-    fn fdinfo_lock_lines_are_matched_exactly() {
-        let line = "\t1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
-        assert!(is_flock_of(line, "1742", Some("fe:00:10010715")));
-        assert!(is_flock_of(line, "1742", None));
-        assert!(!is_flock_of(line, "1743", Some("fe:00:10010715")));
-        assert!(!is_flock_of(line, "1743", None));
-        assert!(!is_flock_of(line, "1742", Some("fe:00:1001071")));
-        let posix = "\t1: POSIX  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
-        assert!(!is_flock_of(posix, "1742", Some("fe:00:10010715")));
-        assert!(!is_flock_of("", "1742", None));
+    fn a_pipe_is_close_on_exec() {
+        use std::os::fd::AsRawFd;
+        let (read, write) = pipe(true).expect("pipe");
+        assert!(is_cloexec(read.as_raw_fd()) && is_cloexec(write.as_raw_fd()));
+        assert!(!wait_readable(read.as_fd(), Duration::from_millis(1)).expect("poll"));
     }
 
     #[test]
-    fn own_lock_is_seen_in_proc() {
+    fn this_process_is_seen_holding_its_own_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("self.pid");
+        let path = dir.path().join("open.pid");
         let file = File::create(&path).expect("create");
+        // Locked, as a pidfile is: where the kernel tells, the descriptor must hold the lock.
         file.try_lock().expect("lock");
         let meta = fs::metadata(&path).expect("stat");
-        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
-        assert_eq!(holds_flock(Pid::parent(), &meta), Some(false));
-        drop(file);
-        assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
-    }
-
-    #[test]
-    fn a_lock_on_a_high_descriptor_is_seen_too() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("high.pid");
-        let file = File::create(&path).expect("create");
-        file.try_lock().expect("lock");
-        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor (or -1), owned by nobody else.
-        let high = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900) };
-        assert!(high >= 900, "{}", io::Error::last_os_error());
-        // SAFETY: `high` was just returned by the kernel and is owned here only.
-        let high = unsafe { OwnedFd::from_raw_fd(high) };
-        // The lock belongs to the open file, which the high descriptor alone now keeps.
-        drop(file);
-        let meta = fs::metadata(&path).expect("stat");
-        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
-        drop(high);
-        assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
-    }
-
-    #[test]
-    fn proc_locks_names_the_holder() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("locked.pid");
-        let file = File::create(&path).expect("create");
-        let meta = fs::metadata(&path).expect("stat");
-        assert_eq!(flock_holders(&meta).expect("read /proc/locks"), []);
-        file.try_lock().expect("lock");
-        assert_eq!(
-            flock_holders(&meta).expect("read /proc/locks"),
-            [Pid::this()]
+        assert_eq!(has_open(nix::unistd::Pid::this(), &file, &meta), Some(true));
+        // The test harness that started this process has no descriptor of the file; where its
+        // descriptors cannot be read (another user's), nothing is claimed.
+        assert_ne!(
+            has_open(nix::unistd::Pid::parent(), &file, &meta),
+            Some(true)
         );
     }
 
     #[test]
-    fn this_process_reads_its_own_proc() {
-        assert_eq!(check_proc(), Ok(()));
-        let me = pidfd_open(Pid::this()).expect("pidfd");
-        assert_eq!(pidfd_pid(me.as_fd()), Some(Pid::this()));
-        assert_eq!(
-            ns_pids(Pid::this()).and_then(|p| p.last().copied()),
-            Some(Pid::this().as_raw())
-        );
-        let now = std::time::SystemTime::now();
-        assert_eq!(started_before(Pid::this(), now), Some(true));
-        let long_ago = now - Duration::from_secs(10 * 365 * 86400);
-        assert_eq!(started_before(Pid::this(), long_ago), Some(false));
-    }
-
-    #[test]
-    fn kernel_file_systems_are_told_apart() {
-        let sysctl = File::open("/proc/sys/kernel/pid_max").expect("open a sysctl");
-        assert_eq!(kernel_file_system(&sysctl), Some("procfs"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let plain = File::create(dir.path().join("x")).expect("create");
-        assert_eq!(kernel_file_system(&plain), None);
-    }
-
-    #[test]
-    fn a_pidfd_signals_and_waits() {
-        let me = pidfd_open(Pid::this()).expect("pidfd of this process");
-        assert!(!wait_readable(me.as_fd(), Duration::from_millis(1)).expect("poll"));
+    fn threads_and_descriptors_are_listed() {
+        use std::os::fd::AsRawFd;
         assert_eq!(thread_count().map(|n| n >= 1), Some(true));
-        assert!(open_fds().expect("list").contains(&me.as_raw_fd()));
+        let file = File::open("/dev/null").expect("open");
+        assert!(open_fds().expect("list").contains(&file.as_raw_fd()));
+    }
+
+    #[test]
+    fn an_exit_watch_sees_a_live_process() {
+        let me = ExitWatch::new(nix::unistd::Pid::this())
+            .expect("watch")
+            .expect("this process is alive");
+        assert!(!me.exited(Duration::from_millis(1)).expect("wait"));
+    }
+
+    #[test]
+    fn an_exit_watch_sees_a_child_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .expect("sleep");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let watch = ExitWatch::new(pid).expect("watch").expect("alive");
+        assert!(watch.exited(Duration::from_secs(5)).expect("wait"));
+        let _ = child.wait();
+        let watches = [&watch];
+        assert!(wait_all_exited(&watches, Duration::from_millis(1)).is_empty());
+    }
+
+    #[test]
+    fn the_pidfile_is_placed_unless_something_is_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (dir.path().join("new"), dir.path().join("x.pid"));
+        fs::write(&from, "1").expect("write");
+        assert!(rename_unless_exists(&from, &to).expect("rename"));
+        assert!(!from.exists() && to.exists());
+        fs::write(&from, "2").expect("write");
+        assert!(!rename_unless_exists(&from, &to).expect("rename"));
+        assert_eq!(fs::read_to_string(&to).expect("read"), "1");
     }
 }

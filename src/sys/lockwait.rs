@@ -1,0 +1,228 @@
+//! Waiting for a daemon's exit by waiting for its pidfile's lock, which needs nothing but
+//! `flock`: the fallback where no pidfd or kqueue tells when a process exits.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// A helper process that waits, blocking, for a shared lock on a pidfile, and says through a
+/// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
+/// then, however the daemon ends), so the helper's word comes the moment the daemon is gone, with
+/// no sleep loop. The helper lets go of the shared lock at once, before it writes its word, so
+/// nothing of it is left when [`wait`](LockWaiter::wait) returns.
+///
+/// A process rather than a thread: a thread blocked in `flock` cannot be told to give up, and
+/// `start()` refuses to fork a process that runs other threads, so a `restart()` would fail.
+/// The helper is a child of the caller that keeps none of the caller's descriptors but the
+/// pidfile's, blocks every signal, makes only async-signal-safe calls, and is killed and reaped
+/// when the waiter is dropped.
+#[derive(Debug)]
+pub(crate) struct LockWaiter {
+    helper: Pid,
+    word: File,
+    /// The open file that the helper waits on: a lock that it got just before it was killed is
+    /// let go of through it.
+    file: File,
+    done: bool,
+    reaped: bool,
+}
+
+impl LockWaiter {
+    /// Start waiting for the lock of `file` (an open file of the caller's own, not the daemon's).
+    pub(crate) fn start(file: &File) -> io::Result<LockWaiter> {
+        let file = file.try_clone()?;
+        let (read, write) = super::pipe(false)?;
+        let (lock_fd, word_fd) = (file.as_raw_fd(), write.as_raw_fd());
+        // The helper closes every other descriptor it inherits: it would otherwise keep the
+        // caller's own locks, pipes and output open for as long as it waits (a `stop | cat`
+        // would wait for it). Up to the highest one open now, and a margin for those that other
+        // threads open meanwhile, which take the lowest free numbers.
+        let highest = super::open_fds()
+            .unwrap_or_default()
+            .into_iter()
+            .chain([lock_fd, word_fd])
+            .max()
+            .unwrap_or(2);
+        let close_up_to = highest.saturating_add(64);
+        // Every signal stays blocked in the helper: none of the caller's handlers runs there,
+        // and only SIGKILL ends it. The caller's mask is put back right after the fork.
+        let mut mask = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut mask),
+        )?;
+        // SAFETY: the child runs `helper` only, which makes async-signal-safe calls on
+        // descriptors it inherited and never returns, as a child of a multi-threaded process
+        // must.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            helper(lock_fd, word_fd, close_up_to);
+        }
+        let forked = io::Error::last_os_error();
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+        if pid < 0 {
+            return Err(forked);
+        }
+        drop(write);
+        Ok(LockWaiter {
+            helper: Pid::from_raw(pid),
+            word: File::from(read),
+            file,
+            done: false,
+            reaped: false,
+        })
+    }
+
+    /// Wait at most `timeout` for the lock to be free; whether it is.
+    ///
+    /// # Errors
+    ///
+    /// When `poll` fails, or the helper ended without its word.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        if self.done {
+            return Ok(true);
+        }
+        if !super::wait_readable(self.word.as_fd(), timeout)? {
+            return Ok(false);
+        }
+        let mut byte = [0u8; 1];
+        let read = loop {
+            match self.word.read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match read {
+            // The helper exits right after its word: it is reaped when the waiter is dropped,
+            // while the caller goes on.
+            Ok(1) => {
+                self.done = true;
+                Ok(true)
+            }
+            Ok(_) => {
+                self.reap();
+                Err(io::Error::other(
+                    "the process that waits for the pidfile's lock ended without a word",
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// In a fork's child that never returns into the frames that own this waiter: close the
+    /// child's copies of its descriptors. The helper is not this child's to reap.
+    pub(crate) fn forget_in_this_copy(&self) {
+        super::close_copy(self.word.as_raw_fd());
+        super::close_copy(self.file.as_raw_fd());
+    }
+
+    fn reap(&mut self) {
+        while !self.reaped {
+            match waitpid(self.helper, None) {
+                Err(nix::errno::Errno::EINTR) => {}
+                _ => self.reaped = true,
+            }
+        }
+    }
+}
+
+impl Drop for LockWaiter {
+    fn drop(&mut self) {
+        if self.done {
+            // It said its word and is exiting.
+            self.reap();
+        } else if !self.reaped {
+            // Unreaped, the helper's pid is still its own: it can be killed without hitting
+            // another process. Where SIGCHLD is ignored, it is reaped by the kernel and `waitpid`
+            // tells that it is gone.
+            if let Ok(WaitStatus::StillAlive) = waitpid(self.helper, Some(WaitPidFlag::WNOHANG)) {
+                let _ = kill(self.helper, Signal::SIGKILL);
+                self.reap();
+            }
+        }
+        let _ = self.file.unlock();
+    }
+}
+
+/// The helper of [`LockWaiter`]: close every descriptor up to `close_up_to` but `lock` and
+/// `word`, wait for a shared lock on `lock`, let go of it, write one byte to `word` and exit.
+fn helper(lock: RawFd, word: RawFd, close_up_to: RawFd) -> ! {
+    // SAFETY: close, flock, write and _exit are async-signal-safe; the descriptors are this
+    // process's copies of the parent's, which nothing else here uses.
+    unsafe {
+        for fd in 0..=close_up_to {
+            if fd != lock && fd != word {
+                libc::close(fd);
+            }
+        }
+        while libc::flock(lock, libc::LOCK_SH) != 0 {
+            if nix::errno::Errno::last_raw() != libc::EINTR {
+                libc::_exit(1);
+            }
+        }
+        libc::flock(lock, libc::LOCK_UN);
+        libc::write(word, b"1".as_ptr().cast(), 1);
+        libc::_exit(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_lock_waiter_wakes_when_the_lock_is_let_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("held.pid");
+        let holder = File::create(&path).expect("create");
+        holder.try_lock().expect("lock");
+        let probe = File::open(&path).expect("open");
+        let mut waiter = LockWaiter::start(&probe).expect("start");
+        assert!(!waiter.wait(Duration::from_millis(20)).expect("wait"));
+        let released = Instant::now();
+        drop(holder);
+        assert!(waiter.wait(Duration::from_secs(5)).expect("wait"));
+        assert!(released.elapsed() < Duration::from_secs(1));
+        assert!(waiter.wait(Duration::ZERO).expect("wait"));
+        // Nothing of the helper is left: the file can be locked exclusively.
+        assert!(lockable(&path));
+    }
+
+    #[test]
+    fn a_lock_waiter_that_gives_up_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("held.pid");
+        let holder = File::create(&path).expect("create");
+        holder.try_lock().expect("lock");
+        let probe = File::open(&path).expect("open");
+        let waiter = LockWaiter::start(&probe).expect("start");
+        let helper = waiter.helper;
+        drop(waiter);
+        // Killed and reaped: no such child any more.
+        assert!(waitpid(helper, Some(WaitPidFlag::WNOHANG)).is_err());
+        drop(holder);
+        assert!(lockable(&path));
+    }
+
+    /// Whether `path` can be locked exclusively within a few seconds: the other tests of this
+    /// process fork too (a `Command`, a lock waiter), and each child holds copies of every
+    /// descriptor for a moment, the holder's among them.
+    fn lockable(path: &std::path::Path) -> bool {
+        let file = File::open(path).expect("open");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while file.try_lock().is_err() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+}

@@ -1,0 +1,334 @@
+//! What only Linux offers, and the default build for Linux uses: pidfds, which keep naming one
+//! process whatever happens to its pid, and the `lock:` lines of `/proc/PID/fdinfo` and
+//! `/proc/locks`, which name a lock's holder.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::stat::{major, minor};
+use nix::unistd::Pid;
+
+use super::linux::find_fd;
+
+/// A process pinned by a pidfd: the handle keeps naming that very process, even once its pid is
+/// reused, and becomes readable the moment it exits.
+#[derive(Debug)]
+pub(crate) struct ExitWatch {
+    pidfd: OwnedFd,
+}
+
+/// A pidfd for `pid`, if one can be had.
+pub(crate) fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
+    Some(ExitWatch::new(pid).ok()??.pidfd)
+}
+
+impl ExitWatch {
+    /// Pin `pid`; `None` when it has exited.
+    pub(crate) fn new(pid: Pid) -> io::Result<Option<ExitWatch>> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
+        // is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ESRCH) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        Ok(Some(ExitWatch { pidfd }))
+    }
+
+    /// Wait at most `timeout` for the process to exit; whether it did.
+    pub(crate) fn exited(&self, timeout: Duration) -> io::Result<bool> {
+        super::wait_readable(self.pidfd.as_fd(), timeout)
+    }
+
+    /// In a fork's child that never returns into the frames that own this watch: close the
+    /// child's copy of the pidfd.
+    pub(crate) fn forget_in_this_copy(&self) {
+        super::close_copy(self.pidfd.as_raw_fd());
+    }
+
+    /// Send `signal` to the process. One that has exited answers `ESRCH`.
+    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
+        // SAFETY: pidfd_send_signal takes a valid descriptor (owned here, so open), a signal
+        // number, and a null siginfo pointer, which the kernel accepts as "like kill(2)".
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// The pid that the pidfd designates, as `/proc/self/fdinfo` shows it: in the namespace of
+    /// this `/proc`, which is how the pidfd is tied to the pid that was checked there.
+    pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
+        let mut content = Vec::with_capacity(256);
+        read_small(
+            Path::new(&format!("/proc/self/fdinfo/{}", self.pidfd.as_raw_fd())),
+            &mut content,
+        )
+        .ok()?;
+        let text = String::from_utf8_lossy(&content);
+        let pid: i32 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Pid:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        (pid > 0).then(|| Pid::from_raw(pid))
+    }
+}
+
+/// Wait at most `timeout` until every one of `watches` has exited. Returns which have not, by
+/// index: one `poll` on all the pidfds.
+pub(crate) fn wait_all_exited(watches: &[&ExitWatch], timeout: Duration) -> Vec<usize> {
+    let fds: Vec<BorrowedFd<'_>> = watches.iter().map(|w| w.pidfd.as_fd()).collect();
+    let deadline = Instant::now().checked_add(timeout);
+    let mut left: Vec<usize> = (0..fds.len()).collect();
+    while !left.is_empty() {
+        let remaining = super::remaining(deadline);
+        if remaining.is_zero() {
+            break;
+        }
+        let millis = remaining.as_nanos().div_ceil(1_000_000);
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+        let mut polled: Vec<PollFd<'_>> = left
+            .iter()
+            .map(|&i| PollFd::new(fds[i], PollFlags::POLLIN))
+            .collect();
+        match poll(&mut polled, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        let ready: Vec<bool> = polled
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        let mut kept = ready.iter();
+        left.retain(|_| !kept.next().copied().unwrap_or(false));
+    }
+    left
+}
+
+/// The descriptors this process has open, from `/proc/self/fd` (the descriptor that reads the
+/// directory is among them, closed by the time this returns).
+pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
+    Ok(fs::read_dir(OPEN_FDS_DIR)?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// Where [`open_fds`] looks, for error messages.
+pub(crate) const OPEN_FDS_DIR: &str = "/proc/self/fd";
+
+/// Whether `pid` holds a `flock` on the file of `meta`, read from `/proc/PID/fdinfo`: a
+/// descriptor's `lock:` lines are the locks of its open file, each naming the process that took
+/// it. `None` when that process's descriptors cannot be read (it belongs to another user, or it
+/// is not dumpable). `/proc/locks` would answer too, but each read of it waits for an RCU grace
+/// period.
+///
+/// A descriptor is this file when a `stat` through `/proc/PID/fd/N` says so: that is the same
+/// view of the file system as the caller's `stat`. The device in a lock line is the one the lock
+/// was taken on, which overlayfs (with `xino=off`) and btrfs subvolumes report differently.
+pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
+    let dev = meta.dev();
+    let lock = LockLine {
+        pid: pid.to_string(),
+        file_id: format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino()),
+    };
+    // A daemon of this crate takes its pidfile before it opens anything else. A lock line in a
+    // descriptor's fdinfo names that descriptor's own lock, so no `stat` is needed to ask.
+    if lock.is_in(&format!("/proc/{pid}/fdinfo/3")) {
+        return Some(true);
+    }
+    find_fd(pid, meta, |fd| {
+        lock.held_in(&format!("/proc/{pid}/fdinfo/{fd}"))
+    })
+}
+
+/// The `lock:` line of a flock held by a given pid on a given file.
+struct LockLine {
+    pid: String,
+    file_id: String,
+}
+
+impl LockLine {
+    /// Whether the `fdinfo` file at `path` shows this very lock, device and inode included.
+    fn is_in(&self, path: &str) -> bool {
+        self.lines(path)
+            .iter()
+            .any(|lock| is_flock_of(lock, &self.pid, Some(&self.file_id)))
+    }
+
+    /// Whether the `fdinfo` file at `path`, of a descriptor known to be the file, shows a flock
+    /// that this pid took.
+    fn held_in(&self, path: &str) -> bool {
+        self.lines(path)
+            .iter()
+            .any(|lock| is_flock_of(lock, &self.pid, None))
+    }
+
+    fn lines(&self, path: &str) -> Vec<String> {
+        let mut content = Vec::with_capacity(512);
+        if read_small(Path::new(path), &mut content).is_err() {
+            return Vec::new();
+        }
+        String::from_utf8_lossy(&content)
+            .lines()
+            .filter_map(|line| line.strip_prefix("lock:"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Parse the rest of a fdinfo `lock:` line: `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
+fn is_flock_of(lock: &str, pid: &str, file_id: Option<&str>) -> bool {
+    let fields: Vec<&str> = lock.split_whitespace().collect();
+    matches!(fields.as_slice(), [_, "FLOCK", _, _, holder, id, ..]
+        if *holder == pid && file_id.is_none_or(|file_id| *id == file_id))
+}
+
+/// The processes that `/proc/locks` names as holding a `flock` on the file of `meta`, as pids of
+/// this `/proc`'s namespace. Slow (each read waits for an RCU grace period): only for the rare
+/// case where the pid in a pidfile does not verifiably hold its lock.
+///
+/// A lock line names the device the lock was taken on, which overlayfs and btrfs report
+/// differently from `stat`: a line for the same inode on another device counts only when no
+/// line names the device that `stat` gives.
+pub(crate) fn flock_holders(meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
+    let mut content = Vec::with_capacity(4096);
+    read_small(Path::new("/proc/locks"), &mut content)?;
+    let text = String::from_utf8_lossy(&content);
+    let dev = format!("{:02x}:{:02x}", major(meta.dev()), minor(meta.dev()));
+    let ino = meta.ino().to_string();
+    let mut exact = Vec::new();
+    let mut same_inode = Vec::new();
+    for line in text.lines() {
+        // `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`; blocked waiters start `->`.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, "FLOCK", _, _, pid, id, ..] = fields.as_slice() else {
+            continue;
+        };
+        let Some((line_dev, line_ino)) = id.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        if line_ino != ino || pid <= 0 {
+            continue;
+        }
+        let list = if line_dev == dev {
+            &mut exact
+        } else {
+            &mut same_inode
+        };
+        if !list.contains(&Pid::from_raw(pid)) {
+            list.push(Pid::from_raw(pid));
+        }
+    }
+    Ok(if exact.is_empty() { same_inode } else { exact })
+}
+
+/// Read a small file whole. `fs::read` would first ask the file's size and position, which
+/// `/proc` files do not know anyway.
+fn read_small(path: &Path, content: &mut Vec<u8>) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut buf = [0u8; 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => content.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdinfo_lock_lines_are_matched_exactly() {
+        let line = "\t1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
+        assert!(is_flock_of(line, "1742", Some("fe:00:10010715")));
+        assert!(is_flock_of(line, "1742", None));
+        assert!(!is_flock_of(line, "1743", Some("fe:00:10010715")));
+        assert!(!is_flock_of(line, "1743", None));
+        assert!(!is_flock_of(line, "1742", Some("fe:00:1001071")));
+        let posix = "\t1: POSIX  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
+        assert!(!is_flock_of(posix, "1742", Some("fe:00:10010715")));
+        assert!(!is_flock_of("", "1742", None));
+    }
+
+    #[test]
+    fn own_lock_is_seen_in_proc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("self.pid");
+        let file = File::create(&path).expect("create");
+        file.try_lock().expect("lock");
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
+        assert_eq!(holds_flock(Pid::parent(), &meta), Some(false));
+        drop(file);
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
+    }
+
+    #[test]
+    fn a_lock_on_a_high_descriptor_is_seen_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("high.pid");
+        let file = File::create(&path).expect("create");
+        file.try_lock().expect("lock");
+        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor (or -1), owned by nobody else.
+        let high = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900) };
+        assert!(high >= 900, "{}", io::Error::last_os_error());
+        // SAFETY: `high` was just returned by the kernel and is owned here only.
+        let high = unsafe { OwnedFd::from_raw_fd(high) };
+        // The lock belongs to the open file, which the high descriptor alone now keeps.
+        drop(file);
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
+        drop(high);
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
+    }
+
+    #[test]
+    fn proc_locks_names_the_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("locked.pid");
+        let file = File::create(&path).expect("create");
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(flock_holders(&meta).expect("read /proc/locks"), []);
+        file.try_lock().expect("lock");
+        assert_eq!(
+            flock_holders(&meta).expect("read /proc/locks"),
+            [Pid::this()]
+        );
+    }
+
+    #[test]
+    fn a_pidfd_names_its_pid() {
+        let me = ExitWatch::new(Pid::this()).expect("pidfd").expect("alive");
+        assert_eq!(me.pid_in_proc(), Some(Pid::this()));
+    }
+}

@@ -1,0 +1,207 @@
+//! The mechanisms that need neither pidfds nor lock lines: what macOS and the BSDs use, and what
+//! Linux uses when built with `--cfg daemons_portable`, so that they are tested there.
+//!
+//! - The holder of a pidfile's lock is not named by the kernel: the caller sees that the file is
+//!   locked (a shared lock is refused) and asks [`has_open`](super::has_open) whether the pid
+//!   named has this very file open; when the pid named is not the holder, nothing tells who is
+//!   ([`flock_holders`] is unsupported), and the state is unknown.
+//! - Where no kqueue tells when a process exits (Linux without pidfds), the wait for a daemon's
+//!   exit is a wait for its lock: [`LockWaiter`](super::LockWaiter).
+
+use std::fs;
+use std::io;
+#[cfg(any(target_os = "macos", target_os = "linux"))]
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[cfg(target_os = "linux")]
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::remaining;
+
+/// The lock lines of Linux are not read here: see [`has_open`](super::has_open).
+pub(crate) fn holds_flock(_pid: Pid, _meta: &fs::Metadata) -> Option<bool> {
+    None
+}
+
+/// Nothing here names the holder of a lock: `/proc/locks` is Linux's, and is not read by the
+/// portable build.
+pub(crate) fn flock_holders(_meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this system does not name the holder of a lock",
+    ))
+}
+
+/// Wait at most `timeout` until every one of `watches` has exited, one after the other within
+/// the same deadline. Returns which have not, by index.
+pub(crate) fn wait_all_exited(watches: &[&super::ExitWatch], timeout: Duration) -> Vec<usize> {
+    let deadline = Instant::now().checked_add(timeout);
+    (0..watches.len())
+        .filter(|&i| !watches[i].exited(remaining(deadline)).unwrap_or(false))
+        .collect()
+}
+
+/// A process watched by its pid and start time, from `/proc/PID/stat`: Linux without pidfds
+/// offers no handle that wakes a waiter when a process that is not its child exits, so
+/// [`exited`](ExitWatch::exited) looks again at growing intervals (0.1 ms doubling to 20 ms).
+/// Only the portable build for Linux has this; a stop waits on the pidfile's lock instead
+/// ([`LockWaiter`](super::LockWaiter)).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) struct ExitWatch {
+    pid: Pid,
+    started: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl ExitWatch {
+    /// Watch `pid`; `None` when it has exited.
+    pub(crate) fn new(pid: Pid) -> io::Result<Option<ExitWatch>> {
+        match super::linux::state_and_start(pid) {
+            Some((state, _)) if is_dead(state) => Ok(None),
+            Some((_, started)) => Ok(Some(ExitWatch { pid, started })),
+            None if !Path::new(&format!("/proc/{pid}")).exists() => Ok(None),
+            None => Err(io::Error::other(format!("/proc/{pid}/stat cannot be read"))),
+        }
+    }
+
+    /// Whether the process is gone: no such pid, another process under it, or a zombie whose
+    /// threads have all exited (the leader of a process with threads is a zombie while the
+    /// others are still ending, and still holding the process's descriptors).
+    fn gone(&self) -> bool {
+        super::linux::state_and_start(self.pid).is_none_or(|(state, started)| {
+            started != self.started
+                || (is_dead(state)
+                    && fs::read_dir(format!("/proc/{}/task", self.pid))
+                        .map_or(true, |tasks| tasks.count() <= 1))
+        })
+    }
+
+    /// Wait at most `timeout` for the process to exit; whether it did.
+    pub(crate) fn exited(&self, timeout: Duration) -> io::Result<bool> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if self.gone() {
+                return Ok(true);
+            }
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill` the pid, after checking that it is still the process watched. `ESRCH` if gone.
+    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
+        if self.gone() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        kill(self.pid, signal).map_err(io::Error::from)
+    }
+
+    /// In a fork's child: nothing to close, this watch holds no descriptor.
+    pub(crate) fn forget_in_this_copy(&self) {}
+
+    /// The pid, which `/proc` shows in this process's namespace (see `check_proc`).
+    pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
+        Some(self.pid)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn is_dead(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
+/// The descriptors this process has open, from `/dev/fd` (the descriptor that reads the
+/// directory is among them, closed by the time this returns).
+#[cfg(any(target_os = "macos", target_os = "linux"))]
+pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
+    Ok(fs::read_dir(OPEN_FDS_DIR)?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// Where [`open_fds`] looks, for error messages.
+#[cfg(any(target_os = "macos", target_os = "linux"))]
+pub(crate) const OPEN_FDS_DIR: &str = "/dev/fd";
+
+/// Give `from` the name `to` unless `to` exists (`Ok(false)`): a hard link, then the old name
+/// removed. `Err` with `ErrorKind::Unsupported` where the file system has no hard links.
+///
+/// The lock is the file's, not the name's: the file is locked under both names, and nobody ever
+/// sees it at `to` unlocked.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+pub(super) fn link_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
+    match fs::hard_link(from, to) {
+        Ok(()) => {
+            // The file is in place; a temporary name left behind would only be clutter.
+            let _ = fs::remove_file(from);
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e)
+            if e.raw_os_error().is_some_and(|code| {
+                [
+                    libc::EPERM,
+                    libc::ENOTSUP,
+                    libc::EOPNOTSUPP,
+                    libc::EMLINK,
+                    libc::ENOSYS,
+                ]
+                .contains(&code)
+            }) =>
+        {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this file system has no hard links",
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `/proc` is Linux's: there is no other pid namespace's `/proc` to be misled by.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn check_proc() -> Result<(), String> {
+    Ok(())
+}
+
+/// Pid namespaces are Linux's.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn ns_pids(_pid: Pid) -> Option<Vec<i32>> {
+    None
+}
+
+/// Only asked about a holder that something named, which nothing does here.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn started_before(_pid: Pid, _time: std::time::SystemTime) -> Option<bool> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+
+    #[test]
+    fn a_hard_link_places_the_file_unless_something_is_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (dir.path().join("new"), dir.path().join("x.pid"));
+        fs::write(&from, "1").expect("write");
+        let locked = File::open(&from).expect("open");
+        locked.try_lock().expect("lock");
+        assert!(link_unless_exists(&from, &to).expect("link"));
+        assert!(!from.exists());
+        assert!(File::open(&to).expect("open").try_lock_shared().is_err());
+        fs::write(&from, "2").expect("write");
+        assert!(!link_unless_exists(&from, &to).expect("link"));
+        assert_eq!(fs::read_to_string(&to).expect("read"), "1");
+    }
+}
