@@ -234,7 +234,8 @@ fn without_a_keeper_thread_a_daemon_runs_on_and_a_wrapped_one_does_not_start() {
     assert!(wait_until(DEADLINE, || fx.count("body") == 1));
     let err = || fs::read_to_string(fx.path("run.err")).unwrap_or_default();
     assert!(
-        wait_until(DEADLINE, || err().contains("cannot spawn the keeper thread")
+        wait_until(DEADLINE, || err()
+            .contains("cannot spawn the keeper thread")
             && err().contains("going on without it")),
         "{}",
         err()
@@ -247,7 +248,10 @@ fn without_a_keeper_thread_a_daemon_runs_on_and_a_wrapped_one_does_not_start() {
     let fx = fx.with("FIXTURE_BODY", "wrapped");
     let reply = fx.run("api start");
     reply.assert_error("Sys");
-    assert!(reply.line().contains("spawn the keeper thread"), "{reply:?}");
+    assert!(
+        reply.line().contains("spawn the keeper thread"),
+        "{reply:?}"
+    );
     assert_no_panic(&reply);
     assert!(!fx.pidfile().exists());
 }
