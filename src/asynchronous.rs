@@ -26,11 +26,11 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
 use crate::body::RunFn;
+use crate::ctl::StopFuture;
 use crate::ctl::{Ctl, Lifecycle};
 use crate::log::Log;
 use crate::outcome::{Fetch, Outcome, panic_message};
 use crate::pool::{MessagesFn, PoolSize};
-use crate::stop_future::StopFuture;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
 pub(crate) const MAX_ASYNC_POOL_SIZE: usize = 100_000;

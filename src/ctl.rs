@@ -1,21 +1,25 @@
 //! The body's view of the daemon ([`Ctl`]) and the life-cycle state behind it: whether a stop
-//! was asked and by which signal, the wake-up pipe that interrupts every sleep, readiness, and
-//! the service manager's watchdog.
+//! was asked and by which signal, the wake-up pipe that interrupts every sleep, readiness, the
+//! service manager's watchdog, and the stop as a future for any executor ([`StopFuture`]).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use crate::detach::Reporter;
 use crate::listen::{Listeners, Socket};
-use crate::stop_future::{StopFuture, StopWakers};
 use crate::sys;
 use crate::systemd::Notifier;
 
@@ -568,6 +572,186 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+// The stop as a future.
+//
+// The stop request as a future ([`StopFuture`], from [`Ctl::stopped`]) that any executor can
+// await: tokio, async-std, smol, a hand-made `block_on`. Nothing here depends on a runtime.
+//
+// A stop is asked from a stop signal's handler, which may only do async-signal-safe things: it
+// sets a flag and writes to the wake pipe, and can neither lock the list of wakers nor call one.
+// So the wakers are called from a thread: a watcher that waits for the pipe to become readable,
+// wakes every registered waker, and ends. It is started by the first poll that has to wait,
+// once per daemon; a daemon whose body never awaits a stop never runs it.
+//
+// Why a thread of its own rather than the keeper (which also waits on the pipe): a waker runs
+// the executor's code (it may lock, send on a channel, write to an eventfd), and the keeper is
+// what ends a daemon whose body does not return in time: nothing that a body's executor does
+// may delay it. The watcher also serves a `Ctl` that no keeper watches.
+
+/// The wakers of the futures that wait for the stop, and whether the watcher runs.
+#[derive(Default)]
+pub(crate) struct StopWakers(Mutex<Registry>);
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    wakers: HashMap<u64, Waker>,
+    watching: bool,
+}
+
+impl StopWakers {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A waker that panicked in `wake` leaves nothing half-done here.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Register (or replace) the waker of the future that holds `slot`. Returns false if the
+    /// watcher cannot be started: the caller must then not wait for it.
+    fn register(&self, lifecycle: &Arc<Lifecycle>, slot: &mut Option<u64>, waker: &Waker) -> bool {
+        let mut registry = self.lock();
+        let id = *slot.get_or_insert_with(|| {
+            registry.next += 1;
+            registry.next
+        });
+        registry.wakers.insert(id, waker.clone());
+        if registry.watching {
+            return true;
+        }
+        let watched = lifecycle.clone();
+        let started = thread::Builder::new()
+            .name("daemons-stop-watch".into())
+            // It only polls a pipe and calls wakers.
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                while !watched.wait_for_stop(Duration::from_secs(3600)) {}
+                let wakers: Vec<Waker> = watched
+                    .stop_wakers()
+                    .lock()
+                    .wakers
+                    .drain()
+                    .map(|(_, w)| w)
+                    .collect();
+                for waker in wakers {
+                    waker.wake();
+                }
+            });
+        registry.watching = started.is_ok();
+        registry.watching
+    }
+
+    fn remove(&self, slot: u64) {
+        self.lock().wakers.remove(&slot);
+    }
+}
+
+impl fmt::Debug for StopWakers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopWakers")
+            .field("waiting", &self.lock().wakers.len())
+            .finish()
+    }
+}
+
+/// A future that resolves once a stop is asked: a stop signal, [`Ctl::stop`], or the end of the
+/// daemon. Get one from [`Ctl::stopped`]; it works with any executor.
+///
+/// It is cheap to poll again with the same waker (one atomic load, no lock), and it may be
+/// raced against other futures (`select!`) in a loop: a new `StopFuture` each time costs one
+/// lock and one map entry when it has to wait, nothing when the stop is there already.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Ctl, StopFuture};
+/// use std::future::Future;
+///
+/// // What an executor sees: a future of `()`, `Send`, `Unpin` and `'static`.
+/// fn usable<F: Future<Output = ()> + Send + Unpin + 'static>(_: F) {}
+/// fn body(ctl: &Ctl) {
+///     let stopped: StopFuture = ctl.stopped();
+///     usable(stopped);
+/// }
+/// ```
+#[must_use = "a future does nothing unless it is awaited"]
+pub struct StopFuture {
+    ctl: Ctl,
+    /// This future's entry in the wakers, once it has waited.
+    slot: Option<u64>,
+    /// The waker registered last, so that a poll with the same one takes no lock.
+    registered: Option<Waker>,
+}
+
+impl StopFuture {
+    pub(crate) fn new(ctl: Ctl) -> StopFuture {
+        StopFuture {
+            ctl,
+            slot: None,
+            registered: None,
+        }
+    }
+
+    fn forget(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.ctl.lifecycle().stop_wakers().remove(slot);
+        }
+        self.registered = None;
+    }
+}
+
+impl Future for StopFuture {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.ctl.lifecycle().stop_requested() {
+            this.forget();
+            this.ctl.lifecycle().tell_stopping();
+            return Poll::Ready(());
+        }
+        if this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        let lifecycle = this.ctl.lifecycle().clone();
+        if lifecycle
+            .stop_wakers()
+            .register(&lifecycle, &mut this.slot, cx.waker())
+        {
+            this.registered = Some(cx.waker().clone());
+        } else {
+            // No thread could be started to wake it: ask to be polled again, so that the stop
+            // is seen late rather than never.
+            this.registered = None;
+            cx.waker().wake_by_ref();
+        }
+        // The stop may have come between the first look and the registration; once the
+        // registration is in, the watcher will see it if this look does not.
+        if lifecycle.stop_requested() {
+            this.forget();
+            lifecycle.tell_stopping();
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for StopFuture {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+impl fmt::Debug for StopFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopFuture")
+            .field("stopped", &self.ctl.lifecycle().stop_requested())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,5 +788,124 @@ mod tests {
         ctl.lifecycle().request_stop(Some(Signal::SIGINT));
         ctl.lifecycle().request_stop(Some(Signal::SIGTERM));
         assert_eq!(ctl.lifecycle().stop_signal(), Some(Signal::SIGINT));
+    }
+}
+
+#[cfg(test)]
+mod stop_future_tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Wake;
+    use std::time::Instant;
+
+    /// The smallest executor: poll on this thread, park until woken.
+    struct Unpark(thread::Thread, AtomicBool);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.1.store(true, Ordering::Release);
+            self.0.unpark();
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let unpark = Arc::new(Unpark(thread::current(), AtomicBool::new(false)));
+        let waker = Waker::from(unpark.clone());
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            while !unpark.1.swap(false, Ordering::AcqRel) {
+                thread::park();
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_from_another_thread_wakes_the_future() {
+        let ctl = Ctl::new();
+        let stopper = ctl.clone();
+        let since = Instant::now();
+        let other = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            stopper.stop();
+        });
+        block_on(ctl.stopped());
+        assert!(since.elapsed() >= Duration::from_millis(50));
+        assert!(!ctl.running());
+        other.join().expect("join");
+    }
+
+    #[test]
+    fn a_stop_signal_wakes_the_future_through_the_watcher() {
+        // What a signal handler does: the flag and the pipe, no lock and no waker.
+        let ctl = Ctl::new();
+        let lifecycle = ctl.lifecycle().clone();
+        let other = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            lifecycle.request_stop(Some(Signal::SIGTERM));
+        });
+        block_on(ctl.stopped());
+        assert_eq!(ctl.lifecycle().stop_signal(), Some(Signal::SIGTERM));
+        other.join().expect("join");
+    }
+
+    #[test]
+    fn a_stop_asked_already_is_ready_at_once_and_waits_for_nothing() {
+        let ctl = Ctl::new();
+        ctl.stop();
+        block_on(ctl.stopped());
+        block_on(ctl.stopped());
+        assert!(ctl.lifecycle().stop_wakers().lock().wakers.is_empty());
+        assert!(!ctl.lifecycle().stop_wakers().lock().watching);
+    }
+
+    #[test]
+    fn many_waiters_all_wake_and_dropped_ones_leave_no_waker() {
+        let ctl = Ctl::new();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let ctl = ctl.clone();
+                thread::spawn(move || block_on(ctl.stopped()))
+            })
+            .collect();
+        {
+            // Polled once, then dropped: its waker goes with it.
+            let mut abandoned = ctl.stopped();
+            let waker = Waker::from(Arc::new(Unpark(thread::current(), AtomicBool::new(false))));
+            let pending = Pin::new(&mut abandoned).poll(&mut Context::from_waker(&waker));
+            assert!(pending.is_pending());
+        }
+        let registry = || ctl.lifecycle().stop_wakers().lock().wakers.len();
+        let end = Instant::now() + Duration::from_secs(10);
+        while registry() < 8 && Instant::now() < end {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            registry(),
+            8,
+            "the eight blocked waiters, not the dropped one"
+        );
+        ctl.stop();
+        for waiter in waiters {
+            waiter.join().expect("every waiter wakes");
+        }
+        assert_eq!(registry(), 0);
+    }
+
+    #[test]
+    fn the_stop_descriptor_is_readable_only_after_a_stop() {
+        let ctl = Ctl::new();
+        let readable = |ctl: &Ctl| crate::sys::wait_readable(ctl.stop_fd(), Duration::ZERO);
+        assert!(!readable(&ctl).expect("poll"));
+        ctl.stop();
+        assert!(readable(&ctl).expect("poll"));
+        assert!(readable(&ctl).expect("poll"), "and stays readable");
     }
 }

@@ -184,6 +184,9 @@ impl Ending {
         }
         // A caller of `start()` still waiting hears the failure itself: nothing is left then.
         let reporter = lifecycle.take_unused_reporter();
+        if let Some(offer) = self.offer.get() {
+            offer.withdraw();
+        }
         let mut pidfile = lock(&self.lock);
         let released = match (pidfile.as_mut(), &result) {
             (None, _) => Ok(()),
@@ -220,8 +223,17 @@ impl Ending {
     }
 
     fn keep(&self, grace: Duration, wrapped: bool) {
+        // A wrapped function is abandoned the moment a stop comes, so the keeper wakes at the
+        // stop. Any other body ends by itself: the keeper sees the stop at its next periodic
+        // look instead, a quarter of the grace at most, so that a graceful stop never waits for
+        // this thread, and a body that ignores it is abandoned by 1.25 times the grace.
+        let period = if wrapped {
+            WATCH_PERIOD
+        } else {
+            WATCH_PERIOD.min(grace / 4).max(Duration::from_millis(10))
+        };
         loop {
-            let (stopping, successor) = self.wait(WATCH_PERIOD);
+            let (stopping, successor) = self.wait(period, wrapped);
             if stopping {
                 break;
             }
@@ -260,18 +272,25 @@ impl Ending {
         std::process::exit(code);
     }
 
-    /// Wait at most `timeout` for a stop request or a successor; says which came.
-    fn wait(&self, timeout: Duration) -> (bool, bool) {
+    /// Wait at most `timeout` for a successor, and, with `on_stop`, for a stop request; says
+    /// whether a stop was asked and whether a successor came.
+    fn wait(&self, timeout: Duration, on_stop: bool) -> (bool, bool) {
         if self.lifecycle.stop_requested() {
             return (true, false);
         }
-        let mut fds = vec![self.lifecycle.wake_fd()];
+        let mut fds = Vec::new();
+        if on_stop {
+            fds.push(self.lifecycle.wake_fd());
+        }
         fds.extend(self.offer.get().map(Offer::fd));
-        let ready = sys::wait_any_readable(&fds, timeout);
-        (
-            self.lifecycle.stop_requested(),
-            ready.get(1).copied().unwrap_or(false),
-        )
+        let successor = if fds.is_empty() {
+            std::thread::sleep(timeout);
+            false
+        } else {
+            let ready = sys::wait_any_readable(&fds, timeout);
+            self.offer.get().is_some() && ready.last().copied().unwrap_or(false)
+        };
+        (self.lifecycle.stop_requested(), successor)
     }
 
     /// A /tmp cleaner or a careless `rm` may remove the pidfile, or someone replace it: the

@@ -57,6 +57,14 @@ pub(crate) enum Launch {
     Foreground,
 }
 
+/// What [`Engine::begin`] hands back: the daemon's end, the body's `Ctl`, and the keeper when it
+/// had to exist before ready.
+struct Begun {
+    ending: Arc<Ending>,
+    ctl: Ctl,
+    keeper: Option<JoinHandle<()>>,
+}
+
 /// What [`Engine::prepare`] hands to [`Engine::serve`].
 struct Prepared {
     lock: Option<PidfileLock>,
@@ -196,7 +204,11 @@ impl Engine {
         let started = self
             .catch(lock, listeners, notifier, own_process, reopen_logs)
             .and_then(|prepared| self.begin(prepared, own_process, parent));
-        let (ending, ctl, keeper) = match started {
+        let Begun {
+            ending,
+            ctl,
+            keeper,
+        } = match started {
             Ok(started) => started,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
@@ -212,6 +224,15 @@ impl Engine {
         if !self.settings.manual_ready {
             lifecycle.report_ready();
         }
+        let keeper = keeper.or_else(|| match ending.spawn_keeper(self.grace(), false) {
+            Ok(keeper) => Some(keeper),
+            Err(e) => {
+                self.log.log(&format!(
+                    "cannot spawn the keeper thread ({e}); going on without it: a removed pidfile is not taken again, and a body that ignores a stop is not abandoned"
+                ));
+                None
+            }
+        });
 
         let outcome = self
             .body
@@ -226,7 +247,14 @@ impl Engine {
             }
         }
         let result = ending.finish(Ended::Returned(outcome));
-        let _ = keeper.join();
+        // A process of its own leaves with `_exit` now, and the keeper can do nothing any more
+        // (the end is claimed, the pidfile let go of): waiting for it would only cost the stop
+        // two context switches. A foreground caller goes on, so there it is joined.
+        if let Some(keeper) = keeper
+            && !own_process
+        {
+            let _ = keeper.join();
+        }
         result
     }
 
@@ -238,7 +266,7 @@ impl Engine {
         prepared: Prepared,
         detached: bool,
         parent: Option<File>,
-    ) -> Result<(Arc<Ending>, Ctl, JoinHandle<()>), Error> {
+    ) -> Result<Begun, Error> {
         let Prepared {
             lock,
             signals,
@@ -276,10 +304,19 @@ impl Engine {
         } else {
             self.grace()
         };
-        let keeper = ending.spawn_keeper(grace, wrapped).map_err(|e| Error::Sys {
-            call: "spawn the keeper thread",
-            source: e,
-        });
+        // A wrapped function can only be stopped by the keeper, which abandons it: that one is
+        // needed before ready. Otherwise the keeper is housekeeping (the pidfile's watch, the
+        // grace of a body that ignores a stop), spawned once the caller has its answer.
+        let keeper = match wrapped {
+            true => ending
+                .spawn_keeper(grace, wrapped)
+                .map(Some)
+                .map_err(|e| Error::Sys {
+                    call: "spawn the keeper thread",
+                    source: e,
+                }),
+            false => Ok(None),
+        };
         // A successor takes the pidfile's path last, once nothing can fail any more: until then
         // the instance that runs keeps it, and a failed successor leaves no trace.
         let keeper = keeper
@@ -309,7 +346,11 @@ impl Engine {
                 return Err(error);
             }
         };
-        Ok((ending, ctl, keeper))
+        Ok(Begun {
+            ending,
+            ctl,
+            keeper,
+        })
     }
 
     /// Run the user's set-up, once the daemon is detached and before it is ready.

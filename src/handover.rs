@@ -76,12 +76,19 @@ impl Offer {
     }
 }
 
-impl Drop for Offer {
-    fn drop(&mut self) {
-        // Only this daemon's own socket file: a successor may have made its own since.
+impl Offer {
+    /// Remove the socket file, if it still is this daemon's: a successor may have made its own
+    /// since. At the daemon's end, which may never drop the offer (it leaves with `_exit`).
+    pub(crate) fn withdraw(&self) {
         if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+impl Drop for Offer {
+    fn drop(&mut self) {
+        self.withdraw();
     }
 }
 

@@ -80,7 +80,6 @@ mod outcome;
 mod pool;
 mod privileges;
 mod signals;
-mod stop_future;
 mod supervise;
 
 // The parts, usable on their own.
@@ -100,6 +99,7 @@ mod sys;
 pub use builder::{DaemonBuilder, step, wrap};
 pub use control::Stopped;
 pub use ctl::Ctl;
+pub use ctl::StopFuture;
 pub use daemon::Daemon;
 pub use error::Error;
 pub use nix::sys::signal::Signal;
@@ -107,7 +107,6 @@ pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use privileges::Account;
-pub use stop_future::StopFuture;
 pub use supervise::Restart;
 
 // The README's examples are compiled and run with the other doctests.

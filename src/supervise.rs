@@ -404,9 +404,19 @@ impl<'a> Supervisor<'a> {
                 .filter(|d| !d.is_zero())
             {
                 let (signal_ready, _) = wait(&signals.read, None, None, Some(left));
-                if signal_ready && signals.drain().iter().any(|s| STOP_SIGNALS.contains(s)) {
-                    self.lock.unlink()?;
-                    return Ok(());
+                if !signal_ready {
+                    continue;
+                }
+                for signal in signals.drain() {
+                    if STOP_SIGNALS.contains(&signal) {
+                        self.lock.unlink()?;
+                        return Ok(());
+                    }
+                    // No child to pass it to; the supervisor's own logs are reopened all the
+                    // same, as a rotation needs.
+                    if signal == Signal::SIGHUP {
+                        self.reopen_logs();
+                    }
                 }
             }
             backoff = (backoff * 2).min(self.policy.max);

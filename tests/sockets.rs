@@ -497,8 +497,6 @@ fn twenty_restarts_refuse_no_client_and_reset_no_connection() {
 }
 
 #[test]
-#[ignore = "restart() forks the new instance while it holds a pidfd on the old one, and the new \
-            instance keeps that descriptor for its whole life (src/daemon.rs, Daemon::restart)"]
 fn an_instance_started_by_a_restart_keeps_no_descriptor_of_the_restart() {
     let port = free_port();
     let fx = listen_echo(&format!("127.0.0.1:{port}"));
@@ -708,9 +706,6 @@ fn fail_a_restart(fx: &Fixture, old: Pid) -> Pid {
 }
 
 #[test]
-#[ignore = "the failed new instance unlinked the old one's handover socket and left its own, \
-            dead, in its place (src/engine.rs, Engine::begin opens the Offer before set_up and \
-            take_path): the next restart falls back to stop, then start"]
 fn after_a_failed_restart_the_old_instance_still_offers_its_sockets() {
     let port = free_port();
     let fx = listen_echo(&format!("127.0.0.1:{port}")).with("FIXTURE_SETUP", "ok");
@@ -740,8 +735,6 @@ fn after_a_failed_restart_the_old_instance_still_offers_its_sockets() {
 }
 
 #[test]
-#[ignore = "the old instance stops guarding its pidfile once it has answered a new instance, \
-            even one that failed (src/ending.rs, Ending::keep: handed_over is never reset)"]
 fn after_a_failed_restart_the_old_instance_still_guards_its_pidfile() {
     let port = free_port();
     let fx = listen_echo(&format!("127.0.0.1:{port}")).with("FIXTURE_SETUP", "ok");
@@ -809,8 +802,6 @@ fn whole_log_line(line: &str) -> bool {
 }
 
 #[test]
-#[ignore = "a log line is written in eight pieces, a write(2) each (src/log.rs, Log::new: \
-            eprintln!), so the lines of two processes that share a log file interleave"]
 fn two_instances_that_share_a_log_never_mix_their_lines() {
     // During a restart the old and the new instance write to the same log, as any two daemons
     // given one log file do: here two that log a line a millisecond each (a step that fails,

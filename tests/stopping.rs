@@ -222,13 +222,30 @@ fn a_start_that_cannot_spawn_the_control_thread_fails_and_leaves_nothing() {
 }
 
 #[test]
-fn a_daemon_that_cannot_spawn_its_keeper_thread_fails_to_start_and_leaves_nothing() {
-    // No handlers and no log files to reopen at a SIGHUP: no control thread. The keeper, which
-    // watches the pidfile and ends an abandoned body, is needed all the same.
+fn without_a_keeper_thread_a_daemon_runs_on_and_a_wrapped_one_does_not_start() {
+    // No handlers and no log files to reopen at a SIGHUP: no control thread. The keeper (the
+    // pidfile's watch, the grace of a body that ignores a stop) is spawned after ready: a body
+    // that ends by itself runs on without it, and says so.
     let mut fx = Fixture::new()
         .with("RUST_MIN_STACK", NO_THREADS)
         .with("FIXTURE_NO_HANDLERS", "1");
     fx.unset("FIXTURE_STDERR");
+    let mut fg = fx.foreground(&mut fx.command("api run"));
+    assert!(wait_until(DEADLINE, || fx.count("body") == 1));
+    let err = || fs::read_to_string(fx.path("run.err")).unwrap_or_default();
+    assert!(
+        wait_until(DEADLINE, || err()
+            .contains("cannot spawn the keeper thread")
+            && err().contains("going on without it")),
+        "{}",
+        err()
+    );
+    fx.stop_gracefully(fg.pid());
+    assert_eq!(fg.wait().code(), Some(0), "{}", err());
+
+    // A wrapped function can only be stopped by the keeper, which abandons it: no keeper, no
+    // start, and nothing left behind.
+    let fx = fx.with("FIXTURE_BODY", "wrapped");
     let reply = fx.run("api start");
     reply.assert_error("Sys");
     assert!(
@@ -236,17 +253,7 @@ fn a_daemon_that_cannot_spawn_its_keeper_thread_fails_to_start_and_leaves_nothin
         "{reply:?}"
     );
     assert_no_panic(&reply);
-    assert_nothing_left(&fx);
-
-    // In the foreground, too: run() fails before the body runs.
-    let reply = fx.run("api run");
-    reply.assert_error("Sys");
-    assert!(
-        reply.line().contains("spawn the keeper thread"),
-        "{reply:?}"
-    );
     assert!(!fx.pidfile().exists());
-    assert_eq!(fx.count("body"), 0);
 }
 
 /// How many tasks (threads included) the user `uid` runs: what `RLIMIT_NPROC` counts.
