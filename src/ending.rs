@@ -229,6 +229,9 @@ impl Ending {
                 break;
             }
             if successor && let Some(offer) = self.offer.get() {
+                // The end takes the pidfile first: it waits for an answer under way, and for its
+                // log line, instead of exiting between the two.
+                let _answering = lock(&self.lock);
                 match offer.answer(&self.listeners) {
                     Ok(true) => {
                         self.handed_over.store(true, Ordering::Release);
