@@ -31,7 +31,7 @@
 //!   signal is a `kill` right after checking again that the pid holds the lock, with the same
 //!   moment left between the check and the `kill`; a process that has let go of the lock is
 //!   not signalled. The wait for the exit is a wait for the pidfile's lock, which the daemon
-//!   holds until it dies: a helper process, a child of the caller, blocks on a shared lock of
+//!   holds until it dies: a child process of the caller blocks on a shared lock of
 //!   the file and says when it got it (and lets go of it at once). It keeps no other descriptor
 //!   of the caller's, and is reaped (killed first, if it is still waiting) when the [`Process`]
 //!   is dropped, so nothing is left behind. A daemon started by `start()` leaves the release of
@@ -350,7 +350,7 @@ impl Process {
     /// # Platform-specific behavior
     ///
     /// Outside Linux the wait is on a kqueue, or, where there is none, on the pidfile's lock,
-    /// through a helper process that this call forks the first time: see
+    /// through a child process that this call forks the first time: see
     /// [the module documentation](self).
     ///
     /// # Examples
@@ -394,7 +394,7 @@ impl Process {
         })? {
             return Ok(true);
         }
-        // The helper may wait behind a successor that took the lock of this same file the
+        // The waiting child may wait behind a successor that took the lock of this same file the
         // moment it was free: a file that is not locked, or whose pid no longer has it open, is
         // let go of.
         Ok(!held.pidfile.is_locked(&held.file)?

@@ -10,22 +10,22 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-/// A helper process that waits, blocking, for a shared lock on a pidfile, and says through a
+/// A child process that waits, blocking, for a shared lock on a pidfile, and says through a
 /// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
-/// then, however the daemon ends), so the helper's word comes the moment the daemon is gone, with
-/// no sleep loop. The helper lets go of the shared lock at once, before it writes its word, so
+/// then, however the daemon ends), so the child's word comes the moment the daemon is gone, with
+/// no sleep loop. The child lets go of the shared lock at once, before it writes its word, so
 /// nothing of it is left when [`wait`](LockWaiter::wait) returns.
 ///
 /// A process rather than a thread: a thread blocked in `flock` cannot be told to give up, and
 /// `start()` refuses to fork a process that runs other threads, so a `restart()` would fail.
-/// The helper is a child of the caller that keeps none of the caller's descriptors but the
-/// pidfile's, blocks every signal, makes only async-signal-safe calls, and is killed and reaped
-/// when the waiter is dropped.
+/// The child keeps none of the caller's descriptors but the pidfile's, blocks every signal, makes
+/// only async-signal-safe calls, and is reaped (killed first, if it still waits) when the waiter
+/// is dropped.
 #[derive(Debug)]
 pub(crate) struct LockWaiter {
-    helper: Pid,
+    child: Pid,
     word: File,
-    /// The open file that the helper waits on: a lock that it got just before it was killed is
+    /// The open file that the child waits on: a lock that it got just before it was killed is
     /// let go of through it.
     file: File,
     done: bool,
@@ -38,7 +38,7 @@ impl LockWaiter {
         let file = file.try_clone()?;
         let (read, write) = super::pipe(false)?;
         let (lock_fd, word_fd) = (file.as_raw_fd(), write.as_raw_fd());
-        // The helper closes every other descriptor it inherits: it would otherwise keep the
+        // The child closes every other descriptor it inherits: it would otherwise keep the
         // caller's own locks, pipes and output open for as long as it waits (a `stop | cat`
         // would wait for it). Up to the highest one open now, and a margin for those that other
         // threads open meanwhile, which take the lowest free numbers.
@@ -49,7 +49,7 @@ impl LockWaiter {
             .max()
             .unwrap_or(2);
         let close_up_to = highest.saturating_add(64);
-        // Every signal stays blocked in the helper: none of the caller's handlers runs there,
+        // Every signal stays blocked in the child: none of the caller's handlers runs there,
         // and only SIGKILL ends it. The caller's mask is put back right after the fork.
         let mut mask = SigSet::empty();
         pthread_sigmask(
@@ -57,12 +57,12 @@ impl LockWaiter {
             Some(&SigSet::all()),
             Some(&mut mask),
         )?;
-        // SAFETY: the child runs `helper` only, which makes async-signal-safe calls on
+        // SAFETY: the child runs `wait_for_lock` only, which makes async-signal-safe calls on
         // descriptors it inherited and never returns, as a child of a multi-threaded process
         // must.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            helper(lock_fd, word_fd, close_up_to);
+            wait_for_lock(lock_fd, word_fd, close_up_to);
         }
         let forked = io::Error::last_os_error();
         pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
@@ -71,7 +71,7 @@ impl LockWaiter {
         }
         drop(write);
         Ok(LockWaiter {
-            helper: Pid::from_raw(pid),
+            child: Pid::from_raw(pid),
             word: File::from(read),
             file,
             done: false,
@@ -83,7 +83,7 @@ impl LockWaiter {
     ///
     /// # Errors
     ///
-    /// When `poll` fails, or the helper ended without its word.
+    /// When `poll` fails, or the child ended without its word.
     pub(crate) fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         if self.done {
             return Ok(true);
@@ -99,7 +99,7 @@ impl LockWaiter {
             }
         };
         match read {
-            // The helper exits right after its word: it is reaped when the waiter is dropped,
+            // The child exits right after its word: it is reaped when the waiter is dropped,
             // while the caller goes on.
             Ok(1) => {
                 self.done = true;
@@ -116,7 +116,7 @@ impl LockWaiter {
     }
 
     /// In a fork's child that never returns into the frames that own this waiter: close the
-    /// child's copies of its descriptors. The helper is not this child's to reap.
+    /// child's copies of its descriptors. The waiting child is not this one's to reap.
     pub(crate) fn forget_in_this_copy(&self) {
         super::close_copy(self.word.as_raw_fd());
         super::close_copy(self.file.as_raw_fd());
@@ -124,7 +124,7 @@ impl LockWaiter {
 
     fn reap(&mut self) {
         while !self.reaped {
-            match waitpid(self.helper, None) {
+            match waitpid(self.child, None) {
                 Err(nix::errno::Errno::EINTR) => {}
                 _ => self.reaped = true,
             }
@@ -138,11 +138,11 @@ impl Drop for LockWaiter {
             // It said its word and is exiting.
             self.reap();
         } else if !self.reaped {
-            // Unreaped, the helper's pid is still its own: it can be killed without hitting
+            // Unreaped, the child's pid is still its own: it can be killed without hitting
             // another process. Where SIGCHLD is ignored, it is reaped by the kernel and `waitpid`
             // tells that it is gone.
-            if let Ok(WaitStatus::StillAlive) = waitpid(self.helper, Some(WaitPidFlag::WNOHANG)) {
-                let _ = kill(self.helper, Signal::SIGKILL);
+            if let Ok(WaitStatus::StillAlive) = waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
+                let _ = kill(self.child, Signal::SIGKILL);
                 self.reap();
             }
         }
@@ -150,9 +150,9 @@ impl Drop for LockWaiter {
     }
 }
 
-/// The helper of [`LockWaiter`]: close every descriptor up to `close_up_to` but `lock` and
+/// The child of [`LockWaiter`]: close every descriptor up to `close_up_to` but `lock` and
 /// `word`, wait for a shared lock on `lock`, let go of it, write one byte to `word` and exit.
-fn helper(lock: RawFd, word: RawFd, close_up_to: RawFd) -> ! {
+fn wait_for_lock(lock: RawFd, word: RawFd, close_up_to: RawFd) -> ! {
     // SAFETY: close, flock, write and _exit are async-signal-safe; the descriptors are this
     // process's copies of the parent's, which nothing else here uses.
     unsafe {
@@ -191,7 +191,7 @@ mod tests {
         assert!(waiter.wait(Duration::from_secs(5)).expect("wait"));
         assert!(released.elapsed() < Duration::from_secs(1));
         assert!(waiter.wait(Duration::ZERO).expect("wait"));
-        // Nothing of the helper is left: the file can be locked exclusively.
+        // Nothing of the child is left: the file can be locked exclusively.
         assert!(lockable(&path));
     }
 
@@ -203,10 +203,10 @@ mod tests {
         holder.try_lock().expect("lock");
         let probe = File::open(&path).expect("open");
         let waiter = LockWaiter::start(&probe).expect("start");
-        let helper = waiter.helper;
+        let child = waiter.child;
         drop(waiter);
         // Killed and reaped: no such child any more.
-        assert!(waitpid(helper, Some(WaitPidFlag::WNOHANG)).is_err());
+        assert!(waitpid(child, Some(WaitPidFlag::WNOHANG)).is_err());
         drop(holder);
         assert!(lockable(&path));
     }
