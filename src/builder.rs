@@ -223,7 +223,7 @@ impl DaemonBuilder {
     /// are spawned as the load needs them, and a worker that has had no message for 10 s exits:
     /// a burst that needed a thousand threads does not leave a thousand behind.
     ///
-    /// For [`messages_async`](DaemonBuilder::messages_async) (the `tokio` feature), the number
+    /// For `messages_async` (the `tokio` feature), the number
     /// of handler tasks at once, at most 100,000.
     ///
     /// # Examples
