@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -532,21 +531,12 @@ fn wait(
     report: Option<&File>,
     timeout: Option<Duration>,
 ) -> (bool, bool) {
-    let timeout = match timeout {
-        // Rounded up, so that a wait does not end a fraction of a millisecond early and spin.
-        Some(t) => {
-            PollTimeout::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
-        }
-        None => PollTimeout::NONE,
-    };
-    let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-    fds.extend(report.map(|r| PollFd::new(r.as_fd(), PollFlags::POLLIN)));
-    fds.extend(pidfd.map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN)));
-    if poll(&mut fds, timeout).is_err() {
-        return (false, false);
-    }
-    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-    (ready(&fds[0]), report.is_some() && ready(&fds[1]))
+    let mut fds = vec![signals.as_fd()];
+    fds.extend(report.map(File::as_fd));
+    fds.extend(pidfd.map(OwnedFd::as_fd));
+    let ready = sys::wait_any_readable(&fds, timeout.unwrap_or(Duration::MAX));
+    let at = |i: usize| ready.get(i).copied().unwrap_or(false);
+    (at(0), report.is_some() && at(1))
 }
 
 #[cfg(test)]
