@@ -801,3 +801,31 @@ pub fn require_pid_namespace() -> bool {
         ),
     }
 }
+
+/// A real account of this system, for the tests that need users other than root and `nobody`
+/// (as root only): a system user without a home, with a group of its own, made with `useradd`
+/// the first time it is asked for, and kept (the next run finds it). Returns its uid and gid.
+pub fn test_user(name: &str) -> (u32, u32) {
+    static USERADD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+    let lookup = || {
+        nix::unistd::User::from_name(name)
+            .expect("read the user database")
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+    };
+    if let Some(ids) = lookup() {
+        return ids;
+    }
+    let out = Command::new(tool_path("useradd"))
+        .args(["--system", "--no-create-home", "--user-group", "--shell"])
+        .args(["/usr/sbin/nologin", name])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run useradd");
+    assert!(
+        out.status.success() || lookup().is_some(),
+        "useradd {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lookup().unwrap_or_else(|| panic!("useradd made no user {name}"))
+}
