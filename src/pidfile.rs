@@ -69,7 +69,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::unistd::{Pid, geteuid};
 
 use crate::error::Error;
-use crate::gate::path::{Dir, Trusted, check_written};
+use crate::gate::path::{Dir, Trusted};
 use crate::sys::{self, holds_flock};
 
 /// How long a start or a probe waits for a locked pidfile to name its holder. A daemon writes its
@@ -378,7 +378,7 @@ impl Pidfile {
             }
             // Only now, locked: a file that a daemon holds is never refused for the moment it
             // has two names (the BSDs place a pidfile with a hard link, then an unlink).
-            check_written(&meta, &self.path, "take the pidfile", self.trusted)?;
+            dir.check_written(&meta, &self.path, "take the pidfile", self.trusted)?;
             // A daemon that was exiting may have unlinked the path between our open and our lock;
             // the lock would then be on a file nobody else can find.
             if !dir.names(&self.path, &meta) {

@@ -575,7 +575,7 @@ fn low_temporary_pidfile_names_cannot_be_foreseen_so_squatting_them_stops_no_sta
     let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(
         line.starts_with("started "),
-        "the start was not stopped by the squatted names: {line}\n{}",
+        "names that another user took first must not stop a start: {line}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let names: Vec<String> = fs::read_dir(&shared)

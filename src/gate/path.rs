@@ -81,6 +81,16 @@ fn flags(access: OFlag) -> OFlag {
     access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC
 }
 
+/// How the walk opens a directory: only to name what is in it. `O_PATH` on Linux, which needs no
+/// right to read the directory; elsewhere, root may read any.
+fn directory_flags() -> OFlag {
+    #[cfg(target_os = "linux")]
+    let access = OFlag::O_PATH;
+    #[cfg(not(target_os = "linux"))]
+    let access = OFlag::O_RDONLY;
+    access | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
 /// The mode of new files, less the umask.
 fn new_file_mode() -> Mode {
     Mode::from_bits_truncate(0o644)
@@ -205,6 +215,18 @@ impl Dir {
         }
     }
 
+    /// As root, refuse to write the file of `meta`, open at `file`, if another user owns it or
+    /// it has other names ([`Error::UnsafeFile`]).
+    pub(crate) fn check_written(
+        &self,
+        meta: &Metadata,
+        file: &Path,
+        action: &'static str,
+        trusted: Trusted,
+    ) -> Result<(), Error> {
+        check_written(self, meta, file, action, trusted)
+    }
+
     /// Whether `file` names the file of `meta` (a symbolic link is never followed).
     pub(crate) fn names(&self, file: &Path, meta: &Metadata) -> bool {
         fstatat(self.at(), self.name(file), AtFlags::AT_SYMLINK_NOFOLLOW)
@@ -243,12 +265,7 @@ fn walk(file: &Path, action: &'static str, trusted: Trusted) -> Result<OwnedFd, 
     let mut steered: Option<PathBuf> = None;
     let mut links = 0;
     while let Some(name) = todo.pop_front() {
-        let next = openat(
-            &dir,
-            name.as_os_str(),
-            flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY),
-            Mode::empty(),
-        );
+        let next = openat(&dir, name.as_os_str(), directory_flags(), Mode::empty());
         let refused = match next {
             Ok(next) => {
                 let next = File::from(next);
@@ -304,12 +321,7 @@ fn walk(file: &Path, action: &'static str, trusted: Trusted) -> Result<OwnedFd, 
 }
 
 fn open_root() -> Result<(File, Metadata), Errno> {
-    let root = File::from(openat(
-        AT_FDCWD,
-        "/",
-        flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY),
-        Mode::empty(),
-    )?);
+    let root = File::from(openat(AT_FDCWD, "/", directory_flags(), Mode::empty())?);
     let meta = root
         .metadata()
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
@@ -424,16 +436,17 @@ fn check_link(
     Ok(())
 }
 
-/// As root, refuse to write a file that another user owns (a regular file or a FIFO: they could
-/// read or swap what is written) or that has other names. A process that is not root writes
-/// only where its user may.
-pub(crate) fn check_written(
+/// As root (for a [`Dir`] that the walk opened), refuse to write a file that another user owns
+/// (a regular file or a FIFO: they could read or swap what is written) or that has other names.
+/// A process that is not root writes only where its user may.
+fn check_written(
+    dir: &Dir,
     meta: &Metadata,
     file: &Path,
     action: &'static str,
     trusted: Trusted,
 ) -> Result<(), Error> {
-    if !geteuid().is_root() {
+    if dir.fd.is_none() {
         return Ok(());
     }
     let unsafe_file = |reason: String| Error::UnsafeFile {
@@ -482,10 +495,13 @@ pub(crate) fn open_log(path: &Path, trusted: Trusted) -> Result<File, Error> {
     if kind.is_block_device() {
         return Err(Error::not_a_file(ACTION, path, "a block device"));
     }
-    check_written(&meta, path, ACTION, trusted)?;
-    // Only the open was not to wait: writes to a full FIFO or terminal wait as they always do.
-    fcntl(&file, FcntlArg::F_SETFL(OFlag::O_APPEND))
-        .map_err(|e| Error::io(ACTION, path, e.into()))?;
+    check_written(&dir, &meta, path, ACTION, trusted)?;
+    if !kind.is_file() {
+        // Only the open was not to wait: writes to a full FIFO or terminal wait as they always
+        // do. A regular file never waits.
+        fcntl(&file, FcntlArg::F_SETFL(OFlag::O_APPEND))
+            .map_err(|e| Error::io(ACTION, path, e.into()))?;
+    }
     Ok(file)
 }
 
