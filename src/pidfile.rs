@@ -747,7 +747,8 @@ impl Pidfile {
     /// # Errors
     ///
     /// [`Error::AlreadyRunning`] when a process holds the lock; [`Error::Io`] when the file
-    /// cannot be removed.
+    /// cannot be removed; as root, [`Error::UnsafeDirectory`] when another user could change a
+    /// directory on the way to it, and nothing is removed.
     ///
     /// # Examples
     ///
@@ -930,7 +931,14 @@ impl PidfileLock {
         let Some(temporary) = self.pending.take() else {
             return Ok(());
         };
-        let dir = Dir::of(&self.path, "take over the pidfile", self.trusted)?;
+        let dir = match Dir::of(&self.path, "take over the pidfile", self.trusted) {
+            Ok(dir) => dir,
+            Err(e) => {
+                // Still its own file: the unlink at the end removes it.
+                self.pending = Some(temporary);
+                return Err(e);
+            }
+        };
         dir.rename(&temporary, &self.path).map_err(|e| {
             let _ = dir.remove(&temporary);
             Error::io("take over the pidfile", &self.path, e)

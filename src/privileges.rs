@@ -1,9 +1,10 @@
 //! Dropping root: the user and group a daemon runs as.
 //!
 //! Names are resolved when the daemon is built, so that a typo is a build error and not a daemon
-//! that dies after the fork. The switch happens in the daemon after it has taken its pidfile and
-//! opened its logs (both stay root's): supplementary groups first (`initgroups`, or `setgroups`
-//! to the one group), then `setgid`, then `setuid`, then a check that root cannot be regained.
+//! that dies after the fork. The switch happens in the daemon after it has taken its pidfile
+//! (which stays root's) and opened its logs (given to the user through their descriptors, by the
+//! path gate): supplementary groups first (`initgroups`, or `setgroups` to the one group), then
+//! `setgid`, then `setuid`, then a check that root cannot be regained.
 
 use std::ffi::CString;
 use std::fmt;
