@@ -391,11 +391,12 @@ impl<'a> Supervisor<'a> {
             }
             restarts += 1;
             // No child runs during the wait: `status` says so.
-            let _ = self.lock.write_supervision(None, restarts);
+            // The log line first: whoever reads the count in the pidfile finds its line logged.
             self.log.log(&format!(
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
                 running.pid
             ));
+            let _ = self.lock.write_supervision(None, restarts);
             // The wait before the next child, cut short by a stop.
             let deadline = Instant::now() + backoff;
             while let Some(left) = deadline
