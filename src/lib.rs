@@ -93,6 +93,7 @@ pub mod guide;
 
 // Underneath.
 mod error;
+mod gate;
 mod report;
 mod sys;
 
@@ -101,7 +102,7 @@ pub use control::Stopped;
 pub use ctl::Ctl;
 pub use ctl::StopFuture;
 pub use daemon::Daemon;
-pub use error::Error;
+pub use error::{Error, NotSignalled};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};
