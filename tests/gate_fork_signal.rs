@@ -32,9 +32,6 @@ use common::{
     zombie_children,
 };
 
-/// `pidfd_open`'s number, the same on every architecture.
-const PIDFD_OPEN: &str = "434";
-
 /// A `RUST_MIN_STACK` that no thread can have: every `thread::spawn` of the fixture fails.
 const NO_THREADS: &str = "1000000000000";
 
@@ -204,9 +201,14 @@ fn limited(mut command: Command, limit: Limit, value: u64) -> Command {
 }
 
 /// Reap the daemons of a failed start, children of this subreaper: the zombies that were not
-/// there `before`, that ran as `uid` and exited 1.
+/// there `before`, in a session of their own (a fixture that ran in the foreground is in this
+/// process's), that ran as `uid` and exited 1.
 fn reap_failed(before: &[Pid], uid: u32) {
+    let session = stat(Pid::this()).expect("this process").session;
     let failed = |pid: &Pid| {
+        if stat(*pid).is_none_or(|s| s.session == session) {
+            return false;
+        }
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let real = status
             .lines()
@@ -304,6 +306,44 @@ fn a_ready_timeout_never_kills_the_process_that_took_a_dead_daemons_pid() {
 
 // Item 3: `stop_children` pins each member, then checks that it is still in the group.
 
+/// strace, attached to a process of a namespace: killed and reaped on drop.
+struct Tracer(std::process::Child);
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether every thread of `pid` is traced.
+fn traced(pid: Pid) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        fs::read_to_string(task.path().join("status")).is_ok_and(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .is_some_and(|tracer| tracer.trim() != "0")
+        })
+    })
+}
+
+/// Wait until a thread of `pid` has been in the system call `number` for `streak` without a
+/// break: one that strace holds on its way in, not one of the many that pass in microseconds.
+fn held_in(pid: Pid, number: &str, streak: Duration) -> bool {
+    let mut since: Option<Instant> = None;
+    wait_until(DEADLINE, || {
+        if !in_syscall(pid, number) {
+            since = None;
+            return false;
+        }
+        since.get_or_insert_with(Instant::now).elapsed() >= streak
+    })
+}
+
 #[test]
 fn stop_children_never_signals_the_process_that_took_a_members_pid() {
     if !require_root("only root can steer pids in a pid namespace")
@@ -318,29 +358,7 @@ fn stop_children_never_signals_the_process_that_took_a_members_pid() {
             .with("FIXTURE_BODY", "spawn-orphan")
             .with("FIXTURE_STOP_CHILDREN", "1")
             .with("FIXTURE_STOP_TIMEOUT_MS", "2000");
-        // strace holds every `pidfd_open` of the daemon for 3 s on its way in: the moment
-        // between reading the group's members and pinning them, which the scheduler may make as
-        // long on a loaded machine, made long enough to steer a pid in.
-        let strace = tool_path("strace");
-        let binary = fixture_binary().to_str().expect("a UTF-8 path");
-        let ns = Namespace::start(
-            &fx,
-            &strace,
-            &[
-                "-f",
-                "--seccomp-bpf",
-                "-qq",
-                "-o",
-                "/dev/null",
-                "-e",
-                "trace=pidfd_open",
-                "-e",
-                "inject=pidfd_open:delay_enter=3000000",
-                binary,
-                "api",
-                "start",
-            ],
-        );
+        let ns = Namespace::start(&fx, fixture_binary(), &["api", "start"]);
         assert!(
             wait_until(DEADLINE, || marked(&fx, "body").is_some()),
             "round {round}: the body runs: {:?} {}",
@@ -348,14 +366,64 @@ fn stop_children_never_signals_the_process_that_took_a_members_pid() {
             fx.stderr_log()
         );
         let member = marked(&fx, "child").expect("the member's pid");
-        let daemon = ns
-            .host_pid(marked(&fx, "body").expect("the daemon's pid"))
-            .expect("the daemon runs");
+        let daemon_pid = marked(&fx, "body").expect("the daemon's pid");
+        let daemon = ns.host_pid(daemon_pid).expect("the daemon runs");
         let member_host = ns.host_pid(member).expect("the member runs");
+
+        // strace holds the daemon for 3 s on its way into the call that pins the member (a
+        // pidfd; in the portable build, the second read of its `/proc/PID/stat`, after the one
+        // that listed the group): the moment between reading the group's members and pinning
+        // them, which the scheduler may make as long on a loaded machine, made long enough to
+        // steer a pid in.
+        let stat = format!("/proc/{member}/stat");
+        let (pin, filter): (libc::c_long, Vec<&str>) = if cfg!(daemons_portable) {
+            (
+                libc::SYS_openat,
+                vec![
+                    "-P",
+                    &stat,
+                    "-e",
+                    "trace=openat",
+                    "-e",
+                    "inject=openat:delay_enter=3000000:when=2",
+                ],
+            )
+        } else {
+            (
+                libc::SYS_pidfd_open,
+                vec![
+                    "-e",
+                    "trace=pidfd_open",
+                    "-e",
+                    "inject=pidfd_open:delay_enter=3000000",
+                ],
+            )
+        };
+        let mut strace = Command::new(tool_path("nsenter"));
+        strace
+            .arg("--target")
+            .arg(ns.init.to_string())
+            .args(["--pid", "--mount", "--"])
+            .arg(tool_path("strace"))
+            .args(["-f", "-qq", "-o", "/dev/null"])
+            .args(&filter)
+            .args(["-p", &daemon_pid.to_string()]);
+        with_environment(&fx, &mut strace);
+        let _tracer = Tracer(
+            strace
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn strace"),
+        );
+        assert!(
+            wait_until(DEADLINE, || traced(daemon)),
+            "round {round}: strace attaches"
+        );
 
         kill(daemon, Signal::SIGTERM).expect("SIGTERM the daemon");
         assert!(
-            wait_until(DEADLINE, || in_syscall(daemon, PIDFD_OPEN)),
+            held_in(daemon, &pin.to_string(), Duration::from_millis(200)),
             "round {round}: the daemon pins its group's members"
         );
         let held = Instant::now();
