@@ -398,7 +398,7 @@ pub fn redirect_stdio(stdout: Option<&Path>, stderr: Option<&Path>) -> Result<()
 /// file's. std opens everything with close-on-exec, so this holds unless the program cleared
 /// the flag itself, or adopted an inherited descriptor (`OwnedFd::from_raw_fd` on a socket that a
 /// service manager passed) without setting it: name such a descriptor in `keep`, or set its
-/// close-on-exec flag first (`daemons::systemd::listen_fds` does).
+/// close-on-exec flag first (as the crate does with the sockets that systemd passes).
 ///
 /// # Errors
 ///

@@ -372,7 +372,7 @@ fn in_group(pid: Pid, group: Pid) -> Result<(), String> {
     match nix::unistd::getpgid(Some(pid)) {
         Ok(found) if found == group => Ok(()),
         Ok(found) => Err(format!(
-            "pid {pid} is in process group {found}, not in the daemon's, {group}"
+            "pid {pid} is in process group {found}, not in the daemon's group {group}"
         )),
         Err(e) => Err(format!(
             "the process group of pid {pid} cannot be read: {e}"

@@ -847,7 +847,9 @@ static TEMPORARY: AtomicU64 = AtomicU64::new(0);
 
 impl PidfileLock {
     fn new(file: File, path: PathBuf, meta: fs::Metadata) -> PidfileLock {
-        sys::close_in_forked_children(file.as_raw_fd());
+        // SAFETY: the lock never uses or closes its file in a forked child: it remembers the
+        // process it was made in (`owner`) and forgets the file anywhere else (`take_file`).
+        unsafe { sys::close_in_forked_children(file.as_raw_fd()) };
         PidfileLock {
             file: Some(file),
             path,

@@ -270,11 +270,15 @@ pub(crate) fn set_cloexec(fd: RawFd) -> bool {
 /// Take ownership of descriptors that were passed to this process on purpose (a service
 /// manager's listening sockets, sd_listen_fds(3)), made close-on-exec; those not open are
 /// left out.
-pub(crate) fn adopt_passed_fds(fds: std::ops::Range<RawFd>) -> Vec<OwnedFd> {
+///
+/// # Safety
+///
+/// Nothing else in this process owns any of `fds`: they were passed to it for it to own, and
+/// no other value has taken them (they are adopted once).
+pub(crate) unsafe fn adopt_passed_fds(fds: std::ops::Range<RawFd>) -> Vec<OwnedFd> {
     fds.filter(|&fd| set_cloexec(fd))
-        // SAFETY: the service manager passed these descriptors to this process for it to own;
-        // nothing else in it has taken them (they are adopted once, before anything else
-        // runs), and `set_cloexec` just checked that each is open.
+        // SAFETY: nothing else owns these descriptors (the caller's contract), and
+        // `set_cloexec` just checked that each is open.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect()
 }
@@ -491,7 +495,12 @@ static AT_FORK: Once = Once::new();
 
 /// Close `fd` in every child that this process forks from now on, before the child runs any
 /// code of its own.
-pub(crate) fn close_in_forked_children(fd: RawFd) {
+///
+/// # Safety
+///
+/// The value that owns `fd` never uses or closes it in a forked child (it knows the process it
+/// was made in, as a `PidfileLock` does), until [`forget_in_forked_children`] is called.
+pub(crate) unsafe fn close_in_forked_children(fd: RawFd) {
     AT_FORK.call_once(|| {
         // SAFETY: the handler is an `extern "C"` function that only does atomic operations and
         // close(2), both async-signal-safe, as a child handler of a multi-threaded fork must be.
