@@ -17,6 +17,9 @@
 //! Every daemon started here is stopped or killed before its group ends, and waited for through a
 //! pidfd: the daemons are grandchildren that belong to init, which reaps them lazily.
 
+// The benchmarks play the operator: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
 use std::io::{Read, Write};

@@ -23,6 +23,9 @@
 //! features runs on the main thread, and every group checks that the process is still
 //! single-threaded. Every daemon started here is stopped before its group ends.
 
+// The benchmarks play the operator: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;

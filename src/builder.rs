@@ -277,6 +277,11 @@ impl DaemonBuilder {
     /// Descriptors the daemon keeps open even though they were inherited without close-on-exec
     /// (a socket passed by a supervisor, say). Every other inherited descriptor above 2 is closed.
     ///
+    /// A descriptor counts as inherited when it lacks close-on-exec: std opens everything with
+    /// it. One that the program owns without it (an `OwnedFd` adopted from a raw number, a file
+    /// whose flag it cleared) must be named here, or be given the flag before `start()`: the
+    /// daemon would close it under its owner.
+    ///
     /// # Examples
     ///
     /// ```
@@ -453,7 +458,10 @@ impl DaemonBuilder {
     /// With `true`, after the stop signal's handlers have run and before the pidfile goes, every
     /// other process in the daemon's process group gets SIGTERM and SIGCONT; those still there
     /// after half the [`stop_timeout`](DaemonBuilder::stop_timeout) get SIGKILL. A process that
-    /// moved to a group of its own (`setsid`, `setpgid`) is not reached. In the foreground
+    /// moved to a group of its own (`setsid`, `setpgid`) is not reached. Each member is pinned
+    /// (a pidfd; a kqueue on macOS and the BSDs) before it is checked to be in the group still,
+    /// so a member that exits meanwhile, and the process that gets its pid, are left alone.
+    /// In the foreground
     /// (`run()`), only a daemon that leads its process group does this (under systemd it does),
     /// so that a shell's job is never hit.
     ///

@@ -24,9 +24,10 @@
 //! - The process is pinned by a kqueue (`EVFILT_PROC`, `NOTE_EXIT`) registered before its
 //!   holding of the lock is checked, on macOS, FreeBSD and NetBSD: the kqueue keeps telling
 //!   about that very process, and wakes the waiter the moment it exits. A signal is a `kill` of
-//!   the pid once the kqueue says that the process has not exited: until it exits the pid is
-//!   its own, and what remains is the moment between that look and the `kill`, in which the
-//!   process would have to exit, be reaped and its pid be given to a new process.
+//!   the pid once the holder is checked again and the kqueue says that the process has not
+//!   exited: until it exits the pid is its own, and what remains is the moment between that
+//!   look and the `kill`, in which the process would have to exit, be reaped and its pid be
+//!   given to a new process.
 //! - Where there is no kqueue (Linux without pidfds, or a kqueue that the kernel refused), a
 //!   signal is a `kill` right after checking again that the pid holds the lock, with the same
 //!   moment left between the check and the `kill`; a process that has let go of the lock is
@@ -40,16 +41,17 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io;
-use std::sync::{Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::Error;
+use crate::gate::process::{Pinned, Refused, Target};
 use crate::pidfile::{Pidfile, Status};
-use crate::sys::{self, ExitWatch, LockWaiter};
+use crate::sys::{self, LockWaiter};
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
 /// is stuck in the kernel, which nothing here can change.
@@ -146,12 +148,12 @@ impl fmt::Display for Stopped {
 /// ```
 #[derive(Debug)]
 pub struct Process {
-    pid: Pid,
-    /// What tells the moment the process exits, pinned before its holding of the lock was
-    /// checked: a pidfd on Linux, a kqueue on macOS and the BSDs; `None` where there is none.
-    watch: Option<ExitWatch>,
-    /// The pidfile as it was checked, where a signal needs the holder checked again and the
-    /// wait may be a wait on the lock (everywhere but in the default build for Linux).
+    /// The holder, pinned before its holding of the lock was checked (a pidfd on Linux, a
+    /// kqueue on macOS and the BSDs) and verified by that check: what signals go to, through the
+    /// signal gate.
+    target: Target,
+    /// The pidfile as it was checked, where the wait may be a wait on the lock (everywhere but
+    /// in the default build for Linux).
     held: Option<Held>,
 }
 
@@ -159,34 +161,20 @@ pub struct Process {
 #[derive(Debug)]
 struct Held {
     pidfile: Pidfile,
-    file: File,
+    file: Arc<File>,
     meta: fs::Metadata,
     waiter: Mutex<Option<LockWaiter>>,
 }
 
-/// How [`pin`] fared.
-enum Pin {
-    /// The process has exited.
-    Gone,
-    /// Watched, or, where nothing can watch it, alive as far as can be told.
-    Watched(Option<ExitWatch>),
-}
-
 impl Process {
-    fn new(
-        pid: Pid,
-        watch: Option<ExitWatch>,
-        pidfile: &Pidfile,
-        file: File,
-        meta: fs::Metadata,
-    ) -> Process {
+    fn new(target: Target, pidfile: &Pidfile, file: Arc<File>, meta: fs::Metadata) -> Process {
         let held = (!sys::SIGNALS_PINNED).then(|| Held {
             pidfile: pidfile.clone(),
             file,
             meta,
             waiter: Mutex::new(None),
         });
-        Process { pid, watch, held }
+        Process { target, held }
     }
 
     /// The process that holds `pidfile`'s lock, or `None` if nobody does.
@@ -199,7 +187,8 @@ impl Process {
     /// # Errors
     ///
     /// The pidfile's errors ([`Error::Untrusted`], [`Error::Symlink`], ...), and
-    /// [`Error::Sys`] when `pidfd_open` fails for another reason than the process being gone.
+    /// [`Error::Sys`] when `pidfd_open` fails for another reason than the process being gone
+    /// (`EMFILE`: this process may open no more descriptors).
     ///
     /// # Platform-specific behavior
     ///
@@ -215,11 +204,12 @@ impl Process {
         let Some((named, file, meta)) = pidfile.open_identified()? else {
             return Ok(None);
         };
+        let file = Arc::new(file);
         if let Some(pid) = named
-            && let Pin::Watched(watch) = pin(pid, pidfile)?
-            && pidfile.is_held_by(pid, &file, &meta)
+            && let Some(target) = pin_holder(pid, pidfile, &file, &meta)?
+            && pidfile.names(&meta)
         {
-            return Ok(Some(Process::new(pid, watch, pidfile, file, meta)));
+            return Ok(Some(Process::new(target, pidfile, file, meta)));
         }
         drop(file);
         // Anything else goes through the whole probe (a daemon in another pid namespace, a lock
@@ -238,21 +228,23 @@ impl Process {
                 }
                 Status::Dead { .. } | Status::NotRunning => return Ok(None),
             };
-            let Pin::Watched(watch) = pin(pid, pidfile)? else {
-                continue;
-            };
             if sys::LOCK_LINES {
-                if pidfile.probe()?.pid() == Some(pid) {
-                    return Ok(Some(Process {
-                        pid,
-                        watch,
-                        held: None,
-                    }));
+                let again = pidfile.clone();
+                let still_the_holder = move |pid: Pid| match again.probe() {
+                    Ok(status) if status.pid() == Some(pid) => Ok(()),
+                    Ok(status) => Err(format!("the pidfile says {status}")),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Some(target) = pin_checked(pid, pidfile, still_the_holder)? {
+                    return Ok(Some(Process { target, held: None }));
                 }
-            } else if let Some((_, file, meta)) = pidfile.open_identified()?
-                && pidfile.is_held_by(pid, &file, &meta)
-            {
-                return Ok(Some(Process::new(pid, watch, pidfile, file, meta)));
+            } else if let Some((_, file, meta)) = pidfile.open_identified()? {
+                let file = Arc::new(file);
+                if let Some(target) = pin_holder(pid, pidfile, &file, &meta)?
+                    && pidfile.names(&meta)
+                {
+                    return Ok(Some(Process::new(target, pidfile, file, meta)));
+                }
             }
         }
         Err(Error::AlreadyRunning {
@@ -267,37 +259,46 @@ impl Process {
     ///
     /// See [`Process`].
     pub fn pid(&self) -> Pid {
-        self.pid
+        self.target.pid()
     }
 
-    /// In a fork's child that never returns into the frames that own this handle: close the
-    /// child's copies of its descriptors (the pidfd, the pidfile), which nothing would close
-    /// otherwise.
-    pub(crate) fn forget_in_this_copy(&self) {
+    /// In a fork's child: close the child's copies of this handle's descriptors (the pidfd,
+    /// the pidfile), which nothing would close otherwise.
+    ///
+    /// # Safety
+    ///
+    /// The frames that own this handle never run again in this process (it ends with `_exit`
+    /// without returning into them), so nothing uses or closes the descriptors after this.
+    pub(crate) unsafe fn forget_in_this_copy(&self) {
         use std::os::fd::AsRawFd;
-        if let Some(watch) = &self.watch {
-            watch.forget_in_this_copy();
-        }
+        // SAFETY: the caller guarantees that the owner never runs again here.
+        unsafe { self.target.forget_in_this_copy() };
         if let Some(held) = &self.held {
-            sys::close_copy(held.file.as_raw_fd());
+            // SAFETY: as above; the file is shared with the target's check only, which is part
+            // of the same handle.
+            unsafe { sys::close_copy(held.file.as_raw_fd()) };
             let waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(waiter) = waiter.as_ref() {
-                waiter.forget_in_this_copy();
+                // SAFETY: as above.
+                unsafe { waiter.forget_in_this_copy() };
             }
         }
     }
 
     /// Send `signal` through the pidfd.
     ///
+    /// A process that has exited, or (where the holder is checked again before each signal)
+    /// that has let go of the lock, as a daemon does when it ends, is not signalled, and that is
+    /// not an error.
+    ///
     /// # Errors
     ///
-    /// [`Error::Sys`] when the kernel refuses; a process that has exited already is not an error.
+    /// [`Error::Sys`] when the kernel refuses.
     ///
     /// # Platform-specific behavior
     ///
-    /// Outside Linux the signal is a `kill`, once a kqueue says that the process has not exited,
-    /// or, where there is no kqueue, right after the holder is checked again (a process that
-    /// has let go of the lock is not signalled): see [the module documentation](self).
+    /// Outside Linux the signal is a `kill`, once the holder is checked again and a kqueue says
+    /// that the process has not exited: see [the module documentation](self).
     ///
     /// # Examples
     ///
@@ -313,30 +314,11 @@ impl Process {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn signal(&self, signal: Signal) -> Result<(), Error> {
-        let (call, sent) = match (&self.watch, &self.held) {
-            (Some(watch), _) => (
-                if sys::SIGNALS_PINNED {
-                    "pidfd_send_signal"
-                } else {
-                    "kill"
-                },
-                watch.signal(signal),
-            ),
-            (None, Some(held)) => {
-                let sent = if held.pidfile.holds(self.pid, &held.file, &held.meta) {
-                    nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from)
-                } else {
-                    // It let go of the lock: it is ending, and an unverified pid is never
-                    // signalled.
-                    Ok(())
-                };
-                ("kill", sent)
-            }
-            (None, None) => ("kill", Ok(())),
-        };
-        match sent {
-            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::Sys { call, source: e }),
-            _ => Ok(()),
+        match self.target.signal(signal) {
+            Ok(()) => Ok(()),
+            // Gone, or ending: an unverified pid is never signalled.
+            Err(Refused::Not(_)) => Ok(()),
+            Err(Refused::Sys { call, source }) => Err(Error::Sys { call, source }),
         }
     }
 
@@ -350,7 +332,8 @@ impl Process {
     /// # Platform-specific behavior
     ///
     /// Outside Linux the wait is on a kqueue, or, where there is none, on the pidfile's lock,
-    /// through a child process that this call forks the first time: see
+    /// through a child process that this call forks the first time (a process that runs other
+    /// threads may not fork: it looks at the lock at growing intervals instead): see
     /// [the module documentation](self).
     ///
     /// # Examples
@@ -367,15 +350,18 @@ impl Process {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&self, timeout: Duration) -> Result<bool, Error> {
-        if let Some(watch) = &self.watch {
-            return watch.exited(timeout).map_err(|e| Error::Sys {
+        if sys::EXIT_EVENTS {
+            let exited = self.target.exited(timeout).map_err(|e| Error::Sys {
                 call: if sys::SIGNALS_PINNED {
                     "poll"
                 } else {
                     "kevent"
                 },
                 source: e,
-            });
+            })?;
+            if let Some(exited) = exited {
+                return Ok(exited);
+            }
         }
         let Some(held) = &self.held else {
             return Ok(true);
@@ -383,10 +369,7 @@ impl Process {
         let mut waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
         let waiter = match &mut *waiter {
             Some(waiter) => waiter,
-            empty => empty.insert(LockWaiter::start(&held.file).map_err(|e| Error::Sys {
-                call: "fork",
-                source: e,
-            })?),
+            empty => empty.insert(LockWaiter::start(&held.file)?),
         };
         if waiter.wait(timeout).map_err(|e| Error::Sys {
             call: "flock",
@@ -398,7 +381,7 @@ impl Process {
         // moment it was free: a file that is not locked, or whose pid no longer has it open, is
         // let go of.
         Ok(!held.pidfile.is_locked(&held.file)?
-            || sys::has_open(self.pid, &held.file, &held.meta) == Some(false))
+            || sys::has_open(self.pid(), &held.file, &held.meta) == Some(false))
     }
 }
 
@@ -426,7 +409,7 @@ pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
         pidfile: pidfile.path().to_path_buf(),
     })?;
     process.signal(signal)?;
-    Ok(process.pid)
+    Ok(process.pid())
 }
 
 /// Stop the process that holds `pidfile`: SIGTERM and SIGCONT, a wait of at most `timeout`, then
@@ -461,84 +444,86 @@ pub(crate) fn stop_process(process: &Process, timeout: Duration) -> Result<Stopp
     process.signal(Signal::SIGCONT)?;
     if process.wait(timeout)? {
         return Ok(Stopped::Exited {
-            pid: process.pid,
+            pid: process.pid(),
             after: started.elapsed(),
         });
     }
     process.signal(Signal::SIGKILL)?;
     if !process.wait(KILL_WAIT)? {
-        return Err(Error::StillAlive { pid: process.pid });
+        return Err(Error::StillAlive { pid: process.pid() });
     }
     Ok(Stopped::Killed {
-        pid: process.pid,
+        pid: process.pid(),
         after: started.elapsed(),
     })
 }
 
-/// Pin `pid` before its holding of the lock is checked: a pidfd on Linux, a kqueue on macOS and
+/// Pin `pid`, then verify that it holds the lock of `file` (the pidfile, identified by `meta`):
+/// the holder, or `None`.
+fn pin_holder(
+    pid: Pid,
+    pidfile: &Pidfile,
+    file: &Arc<File>,
+    meta: &fs::Metadata,
+) -> Result<Option<Target>, Error> {
+    let (again, file, meta) = (pidfile.clone(), file.clone(), meta.clone());
+    pin_checked(pid, pidfile, move |pid: Pid| {
+        if again.holds(pid, &file, &meta) {
+            Ok(())
+        } else {
+            Err(format!(
+                "pid {pid} does not hold the lock of pidfile {}",
+                again.path().display()
+            ))
+        }
+    })
+}
+
+/// Pin `pid` before `check` runs on it (the signal gate): a pidfd on Linux, a kqueue on macOS and
 /// the BSDs. The pidfd names a process of this process's pid namespace, and the checks read
 /// `/proc`, which may be another namespace's: the pidfd's own `fdinfo` must name the same pid
-/// there, or nothing is done.
-fn pin(pid: Pid, pidfile: &Pidfile) -> Result<Pin, Error> {
+/// there, or nothing is done. `None` when the process is gone or `check` fails.
+fn pin_checked(
+    pid: Pid,
+    pidfile: &Pidfile,
+    check: impl Fn(Pid) -> Result<(), String> + Send + Sync + 'static,
+) -> Result<Option<Target>, Error> {
+    let foreign = |reason| Error::ForeignProc {
+        pidfile: pidfile.path().to_path_buf(),
+        reason,
+    };
     if !sys::SIGNALS_PINNED {
         // The holder checks read `/proc` where there is one, and the pid that they find there
         // is signalled with `kill`, in this namespace: both must be the same one's.
-        sys::check_proc().map_err(|reason| Error::ForeignProc {
-            pidfile: pidfile.path().to_path_buf(),
-            reason,
-        })?;
+        sys::check_proc().map_err(foreign)?;
     }
-    if !sys::EXIT_EVENTS {
-        // Nothing here can watch a process: the checks of the lock stand in.
-        return Ok(Pin::Watched(None));
-    }
-    let watch = match ExitWatch::new(pid) {
-        Ok(Some(watch)) => watch,
-        // Gone, or no process one can pin: a thread's id (EINVAL), a task the kernel will not
-        // hand a pidfd for (ENOENT). Such a pid is not the holder.
-        Ok(None) => return Ok(Pin::Gone),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
-            return Ok(Pin::Gone);
-        }
-        // A kqueue that the kernel refused: the checks of the lock stand in.
-        Err(_) if !sys::SIGNALS_PINNED => return Ok(Pin::Watched(None)),
-        Err(e) => {
-            return Err(Error::Sys {
-                call: "pidfd_open",
-                source: e,
-            });
-        }
+    let pinned = match Pinned::pin(pid) {
+        Ok(pinned) => pinned,
+        // Gone, or no process that can be pinned: not the holder.
+        Err(Refused::Not(_)) => return Ok(None),
+        Err(Refused::Sys { call, source }) => return Err(Error::Sys { call, source }),
     };
-    match watch.pid_in_proc() {
-        Some(seen) if seen == pid => Ok(Pin::Watched(Some(watch))),
-        seen => Err(Error::ForeignProc {
-            pidfile: pidfile.path().to_path_buf(),
-            reason: match seen {
-                Some(seen) => format!(
-                    "pid {pid} of this namespace is pid {seen} in the /proc that is mounted"
-                ),
-                None => {
-                    format!("the /proc that is mounted does not show pid {pid} of this namespace")
-                }
-            },
-        }),
-    }
-}
-
-/// SIGKILL `pid` and wait (at most [`KILL_WAIT`]) until it is gone. For a daemon whose pid is
-/// known to be its own, such as one that is still connected to its report pipe.
-pub(crate) fn kill_and_wait(pid: Pid) {
-    match ExitWatch::new(pid) {
-        Ok(Some(watch)) => {
-            if watch.signal(Signal::SIGKILL).is_ok() {
-                let _ = watch.exited(KILL_WAIT);
-            }
+    match pinned.pid_in_proc() {
+        Ok(Some(seen)) if seen == pid => {}
+        Ok(Some(seen)) => {
+            return Err(foreign(format!(
+                "pid {pid} of this namespace is pid {seen} in the /proc that is mounted"
+            )));
         }
-        Ok(None) => {}
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        Ok(None) => {
+            return Err(foreign(format!(
+                "the /proc that is mounted does not show pid {pid} of this namespace"
+            )));
+        }
+        Err(e) => {
+            return Err(Error::io(
+                "read the pinned process's pid from",
+                Path::new(&pinned.fdinfo()),
+                e,
+            ));
         }
     }
+    Ok(pinned.verify(check).ok())
 }
 
 /// Remove the pidfile if nobody holds it. One held by a successor that started in the meantime is

@@ -106,7 +106,8 @@ impl Daemon {
     /// # Errors
     ///
     /// [`Error::AlreadyRunning`] with the running instance's pid; [`Error::Threads`] when this
-    /// process already runs other threads (fork would copy only one of them);
+    /// process already runs other threads, or cannot tell how many it runs (fork would copy only
+    /// one of them); [`Error::Fork`] when a fork fails (the process limit of the user);
     /// [`Error::InsideRuntime`] when it is called from inside a tokio runtime (with the `tokio`
     /// feature; a current-thread runtime runs no other thread, but its state would not survive
     /// the fork either); the daemon's
@@ -158,9 +159,12 @@ impl Daemon {
             }
             Side::Daemon(reporter) => {
                 // The caller pinned its predecessor with a pidfd, which this copy would keep for
-                // its whole life: its owner's frames never run again here.
+                // its whole life.
                 if let Some(predecessor) = predecessor {
-                    predecessor.forget_in_this_copy();
+                    // SAFETY: this is the daemon's side of the fork, which never returns into the
+                    // caller's frames that own `predecessor` (`serve_detached_and_exit` ends
+                    // with `_exit`).
+                    unsafe { predecessor.forget_in_this_copy() };
                 }
                 let predecessor = predecessor.map(control::Process::pid);
                 self.engine.serve_detached_and_exit(Launch::Detached(
@@ -187,8 +191,9 @@ impl Daemon {
     /// as its only child; PID 1 then exits with the daemon's exit code (128 plus the signal's
     /// number if a signal ended it), and `run()` does not return. The body's own children are
     /// the daemon's, so `Command::wait` keeps their exit status. A process that already runs
-    /// other threads cannot fork safely: it then runs the daemon as PID 1 itself, and orphans
-    /// are not reaped (use `tini` or `docker run --init` there).
+    /// other threads, or cannot tell how many it runs (no `/proc` mounted), cannot fork safely:
+    /// it then runs the daemon as PID 1 itself, says so in its log, and orphans are not reaped
+    /// (use `tini` or `docker run --init` there).
     ///
     /// # Platform-specific behavior
     ///
@@ -200,6 +205,9 @@ impl Daemon {
     ///
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
     /// panicked or a step failed; [`Error::StopHandler`] when a stop signal's handler panicked.
+    /// With [`restart`](crate::DaemonBuilder::restart), the body runs in a child process:
+    /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
+    /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.
     ///
     /// # Examples
     ///
@@ -225,6 +233,12 @@ impl Daemon {
             // The daemon proper, here or under a PID 1 that reaps for it: the caller's code goes
             // on in it after `run()`, as it would without the split.
             Role::Daemon | Role::Child => self.engine.serve(Launch::Foreground),
+            Role::Unsplit(why) => {
+                self.engine.log().log(&format!(
+                    "running as PID 1 without an init of its own ({why}): orphans of this pid namespace are not reaped (run it under tini, or `docker run --init`)"
+                ));
+                self.engine.serve(Launch::Foreground)
+            }
             Role::Init(code) => std::process::exit(code),
         }
     }

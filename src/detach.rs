@@ -35,13 +35,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid};
+use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
-use crate::error::Error;
+use crate::error::{Error, NotSignalled};
+use crate::gate::fork::{Forked, fork, fork_again};
+use crate::gate::process::{Pinned, Refused, Target};
 use crate::gate::{self, path::Trusted};
 use crate::report;
 use crate::sys;
+
+/// How long a daemon killed at the ready timeout is waited for. A killed process is gone within
+/// microseconds unless it is stuck in the kernel, which nothing here can change.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Which side of [`detach`] this is.
 ///
@@ -73,6 +78,12 @@ pub enum Side {
 #[derive(Debug)]
 pub struct Pending {
     pipe: File,
+    /// The daemon's session: the intermediate process's pid, which the kernel does not give to
+    /// another process while a session or group of that id exists.
+    session: Pid,
+    /// The daemon, pinned and verified the moment its pid line came (or why it could not be),
+    /// so that the ready timeout kills the daemon and never a process that got its pid since.
+    daemon: Option<Result<Target, NotSignalled>>,
 }
 
 /// The daemon's end of the report pipe. Dropping it without reporting counts as a failure on the
@@ -98,24 +109,22 @@ pub struct Reporter {
 ///
 /// # Errors
 ///
-/// [`Error::Threads`] when the process runs more than one thread; [`Error::Sys`] when `pipe` or
-/// `fork` fails in the caller; a failure in the intermediate process (`setsid`, the second
-/// `fork`) arrives through [`Pending::wait`].
+/// [`Error::Threads`] when the process runs more than one thread, or cannot tell how many it
+/// runs; [`Error::Fork`] when `fork` fails in the caller; [`Error::Sys`] when `pipe` fails; a
+/// failure in the intermediate process (`setsid`, the second `fork`) arrives through
+/// [`Pending::wait`].
 ///
 /// # Platform-specific behavior
 ///
 /// The threads are counted in `/proc/self/task` on Linux, with `proc_pidinfo(PROC_PIDTASKINFO)`
 /// on macOS, in `kern.proc` (`ki_numthreads`) on FreeBSD and `kern.proc2` (`p_nlwps`) on NetBSD;
-/// where that cannot be read, the check is skipped. macOS has no `pipe2`: the report pipe is
-/// made close-on-exec right after `pipe`.
+/// where that cannot be read (`/proc` not mounted), the fork is refused. macOS has no `pipe2`:
+/// the report pipe is made close-on-exec right after `pipe`.
 ///
 /// # Examples
 ///
 /// See [the module documentation](self).
 pub fn detach() -> Result<Side, Error> {
-    if let Some(count) = sys::thread_count().filter(|&n| n > 1) {
-        return Err(Error::Threads { count });
-    }
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // What a C library of the caller left buffered would otherwise be written again by the
@@ -125,19 +134,19 @@ pub fn detach() -> Result<Side, Error> {
         call: "pipe",
         source: e,
     })?;
-    // SAFETY: the process runs a single thread (checked above, and nothing here spawns one), so
-    // the child is a complete copy and may run any code, not only async-signal-safe code.
-    match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
-        ForkResult::Parent { child } => {
+    match fork()? {
+        Forked::Parent(mut intermediate) => {
             drop(write);
             // The intermediate process exits right after its own fork; reaping it here is what
             // keeps the caller free of zombies.
-            let _ = waitpid(child, None);
+            let _ = intermediate.wait();
             Ok(Side::Caller(Pending {
                 pipe: File::from(read),
+                session: intermediate.pid(),
+                daemon: None,
             }))
         }
-        ForkResult::Child => {
+        Forked::Child(alone) => {
             drop(read);
             let mut reporter = Reporter {
                 pipe: File::from(write),
@@ -146,13 +155,13 @@ pub fn detach() -> Result<Side, Error> {
                 reporter.fail(&Error::sys("setsid", e));
                 sys::exit_now(1);
             }
-            // SAFETY: this process has exactly one thread (it is a fresh fork of a
-            // single-threaded one).
-            match unsafe { fork() } {
+            // SAFETY: this, the intermediate process, spawns no thread: since its fork it has
+            // only made a reporter and called setsid.
+            match unsafe { fork_again(alone) } {
                 // The intermediate process must not run the caller's exit handlers or flush its
                 // buffers again.
-                Ok(ForkResult::Parent { .. }) => sys::exit_now(0),
-                Ok(ForkResult::Child) => {
+                Ok(Forked::Parent(_)) => sys::exit_now(0),
+                Ok(Forked::Child(_)) => {
                     // The daemon itself writes its pid, first: with one writer the pid line
                     // always comes before the final word (the intermediate process, which knows
                     // the pid too, could be scheduled after the daemon has reported).
@@ -160,7 +169,7 @@ pub fn detach() -> Result<Side, Error> {
                     Ok(Side::Daemon(reporter))
                 }
                 Err(e) => {
-                    reporter.fail(&Error::sys("fork", e));
+                    reporter.fail(&e);
                     sys::exit_now(1)
                 }
             }
@@ -176,7 +185,10 @@ impl Pending {
     ///
     /// The daemon's own error; [`Error::DaemonVanished`] if it exited without a word;
     /// [`Error::StartTimeout`] if it said nothing in time, in which case it is killed (a daemon
-    /// that never got ready must not linger).
+    /// that never got ready must not linger). The daemon is pinned the moment its pid line
+    /// comes, and verified to be in the session that [`detach`] made: the kill goes to that
+    /// process, never to one that got its pid after it died (a child it forked may keep the
+    /// pipe open after it); `StartTimeout`'s `not_killed` says when nothing was killed, and why.
     ///
     /// # Examples
     ///
@@ -196,22 +208,31 @@ impl Pending {
                 })?;
             if !readable {
                 let pid = report::parse(&message).0;
-                if let Some(pid) = pid {
-                    // The pipe is still open, so the pid is still the daemon's: no reuse race.
-                    crate::control::kill_and_wait(pid);
-                }
+                let not_killed = match (pid, self.daemon.take()) {
+                    (None, _) => None,
+                    (Some(_), Some(Ok(daemon))) => kill_and_wait(&daemon),
+                    (Some(_), Some(Err(why))) => Some(why),
+                    (Some(pid), None) => Some(NotSignalled::Unverified {
+                        reason: format!("pid {pid} was never pinned"),
+                    }),
+                };
                 return Err(Error::StartTimeout {
                     after: timeout,
                     pid,
+                    not_killed,
                 });
             }
             match self.pipe.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     message.extend_from_slice(&buf[..n]);
-                    // "Ready" is the last word: no need to wait for the pipe to close.
-                    if let (Some(pid), Some(Ok(()))) = report::parse(&message) {
-                        return Ok(pid);
+                    match report::parse(&message) {
+                        // "Ready" is the last word: no need to wait for the pipe to close.
+                        (Some(pid), Some(Ok(()))) => return Ok(pid),
+                        (Some(pid), _) if self.daemon.is_none() => {
+                            self.daemon = Some(pin_daemon(pid, self.session));
+                        }
+                        _ => {}
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -228,6 +249,36 @@ impl Pending {
             (_, Some(Err(e))) => Err(e),
             _ => Err(Error::DaemonVanished),
         }
+    }
+}
+
+/// Pin `pid`, then verify that it is the daemon: a process of the session whose leader was the
+/// intermediate process `session`. That session id cannot be another process's pid while the
+/// daemon's session lasts, so a process that got the daemon's pid after it died is in another
+/// session (unless the daemon's own descendants forked it, in the daemon's session).
+fn pin_daemon(pid: Pid, session: Pid) -> Result<Target, NotSignalled> {
+    Pinned::pin(pid)
+        .and_then(|pinned| {
+            pinned.verify(move |pid| match nix::unistd::getsid(Some(pid)) {
+                Ok(sid) if sid == session => Ok(()),
+                Ok(sid) => Err(format!(
+                    "pid {pid} is in session {sid}, not in the daemon's session {session}"
+                )),
+                Err(e) => Err(format!("the session of pid {pid} cannot be read: {e}")),
+            })
+        })
+        .map_err(Refused::into_not_signalled)
+}
+
+/// SIGKILL `daemon` and wait (at most [`KILL_WAIT`]) until it is gone; why not, if it was not
+/// killed.
+fn kill_and_wait(daemon: &Target) -> Option<NotSignalled> {
+    match daemon.signal(Signal::SIGKILL) {
+        Ok(()) => {
+            let _ = daemon.exited(KILL_WAIT);
+            None
+        }
+        Err(refused) => Some(refused.into_not_signalled()),
     }
 }
 
@@ -390,6 +441,16 @@ fn open_stdio(
 /// held by a shell, another daemon's lock) is closed. The open descriptors are listed by the
 /// kernel instead of looping to the descriptor limit, which can be in the millions.
 ///
+/// # Safety
+///
+/// No descriptor above 2 that lacks close-on-exec, other than those in `keep`, may be owned by
+/// anything in this process: a `File`, a socket or an `OwnedFd` of such a descriptor would be
+/// closed under its owner, which would then use or close a number that may by then be another
+/// file's. std opens everything with close-on-exec, so this holds unless the program cleared
+/// the flag itself, or adopted an inherited descriptor (`OwnedFd::from_raw_fd` on a socket that a
+/// service manager passed) without setting it: name such a descriptor in `keep`, or set its
+/// close-on-exec flag first (as the crate does with the sockets that systemd passes).
+///
 /// # Errors
 ///
 /// [`Error::Io`] when the list of open descriptors cannot be read.
@@ -405,12 +466,21 @@ fn open_stdio(
 ///
 /// ```rust,standalone_crate
 /// let file = std::fs::File::open("/dev/null")?;           // close-on-exec, like all of std's
-/// daemons::detach::close_inherited_fds(&[])?;
+/// // SAFETY: this program owns no descriptor without close-on-exec.
+/// unsafe { daemons::detach::close_inherited_fds(&[]) }?;
 /// assert!(nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFD).is_ok()); // still open
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
-    close_listed_fds(&inherited_fds()?, keep);
+///
+/// Closing descriptors that something else may own takes an `unsafe` block:
+///
+/// ```compile_fail,E0133
+/// daemons::detach::close_inherited_fds(&[]).unwrap();
+/// ```
+pub unsafe fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
+    // SAFETY: the caller guarantees that nothing owns the descriptors that lack close-on-exec,
+    // but those in `keep`.
+    unsafe { close_listed_fds(&inherited_fds()?, keep) };
     Ok(())
 }
 
@@ -434,10 +504,16 @@ pub(crate) fn inherited_fds() -> Result<Vec<RawFd>, Error> {
 }
 
 /// Close those of `fds` that still lack close-on-exec, except `keep`.
-pub(crate) fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
+///
+/// # Safety
+///
+/// As [`close_inherited_fds`]: nothing in this process owns a descriptor of `fds` that lacks
+/// close-on-exec and is not in `keep`.
+pub(crate) unsafe fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
     for &fd in fds {
         if fd > 2 && !keep.contains(&fd) {
-            sys::close_unowned(fd);
+            // SAFETY: the caller guarantees that nothing owns it if it lacks close-on-exec.
+            unsafe { sys::close_unowned(fd) };
         }
     }
 }
@@ -504,6 +580,6 @@ mod tests {
         let result = detach();
         drop(done);
         let _ = other.join();
-        assert!(matches!(result, Err(Error::Threads { count }) if count >= 2));
+        assert!(matches!(result, Err(Error::Threads { count: Some(count) }) if count >= 2));
     }
 }

@@ -15,7 +15,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Pid, getpgrp};
 
 use crate::ctl::Lifecycle;
-use crate::error::Error;
+use crate::error::{Error, NotSignalled};
+use crate::gate::process::{self, Pinned, Refused, Target};
 use crate::handover::Offer;
 use crate::listen::Listeners;
 use crate::log::Log;
@@ -345,30 +346,60 @@ fn cannot_take_again(e: &Error) -> bool {
 
 /// End the other processes of the daemon's process group: SIGTERM and SIGCONT, then SIGKILL for
 /// those still there after `grace`. Each is pinned first (a pidfd, or a kqueue outside Linux),
-/// so a pid that is reused meanwhile is never hit, and the wait wakes as each exits.
+/// then checked to be in the group still, then confirmed alive (the signal gate): a member that
+/// exits after the group was read, and whose pid another process gets, is not that process.
+/// The wait wakes as each exits.
 fn stop_children(grace: Duration, log: &Log) {
-    let members: Vec<(Pid, sys::ExitWatch)> = sys::process_group_members(getpgrp())
+    let group = getpgrp();
+    let members: Vec<Target> = sys::process_group_members(group)
         .into_iter()
-        .filter_map(|pid| Some((pid, sys::ExitWatch::new(pid).ok()??)))
+        .filter_map(|pid| {
+            let pinned =
+                Pinned::pin(pid).and_then(|pinned| pinned.verify(move |pid| in_group(pid, group)));
+            match pinned {
+                Ok(member) => Some(member),
+                // Gone, or no longer a member: not the daemon's to stop.
+                Err(Refused::Not(NotSignalled::Exited | NotSignalled::Unverified { .. })) => None,
+                Err(refused) => {
+                    log.log(&format!(
+                        "stopping the daemon's children: pid {pid} is left alone: {}",
+                        refused.into_not_signalled()
+                    ));
+                    None
+                }
+            }
+        })
         .collect();
     if members.is_empty() {
         return;
     }
-    for (_, watch) in &members {
-        let _ = watch.signal(Signal::SIGTERM);
-        let _ = watch.signal(Signal::SIGCONT);
+    for member in &members {
+        let _ = member.signal(Signal::SIGTERM);
+        let _ = member.signal(Signal::SIGCONT);
     }
-    let watches: Vec<&sys::ExitWatch> = members.iter().map(|(_, watch)| watch).collect();
-    let left = sys::wait_all_exited(&watches, grace);
+    let left = process::wait_all_exited(&members, grace);
     if !left.is_empty() {
-        let pids: Vec<String> = left.iter().map(|&i| members[i].0.to_string()).collect();
+        let pids: Vec<String> = left.iter().map(|&i| members[i].pid().to_string()).collect();
         log.log(&format!(
             "stopping the daemon's children: pid {} outlived SIGTERM by {grace:?}, sending SIGKILL",
             pids.join(", ")
         ));
         for &i in &left {
-            let _ = members[i].1.signal(Signal::SIGKILL);
+            let _ = members[i].signal(Signal::SIGKILL);
         }
+    }
+}
+
+/// Whether `pid` is in process group `group`; what it is in instead.
+fn in_group(pid: Pid, group: Pid) -> Result<(), String> {
+    match nix::unistd::getpgid(Some(pid)) {
+        Ok(found) if found == group => Ok(()),
+        Ok(found) => Err(format!(
+            "pid {pid} is in process group {found}, not in the daemon's group {group}"
+        )),
+        Err(e) => Err(format!(
+            "the process group of pid {pid} cannot be read: {e}"
+        )),
     }
 }
 

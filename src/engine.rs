@@ -57,12 +57,11 @@ pub(crate) enum Launch {
     Foreground,
 }
 
-/// What [`Engine::begin`] hands back: the daemon's end, the body's `Ctl`, and the keeper when it
-/// had to exist before ready.
+/// What [`Engine::begin`] hands back: the daemon's end, the body's `Ctl`, and the keeper.
 struct Begun {
     ending: Arc<Ending>,
     ctl: Ctl,
-    keeper: Option<JoinHandle<()>>,
+    keeper: JoinHandle<()>,
 }
 
 /// What [`Engine::prepare`] hands to [`Engine::serve`].
@@ -99,6 +98,10 @@ impl Engine {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
     }
 
     /// The pidfile, whose directories may also be the daemon's user's.
@@ -233,15 +236,6 @@ impl Engine {
         if !self.settings.manual_ready {
             lifecycle.report_ready();
         }
-        let keeper = keeper.or_else(|| match ending.spawn_keeper(self.grace(), false) {
-            Ok(keeper) => Some(keeper),
-            Err(e) => {
-                self.log.log(&format!(
-                    "cannot spawn the keeper thread ({e}); going on without it: a removed pidfile is not taken again, and a body that ignores a stop is not abandoned"
-                ));
-                None
-            }
-        });
 
         let outcome = self
             .body
@@ -259,9 +253,7 @@ impl Engine {
         // A process of its own leaves with `_exit` now, and the keeper can do nothing any more
         // (the end is claimed, the pidfile let go of): waiting for it would only cost the stop
         // two context switches. A foreground caller goes on, so there it is joined.
-        if let Some(keeper) = keeper
-            && !own_process
-        {
+        if !own_process {
             let _ = keeper.join();
         }
         result
@@ -313,19 +305,13 @@ impl Engine {
         } else {
             self.grace()
         };
-        // A wrapped function can only be stopped by the keeper, which abandons it: that one is
-        // needed before ready. Otherwise the keeper is housekeeping (the pidfile's watch, the
-        // grace of a body that ignores a stop), spawned once the caller has its answer.
-        let keeper = match wrapped {
-            true => ending
-                .spawn_keeper(grace, wrapped)
-                .map(Some)
-                .map_err(|e| Error::Sys {
-                    call: "spawn the keeper thread",
-                    source: e,
-                }),
-            false => Ok(None),
-        };
+        // The keeper exists before ready: a daemon whose pidfile nobody guards, or whose body
+        // nobody abandons when it ignores a stop (a wrapped function can only be stopped that
+        // way), would break what `start()` promises. It fails the start instead.
+        let keeper = ending.spawn_keeper(grace, wrapped).map_err(|e| Error::Sys {
+            call: "spawn the keeper thread",
+            source: e,
+        });
         // A successor takes the pidfile's path last, once nothing can fail any more: until then
         // the instance that runs keeps it, and a failed successor leaves no trace.
         let keeper = keeper
@@ -347,8 +333,9 @@ impl Engine {
         let keeper = match keeper {
             Ok(keeper) => keeper,
             Err(error) => {
-                // Nothing is left behind: the control thread and the keeper end, the pidfile
-                // goes; no stop handler runs, as nothing was started.
+                // Nothing is left behind: the control thread and the keeper end (no body to wait
+                // for), the pidfile goes; no stop handler runs, as nothing was started.
+                ending.body_returned();
                 if ending.begin() {
                     let _ = ending.finish(Ended::Returned(Ok(())));
                 }
@@ -435,9 +422,16 @@ impl Engine {
                 self.credentials.give(stdio.stderr(), path)?;
             }
             stdio.redirect()?;
+            // What lacks close-on-exec here, but `keep_fds`, is the daemon's to close: std opens
+            // everything with close-on-exec, the crate's own descriptors have it (the sockets
+            // adopted from a service manager are given it as they are adopted), and a program
+            // that owns one without it must name it in `keep_fds` (`DaemonBuilder::keep_fds`
+            // says so).
             match inherited {
-                Ok(fds) => close_listed_fds(&fds, &s.keep_fds),
-                Err(_) => close_inherited_fds(&s.keep_fds)?,
+                // SAFETY: see above.
+                Ok(fds) => unsafe { close_listed_fds(&fds, &s.keep_fds) },
+                // SAFETY: see above.
+                Err(_) => unsafe { close_inherited_fds(&s.keep_fds) }?,
             }
         }
         self.credentials.apply()?;

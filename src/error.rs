@@ -42,11 +42,20 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// `start()` was called in a process that already runs other threads; `fork` would copy only
-    /// the calling one and leave any lock they hold locked forever.
+    /// A fork was refused: the process runs other threads, or cannot tell how many it runs.
+    /// `fork` would copy only the calling thread and leave any lock the others hold locked
+    /// forever. `start()` forks, and so does `run()` with [`restart`](crate::DaemonBuilder::restart)
+    /// (for each body).
     Threads {
-        /// How many threads the process runs.
-        count: usize,
+        /// How many threads the process runs; `None` when the system does not tell (on Linux,
+        /// `/proc` is not mounted), which is refused too.
+        count: Option<usize>,
+    },
+    /// `fork` failed: the process limit of the user (`RLIMIT_NPROC`, `ulimit -u`) is reached, or
+    /// the system is short of memory or processes.
+    Fork {
+        /// The system's error (`EAGAIN`, `ENOMEM`).
+        source: io::Error,
     },
     /// `start()` was called from inside a tokio runtime (in `block_on`, a task, or under
     /// `#[tokio::main]`), with the `tokio` feature: `fork` would leave the runtime's threads,
@@ -175,12 +184,17 @@ pub enum Error {
         /// What failed, and for which account.
         reason: String,
     },
-    /// The daemon did not report within the ready timeout; it was killed.
+    /// The daemon did not report within the ready timeout. It was killed, unless
+    /// `not_killed` says why not.
     StartTimeout {
         /// The timeout.
         after: Duration,
         /// The daemon's pid, where it was known.
         pid: Option<Pid>,
+        /// Why the daemon was not killed: it had exited already, or its pid could not be
+        /// verified to be the daemon's any more (it was given to another process), or the system
+        /// refused to pin it. `None` when it was killed, or when no pid was known.
+        not_killed: Option<NotSignalled>,
     },
     /// The daemon exited during start-up without saying why.
     DaemonVanished,
@@ -207,6 +221,57 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+}
+
+/// Why a process was not signalled: every signal the crate sends to another process goes to a
+/// process that was pinned first (a pidfd on Linux, a kqueue on macOS and the BSDs) and verified
+/// after (the pidfile's lock holder, a member of the daemon's process group, the daemon of this
+/// start), and one that cannot be is left alone.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Error, NotSignalled};
+/// use std::time::Duration;
+///
+/// let e = Error::StartTimeout {
+///     after: Duration::from_secs(5),
+///     pid: Some(daemons::Pid::from_raw(42)),
+///     not_killed: Some(NotSignalled::Exited),
+/// };
+/// assert!(e.to_string().contains("exited already"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotSignalled {
+    /// It had exited already: there was nothing left to signal.
+    Exited,
+    /// The pid no longer names the process that was meant (it exited, and the pid was given to
+    /// another process), or that cannot be told.
+    Unverified {
+        /// What the check found.
+        reason: String,
+    },
+    /// The system refused to pin the process (this process may open no more descriptors, say),
+    /// and nothing is signalled unpinned; or refused the signal itself.
+    Refused {
+        /// The call and the system's error.
+        reason: String,
+    },
+}
+
+impl fmt::Display for NotSignalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotSignalled::Exited => f.write_str("it had exited already"),
+            NotSignalled::Unverified { reason } => {
+                write!(f, "it is no longer verifiably the process meant ({reason})")
+            }
+            NotSignalled::Refused { reason } => {
+                write!(f, "the system refused to pin or signal it ({reason})")
+            }
+        }
+    }
 }
 
 impl Error {
@@ -276,6 +341,7 @@ impl Error {
             | Error::MissingDirectory { source, .. }
             | Error::Symlink { source, .. }
             | Error::NotAFile { source, .. }
+            | Error::Fork { source }
             | Error::Listen { source, .. } => Some(source),
             _ => None,
         }
@@ -373,6 +439,10 @@ fn hint(source: &io::Error) -> &'static str {
         }
         Some(libc::EROFS) => " (the file system is read-only: choose a path on a writable one)",
         Some(libc::ENOSPC) => " (the disk is full: free some space)",
+        Some(libc::EMFILE) => {
+            " (this process has as many descriptors open as its limit allows: raise the limit, `ulimit -n`)"
+        }
+        Some(libc::ENFILE) => " (the system has as many files open as it allows: close some)",
         _ => "",
     }
 }
@@ -393,10 +463,24 @@ impl fmt::Display for Error {
                 "{signal} cannot be handled: the kernel does not let a process catch it (or catching it hides a crash); register handlers for other signals"
             ),
             Error::InvalidSetting { setting, reason } => write!(f, ".{setting}(): {reason}"),
-            Error::Threads { count } => write!(
+            Error::Threads { count: Some(count) } => write!(
                 f,
-                "start() was called while the process runs {count} threads; fork copies only one of them: start the daemon before spawning threads or building a runtime, and create those inside the body"
+                "cannot fork: this process runs {count} threads, and fork copies only one of them; start() and a supervised run() fork: call them before spawning threads or building a runtime, and create those inside the body"
             ),
+            Error::Threads { count: None } => write!(
+                f,
+                "cannot fork: this process cannot tell how many threads it runs (on Linux, /proc/self/task cannot be read: mount /proc), and fork is only safe with one"
+            ),
+            Error::Fork { source } => {
+                write!(f, "fork failed: {source}")?;
+                if source.raw_os_error() == Some(libc::EAGAIN) {
+                    write!(
+                        f,
+                        " (the user's process limit, `ulimit -u`, is reached, or the system has no more processes to give: end some, or raise the limit)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::InsideRuntime => write!(
                 f,
                 "start() was called from inside a tokio runtime; fork copies only the calling thread, and the runtime's workers, driver and locks would be left broken in the daemon: call start() before building the runtime (not under #[tokio::main]), and run async code inside the daemon with .run_async() or .messages_async()"
@@ -507,7 +591,7 @@ impl fmt::Display for Error {
                 path.display(),
                 hint(source)
             ),
-            Error::Sys { call, source } => write!(f, "{call} failed: {source}"),
+            Error::Sys { call, source } => write!(f, "{call} failed: {source}{}", hint(source)),
             Error::Listen { address, source } => {
                 write!(f, "cannot listen on {address}: {source}")?;
                 if source.kind() == io::ErrorKind::AddrInUse {
@@ -522,10 +606,22 @@ impl fmt::Display for Error {
                 f,
                 "cannot drop privileges: {reason} (start the daemon as root, or leave out .user() and .group())"
             ),
-            Error::StartTimeout { after, pid } => {
+            Error::StartTimeout {
+                after,
+                pid,
+                not_killed,
+            } => {
                 write!(f, "the daemon did not report ready within {after:?}")?;
-                if let Some(pid) = pid {
-                    write!(f, " and was killed (pid {pid})")?;
+                match (pid, not_killed) {
+                    (Some(pid), None) => write!(f, " and was killed (pid {pid})")?,
+                    (Some(pid), Some(NotSignalled::Exited)) => {
+                        write!(f, "; it had exited already (pid {pid}): nothing to kill")?
+                    }
+                    (Some(pid), Some(why)) => write!(
+                        f,
+                        "; pid {pid} was not killed: {why} (if it is still the daemon, end it yourself)"
+                    )?,
+                    (None, _) => {}
                 }
                 write!(
                     f,
@@ -577,8 +673,19 @@ mod tests {
             e.io_error().and_then(io::Error::raw_os_error),
             Some(libc::ENOENT)
         );
-        let e = Error::Threads { count: 3 };
+        let e = Error::Threads { count: Some(3) };
         assert!(e.to_string().contains("3 threads"));
+        let e = Error::Threads { count: None };
+        assert!(e.to_string().contains("mount /proc"));
+        let e = Error::Fork {
+            source: io::Error::from_raw_os_error(libc::EAGAIN),
+        };
+        assert!(e.to_string().contains("ulimit -u"), "{e}");
+        let e = Error::Sys {
+            call: "pidfd_open",
+            source: io::Error::from_raw_os_error(libc::EMFILE),
+        };
+        assert!(e.to_string().contains("ulimit -n"), "{e}");
         let e = Error::InsideRuntime;
         assert!(e.to_string().contains("before building the runtime"));
     }

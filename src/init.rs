@@ -6,12 +6,13 @@
 //! its exit status).
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 
 use crate::error::Error;
-use crate::sys;
+use crate::gate::fork::{Forked, fork};
+use crate::gate::process::Child;
 
 /// The signals PID 1 passes on to the daemon; SIGCHLD is its own, to reap.
 const FORWARDED: [Signal; 9] = [
@@ -28,8 +29,11 @@ const FORWARDED: [Signal; 9] = [
 
 /// Which process this is after [`split`].
 pub(crate) enum Role {
-    /// Not PID 1, or PID 1 with threads (which a fork would not copy): run the daemon here.
+    /// Not PID 1: run the daemon here.
     Daemon,
+    /// PID 1 that may not fork (it runs other threads, which a fork would not copy, or cannot
+    /// tell how many it runs): run the daemon here, as PID 1, for the reason given.
+    Unsplit(Error),
     /// The child of PID 1: run the daemon here.
     Child,
     /// PID 1 after the daemon ended: leave with this code.
@@ -41,9 +45,6 @@ pub(crate) fn split() -> Result<Role, Error> {
     if Pid::this().as_raw() != 1 {
         return Ok(Role::Daemon);
     }
-    if sys::thread_count().is_some_and(|n| n > 1) {
-        return Ok(Role::Daemon);
-    }
     let mut set = SigSet::empty();
     for signal in FORWARDED {
         set.add(signal);
@@ -53,36 +54,33 @@ pub(crate) fn split() -> Result<Role, Error> {
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
         .map_err(|e| Error::sys("sigprocmask", e))?;
-    // SAFETY: the process runs a single thread (checked above), so the child is a complete
-    // copy and may run any code.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
-                .map_err(|e| Error::sys("sigprocmask", e))?;
-            Ok(Role::Child)
-        }
-        Ok(ForkResult::Parent { child }) => Ok(Role::Init(serve_as_init(child, &set))),
-        Err(e) => {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-            Err(Error::sys("fork", e))
-        }
+    let forked = fork();
+    if !matches!(forked, Ok(Forked::Parent(_))) {
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
+            .map_err(|e| Error::sys("sigprocmask", e))?;
+    }
+    match forked {
+        Ok(Forked::Child(_)) => Ok(Role::Child),
+        Ok(Forked::Parent(child)) => Ok(Role::Init(serve_as_init(child, &set))),
+        Err(e @ Error::Threads { .. }) => Ok(Role::Unsplit(e)),
+        Err(e) => Err(e),
     }
 }
 
 /// Forward signals to `daemon` and reap every child until the daemon has exited; its exit code
 /// (128 + the signal's number if a signal ended it) is the init's.
-fn serve_as_init(daemon: Pid, set: &SigSet) -> i32 {
+fn serve_as_init(mut daemon: Child, set: &SigSet) -> i32 {
     loop {
         match set.wait() {
             Ok(Signal::SIGCHLD) => {
-                if let Some(code) = reap(daemon) {
+                if let Some(code) = reap(&mut daemon) {
                     // The daemon is gone; the namespace ends with PID 1, which takes the other
                     // processes with it.
                     return code;
                 }
             }
             Ok(signal) => {
-                let _ = kill(daemon, signal);
+                let _ = daemon.signal(signal);
             }
             Err(_) => {}
         }
@@ -90,12 +88,12 @@ fn serve_as_init(daemon: Pid, set: &SigSet) -> i32 {
 }
 
 /// Reap every child that has ended; the daemon's exit code, if it is among them.
-fn reap(daemon: Pid) -> Option<i32> {
+fn reap(daemon: &mut Child) -> Option<i32> {
     let mut code = None;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, status)) if pid == daemon => code = Some(status),
-            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == daemon => {
+            Ok(WaitStatus::Exited(pid, status)) if daemon.reaped_as(pid) => code = Some(status),
+            Ok(WaitStatus::Signaled(pid, signal, _)) if daemon.reaped_as(pid) => {
                 code = Some(128 + signal as i32)
             }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return code,

@@ -108,7 +108,7 @@ pub use control::Stopped;
 pub use ctl::Ctl;
 pub use ctl::StopFuture;
 pub use daemon::Daemon;
-pub use error::Error;
+pub use error::{Error, NotSignalled};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};

@@ -140,7 +140,8 @@ pub enum Status {
     Supervised {
         /// The supervisor: what `stop()` and `send()` signal.
         pid: Pid,
-        /// The process that runs the body now, if one does (none during a backoff wait).
+        /// The process that runs the body now, if one does (none during a backoff wait). The pid
+        /// that the pidfile names is shown only if it is a child of the supervisor.
         child: Option<Pid>,
         /// How many times the body was started again.
         restarts: u32,
@@ -561,7 +562,9 @@ impl Pidfile {
             Lock::Held(pid) => Probed::Status(match parse_supervision(&read_content(&file)) {
                 Some((child, restarts)) => Status::Supervised {
                     pid,
-                    child,
+                    // Whoever can write the file can write any pid there: only a child of the
+                    // supervisor is its body's process.
+                    child: child.filter(|&child| sys::parent_of(child) == Some(pid)),
                     restarts,
                 },
                 None => Status::Running(pid),
@@ -696,10 +699,9 @@ impl Pidfile {
         Ok(Some((read_pid(&file), file, meta)))
     }
 
-    /// Whether `pid` holds the lock of `file` (identified by `meta`), and the path still names
-    /// that file: the fast check of [`probe`](Pidfile::probe) for a pid and a file already read.
-    pub(crate) fn is_held_by(&self, pid: Pid, file: &File, meta: &fs::Metadata) -> bool {
-        self.holds(pid, file, meta) && same_file(&self.path, meta)
+    /// Whether the path still names the file identified by `meta`.
+    pub(crate) fn names(&self, meta: &fs::Metadata) -> bool {
+        same_file(&self.path, meta)
     }
 
     /// Whether `pid` holds the lock of `file` (identified by `meta`), whatever the path names
@@ -869,7 +871,9 @@ enum Probed {
 
 impl PidfileLock {
     fn new(file: File, path: PathBuf, meta: fs::Metadata, trusted: Trusted) -> PidfileLock {
-        sys::close_in_forked_children(file.as_raw_fd());
+        // SAFETY: the lock never uses or closes its file in a forked child: it remembers the
+        // process it was made in (`owner`) and forgets the file anywhere else (`take_file`).
+        unsafe { sys::close_in_forked_children(file.as_raw_fd()) };
         PidfileLock {
             file: Some(file),
             path,

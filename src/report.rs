@@ -18,7 +18,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::error::Error;
+use crate::error::{Error, NotSignalled};
 
 pub(crate) const READY: u8 = b'R';
 pub(crate) const FAILED: u8 = b'E';
@@ -81,6 +81,7 @@ fn tag(error: &Error) -> &'static str {
         Error::ForbiddenSignal { .. } => "ForbiddenSignal",
         Error::InvalidSetting { .. } => "InvalidSetting",
         Error::Threads { .. } => "Threads",
+        Error::Fork { .. } => "Fork",
         Error::InsideRuntime => "InsideRuntime",
         Error::AlreadyRunning { .. } => "AlreadyRunning",
         Error::NotRunning { .. } => "NotRunning",
@@ -120,7 +121,8 @@ fn encode(error: &Error) -> Vec<u8> {
             w.text(setting);
             w.text(reason);
         }
-        Error::Threads { count } => w.number(*count),
+        Error::Threads { count } => w.number(count.map_or(0, |n| n)),
+        Error::Fork { source } => w.io(source),
         Error::AlreadyRunning { pidfile, pid } => {
             w.path(pidfile);
             w.pid(*pid);
@@ -198,9 +200,25 @@ fn encode(error: &Error) -> Vec<u8> {
             w.io(source);
         }
         Error::Privileges { reason } => w.text(reason),
-        Error::StartTimeout { after, pid } => {
+        Error::StartTimeout {
+            after,
+            pid,
+            not_killed,
+        } => {
             w.number(after.as_nanos());
             w.pid(*pid);
+            match not_killed {
+                None => w.text(""),
+                Some(NotSignalled::Exited) => w.text("Exited"),
+                Some(NotSignalled::Unverified { reason }) => {
+                    w.text("Unverified");
+                    w.text(reason);
+                }
+                Some(NotSignalled::Refused { reason }) => {
+                    w.text("Refused");
+                    w.text(reason);
+                }
+            }
         }
         Error::StillAlive { pid } => w.pid(Some(*pid)),
         Error::Body { message } | Error::Setup { message } | Error::StopHandler { message } => {
@@ -229,7 +247,10 @@ fn decode(bytes: &[u8]) -> Option<Error> {
             setting: r.name()?,
             reason: r.text()?,
         },
-        "Threads" => Error::Threads { count: r.number()? },
+        "Threads" => Error::Threads {
+            count: Some(r.number()?).filter(|&n| n > 0),
+        },
+        "Fork" => Error::Fork { source: r.io()? },
         "AlreadyRunning" => Error::AlreadyRunning {
             pidfile: r.path()?,
             pid: r.pid()?,
@@ -304,6 +325,13 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         "StartTimeout" => Error::StartTimeout {
             after: Duration::from_nanos(u64::try_from(r.number::<u128>()?).ok()?),
             pid: r.pid()?,
+            not_killed: match r.text()?.as_str() {
+                "" => None,
+                "Exited" => Some(NotSignalled::Exited),
+                "Unverified" => Some(NotSignalled::Unverified { reason: r.text()? }),
+                "Refused" => Some(NotSignalled::Refused { reason: r.text()? }),
+                _ => return None,
+            },
         },
         "StillAlive" => Error::StillAlive { pid: r.pid()?? },
         "Body" => Error::Body { message: r.text()? },
@@ -429,7 +457,8 @@ mod tests {
             SeveralBodies => Error::SeveralBodies,
             ForbiddenSignal => Error::ForbiddenSignal { signal: Signal::SIGKILL },
             InvalidSetting => Error::setting("umask", "5:a reason\0with odd bytes"),
-            Threads => Error::Threads { count: 7 },
+            Threads => Error::Threads { count: Some(7) },
+            Fork => Error::Fork { source: errno(libc::EAGAIN) },
             InsideRuntime => Error::InsideRuntime,
             AlreadyRunning => Error::AlreadyRunning { pidfile: odd.clone(), pid: Some(Pid::from_raw(4242)) },
             NotRunning => Error::NotRunning { pidfile: "/run/x.pid".into() },
@@ -445,7 +474,7 @@ mod tests {
             Sys => Error::Sys { call: "spawn the control thread", source: io::Error::other("no room") },
             Privileges => Error::Privileges { reason: "setuid failed".into() },
             Listen => Error::Listen { address: "127.0.0.1:80".into(), source: errno(libc::EADDRINUSE) },
-            StartTimeout => Error::StartTimeout { after: Duration::from_millis(1500), pid: None },
+            StartTimeout => Error::StartTimeout { after: Duration::from_millis(1500), pid: Some(Pid::from_raw(8)), not_killed: Some(NotSignalled::Unverified { reason: "in session 9, not 7".into() }) },
             DaemonVanished => Error::DaemonVanished,
             StillAlive => Error::StillAlive { pid: Pid::from_raw(99) },
             Body => Error::Body { message: "cannot bind".into() },
@@ -466,6 +495,26 @@ mod tests {
             let decoded = decode(&encode(&error)).unwrap_or_else(|| panic!("{variant} decodes"));
             assert_eq!(format!("{decoded:?}"), format!("{error:?}"));
             assert_eq!(decoded.to_string(), error.to_string());
+        }
+    }
+
+    #[test]
+    fn every_shape_of_the_optional_fields_survives_the_pipe() {
+        let timeout = |not_killed| Error::StartTimeout {
+            after: Duration::from_secs(3),
+            pid: Some(Pid::from_raw(12)),
+            not_killed,
+        };
+        for error in [
+            Error::Threads { count: None },
+            timeout(None),
+            timeout(Some(NotSignalled::Exited)),
+            timeout(Some(NotSignalled::Refused {
+                reason: "pidfd_open: Too many open files".into(),
+            })),
+        ] {
+            let decoded = decode(&encode(&error)).expect("decodes");
+            assert_eq!(format!("{decoded:?}"), format!("{error:?}"));
         }
     }
 

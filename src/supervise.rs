@@ -9,17 +9,18 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
 use crate::error::Error;
+use crate::gate::fork::{Forked, fork};
+use crate::gate::process;
 use crate::listen::Listeners;
 use crate::log::Log;
 use crate::pidfile::PidfileLock;
@@ -266,10 +267,17 @@ impl Signals {
     }
 }
 
+impl Drop for Signals {
+    fn drop(&mut self) {
+        // A supervisor that gives up in the foreground leaves the caller's process as it found
+        // it.
+        self.release();
+    }
+}
+
 /// One child, running.
 struct Running {
-    pid: Pid,
-    pidfd: Option<OwnedFd>,
+    child: process::Child,
     report: File,
     report_closed: bool,
     heard: Vec<u8>,
@@ -295,13 +303,27 @@ impl<'a> Supervisor<'a> {
         let mut backoff = self.policy.first;
         let mut stopping = false;
         loop {
-            let mut running = self.spawn(child, &mut signals, restarts)?;
+            let mut running = match self.spawn(child, &mut signals, restarts) {
+                Ok(running) => running,
+                Err(error) => {
+                    // The first child: `start()` fails with the fork's error. A later one: the
+                    // log says why the body is not started again.
+                    match first_report.take() {
+                        Some(mut reporter) => reporter.fail(&error),
+                        None => self
+                            .log
+                            .log(&format!("cannot start the body's process again: {error}")),
+                    }
+                    let _ = self.lock.unlink();
+                    return Err(error);
+                }
+            };
             let ended = loop {
                 // A report pipe at its end (the child exited, or exec'ed another program, which
                 // closed it) is no longer polled: it would be readable for ever.
                 let report = (!running.report_closed).then_some(&running.report);
                 let (signal_ready, report_ready) =
-                    wait(&signals.read, running.pidfd.as_ref(), report, None);
+                    wait(&signals.read, running.child.exit_fd(), report, None);
                 if report_ready {
                     running.listen();
                     if running.ready
@@ -323,14 +345,14 @@ impl<'a> Supervisor<'a> {
                                 if let Some(notifier) = &notifier {
                                     let _ = notifier.send("STOPPING=1");
                                 }
-                                let _ = nix::sys::signal::kill(running.pid, signal);
+                                let _ = running.child.signal(signal);
                             }
                             Signal::SIGHUP => {
                                 self.reopen_logs();
-                                let _ = nix::sys::signal::kill(running.pid, signal);
+                                let _ = running.child.signal(signal);
                             }
                             _ => {
-                                let _ = nix::sys::signal::kill(running.pid, signal);
+                                let _ = running.child.signal(signal);
                             }
                         }
                     }
@@ -394,7 +416,7 @@ impl<'a> Supervisor<'a> {
             // The log line first: whoever reads the count in the pidfile finds its line logged.
             self.log.log(&format!(
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
-                running.pid
+                running.child.pid()
             ));
             let _ = self.lock.write_supervision(None, restarts);
             // The wait before the next child, cut short by a stop.
@@ -444,10 +466,10 @@ impl<'a> Supervisor<'a> {
             call: "pipe",
             source: e,
         })?;
-        // SAFETY: the supervisor runs a single thread (it spawns none; see the module's
-        // documentation), so the child is a complete copy and may run any code.
-        match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
-            ForkResult::Child => {
+        // The supervisor runs a single thread (it spawns none; see the module's documentation):
+        // the fork gate lets it fork. A caller of `run()` that runs threads is refused.
+        match fork()? {
+            Forked::Child(_) => {
                 drop(read);
                 signals.release();
                 // A child outlives no supervisor: SIGKILLed, the supervisor takes it along.
@@ -461,15 +483,14 @@ impl<'a> Supervisor<'a> {
                 sys::flush_c_stdio();
                 sys::exit_now(code);
             }
-            ForkResult::Parent { child } => {
+            Forked::Parent(child) => {
                 drop(write);
-                let _ = self.lock.write_supervision(Some(child), restarts);
+                let _ = self.lock.write_supervision(Some(child.pid()), restarts);
                 let report = File::from(read);
                 let _ =
                     nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
                 Ok(Running {
-                    pid: child,
-                    pidfd: sys::child_exit_fd(child),
+                    child,
                     report,
                     report_closed: false,
                     heard: Vec::new(),
@@ -501,10 +522,10 @@ impl Running {
     }
 
     /// Reap the child if it has ended.
-    fn reap(&self) -> Option<Exit> {
-        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(Exit::Code(code)),
-            Ok(WaitStatus::Signaled(_, signal, _)) => Some(Exit::Signal(signal)),
+    fn reap(&mut self) -> Option<Exit> {
+        match self.child.try_wait() {
+            Ok(Some(WaitStatus::Exited(_, code))) => Some(Exit::Code(code)),
+            Ok(Some(WaitStatus::Signaled(_, signal, _))) => Some(Exit::Signal(signal)),
             Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(1)),
             _ => None,
         }
@@ -531,13 +552,13 @@ impl Running {
 /// for as long as it takes); returns whether the signal pipe and the report are readable.
 fn wait(
     signals: &File,
-    pidfd: Option<&OwnedFd>,
+    pidfd: Option<BorrowedFd<'_>>,
     report: Option<&File>,
     timeout: Option<Duration>,
 ) -> (bool, bool) {
     let mut fds = vec![signals.as_fd()];
     fds.extend(report.map(File::as_fd));
-    fds.extend(pidfd.map(OwnedFd::as_fd));
+    fds.extend(pidfd);
     let ready = sys::wait_any_readable(&fds, timeout.unwrap_or(Duration::MAX));
     let at = |i: usize| ready.get(i).copied().unwrap_or(false);
     (at(0), report.is_some() && at(1))

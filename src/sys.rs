@@ -10,12 +10,13 @@
 //! | who holds the pidfile's lock | the `lock:` line in `/proc/PID/fdinfo/FD` ([`LOCK_LINES`]) | the file is locked (a `LOCK_SH \| LOCK_NB` is refused) and the pid has it open: `/proc/PID/fd` | locked, and open: `proc_pidinfo(PROC_PIDLISTFDS)`, `proc_pidfdinfo` | locked, and a descriptor of the pid that holds a lock on it: `kern.proc.filedesc` (`KF_FLAG_HASLOCK`) | locked, and a descriptor of the pid that holds a lock on it: `kern.file2`, where kernel addresses are shown (else `/proc/PID/fd`) |
 //! | the holder when the pid named is not it | `/proc/locks` | unknown | unknown | unknown | unknown |
 //! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | a child process blocked on the pidfile's lock ([`LockWaiter`]) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
-//! | signalling that very process | `pidfd_send_signal` | `kill` after a holder re-check | `kill` once kqueue says it has not exited | as macOS | as macOS |
+//! | pinning a process before it is checked ([`ExitWatch`]; the signal itself is sent by `gate::process`) | a pidfd, which `pidfd_send_signal` goes through | its start time in `/proc/PID/stat`; a `kill` after the check again | a kqueue; a `kill` once it says the process has not exited, after the check again | as macOS | as macOS |
 //! | descriptors inherited through exec | `/proc/self/fd` | `/dev/fd` | `/dev/fd` | `kern.proc.filedesc` | `kern.file2` |
 //! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
 //! | the daemon's process group | `/proc/*/stat` | `/proc/*/stat` | `proc_listpgrppids` | `kern.proc.pgrp` | `kern.proc2` |
 //! | create the pidfile locked ([`rename_unless_exists`], in the directory that the path gate opened) | `renameat2(RENAME_NOREPLACE)` | as Linux | `renameatx_np(RENAME_EXCL)` | `linkat`, then `unlinkat` | as FreeBSD |
 //! | temporary names nobody can foresee ([`random`]) | `getrandom` | as Linux | `arc4random_buf` | `arc4random_buf` | `arc4random_buf` |
+//! | the parent of a process ([`parent_of`]) | `/proc/PID/stat` | `/proc/PID/stat` | `PROC_PIDTBSDINFO` | `ki_ppid` | `p_ppid` |
 //! | a supervised child dies with its parent ([`die_with_parent`]) | `PR_SET_PDEATHSIG` | as Linux | nothing | `PROC_PDEATHSIG_CTL` | nothing |
 //! | the peer of a Unix socket ([`peer`]) | `SO_PEERCRED` | as Linux | `getpeereid`, `LOCAL_PEERPID` | `LOCAL_PEERCRED` | `LOCAL_PEEREID` |
 //! | passed descriptors close-on-exec ([`receive_fds`]) | `MSG_CMSG_CLOEXEC` | as Linux | set after they arrive | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` |
@@ -73,7 +74,7 @@ use macos as os;
 use netbsd as os;
 
 pub(crate) use os::{
-    command, has_open, kernel_file_system, process_group_members, rename_unless_exists,
+    command, has_open, kernel_file_system, parent_of, process_group_members, rename_unless_exists,
     thread_count,
 };
 
@@ -101,21 +102,6 @@ pub(crate) use os::{OPEN_FDS_DIR, open_fds};
 #[cfg(any(target_os = "macos", all(target_os = "linux", daemons_portable)))]
 pub(crate) use portable::{OPEN_FDS_DIR, open_fds};
 
-/// A descriptor that becomes readable when `child`, a child of this process, exits, for a `poll`
-/// among others: a pidfd on Linux. `None` elsewhere (and on Linux built with `daemons_portable`),
-/// where SIGCHLD alone tells.
-pub(crate) fn child_exit_fd(child: nix::unistd::Pid) -> Option<OwnedFd> {
-    #[cfg(all(target_os = "linux", not(daemons_portable)))]
-    {
-        pidfd::pidfd_of(child)
-    }
-    #[cfg(any(not(target_os = "linux"), daemons_portable))]
-    {
-        let _ = child;
-        None
-    }
-}
-
 /// Whether [`holds_flock`] reads the lock's holder from the kernel (Linux's fdinfo lock lines).
 /// Where it does not, the holder check is [`has_open`] on a file that the caller found locked.
 pub(crate) const LOCK_LINES: bool = cfg!(all(target_os = "linux", not(daemons_portable)));
@@ -125,9 +111,10 @@ pub(crate) const LOCK_LINES: bool = cfg!(all(target_os = "linux", not(daemons_po
 /// intervals, and a stop waits on the pidfile's lock instead ([`LockWaiter`]).
 pub(crate) const EXIT_EVENTS: bool = !cfg!(all(target_os = "linux", daemons_portable));
 
-/// Whether [`ExitWatch::signal`] reaches the very process that was watched, whatever happened
-/// to its pid since (a pidfd). Elsewhere a signal is a `kill` of the pid, which the caller checks
-/// again right before.
+/// Whether an [`ExitWatch`] is a handle that a signal can go through and that reaches the very
+/// process that was watched, whatever happened to its pid since (a pidfd). Elsewhere a signal is
+/// a `kill` of the pid, which the signal gate (`gate::process`) sends once the watch says the
+/// process has not exited, and once its check holds again.
 pub(crate) const SIGNALS_PINNED: bool = cfg!(all(target_os = "linux", not(daemons_portable)));
 
 /// A pipe, both ends close-on-exec, and both non-blocking if asked (as `pipe2` makes them).
@@ -315,11 +302,15 @@ pub(crate) fn set_cloexec(fd: RawFd) -> bool {
 /// Take ownership of descriptors that were passed to this process on purpose (a service
 /// manager's listening sockets, sd_listen_fds(3)), made close-on-exec; those not open are
 /// left out.
-pub(crate) fn adopt_passed_fds(fds: std::ops::Range<RawFd>) -> Vec<OwnedFd> {
+///
+/// # Safety
+///
+/// Nothing else in this process owns any of `fds`: they were passed to it for it to own, and
+/// no other value has taken them (they are adopted once).
+pub(crate) unsafe fn adopt_passed_fds(fds: std::ops::Range<RawFd>) -> Vec<OwnedFd> {
     fds.filter(|&fd| set_cloexec(fd))
-        // SAFETY: the service manager passed these descriptors to this process for it to own;
-        // nothing else in it has taken them (they are adopted once, before anything else
-        // runs), and `set_cloexec` just checked that each is open.
+        // SAFETY: nothing else owns these descriptors (the caller's contract), and
+        // `set_cloexec` just checked that each is open.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect()
 }
@@ -485,22 +476,30 @@ pub(crate) fn peer(socket: &std::os::unix::net::UnixStream) -> io::Result<Peer> 
 
 /// Close this process's copy of `fd`, in the child of a fork whose owner of `fd` (a value on a
 /// frame of the caller's) never runs again there: the daemon side of `start()`.
-pub(crate) fn close_copy(fd: RawFd) {
-    // SAFETY: the value that owns `fd` lives on a frame this process never returns to (the
-    // daemon ends with `_exit`), so nothing uses or closes the number after this.
+///
+/// # Safety
+///
+/// The value that owns `fd` must never use or close it again in this process: it lives on a
+/// frame that this process never returns to (it ends with `_exit`), and is never dropped.
+pub(crate) unsafe fn close_copy(fd: RawFd) {
+    // SAFETY: the caller guarantees that the owner of `fd` never uses or closes it after this.
     unsafe { libc::close(fd) };
 }
 
-/// Close `fd`, which nothing in this process owns.
+/// Close `fd` if it lacks close-on-exec: a descriptor inherited through `exec`.
 ///
-/// Only for descriptors without close-on-exec: std opens everything with it, so such a
-/// descriptor was inherited through `exec` and no `File` or socket object will use or close it.
-pub(crate) fn close_unowned(fd: RawFd) {
+/// # Safety
+///
+/// Nothing in this process may own `fd` if it lacks close-on-exec: no `File`, socket or
+/// `OwnedFd` may use or close it after this. std opens everything with close-on-exec, so such
+/// a descriptor is one that this process inherited, unless the program cleared the flag itself
+/// or adopted an inherited descriptor (`OwnedFd::from_raw_fd`) without setting it.
+pub(crate) unsafe fn close_unowned(fd: RawFd) {
     if is_cloexec(fd) {
         return;
     }
-    // SAFETY: checked just above: the descriptor lacks close-on-exec, so no std object owns it
-    // (see the function's contract), and closing it cannot pull one out from under its owner.
+    // SAFETY: the descriptor lacks close-on-exec (checked above), so by the caller's contract
+    // nothing in this process owns it, and closing it pulls nothing out from under an owner.
     unsafe { libc::close(fd) };
 }
 
@@ -528,7 +527,12 @@ static AT_FORK: Once = Once::new();
 
 /// Close `fd` in every child that this process forks from now on, before the child runs any
 /// code of its own.
-pub(crate) fn close_in_forked_children(fd: RawFd) {
+///
+/// # Safety
+///
+/// The value that owns `fd` never uses or closes it in a forked child (it knows the process it
+/// was made in, as a `PidfileLock` does), until [`forget_in_forked_children`] is called.
+pub(crate) unsafe fn close_in_forked_children(fd: RawFd) {
     AT_FORK.call_once(|| {
         // SAFETY: the handler is an `extern "C"` function that only does atomic operations and
         // close(2), both async-signal-safe, as a child handler of a multi-threaded fork must be.

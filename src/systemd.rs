@@ -16,6 +16,7 @@
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Send `state` (one or more `KEY=VALUE` lines) to the service manager. Returns `false`, having
@@ -128,7 +129,16 @@ pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
         .filter(|&n| n > 0 && n < 4096)
         .unwrap_or(0);
     crate::sys::remove_env_if_alone(&["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
-    crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count)
+    // A process with other threads keeps the variables: a second call (a second `run()`) must
+    // not adopt the same descriptors again.
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if ADOPTED.swap(true, Ordering::AcqRel) {
+        return Vec::new();
+    }
+    // SAFETY: the service manager passed these descriptors to this process for it to own, and
+    // they are adopted once (above); sd_listen_fds(3) has any other reader of them unset
+    // `$LISTEN_PID`, so nothing else in this process has taken them.
+    unsafe { crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count) }
 }
 
 /// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is

@@ -1,6 +1,9 @@
 //! The command line of a daemon that ends in `.cli()`: every command and the LSB exit code of
 //! each outcome (the table in `src/cli.rs`), the daemon's name, and `run` in the foreground.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,9 @@
 //! Start, stop, restart, status: a daemon's life, checked from outside through its pidfile and
 //! /proc.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,9 @@
 //! The pidfile is a lock, not a guess: one daemon per pidfile, and a pid written in a file that
 //! nobody holds is never signalled.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs;

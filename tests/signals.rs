@@ -1,5 +1,8 @@
 //! Signals sent to a running daemon: handlers run on its control thread, the daemon lives on.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::{DEADLINE, Fixture, alive, wait_until};

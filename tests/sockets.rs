@@ -4,6 +4,9 @@
 //! outside with the fixture's `listen-echo` body, with clients on 127.0.0.1 or on a Unix socket
 //! in the test's directory.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashSet;

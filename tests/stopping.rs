@@ -2,6 +2,9 @@
 //! pidfile guard, a start that fails late, stops that meet a stopped daemon, a stuck handler or
 //! children, and the settings that `build()` refuses.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs::{self, File, TryLockError};
@@ -222,38 +225,42 @@ fn a_start_that_cannot_spawn_the_control_thread_fails_and_leaves_nothing() {
 }
 
 #[test]
-fn without_a_keeper_thread_a_daemon_runs_on_and_a_wrapped_one_does_not_start() {
+fn without_a_keeper_thread_no_daemon_starts_in_the_foreground_or_detached() {
     // No handlers and no log files to reopen at a SIGHUP: no control thread. The keeper (the
-    // pidfile's watch, the grace of a body that ignores a stop) is spawned after ready: a body
-    // that ends by itself runs on without it, and says so.
+    // pidfile's watch, the grace of a body that ignores a stop, the only way to stop a wrapped
+    // function) is spawned before ready: without it the daemon does not start, and says why.
     let mut fx = Fixture::new()
         .with("RUST_MIN_STACK", NO_THREADS)
         .with("FIXTURE_NO_HANDLERS", "1");
     fx.unset("FIXTURE_STDERR");
-    let mut fg = fx.foreground(&mut fx.command("api run"));
-    assert!(wait_until(DEADLINE, || fx.count("body") == 1));
-    let err = || fs::read_to_string(fx.path("run.err")).unwrap_or_default();
-    assert!(
-        wait_until(DEADLINE, || err()
-            .contains("cannot spawn the keeper thread")
-            && err().contains("going on without it")),
-        "{}",
-        err()
-    );
-    fx.stop_gracefully(fg.pid());
-    assert_eq!(fg.wait().code(), Some(0), "{}", err());
-
-    // A wrapped function can only be stopped by the keeper, which abandons it: no keeper, no
-    // start, and nothing left behind.
-    let fx = fx.with("FIXTURE_BODY", "wrapped");
-    let reply = fx.run("api start");
+    let reply = fx.run("api run");
     reply.assert_error("Sys");
     assert!(
         reply.line().contains("spawn the keeper thread"),
         "{reply:?}"
     );
     assert_no_panic(&reply);
+    assert_eq!(fx.count("body"), 0, "the body never ran");
     assert!(!fx.pidfile().exists());
+
+    for body in ["idle", "wrapped"] {
+        let mut fx = Fixture::new()
+            .with("RUST_MIN_STACK", NO_THREADS)
+            .with("FIXTURE_NO_HANDLERS", "1")
+            .with("FIXTURE_BODY", body);
+        fx.unset("FIXTURE_STDERR");
+        let before = zombie_children();
+        let reply = fx.run("api start");
+        reply.assert_error("Sys");
+        assert!(
+            reply.line().contains("spawn the keeper thread"),
+            "{body}: {reply:?}"
+        );
+        assert_no_panic(&reply);
+        assert_eq!(fx.count("body"), 0, "{body}: the body never ran");
+        reap_failed_daemon(&before);
+        assert_nothing_left(&fx);
+    }
 }
 
 /// How many tasks (threads included) the user `uid` runs: what `RLIMIT_NPROC` counts.
@@ -313,7 +320,7 @@ fn a_second_fork_that_fails_reaches_start_as_the_fork_error() {
     // Room for the caller and the intermediate process, not for the daemon. No other test of
     // this file runs processes as nobody.
     let reply = as_nobody_with_room_for(&fx, "api start", 2);
-    reply.assert_error("Sys");
+    reply.assert_error("Fork");
     assert!(reply.line().contains("fork failed"), "{reply:?}");
     assert!(
         reply.line().contains(&format!("os error {}", libc::EAGAIN)),

@@ -6,6 +6,9 @@
 //! `reap` reads its exit status. Its own children it reaps itself, and they die with it
 //! (`PR_SET_PDEATHSIG`).
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,9 @@
 //! at the pidfile's path, overlayfs, and pid namespaces. In each, either the daemon is verified
 //! or its state is unknown, and no process is signalled on the strength of a pid in a file.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs;

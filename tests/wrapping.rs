@@ -4,6 +4,9 @@
 //! of a pid namespace, `--pidfile` before the command, and the time and pid on the crate's log
 //! lines.
 
+// The tests play the operator and the attacker: they signal and fork as they like.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs;

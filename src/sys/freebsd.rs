@@ -190,6 +190,11 @@ pub(crate) fn thread_count() -> Option<usize> {
     (info.ki_numthreads > 0).then_some(info.ki_numthreads as usize)
 }
 
+/// The parent of `pid`: `ki_ppid` of `kern.proc.pid`.
+pub(crate) fn parent_of(pid: Pid) -> Option<Pid> {
+    Some(Pid::from_raw(process(pid)?.ki_ppid))
+}
+
 /// The other processes of process group `group`, from `kern.proc.pgrp`.
 pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
     let me = Pid::this();

@@ -8,7 +8,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// A process watched through a kqueue.
@@ -114,22 +113,20 @@ impl ExitWatch {
         }
     }
 
-    /// `kill` the pid, once the kqueue says that the process has not exited: until it has, the
-    /// pid is its own. `ESRCH` if it is gone. What remains is the moment between that look and
-    /// the `kill`, in which the process would have to exit, be reaped and its pid be given to a
-    /// new process.
-    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
-        if self.exited(Duration::ZERO)? {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        kill(self.pid, signal).map_err(io::Error::from)
-    }
-
     /// In a fork's child: nothing to close, a kqueue is not inherited by a fork.
-    pub(crate) fn forget_in_this_copy(&self) {}
+    ///
+    /// # Safety
+    ///
+    /// None needed here; the contract is that of the other systems' watches.
+    pub(crate) unsafe fn forget_in_this_copy(&self) {}
 
     /// The pid: there is no `/proc` of another namespace to tie it to.
-    pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
-        Some(self.pid)
+    pub(crate) fn pid_in_proc(&self) -> io::Result<Option<Pid>> {
+        Ok(Some(self.pid))
+    }
+
+    /// Where [`pid_in_proc`](ExitWatch::pid_in_proc) reads, for error messages: nowhere.
+    pub(crate) fn fdinfo(&self) -> String {
+        String::new()
     }
 }

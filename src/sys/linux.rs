@@ -98,6 +98,13 @@ pub(super) fn state_and_start(pid: Pid) -> Option<(char, u64)> {
     Some((state, fields.get(19)?.parse().ok()?))
 }
 
+/// The parent of `pid`, from `/proc/PID/stat`; `None` when it cannot be read.
+pub(crate) fn parent_of(pid: Pid) -> Option<Pid> {
+    // The parent is the second field after the command (state, ppid).
+    let ppid: i32 = stat_fields(pid)?.get(1)?.parse().ok()?;
+    Some(Pid::from_raw(ppid))
+}
+
 /// The other processes of process group `group`, from `/proc/*/stat`.
 pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
     let me = Pid::this();
@@ -226,6 +233,7 @@ mod tests {
         let long_ago = now - Duration::from_secs(10 * 365 * 86400);
         assert_eq!(started_before(Pid::this(), long_ago), Some(false));
         assert!(command(Pid::this()).is_some());
+        assert_eq!(parent_of(Pid::this()), Some(Pid::parent()));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+
+use crate::error::Error;
+use crate::gate::fork::{Forked, fork};
+use crate::gate::process::Child;
 
 /// A child process that waits, blocking, for a shared lock on a pidfile, and says through a
 /// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
@@ -21,27 +23,34 @@ use nix::unistd::Pid;
 /// The child keeps none of the caller's descriptors but the pidfile's, blocks every signal, makes
 /// only async-signal-safe calls, and is reaped (killed first, if it still waits) when the waiter
 /// is dropped.
+///
+/// The fork gate lets only a process that runs one thread fork: in one that runs others (or
+/// cannot tell), the waiter looks at the lock instead, at growing intervals (0.1 ms doubling to
+/// 20 ms).
 #[derive(Debug)]
 pub(crate) struct LockWaiter {
-    child: Pid,
-    word: File,
+    /// The waiting child and its word, or `None` where the waiter looks at the lock itself.
+    child: Option<(Child, File)>,
     /// The open file that the child waits on: a lock that it got just before it was killed is
     /// let go of through it.
     file: File,
     done: bool,
-    reaped: bool,
 }
 
 impl LockWaiter {
     /// Start waiting for the lock of `file` (an open file of the caller's own, not the daemon's).
-    pub(crate) fn start(file: &File) -> io::Result<LockWaiter> {
-        let file = file.try_clone()?;
-        let (read, write) = super::pipe(false)?;
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be duplicated, or the pipe made; [`Error::Fork`] when `fork` fails.
+    pub(crate) fn start(file: &File) -> Result<LockWaiter, Error> {
+        let sys = |call, source| Error::Sys { call, source };
+        let file = file.try_clone().map_err(|e| sys("dup", e))?;
+        let (read, write) = super::pipe(false).map_err(|e| sys("pipe", e))?;
         let (lock_fd, word_fd) = (file.as_raw_fd(), write.as_raw_fd());
         // The child closes every other descriptor it inherits: it would otherwise keep the
         // caller's own locks, pipes and output open for as long as it waits (a `stop | cat`
-        // would wait for it). Up to the highest one open now, and a margin for those that other
-        // threads open meanwhile, which take the lowest free numbers.
+        // would wait for it). Up to the highest one open now, and a margin.
         let highest = super::open_fds()
             .unwrap_or_default()
             .into_iter()
@@ -56,26 +65,23 @@ impl LockWaiter {
             SigmaskHow::SIG_SETMASK,
             Some(&SigSet::all()),
             Some(&mut mask),
-        )?;
-        // SAFETY: the child runs `wait_for_lock` only, which makes async-signal-safe calls on
-        // descriptors it inherited and never returns, as a child of a multi-threaded process
-        // must.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            wait_for_lock(lock_fd, word_fd, close_up_to);
-        }
-        let forked = io::Error::last_os_error();
-        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
-        if pid < 0 {
-            return Err(forked);
-        }
+        )
+        .map_err(|e| Error::sys("pthread_sigmask", e))?;
+        let forked = match fork() {
+            Ok(Forked::Child(_)) => wait_for_lock(lock_fd, word_fd, close_up_to),
+            Ok(Forked::Parent(child)) => Ok(Some(child)),
+            // Other threads, or no telling: no child, the waiter looks at the lock itself.
+            Err(Error::Threads { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)
+            .map_err(|e| Error::sys("pthread_sigmask", e))?;
+        let child = forked?.map(|child| (child, File::from(read)));
         drop(write);
         Ok(LockWaiter {
-            child: Pid::from_raw(pid),
-            word: File::from(read),
+            child,
             file,
             done: false,
-            reaped: false,
         })
     }
 
@@ -88,12 +94,16 @@ impl LockWaiter {
         if self.done {
             return Ok(true);
         }
-        if !super::wait_readable(self.word.as_fd(), timeout)? {
+        let Some((_, word)) = &mut self.child else {
+            self.done = self.look(timeout)?;
+            return Ok(self.done);
+        };
+        if !super::wait_readable(word.as_fd(), timeout)? {
             return Ok(false);
         }
         let mut byte = [0u8; 1];
         let read = loop {
-            match self.word.read(&mut byte) {
+            match word.read(&mut byte) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other,
             }
@@ -115,36 +125,62 @@ impl LockWaiter {
         }
     }
 
-    /// In a fork's child that never returns into the frames that own this waiter: close the
-    /// child's copies of its descriptors. The waiting child is not this one's to reap.
-    pub(crate) fn forget_in_this_copy(&self) {
-        super::close_copy(self.word.as_raw_fd());
-        super::close_copy(self.file.as_raw_fd());
+    /// Without a child: look at the lock at growing intervals, at most `timeout`.
+    fn look(&self, timeout: Duration) -> io::Result<bool> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match self.file.try_lock_shared() {
+                Ok(()) => {
+                    let _ = self.file.unlock();
+                    return Ok(true);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            let left = super::remaining(deadline);
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// In a fork's child: close the child's copies of the waiter's descriptors. The waiting
+    /// child is not this one's to reap.
+    ///
+    /// # Safety
+    ///
+    /// The frames that own this waiter never run again in this process (it ends with `_exit`
+    /// without returning into them), so nothing uses or closes the descriptors after this.
+    pub(crate) unsafe fn forget_in_this_copy(&self) {
+        // SAFETY: the caller guarantees that the owner never runs again here.
+        unsafe {
+            if let Some((child, word)) = &self.child {
+                super::close_copy(word.as_raw_fd());
+                child.forget_in_this_copy();
+            }
+            super::close_copy(self.file.as_raw_fd());
+        }
     }
 
     fn reap(&mut self) {
-        while !self.reaped {
-            match waitpid(self.child, None) {
-                Err(nix::errno::Errno::EINTR) => {}
-                _ => self.reaped = true,
-            }
+        if let Some((child, _)) = &mut self.child {
+            let _ = child.wait();
         }
     }
 }
 
 impl Drop for LockWaiter {
     fn drop(&mut self) {
-        if self.done {
-            // It said its word and is exiting.
-            self.reap();
-        } else if !self.reaped {
-            // Unreaped, the child's pid is still its own: it can be killed without hitting
-            // another process. Where SIGCHLD is ignored, it is reaped by the kernel and `waitpid`
-            // tells that it is gone.
-            if let Ok(WaitStatus::StillAlive) = waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
-                let _ = kill(self.child, Signal::SIGKILL);
-                self.reap();
+        if let Some((child, _)) = &mut self.child {
+            // Said its word and exiting, or still waiting: killed first. Unreaped, the child's
+            // pid is still its own.
+            if !self.done && matches!(child.try_wait(), Ok(None)) {
+                let _ = child.signal(Signal::SIGKILL);
             }
+            let _ = child.wait();
         }
         let _ = self.file.unlock();
     }
@@ -175,7 +211,7 @@ fn wait_for_lock(lock: RawFd, word: RawFd, close_up_to: RawFd) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use nix::sys::wait::{WaitPidFlag, waitpid};
 
     #[test]
     fn the_lock_waiter_wakes_when_the_lock_is_let_go() {
@@ -203,10 +239,12 @@ mod tests {
         holder.try_lock().expect("lock");
         let probe = File::open(&path).expect("open");
         let waiter = LockWaiter::start(&probe).expect("start");
-        let child = waiter.child;
+        let child = waiter.child.as_ref().map(|(child, _)| child.pid());
         drop(waiter);
         // Killed and reaped: no such child any more.
-        assert!(waitpid(child, Some(WaitPidFlag::WNOHANG)).is_err());
+        if let Some(child) = child {
+            assert!(waitpid(child, Some(WaitPidFlag::WNOHANG)).is_err());
+        }
         drop(holder);
         assert!(lockable(&path));
     }

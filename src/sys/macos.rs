@@ -138,6 +138,24 @@ pub(crate) fn thread_count() -> Option<usize> {
     (n == size && info.pti_threadnum > 0).then_some(info.pti_threadnum as usize)
 }
 
+/// The parent of `pid`: `pbi_ppid` of `proc_pidinfo(PROC_PIDTBSDINFO)`.
+pub(crate) fn parent_of(pid: Pid) -> Option<Pid> {
+    // SAFETY: a zeroed proc_bsdinfo is a valid value of the plain C struct.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: the buffer is `info`, of `size` bytes, which the call fills at most.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid.as_raw(),
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    (n == size).then(|| Pid::from_raw(info.pbi_ppid as i32))
+}
+
 /// The other processes of process group `group`, from `proc_listpgrppids`.
 pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
     // SAFETY: with a null buffer the call only says how many pids it would return.

@@ -139,6 +139,15 @@ pub(crate) fn thread_count() -> Option<usize> {
     (info.p_nlwps > 0).then_some(info.p_nlwps as usize)
 }
 
+/// The parent of `pid`: `p_ppid` of `kern.proc2`.
+pub(crate) fn parent_of(pid: Pid) -> Option<Pid> {
+    let info = processes(libc::KERN_PROC_PID, pid.as_raw())
+        .ok()?
+        .into_iter()
+        .next()?;
+    Some(Pid::from_raw(info.p_ppid))
+}
+
 /// The other processes of process group `group`, from `kern.proc2`.
 pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
     let me = Pid::this();

@@ -10,22 +10,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
 use nix::sys::stat::{major, minor};
 use nix::unistd::Pid;
 
 use super::linux::find_fd;
 
 /// A process pinned by a pidfd: the handle keeps naming that very process, even once its pid is
-/// reused, and becomes readable the moment it exits.
+/// reused, and becomes readable the moment it exits. Signals go through it in the signal gate
+/// (`gate::process`).
 #[derive(Debug)]
 pub(crate) struct ExitWatch {
     pidfd: OwnedFd,
-}
-
-/// A pidfd for `pid`, if one can be had.
-pub(crate) fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
-    Some(ExitWatch::new(pid).ok()??.pidfd)
 }
 
 impl ExitWatch {
@@ -51,49 +46,45 @@ impl ExitWatch {
         super::wait_readable(self.pidfd.as_fd(), timeout)
     }
 
-    /// In a fork's child that never returns into the frames that own this watch: close the
-    /// child's copy of the pidfd.
-    pub(crate) fn forget_in_this_copy(&self) {
-        super::close_copy(self.pidfd.as_raw_fd());
+    /// The pidfd: readable once the process has exited; what a signal goes through.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
     }
 
-    /// Send `signal` to the process. One that has exited answers `ESRCH`.
-    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
-        // SAFETY: pidfd_send_signal takes a valid descriptor (owned here, so open), a signal
-        // number, and a null siginfo pointer, which the kernel accepts as "like kill(2)".
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                signal as libc::c_int,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+    /// In a fork's child: close the child's copy of the pidfd.
+    ///
+    /// # Safety
+    ///
+    /// The frames that own this watch never run again in this process (it ends with `_exit`
+    /// without returning into them), so nothing uses or closes the descriptor after this.
+    pub(crate) unsafe fn forget_in_this_copy(&self) {
+        // SAFETY: the caller guarantees that the owner of the descriptor never runs again here.
+        unsafe { super::close_copy(self.pidfd.as_raw_fd()) };
     }
 
     /// The pid that the pidfd designates, as `/proc/self/fdinfo` shows it: in the namespace of
-    /// this `/proc`, which is how the pidfd is tied to the pid that was checked there.
-    pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
+    /// this `/proc`, which is how the pidfd is tied to the pid that was checked there. `None`
+    /// when the fdinfo names none (a `/proc` of another namespace, where the process has no
+    /// pid).
+    ///
+    /// # Errors
+    ///
+    /// When the fdinfo cannot be read: `/proc` is not mounted, or this process may open no more
+    /// descriptors (`EMFILE`).
+    pub(crate) fn pid_in_proc(&self) -> io::Result<Option<Pid>> {
         let mut content = Vec::with_capacity(256);
-        read_small(
-            Path::new(&format!("/proc/self/fdinfo/{}", self.pidfd.as_raw_fd())),
-            &mut content,
-        )
-        .ok()?;
+        read_small(Path::new(&self.fdinfo()), &mut content)?;
         let text = String::from_utf8_lossy(&content);
-        let pid: i32 = text
+        let pid = text
             .lines()
-            .find_map(|line| line.strip_prefix("Pid:"))?
-            .trim()
-            .parse()
-            .ok()?;
-        (pid > 0).then(|| Pid::from_raw(pid))
+            .find_map(|line| line.strip_prefix("Pid:"))
+            .and_then(|pid| pid.trim().parse::<i32>().ok());
+        Ok(pid.filter(|&pid| pid > 0).map(Pid::from_raw))
+    }
+
+    /// Where [`pid_in_proc`](ExitWatch::pid_in_proc) reads, for error messages.
+    pub(crate) fn fdinfo(&self) -> String {
+        format!("/proc/self/fdinfo/{}", self.pidfd.as_raw_fd())
     }
 }
 
@@ -329,6 +320,6 @@ mod tests {
     #[test]
     fn a_pidfd_names_its_pid() {
         let me = ExitWatch::new(Pid::this()).expect("pidfd").expect("alive");
-        assert_eq!(me.pid_in_proc(), Some(Pid::this()));
+        assert_eq!(me.pid_in_proc().expect("fdinfo"), Some(Pid::this()));
     }
 }

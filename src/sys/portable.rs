@@ -15,8 +15,6 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
-use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::remaining;
@@ -97,20 +95,21 @@ impl ExitWatch {
         }
     }
 
-    /// `kill` the pid, after checking that it is still the process watched. `ESRCH` if gone.
-    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
-        if self.gone() {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        kill(self.pid, signal).map_err(io::Error::from)
-    }
-
     /// In a fork's child: nothing to close, this watch holds no descriptor.
-    pub(crate) fn forget_in_this_copy(&self) {}
+    ///
+    /// # Safety
+    ///
+    /// None needed here; the contract is that of the other systems' watches.
+    pub(crate) unsafe fn forget_in_this_copy(&self) {}
 
     /// The pid, which `/proc` shows in this process's namespace (see `check_proc`).
-    pub(crate) fn pid_in_proc(&self) -> Option<Pid> {
-        Some(self.pid)
+    pub(crate) fn pid_in_proc(&self) -> io::Result<Option<Pid>> {
+        Ok(Some(self.pid))
+    }
+
+    /// Where [`pid_in_proc`](ExitWatch::pid_in_proc) reads, for error messages: nowhere.
+    pub(crate) fn fdinfo(&self) -> String {
+        String::new()
     }
 }
 
