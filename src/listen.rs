@@ -72,15 +72,19 @@ impl Socket {
         }
     }
 
-    /// Whether this is the socket that `address` asks for.
-    fn is(&self, address: &Address) -> bool {
+    /// Whether this is the socket that `address` asks for. With `any_port`, port 0 asks for
+    /// any port of its host: at a restart, the one that the first instance was given.
+    fn is(&self, address: &Address, any_port: bool) -> bool {
         match (self, address) {
             (Socket::Tcp(listener), Address::Tcp(addr)) => {
                 let Ok(local) = listener.local_addr() else {
                     return false;
                 };
-                addr.to_socket_addrs()
-                    .is_ok_and(|mut wanted| wanted.any(|w: SocketAddr| w == local))
+                addr.to_socket_addrs().is_ok_and(|mut wanted| {
+                    wanted.any(|w: SocketAddr| {
+                        w == local || (any_port && w.port() == 0 && w.ip() == local.ip())
+                    })
+                })
             }
             (Socket::Unix(listener), Address::Unix(path)) => listener
                 .local_addr()
@@ -143,7 +147,7 @@ impl Listeners {
             .map(|address| {
                 let at = passed
                     .iter()
-                    .position(|s| s.as_ref().is_some_and(|s| s.is(address)))?;
+                    .position(|s| s.as_ref().is_some_and(|s| s.is(address, false)))?;
                 passed[at].take()
             })
             .collect();
@@ -158,6 +162,45 @@ impl Listeners {
             });
         }
         sockets.extend(passed.into_iter().flatten());
+        Ok(Listeners(sockets))
+    }
+
+    /// Take the sockets that a predecessor handed over at a restart: each address takes the one
+    /// socket that matches it (port 0 matches any port of its host), and what is still missing
+    /// is bound. A socket that matches no address, or one taken already, or that is not a
+    /// listening stream socket, is closed: whatever was sent, only what was configured is
+    /// served.
+    pub(crate) fn take_handed(
+        wanted: &[Address],
+        handed: Vec<OwnedFd>,
+    ) -> Result<Listeners, Error> {
+        use std::os::fd::AsFd;
+        let mut handed: Vec<Option<Socket>> = handed
+            .into_iter()
+            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()))
+            .map(|fd| Socket::adopt(fd).ok())
+            .collect();
+        // Each address takes the socket bound to it exactly, then one with port 0 takes one of
+        // its host's that is left, then what is still missing is bound.
+        let mut chosen: Vec<Option<Socket>> = Vec::new();
+        for any_port in [false, true] {
+            chosen.resize_with(wanted.len(), || None);
+            for (address, slot) in wanted.iter().zip(chosen.iter_mut()) {
+                if slot.is_none() {
+                    *slot = handed
+                        .iter()
+                        .position(|s| s.as_ref().is_some_and(|s| s.is(address, any_port)))
+                        .and_then(|at| handed[at].take());
+                }
+            }
+        }
+        let mut sockets = Vec::new();
+        for (address, slot) in wanted.iter().zip(chosen) {
+            sockets.push(match slot {
+                Some(socket) => socket,
+                None => Socket::bind(address)?,
+            });
+        }
         Ok(Listeners(sockets))
     }
 
@@ -246,6 +289,47 @@ mod tests {
             "matched by address"
         );
         assert!(listeners.get(2).is_err());
+    }
+
+    #[test]
+    fn handed_sockets_are_taken_only_for_their_addresses() {
+        let mine = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = mine.local_addr().expect("addr").port();
+        let stranger = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stranger_port = stranger.local_addr().expect("addr").port();
+        let free = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let free_port = free.local_addr().expect("addr").port();
+        drop(free);
+        let wanted = [
+            Address::Tcp(format!("127.0.0.1:{free_port}")),
+            Address::Tcp(format!("127.0.0.1:{port}")),
+        ];
+        // The stranger comes first: in order, it would have been taken for the first address.
+        let handed = vec![OwnedFd::from(stranger), OwnedFd::from(mine)];
+        let listeners = Listeners::take_handed(&wanted, handed).expect("take");
+        assert_eq!(listeners.len(), 2);
+        let local = |i| match listeners.get(i).expect("a socket") {
+            Socket::Tcp(l) => l.local_addr().expect("addr").port(),
+            Socket::Unix(_) => panic!("a TCP socket"),
+        };
+        assert_eq!(local(0), free_port, "bound afresh");
+        assert_eq!(local(1), port, "the handed socket of its address");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", stranger_port)).is_err(),
+            "the stranger was closed"
+        );
+        // Port 0 takes the port that the first instance was given.
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let given = first.local_addr().expect("addr").port();
+        let listeners = Listeners::take_handed(
+            &[Address::Tcp("127.0.0.1:0".into())],
+            vec![OwnedFd::from(first)],
+        )
+        .expect("take");
+        let Socket::Tcp(kept) = listeners.get(0).expect("a socket") else {
+            panic!("a TCP socket");
+        };
+        assert_eq!(kept.local_addr().expect("addr").port(), given);
     }
 
     #[test]

@@ -101,6 +101,7 @@ fn tag(error: &Error) -> &'static str {
         Error::Setup { .. } => "Setup",
         Error::ReturnedBeforeReady => "ReturnedBeforeReady",
         Error::StopHandler { .. } => "StopHandler",
+        Error::Handover { .. } => "Handover",
     }
 }
 
@@ -183,6 +184,15 @@ fn encode(error: &Error) -> Vec<u8> {
         Error::StillAlive { pid } => w.pid(Some(*pid)),
         Error::Body { message } | Error::Setup { message } | Error::StopHandler { message } => {
             w.text(message)
+        }
+        Error::Handover {
+            pidfile,
+            kind,
+            reason,
+        } => {
+            w.path(pidfile);
+            w.text(kind.name());
+            w.text(reason);
         }
     }
     w.0
@@ -276,6 +286,11 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         "Body" => Error::Body { message: r.text()? },
         "Setup" => Error::Setup { message: r.text()? },
         "StopHandler" => Error::StopHandler { message: r.text()? },
+        "Handover" => Error::Handover {
+            pidfile: r.path()?,
+            kind: crate::error::HandoverKind::from_name(&r.text()?)?,
+            reason: r.text()?,
+        },
         _ => return None,
     })
 }
@@ -417,6 +432,7 @@ mod tests {
             Setup => Error::Setup { message: "no database".into() },
             ReturnedBeforeReady => Error::ReturnedBeforeReady,
             StopHandler => Error::StopHandler { message: "a SIGTERM handler panicked".into() },
+            Handover => Error::Handover { pidfile: odd.clone(), kind: crate::error::HandoverKind::Unresponsive, reason: "no answer within 2s".into() },
         }
     }
 

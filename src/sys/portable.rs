@@ -26,6 +26,12 @@ pub(crate) fn holds_flock(_pid: Pid, _meta: &fs::Metadata) -> Option<bool> {
     None
 }
 
+/// The lock lines of Linux are not read here: whether a descriptor holds the lock is told by
+/// taking it (see the handover).
+pub(crate) fn holds_exclusive_flock(_file: &fs::File) -> Option<bool> {
+    None
+}
+
 /// Nothing here names the holder of a lock: `/proc/locks` is Linux's, and is not read by the
 /// portable build.
 pub(crate) fn flock_holders(_meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
