@@ -641,7 +641,8 @@ pub(crate) fn kill_and_wait(pid: Pid) {
 /// Remove the pidfile if nobody holds it. One held by a successor that started in the meantime is
 /// left alone: it is not stale.
 fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
-    match pidfile.remove() {
+    // The offer socket of a daemon with listening sockets goes with it.
+    match pidfile.remove_and(|| crate::handover::remove_stale_offer(pidfile.path())) {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
     }

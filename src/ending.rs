@@ -262,6 +262,10 @@ impl Ending {
             if let Some(lifeline) = handing.take() {
                 handing = self.hear(lifeline, woke.lifeline);
             }
+            // Taken over: the successor answers at the offer from now on.
+            if self.lifecycle.stop_requested() {
+                break;
+            }
             if woke.successor {
                 handing = self.answer(handing);
             }

@@ -394,11 +394,7 @@ pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Err
     // Who made the socket: a listening socket's credentials are those of whoever called
     // `listen()`, and only its user is worth anything.
     let maker = sys::peer(&stream).map_err(io_failed)?;
-    let owner = pidfile
-        .open(false)?
-        .and_then(|file| file.metadata().ok())
-        .map(|meta| meta.uid());
-    if maker.uid != 0 && maker.uid != geteuid().as_raw() && Some(maker.uid) != owner {
+    if !trusted_maker(pidfile, maker.uid) {
         return Err(fail(
             HandoverKind::Foreign,
             format!(
@@ -523,6 +519,18 @@ fn connect(path: &Path, pidfile: &Path) -> Result<UnixStream, Error> {
         Ok(stream)
     });
     connected.map_err(|e| match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM)
+            if fs::symlink_metadata(path)
+                .is_ok_and(|meta| !trusted_maker(&Pidfile::new(pidfile), meta.uid())) =>
+        {
+            fail(
+                HandoverKind::Foreign,
+                format!(
+                    "the socket at {} is another user's, and refuses this one",
+                    path.display()
+                ),
+            )
+        }
         Some(libc::EAGAIN) => fail(
             HandoverKind::Unresponsive,
             format!(
@@ -542,6 +550,19 @@ fn connect(path: &Path, pidfile: &Path) -> Result<UnixStream, Error> {
             ),
         ),
     })
+}
+
+/// Whether a socket made by `uid` may be the daemon's offer: root's, this user's, or that of
+/// the pidfile's owner (the user that started the first instance).
+fn trusted_maker(pidfile: &Pidfile, uid: u32) -> bool {
+    uid == 0
+        || uid == geteuid().as_raw()
+        || pidfile
+            .open(false)
+            .ok()
+            .flatten()
+            .and_then(|file| file.metadata().ok())
+            .is_some_and(|meta| meta.uid() == uid)
 }
 
 /// What is at `path`, for messages: why nothing answers there.
@@ -762,5 +783,25 @@ fn read_line(stream: &UnixStream, step: Duration) -> io::Result<String> {
                 "no whole line in time",
             ));
         }
+    }
+}
+
+/// Remove the offer socket of `pidfile` that a daemon left behind: a socket where nobody listens.
+/// For the end of a `stop()`, under the lock of the stale pidfile, so that no instance that
+/// starts meanwhile has bound its own (a daemon that dropped root cannot remove root's socket
+/// file itself, nor one that was killed).
+pub(crate) fn remove_stale_offer(pidfile: &Path) {
+    let path = path_for(pidfile);
+    let Ok(meta) = fs::symlink_metadata(&path) else {
+        return;
+    };
+    if !meta.file_type().is_socket() {
+        return;
+    }
+    let Ok((address, _dir)) = sys::socket_path(&path) else {
+        return;
+    };
+    if UnixStream::connect(&address).is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused) {
+        let _ = fs::remove_file(&path);
     }
 }

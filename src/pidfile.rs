@@ -725,6 +725,12 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self) -> Result<(), Error> {
+        self.remove_and(|| {})
+    }
+
+    /// [`remove`](Pidfile::remove), doing `also` while the stale file is locked, before it is
+    /// unlinked: no instance can start meanwhile.
+    pub(crate) fn remove_and(&self, also: impl FnOnce()) -> Result<(), Error> {
         let Some(file) = self.open(false)? else {
             return Ok(());
         };
@@ -742,6 +748,7 @@ impl Pidfile {
             }
         }
         if same_file(&self.path, &meta) {
+            also();
             match fs::remove_file(&self.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
