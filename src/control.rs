@@ -549,23 +549,36 @@ fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> 
 }
 
 /// Wait at most `timeout` for `process` to exit. Where nothing tells of its exit but the lock
-/// (see [the module documentation](self)), the lock may outlive it, shared with a successor
-/// at a restart: the wait then also looks whether the process still has the pidfile open, at
-/// growing intervals (0.1 ms doubling to 20 ms).
+/// (see [the module documentation](self)), the lock may outlive the process, shared with a
+/// successor at a restart, so the wait also looks whether the process still has the pidfile
+/// open, at growing intervals (0.1 ms doubling to 20 ms); and a process whose first thread no
+/// longer has it open may still be ending in its other threads, which hold its descriptors
+/// (its listening sockets among them): those are waited for too.
 pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error> {
     if sys::EXIT_EVENTS {
         return process.wait(timeout);
     }
     let deadline = Instant::now().checked_add(timeout);
+    let left = || {
+        deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    };
+    // Made after the process was checked to hold the pidfile, and before it is waited for: it
+    // knows the process by its pid and start time.
+    let threads = ExitWatch::new(process.pid).ok().flatten();
     let mut pause = Duration::from_micros(100);
     loop {
-        let left = deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        if process.wait(pause.min(left))? {
-            return Ok(true);
+        if process.wait(pause.min(left()))? {
+            return match &threads {
+                Some(threads) => threads.exited(left()).map_err(|e| Error::Sys {
+                    call: "read /proc",
+                    source: e,
+                }),
+                None => Ok(true),
+            };
         }
-        if left <= pause {
+        if left() <= pause {
             return Ok(false);
         }
         pause = (pause * 2).min(Duration::from_millis(20));

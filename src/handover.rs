@@ -500,24 +500,10 @@ pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Err
 /// Connect to the offer at `path` without blocking: a full queue of connections is an
 /// instance that does not answer.
 fn connect(path: &Path, pidfile: &Path) -> Result<UnixStream, Error> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, socket};
     let fail = |kind, reason: String| failure(pidfile, kind, reason);
     let (address, _dir) =
         sys::socket_path(path).map_err(|e| fail(HandoverKind::PathTooLong, e.to_string()))?;
-    let errno = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
-    let connected = UnixAddr::new(&address).map_err(errno).and_then(|address| {
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .map_err(errno)?;
-        nix::sys::socket::connect(fd.as_raw_fd(), &address).map_err(errno)?;
-        let stream = UnixStream::from(fd);
-        stream.set_nonblocking(false)?;
-        Ok(stream)
-    });
+    let connected = sys::connect_without_blocking(&address);
     connected.map_err(|e| match e.raw_os_error() {
         Some(libc::EACCES | libc::EPERM)
             if fs::symlink_metadata(path)

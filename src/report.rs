@@ -451,6 +451,31 @@ mod tests {
     }
 
     #[test]
+    fn every_handover_kind_survives_the_pipe() {
+        use crate::error::HandoverKind::*;
+        for kind in [
+            Absent,
+            Foreign,
+            PathTooLong,
+            Unresponsive,
+            Busy,
+            Refused,
+            Unproven,
+            Withdrawn,
+        ] {
+            let error = Error::Handover {
+                pidfile: "/run/x.pid".into(),
+                kind,
+                reason: "why".into(),
+            };
+            match decode(&encode(&error)) {
+                Some(Error::Handover { kind: decoded, .. }) => assert_eq!(decoded, kind),
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn names_keep_their_text() {
         let e = Error::io(
             "close inherited descriptors from",

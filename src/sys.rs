@@ -17,6 +17,8 @@
 //! | create the pidfile locked | `renameat2(RENAME_NOREPLACE)` | as Linux | `renamex_np(RENAME_EXCL)` | `link`, then `unlink` | as FreeBSD |
 //! | a supervised child dies with its parent ([`die_with_parent`]) | `PR_SET_PDEATHSIG` | as Linux | nothing | `PROC_PDEATHSIG_CTL` | nothing |
 //! | the peer of a Unix socket ([`peer`]) | `SO_PEERCRED` | as Linux | `getpeereid`, `LOCAL_PEERPID` | `LOCAL_PEERCRED` | `LOCAL_PEEREID` |
+//! | a handed descriptor shares the pidfile's lock ([`holds_exclusive_flock`]) | its own `lock:` line in `/proc/self/fdinfo` | unknown: the handover takes the lock through it while a fresh open is refused | unknown | unknown | unknown |
+//! | a Unix socket path longer than `sun_path` ([`socket_path`]) | `/proc/self/fd/DIR/NAME` | as Linux | refused | refused | refused |
 //! | passed descriptors close-on-exec ([`receive_fds`]) | `MSG_CMSG_CLOEXEC` | as Linux | set after they arrive | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` |
 
 #[cfg(not(any(
@@ -372,6 +374,48 @@ pub(crate) fn receive_with_fds(
         }
     }
     Ok((received, fds))
+}
+
+/// Connect to the Unix stream socket at `path` without blocking: a listener whose queue of
+/// connections is full answers `EAGAIN` at once. The stream returned blocks, close-on-exec.
+///
+/// # Platform-specific behavior
+///
+/// macOS has no `SOCK_CLOEXEC` or `SOCK_NONBLOCK`: the flags are set right after `socket`, and
+/// a fork and exec in another thread in between would let its child inherit the socket.
+pub(crate) fn connect_without_blocking(
+    path: &std::path::Path,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let errno = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
+    let address = UnixAddr::new(path).map_err(errno)?;
+    #[cfg(not(target_os = "macos"))]
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(errno)?;
+    #[cfg(target_os = "macos")]
+    let fd = {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .map_err(errno)?;
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(errno)?;
+        fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno)?;
+        fd
+    };
+    connect(fd.as_raw_fd(), &address).map_err(errno)?;
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// Whether `fd` is a Unix stream socket that listens (`listen(2)` was called on it).

@@ -81,8 +81,13 @@ fn echo(port: u16, line: &str) -> io::Result<()> {
 
 /// The inodes of the TCP sockets that listen on 127.0.0.1:`port` (`/proc/net/tcp`, state 0A).
 fn listening_inodes(port: u16) -> Vec<u64> {
+    listening_inodes_at("0100007F", port)
+}
+
+/// The same for another address of the loopback (`0200007F`: 127.0.0.2, as `/proc` writes it).
+fn listening_inodes_at(host: &str, port: u16) -> Vec<u64> {
     let table = fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let local = format!("0100007F:{port:04X}");
+    let local = format!("{host}:{port:04X}");
     table
         .lines()
         .skip(1)
@@ -402,7 +407,8 @@ fn a_socket_planted_at_the_handover_path_by_another_user_is_never_taken() {
         .trim()
         .parse()
         .expect("a port");
-    let decoys = listening_inodes(decoy);
+    let decoys = listening_inodes_at("0200007F", decoy);
+    assert_eq!(decoys.len(), 1, "the decoy listens on 127.0.0.2:{decoy}");
     let daemons: Vec<Pid> = fx
         .processes()
         .into_iter()

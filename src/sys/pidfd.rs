@@ -156,10 +156,7 @@ pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
     let file_id = format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino());
     // A daemon of this crate takes its pidfile before it opens anything else. A lock line in a
     // descriptor's fdinfo names that descriptor's own lock, so no `stat` is needed to ask.
-    if exclusive_flocks(&format!("/proc/{pid}/fdinfo/3"))
-        .iter()
-        .any(|id| *id == file_id)
-    {
+    if exclusive_flocks(&format!("/proc/{pid}/fdinfo/3")).contains(&file_id) {
         return Some(true);
     }
     find_fd(pid, meta, |fd| {

@@ -67,8 +67,12 @@ impl ExitWatch {
     /// Watch `pid`; `None` when it has exited.
     pub(crate) fn new(pid: Pid) -> io::Result<Option<ExitWatch>> {
         match super::linux::state_and_start(pid) {
-            Some((state, _)) if is_dead(state) => Ok(None),
-            Some((_, started)) => Ok(Some(ExitWatch { pid, started })),
+            // A leader that has exited while its other threads still end is not gone yet: they
+            // hold the process's descriptors.
+            Some((_, started)) => {
+                let watch = ExitWatch { pid, started };
+                Ok((!watch.gone()).then_some(watch))
+            }
             None if !Path::new(&format!("/proc/{pid}")).exists() => Ok(None),
             None => Err(io::Error::other(format!("/proc/{pid}/stat cannot be read"))),
         }
