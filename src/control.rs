@@ -655,7 +655,7 @@ pub(crate) fn kill_and_wait(pid: Pid) {
 /// left alone: it is not stale.
 fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
     // The offer socket of a daemon with listening sockets goes with it.
-    match pidfile.remove_and(|| crate::handover::remove_stale_offer(pidfile.path())) {
+    match pidfile.remove_and(|| crate::handover::remove_stale_offer(pidfile)) {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
     }

@@ -28,11 +28,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::fd::{AsFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
@@ -40,6 +39,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid};
 
 use crate::error::Error;
+use crate::gate::{self, path::Trusted};
 use crate::report;
 use crate::sys;
 
@@ -287,10 +287,16 @@ impl Reporter {
 /// opened for appending (created with mode 0644 less the umask). Either all three are redirected
 /// or, on error, none is.
 ///
+/// A log file is never opened through a symbolic link, and a FIFO without a reader is an error
+/// rather than a wait. As root, every directory from `/` to the file's must belong to root and be
+/// writable by root only (or be sticky, as `/tmp` is), and the file itself must be root's, with
+/// no other hard link: otherwise another user could make root append to a file of their choice.
+///
 /// # Errors
 ///
-/// [`Error::MissingDirectory`], [`Error::NotAFile`] or [`Error::Io`] naming the log file that
-/// could not be opened.
+/// [`Error::MissingDirectory`], [`Error::Symlink`], [`Error::NotAFile`] or [`Error::Io`] naming
+/// the log file that could not be opened; as root, [`Error::UnsafeDirectory`] naming the
+/// directory that another user could change, or [`Error::UnsafeFile`].
 ///
 /// # Examples
 ///
@@ -305,30 +311,75 @@ impl Reporter {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn redirect_stdio(stdout: Option<&Path>, stderr: Option<&Path>) -> Result<(), Error> {
-    let null = Path::new("/dev/null");
-    let open = |path: Option<&Path>| -> Result<OwnedFd, Error> {
-        let path = path.unwrap_or(null);
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(path)
-            .map_err(|e| Error::open("open the log file", path, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("open the log file", path, e))?;
-        if meta.is_dir() {
-            return Err(Error::not_a_file("open the log file", path, "a directory"));
-        }
-        Ok(file.into())
+    open_stdio(stdout, stderr, Trusted::default())?.redirect()
+}
+
+/// A daemon's log files (`None` is `/dev/null`), and who besides root may own them and their
+/// directories: the daemon's own user.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Logs {
+    pub(crate) stdout: Option<PathBuf>,
+    pub(crate) stderr: Option<PathBuf>,
+    pub(crate) trusted: Trusted,
+}
+
+impl Logs {
+    /// Whether both go to `/dev/null`.
+    pub(crate) fn is_none(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    /// Open the three, through the path gate.
+    pub(crate) fn open(&self) -> Result<Stdio, Error> {
+        open_stdio(self.stdout.as_deref(), self.stderr.as_deref(), self.trusted)
+    }
+
+    /// Open the log files again and point stdout and stderr at them: a rotated log is let go of.
+    pub(crate) fn reopen(&self) -> Result<(), Error> {
+        self.open()?.redirect()
+    }
+}
+
+/// stdin, stdout and stderr, open, before they take descriptors 0, 1 and 2.
+pub(crate) struct Stdio {
+    input: File,
+    out: File,
+    err: File,
+}
+
+impl Stdio {
+    pub(crate) fn stdout(&self) -> &File {
+        &self.out
+    }
+
+    pub(crate) fn stderr(&self) -> &File {
+        &self.err
+    }
+
+    /// Make them descriptors 0, 1 and 2.
+    pub(crate) fn redirect(self) -> Result<(), Error> {
+        dup2_stdin(self.input).map_err(|e| Error::sys("dup2", e))?;
+        dup2_stdout(&self.out).map_err(|e| Error::sys("dup2", e))?;
+        dup2_stderr(&self.err).map_err(|e| Error::sys("dup2", e))?;
+        Ok(())
+    }
+}
+
+fn open_stdio(
+    stdout: Option<&Path>,
+    stderr: Option<&Path>,
+    trusted: Trusted,
+) -> Result<Stdio, Error> {
+    let open = |path: Option<&Path>| match path {
+        Some(path) => gate::path::open_log(path, trusted),
+        None => gate::path::open_null(),
     };
-    let input = File::open(null).map_err(|e| Error::io("open", null, e))?;
-    let out = open(stdout)?;
-    let err = open(stderr)?;
-    dup2_stdin(input).map_err(|e| Error::sys("dup2", e))?;
-    dup2_stdout(&out).map_err(|e| Error::sys("dup2", e))?;
-    dup2_stderr(&err).map_err(|e| Error::sys("dup2", e))?;
-    Ok(())
+    let null = Path::new("/dev/null");
+    Ok(Stdio {
+        input: File::open(null).map_err(|e| Error::io("open", null, e))?,
+        out: open(stdout)?,
+        err: open(stderr)?,
+    })
 }
 
 /// Close every descriptor above 2 that this process inherited through `exec`, except `keep`.

@@ -459,6 +459,15 @@ impl Ending {
                 ));
                 self.lifecycle.request_stop(None);
             }
+            // Without the right to create its pidfile again (a daemon that dropped root, whose
+            // pidfile is in a directory of root's), the daemon would run on where `status` and
+            // `stop` cannot find it, and the next `start` would run a second one beside it.
+            Err(e) if cannot_take_again(&e) => {
+                self.log.log(&format!(
+                    "pidfile {path} no longer names this daemon's locked file and cannot be taken again ({e}): stopping, so that no daemon runs where `status` and `stop` cannot see it (keep the pidfile in a directory that the daemon's user may write, as systemd's RuntimeDirectory= makes one)"
+                ));
+                self.lifecycle.request_stop(None);
+            }
             Err(e) => {
                 let complaint = format!(
                     "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
@@ -471,6 +480,20 @@ impl Ending {
             }
         }
     }
+}
+
+/// Whether a pidfile that could not be taken again never will be, by this process: it may not
+/// create the file there (its user lost the right with root, or never had it), or the path gate
+/// refuses the place, or the directory is gone.
+fn cannot_take_again(e: &Error) -> bool {
+    e.is_permission_denied()
+        || matches!(
+            e,
+            Error::UnsafeDirectory { .. }
+                | Error::UnsafeFile { .. }
+                | Error::Untrusted { .. }
+                | Error::MissingDirectory { .. }
+        )
 }
 
 /// End the other processes of the daemon's process group: SIGTERM and SIGCONT, then SIGKILL for

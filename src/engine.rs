@@ -15,7 +15,7 @@ use nix::unistd::{Pid, chdir};
 
 use crate::body::Body;
 use crate::ctl::Ctl;
-use crate::detach::{Reporter, close_inherited_fds, close_listed_fds, redirect_stdio};
+use crate::detach::{Logs, Reporter, close_inherited_fds, close_listed_fds};
 use crate::ending::{Ended, Ending, Parts};
 use crate::error::Error;
 use crate::handover;
@@ -120,8 +120,18 @@ impl Engine {
         &self.name
     }
 
+    /// The pidfile, whose directories may also be the daemon's user's.
     pub(crate) fn pidfile(&self) -> Pidfile {
-        Pidfile::new(&self.settings.pidfile)
+        Pidfile::new(&self.settings.pidfile).trusting(self.credentials.trusted())
+    }
+
+    /// The log files, whose directories may also be the daemon's user's.
+    fn logs(&self) -> Logs {
+        Logs {
+            stdout: self.settings.stdout.clone(),
+            stderr: self.settings.stderr.clone(),
+            trusted: self.credentials.trusted(),
+        }
     }
 
     /// The daemon's side of `start()`'s fork: serve, then leave the process, never returning
@@ -172,14 +182,13 @@ impl Engine {
         });
         if let Some(policy) = self.settings.restart {
             drop(handover);
-            let s = &self.settings;
             let supervisor = Supervisor {
                 policy,
                 lock,
                 listeners,
                 log: &self.log,
                 detached,
-                logs: (s.stdout.clone(), s.stderr.clone()),
+                logs: self.logs(),
                 forwarded: self.forwarded_signals(),
             };
             return supervisor.run(self, reporter, notifier);
@@ -444,7 +453,8 @@ impl Engine {
         // which stays the starting user's).
         let (mut lock, listeners, handover) = if successor {
             let received = handover::receive(&pidfile, step)?;
-            let listeners = Listeners::take_handed(&s.listen, received.sockets)?;
+            let listeners =
+                Listeners::take_handed(&s.listen, received.sockets, self.credentials.trusted())?;
             (
                 received.lock,
                 listeners,
@@ -452,9 +462,10 @@ impl Engine {
             )
         } else {
             let lock = pidfile.lock()?;
-            let listeners = Listeners::open(&s.listen, systemd::listen_fds())?;
+            let listeners =
+                Listeners::open(&s.listen, systemd::listen_fds(), self.credentials.trusted())?;
             let handover = match offers {
-                true => Handover::Offer(handover::Offer::bind(&s.pidfile, step)),
+                true => Handover::Offer(handover::Offer::bind(&pidfile, step)),
                 false => Handover::None,
             };
             (lock, listeners, handover)
@@ -464,15 +475,19 @@ impl Engine {
             lock.release_at_exit();
         }
         if let Some(inherited) = inherited {
-            redirect_stdio(s.stdout.as_deref(), s.stderr.as_deref())?;
+            let stdio = self.logs().open()?;
+            // The logs are the daemon's: once it is no longer root it must still be able to
+            // reopen them after a rotation. What changes hands is what was opened and checked.
+            if let Some(path) = &s.stdout {
+                self.credentials.give(stdio.stdout(), path)?;
+            }
+            if let Some(path) = &s.stderr {
+                self.credentials.give(stdio.stderr(), path)?;
+            }
+            stdio.redirect()?;
             match inherited {
                 Ok(fds) => close_listed_fds(&fds, &s.keep_fds),
                 Err(_) => close_inherited_fds(&s.keep_fds)?,
-            }
-            // The logs are the daemon's: once it is no longer root it must still be able to
-            // reopen them after a rotation.
-            for log in [&s.stdout, &s.stderr].into_iter().flatten() {
-                self.credentials.give(log)?;
             }
         }
         self.credentials.apply()?;
@@ -493,7 +508,6 @@ impl Engine {
         reset: bool,
         reopen_logs: bool,
     ) -> Result<Prepared, Error> {
-        let s = &self.settings;
         let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2))
             .map_err(|e| Error::Sys {
                 call: "pipe",
@@ -502,7 +516,7 @@ impl Engine {
             .with_listeners(listeners);
         let reload = Reload {
             notifier: ctl.lifecycle().notifier(),
-            logs: reopen_logs.then(|| (s.stdout.clone(), s.stderr.clone())),
+            logs: reopen_logs.then(|| self.logs()),
         };
         let signals = catch_signals(&self.handlers, ctl.lifecycle(), reset, &reload)?;
         if let Some(lock) = lock.as_mut() {

@@ -118,6 +118,34 @@ pub enum Error {
         /// Why it is not trusted.
         reason: String,
     },
+    /// As root, a directory on the way to a file that the crate writes (the pidfile, a log) could
+    /// be changed by another user: it belongs to one, other users may write it and it is not
+    /// sticky, or a symbolic link that another user controls leads through it. Another user
+    /// could then replace the file, or point the name elsewhere. Nothing was written.
+    ///
+    /// Trusted are root and, for a daemon's pidfile and logs, its own
+    /// [`user`](crate::DaemonBuilder::user) and group.
+    UnsafeDirectory {
+        /// The file.
+        path: PathBuf,
+        /// The directory (or the symbolic link) that is not trusted.
+        directory: PathBuf,
+        /// What was being done ("open the log file", "take the pidfile", ...).
+        action: &'static str,
+        /// Why it is not trusted, and what to do.
+        reason: String,
+    },
+    /// As root, a file that the crate would write or give to the daemon's user is not safe to:
+    /// it has other hard links (another of its names may be a file elsewhere that must not be
+    /// written), or it belongs to another user. Nothing was written.
+    UnsafeFile {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// Why it is not safe, and what to do.
+        reason: String,
+    },
     /// A file operation failed.
     Io {
         /// What was being done ("open the pidfile", "open the log file", ...).
@@ -290,6 +318,8 @@ impl Error {
             | Error::Symlink { path, .. }
             | Error::NotAFile { path, .. }
             | Error::Untrusted { path, .. }
+            | Error::UnsafeDirectory { path, .. }
+            | Error::UnsafeFile { path, .. }
             | Error::Io { path, .. } => Some(path),
             _ => None,
         }
@@ -363,7 +393,7 @@ impl Error {
                 action,
                 source,
             },
-            Some(libc::ELOOP) => Error::Symlink {
+            Some(code) if code == libc::ELOOP || Some(code) == NOFOLLOW_ERRNO => Error::Symlink {
                 path,
                 action,
                 source,
@@ -414,6 +444,15 @@ impl Error {
         }
     }
 }
+
+/// What `open` with `O_NOFOLLOW` fails with on a symbolic link besides `ELOOP`, where the
+/// system has its own: FreeBSD says `EMLINK`, NetBSD `EFTYPE`.
+#[cfg(target_os = "freebsd")]
+const NOFOLLOW_ERRNO: Option<i32> = Some(libc::EMLINK);
+#[cfg(target_os = "netbsd")]
+const NOFOLLOW_ERRNO: Option<i32> = Some(libc::EFTYPE);
+#[cfg(not(any(target_os = "freebsd", target_os = "netbsd")))]
+const NOFOLLOW_ERRNO: Option<i32> = None;
 
 fn hint(source: &io::Error) -> &'static str {
     match source.raw_os_error() {
@@ -530,6 +569,22 @@ impl fmt::Display for Error {
                 path.display(),
                 path.display()
             ),
+            Error::UnsafeDirectory {
+                path,
+                directory,
+                action,
+                reason,
+            } => write!(
+                f,
+                "cannot {action} {} as root: {} {reason}",
+                path.display(),
+                directory.display()
+            ),
+            Error::UnsafeFile {
+                path,
+                action,
+                reason,
+            } => write!(f, "cannot {action} {} as root: {reason}", path.display()),
             Error::Io {
                 action,
                 path,

@@ -94,8 +94,10 @@ fn failure(pidfile: &Path, kind: HandoverKind, reason: impl Into<String>) -> Err
 pub(crate) struct Offer {
     listener: UnixListener,
     path: PathBuf,
-    /// The socket file's device and inode, so that only it is removed at the end.
-    id: (u64, u64),
+    /// The pidfile, whose directory the socket file is in, reached through the path gate.
+    pidfile: Pidfile,
+    /// What the path named once the socket was bound, so that only it is removed at the end.
+    meta: fs::Metadata,
     /// Who may ask for the sockets besides root: the user that started this instance.
     starter: u32,
     /// Whether this instance removes the socket file at its end: not while a successor may take
@@ -105,30 +107,35 @@ pub(crate) struct Offer {
 }
 
 impl Offer {
-    /// Bind the offer socket of `pidfile`, in the first instance, before it drops privileges.
-    /// A socket file of this user's where nobody listens (left by an instance that was killed:
-    /// this one holds the pidfile) is replaced; anything else at the path is left alone, and
-    /// restarts then stop, then start.
-    pub(crate) fn bind(pidfile: &Path, step: Duration) -> Result<Offer, Error> {
-        let path = path_for(pidfile);
-        let failed = |source: io::Error| Error::io("listen for a successor at", &path, source);
-        let (address, _dir) = sys::socket_path(&path)
-            .map_err(|e| failure(pidfile, HandoverKind::PathTooLong, e.to_string()))?;
+    /// Bind the offer socket of `pidfile`, in the first instance, before it drops privileges,
+    /// through the path gate. A socket file of this user's where nobody listens (left by an
+    /// instance that was killed: this one holds the pidfile) is replaced; anything else at the
+    /// path is left alone, and restarts then stop, then start.
+    pub(crate) fn bind(pidfile: &Pidfile, step: Duration) -> Result<Offer, Error> {
+        const ACTION: &str = "listen for a successor at";
+        let path = path_for(pidfile.path());
+        let dir = pidfile.dir(ACTION)?;
         if let Ok(meta) = fs::symlink_metadata(&path)
             && meta.file_type().is_socket()
             && meta.uid() == geteuid().as_raw()
-            && UnixStream::connect(&address)
-                .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused)
+            && nobody_listens(&path)
         {
-            let _ = fs::remove_file(&path);
+            let _ = dir.remove(&path);
         }
-        let listener = private(|| UnixListener::bind(&address)).map_err(failed)?;
-        let meta = fs::symlink_metadata(&path).map_err(failed)?;
-        listener.set_nonblocking(true).map_err(failed)?;
+        let (listener, meta) = dir.bind_private_socket(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => {
+                failure(pidfile.path(), HandoverKind::PathTooLong, e.to_string())
+            }
+            _ => Error::io(ACTION, &path, e),
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(ACTION, &path, e))?;
         Ok(Offer {
             listener,
             path,
-            id: (meta.dev(), meta.ino()),
+            pidfile: pidfile.clone(),
+            meta,
             starter: geteuid().as_raw(),
             owned: AtomicBool::new(true),
             step,
@@ -210,8 +217,8 @@ impl Offer {
         if !self.owned.load(Ordering::Acquire) {
             return;
         }
-        if fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
-            let _ = fs::remove_file(&self.path);
+        if let Ok(dir) = self.pidfile.dir("remove the offer socket") {
+            let _ = dir.remove_if_names(&self.path, &self.meta);
         }
     }
 }
@@ -220,20 +227,6 @@ impl Drop for Offer {
     fn drop(&mut self) {
         self.withdraw();
     }
-}
-
-/// Run `bind` with a umask that leaves the socket file to its owner alone (mode 0600), where
-/// that is safe: the umask is the process's, and another thread could be creating a file.
-/// Elsewhere the daemon's umask applies, and the answer's credential check is what guards.
-fn private<T>(bind: impl FnOnce() -> T) -> T {
-    use nix::sys::stat::{Mode, umask};
-    if sys::thread_count() != Some(1) {
-        return bind();
-    }
-    let before = umask(Mode::from_bits_truncate(0o177));
-    let bound = bind();
-    umask(before);
-    bound
 }
 
 /// How [`Offer::answer`] went.
@@ -476,7 +469,8 @@ pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Err
     let offer = Offer {
         listener: UnixListener::from(offer),
         path: path.clone(),
-        id: (offer_meta.dev(), offer_meta.ino()),
+        pidfile: pidfile.clone(),
+        meta: offer_meta,
         starter: geteuid().as_raw(),
         owned: AtomicBool::new(false),
         step,
@@ -544,7 +538,7 @@ fn trusted_maker(pidfile: &Pidfile, uid: u32) -> bool {
     uid == 0
         || uid == geteuid().as_raw()
         || pidfile
-            .open(false)
+            .open()
             .ok()
             .flatten()
             .and_then(|file| file.metadata().ok())
@@ -643,7 +637,7 @@ fn holds_lock(pidfile: &Pidfile, file: &File) -> Result<bool, Error> {
     // fresh open is refused), and it is this open file (an exclusive lock on it is granted: it
     // holds it already; held through another, it would be refused). Never unlocked after: the
     // lock is the daemon's.
-    let Some(fresh) = pidfile.open(false)? else {
+    let Some(fresh) = pidfile.open()? else {
         return Ok(false);
     };
     if !pidfile.is_locked_exclusively(&fresh)? {
@@ -776,18 +770,18 @@ fn read_line(stream: &UnixStream, step: Duration) -> io::Result<String> {
 /// For the end of a `stop()`, under the lock of the stale pidfile, so that no instance that
 /// starts meanwhile has bound its own (a daemon that dropped root cannot remove root's socket
 /// file itself, nor one that was killed).
-pub(crate) fn remove_stale_offer(pidfile: &Path) {
-    let path = path_for(pidfile);
-    let Ok(meta) = fs::symlink_metadata(&path) else {
-        return;
-    };
-    if !meta.file_type().is_socket() {
-        return;
+pub(crate) fn remove_stale_offer(pidfile: &Pidfile) {
+    let path = path_for(pidfile.path());
+    let stale = fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket())
+        && nobody_listens(&path);
+    if stale && let Ok(dir) = pidfile.dir("remove the offer socket") {
+        let _ = dir.remove(&path);
     }
-    let Ok((address, _dir)) = sys::socket_path(&path) else {
-        return;
-    };
-    if UnixStream::connect(&address).is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused) {
-        let _ = fs::remove_file(&path);
-    }
+}
+
+/// Whether nobody listens on the socket at `path`: a connection is refused.
+fn nobody_listens(path: &Path) -> bool {
+    sys::socket_path(path).is_ok_and(|(address, _dir)| {
+        UnixStream::connect(address).is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused)
+    })
 }

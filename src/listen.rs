@@ -10,6 +10,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::gate::path::{Dir, Trusted};
 
 /// An address given to [`listen`](crate::DaemonBuilder::listen): `host:port` for TCP, an
 /// absolute path (or `unix:PATH`) for a Unix stream socket.
@@ -95,7 +96,9 @@ impl Socket {
         }
     }
 
-    fn bind(address: &Address) -> Result<Socket, Error> {
+    /// Bind `address`; a Unix socket's file is made through the path gate, in a directory
+    /// that, as root, no other user than `trusted` can change.
+    fn bind(address: &Address, trusted: Trusted) -> Result<Socket, Error> {
         let failed = |source: io::Error| Error::Listen {
             address: address.describe(),
             source,
@@ -105,15 +108,16 @@ impl Socket {
                 .map(Socket::Tcp)
                 .map_err(failed),
             Address::Unix(path) => {
+                let dir = Dir::of(path, "listen on", trusted)?;
                 // A socket file left by an instance that is gone (this one holds the pidfile):
                 // nobody listens there any more.
                 if std::fs::symlink_metadata(path)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
                     && std::os::unix::net::UnixStream::connect(path).is_err()
                 {
-                    let _ = std::fs::remove_file(path);
+                    let _ = dir.remove(path);
                 }
-                UnixListener::bind(path).map(Socket::Unix).map_err(failed)
+                dir.bind_socket(path).map(Socket::Unix).map_err(failed)
             }
         }
     }
@@ -135,7 +139,11 @@ pub(crate) struct Listeners(Vec<Socket>);
 impl Listeners {
     /// Take what the service manager passed where it matches (by address, else in order), and
     /// bind the rest.
-    pub(crate) fn open(wanted: &[Address], passed: Vec<OwnedFd>) -> Result<Listeners, Error> {
+    pub(crate) fn open(
+        wanted: &[Address],
+        passed: Vec<OwnedFd>,
+        trusted: Trusted,
+    ) -> Result<Listeners, Error> {
         let mut passed: Vec<Option<Socket>> = passed
             .into_iter()
             .map(|fd| Socket::adopt(fd).ok())
@@ -158,7 +166,7 @@ impl Listeners {
         for (address, slot) in wanted.iter().zip(chosen) {
             sockets.push(match slot {
                 Some(socket) => socket,
-                None => Socket::bind(address)?,
+                None => Socket::bind(address, trusted)?,
             });
         }
         sockets.extend(passed.into_iter().flatten());
@@ -173,6 +181,7 @@ impl Listeners {
     pub(crate) fn take_handed(
         wanted: &[Address],
         handed: Vec<OwnedFd>,
+        trusted: Trusted,
     ) -> Result<Listeners, Error> {
         use std::os::fd::AsFd;
         let mut handed: Vec<Option<Socket>> = handed
@@ -198,7 +207,7 @@ impl Listeners {
         for (address, slot) in wanted.iter().zip(chosen) {
             sockets.push(match slot {
                 Some(socket) => socket,
-                None => Socket::bind(address)?,
+                None => Socket::bind(address, trusted)?,
             });
         }
         Ok(Listeners(sockets))
@@ -278,7 +287,8 @@ mod tests {
             Address::Tcp("127.0.0.1:0".into()),
             Address::Tcp(format!("127.0.0.1:{port}")),
         ];
-        let listeners = Listeners::open(&wanted, vec![OwnedFd::from(passed)]).expect("open");
+        let listeners = Listeners::open(&wanted, vec![OwnedFd::from(passed)], Trusted::default())
+            .expect("open");
         assert_eq!(listeners.len(), 2);
         let Socket::Tcp(second) = listeners.get(1).expect("second") else {
             panic!("a TCP socket");
@@ -306,7 +316,7 @@ mod tests {
         ];
         // The stranger comes first: in order, it would have been taken for the first address.
         let handed = vec![OwnedFd::from(stranger), OwnedFd::from(mine)];
-        let listeners = Listeners::take_handed(&wanted, handed).expect("take");
+        let listeners = Listeners::take_handed(&wanted, handed, Trusted::default()).expect("take");
         assert_eq!(listeners.len(), 2);
         let local = |i| match listeners.get(i).expect("a socket") {
             Socket::Tcp(l) => l.local_addr().expect("addr").port(),
@@ -324,6 +334,7 @@ mod tests {
         let listeners = Listeners::take_handed(
             &[Address::Tcp("127.0.0.1:0".into())],
             vec![OwnedFd::from(first)],
+            Trusted::default(),
         )
         .expect("take");
         let Socket::Tcp(kept) = listeners.get(0).expect("a socket") else {
@@ -336,7 +347,12 @@ mod tests {
     fn a_taken_address_is_a_typed_error() {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr").to_string();
-        let err = Listeners::open(&[Address::Tcp(addr.clone())], Vec::new()).unwrap_err();
+        let err = Listeners::open(
+            &[Address::Tcp(addr.clone())],
+            Vec::new(),
+            Trusted::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(&err, Error::Listen { address, .. } if *address == addr),
             "{err:?}"

@@ -23,11 +23,19 @@
 //!   Linux). A locked file whose pid does not have it open, or whose pid's descriptors cannot
 //!   be read, is [`Error::Unverified`]: nobody names the holder, and nothing is signalled. A
 //!   daemon in a pid namespace of its own is only recognized on Linux.
-//! - The pidfile is created locked under a temporary name and then given its own name unless
-//!   something is there: `renameat2(RENAME_NOREPLACE)` on Linux, `renamex_np(RENAME_EXCL)` on
+//! - The pidfile is created locked under a temporary name that nobody can foresee (random bits
+//!   from `getrandom`, or `arc4random_buf` outside Linux) and then given its own name unless
+//!   something is there: `renameat2(RENAME_NOREPLACE)` on Linux, `renameatx_np(RENAME_EXCL)` on
 //!   macOS, a hard link and an unlink on the BSDs; where the file system allows none of these,
 //!   it is created in place and visible, unlocked, for the moment between its creation and its
 //!   lock.
+//!
+//! What writes the pidfile (creates it, writes it, renames or removes it) goes through the
+//! crate's path gate: no symbolic link is followed, and, as root, every directory from `/` down
+//! to the pidfile's must belong to root and be writable by root only, or be sticky, as `/tmp` is
+//! ([`Error::UnsafeDirectory`] names the one that is not), and a file with other hard links is
+//! refused ([`Error::UnsafeFile`]). Otherwise another user could move the pidfile of a running
+//! daemon away, and `stop` and `status` would no longer find it.
 //!
 //! [`Pidfile`] works on its own, without the builder:
 //!
@@ -55,13 +63,13 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::unistd::{Pid, geteuid};
 
 use crate::error::Error;
+use crate::gate::path::{Dir, Trusted};
 use crate::sys::{self, holds_flock};
 
 /// How long a start or a probe waits for a locked pidfile to name its holder. A daemon writes its
@@ -87,6 +95,8 @@ const STARTING: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pidfile {
     path: PathBuf,
+    /// Who besides root may own the pidfile's directories: a daemon's own user.
+    trusted: Trusted,
 }
 
 /// Whether a daemon runs, as its pidfile's lock tells: what [`Pidfile::probe`] and
@@ -235,6 +245,8 @@ pub struct PidfileLock {
     /// Whether the lock's open file is shared with another instance, at a restart that hands
     /// it over.
     sharing: Sharing,
+    /// Who besides root may own the pidfile's directories, to take the path again.
+    trusted: Trusted,
     /// Let the process's exit release the lock, rather than the unlink (see
     /// [`PidfileLock::release_at_exit`]).
     at_exit: bool,
@@ -250,7 +262,23 @@ impl Pidfile {
     /// assert_eq!(pidfile.path(), std::path::Path::new("/run/user/1000/tool.pid"));
     /// ```
     pub fn new(path: impl Into<PathBuf>) -> Pidfile {
-        Pidfile { path: path.into() }
+        Pidfile {
+            path: path.into(),
+            trusted: Trusted::default(),
+        }
+    }
+
+    /// The same pidfile, whose directories may also belong to `trusted` when root writes it: a
+    /// daemon's own user.
+    pub(crate) fn trusting(mut self, trusted: Trusted) -> Pidfile {
+        self.trusted = trusted;
+        self
+    }
+
+    /// The pidfile's directory, checked as root before `action` (see
+    /// [`gate::path`](crate::gate::path)).
+    pub(crate) fn dir(&self, action: &'static str) -> Result<Dir, Error> {
+        Dir::of(&self.path, action, self.trusted)
     }
 
     /// The path.
@@ -274,7 +302,10 @@ impl Pidfile {
     /// [`Error::AlreadyRunning`] when a daemon holds the lock (with its pid once it has written
     /// it); [`Error::Unverified`] when the lock is held by a process that is not the daemon the
     /// file names; [`Error::MissingDirectory`], [`Error::Symlink`], [`Error::NotAFile`],
-    /// [`Error::Untrusted`] or [`Error::Io`] when the path cannot be a pidfile.
+    /// [`Error::Untrusted`] or [`Error::Io`] when the path cannot be a pidfile; as root,
+    /// [`Error::UnsafeDirectory`] when another user could change a directory on the way to it
+    /// (every directory from `/` down must belong to root and be writable by root only, or be
+    /// sticky, as `/tmp` is), and [`Error::UnsafeFile`] for a file with other hard links.
     ///
     /// # Examples
     ///
@@ -297,17 +328,18 @@ impl Pidfile {
     /// Take the lock, without writing the pid yet: a daemon writes it once it catches its stop
     /// signals, so that a `stop` that reads the pid always finds a daemon that stops gracefully.
     pub(crate) fn lock(&self) -> Result<PidfileLock, Error> {
+        let dir = self.dir("take the pidfile")?;
         let deadline = Instant::now() + SETTLE;
         let mut pause = Duration::from_micros(200);
         loop {
-            let file = match self.open(true) {
+            let file = match dir.open_existing(&self.path) {
                 Ok(Some(file)) => file,
-                Ok(None) => match self.create_locked()? {
+                Ok(None) => match self.create_locked(&dir)? {
                     Some(lock) => return Ok(lock),
                     // Somebody created it meanwhile: open theirs.
                     None => continue,
                 },
-                Err(e) => return Err(e),
+                Err(e) => return Err(Error::open("open the pidfile", &self.path, e)),
             };
             let meta = self.check(&file)?;
             match file.try_lock() {
@@ -344,43 +376,36 @@ impl Pidfile {
                     return Err(Error::io("lock the pidfile", &self.path, e));
                 }
             }
+            // Only now, locked: a file that a daemon holds is never refused for the moment it
+            // has two names (the BSDs place a pidfile with a hard link, then an unlink).
+            dir.check_written(&meta, &self.path, "take the pidfile", self.trusted)?;
             // A daemon that was exiting may have unlinked the path between our open and our lock;
             // the lock would then be on a file nobody else can find.
-            if !same_file(&self.path, &meta) {
+            if !dir.names(&self.path, &meta) {
                 continue;
             }
-            return Ok(PidfileLock::new(file, self.path.clone(), meta));
+            return Ok(PidfileLock::new(
+                file,
+                self.path.clone(),
+                meta,
+                self.trusted,
+            ));
         }
-    }
-
-    fn temporary_name(&self) -> PathBuf {
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        self.path.with_file_name(format!(
-            ".{name}.{}.{}.new",
-            std::process::id(),
-            TEMPORARY.fetch_add(1, Ordering::Relaxed)
-        ))
     }
 
     /// Create the pidfile already locked: a new file is made under a temporary name beside the
     /// path, locked, then renamed to the path unless something is there by then, so that nobody
     /// ever sees it unlocked (a probe in between would call it stale, and a `stop` would remove
     /// it). `None` when the path exists.
-    fn create_locked(&self) -> Result<Option<PidfileLock>, Error> {
-        let temporary = self.temporary_name();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&temporary)
+    fn create_locked(&self, dir: &Dir) -> Result<Option<PidfileLock>, Error> {
+        let (file, temporary) = dir
+            .create_temporary(&self.path)
             .map_err(|e| Error::open("create the pidfile", &self.path, e))?;
         let placed = (|| {
             let meta = self.check(&file)?;
             file.try_lock()
                 .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))?;
-            match sys::rename_unless_exists(&temporary, &self.path) {
+            match dir.rename_unless_exists(&temporary, &self.path) {
                 Ok(true) => Ok(Placed::Renamed(Box::new(meta))),
                 Ok(false) => Ok(Placed::Exists),
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(Placed::Unsupported),
@@ -388,34 +413,37 @@ impl Pidfile {
             }
         })();
         if !matches!(placed, Ok(Placed::Renamed(_))) {
-            let _ = fs::remove_file(&temporary);
+            let _ = dir.remove(&temporary);
         }
         match placed? {
-            Placed::Renamed(meta) => Ok(Some(PidfileLock::new(file, self.path.clone(), *meta))),
+            Placed::Renamed(meta) => Ok(Some(PidfileLock::new(
+                file,
+                self.path.clone(),
+                *meta,
+                self.trusted,
+            ))),
             Placed::Exists => Ok(None),
             // Where the file system cannot rename without replacing, create it in place: it is
             // visible unlocked for the moment between the open and the lock.
-            Placed::Unsupported => self.create_in_place(),
+            Placed::Unsupported => self.create_in_place(dir),
         }
     }
 
     /// Create the pidfile at its path and lock it; `None` when it exists by then.
-    fn create_in_place(&self) -> Result<Option<PidfileLock>, Error> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&self.path)
-        {
+    fn create_in_place(&self, dir: &Dir) -> Result<Option<PidfileLock>, Error> {
+        let file = match dir.create_new(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(Error::open("create the pidfile", &self.path, e)),
         };
         let meta = self.check(&file)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(PidfileLock::new(file, self.path.clone(), meta))),
+            Ok(()) => Ok(Some(PidfileLock::new(
+                file,
+                self.path.clone(),
+                meta,
+                self.trusted,
+            ))),
             // Taken between our create and our lock: theirs now.
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
@@ -493,7 +521,7 @@ impl Pidfile {
     }
 
     fn probe_file(&self) -> Result<Probed, Error> {
-        let Some(file) = self.open(false)? else {
+        let Some(file) = self.open()? else {
             return Ok(Probed::Status(Status::NotRunning));
         };
         let meta = self.check(&file)?;
@@ -599,12 +627,12 @@ impl Pidfile {
         }
     }
 
-    /// Open the pidfile without following a symlink and without blocking (a FIFO at the path
-    /// must hang nobody); `None` when it does not exist.
-    pub(crate) fn open(&self, write: bool) -> Result<Option<File>, Error> {
+    /// Open the pidfile for reading, without following a symlink and without blocking (a FIFO at
+    /// the path must hang nobody); `None` when it does not exist. What writes it opens it
+    /// through the path gate.
+    pub(crate) fn open(&self) -> Result<Option<File>, Error> {
         match OpenOptions::new()
             .read(true)
-            .write(write)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&self.path)
         {
@@ -642,7 +670,7 @@ impl Pidfile {
     pub(crate) fn open_identified(
         &self,
     ) -> Result<Option<(Option<Pid>, File, fs::Metadata)>, Error> {
-        let Some(file) = self.open(false)? else {
+        let Some(file) = self.open()? else {
             return Ok(None);
         };
         let meta = self.check(&file)?;
@@ -652,7 +680,7 @@ impl Pidfile {
     /// The other instance of a restart under way that the pidfile names after the first pid
     /// (`handover: PID`), if it does. Whether it holds the lock is for the caller to check.
     pub(crate) fn partner(&self) -> Result<Option<Pid>, Error> {
-        let Some(file) = self.open(false)? else {
+        let Some(file) = self.open()? else {
             return Ok(None);
         };
         self.check(&file)?;
@@ -710,7 +738,8 @@ impl Pidfile {
     /// # Errors
     ///
     /// [`Error::AlreadyRunning`] when a process holds the lock; [`Error::Io`] when the file
-    /// cannot be removed.
+    /// cannot be removed; as root, [`Error::UnsafeDirectory`] when another user could change a
+    /// directory on the way to it, and nothing is removed.
     ///
     /// # Examples
     ///
@@ -731,7 +760,7 @@ impl Pidfile {
     /// [`remove`](Pidfile::remove), doing `also` while the stale file is locked, before it is
     /// unlinked: no instance can start meanwhile.
     pub(crate) fn remove_and(&self, also: impl FnOnce()) -> Result<(), Error> {
-        let Some(file) = self.open(false)? else {
+        let Some(file) = self.open()? else {
             return Ok(());
         };
         let meta = self.check(&file)?;
@@ -747,19 +776,15 @@ impl Pidfile {
                 return Err(Error::io("lock the pidfile", &self.path, e));
             }
         }
-        if same_file(&self.path, &meta) {
-            also();
-            match fs::remove_file(&self.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove the pidfile", &self.path, e)),
-            }
-        }
-        Ok(())
+        let dir = self.dir("remove the pidfile")?;
+        also();
+        dir.remove_if_names(&self.path, &meta)
+            .map_err(|e| Error::io("remove the pidfile", &self.path, e))
     }
 
     /// Refuse what can never be a pidfile, and, as root, what someone else could have written:
-    /// root signalling a pid that a user put in a file is how CVE-2017-14159 happened.
+    /// root signalling a pid that a user put in a file is how CVE-2017-14159 happened. The
+    /// daemon's own user is not someone else.
     pub(crate) fn check(&self, file: &File) -> Result<fs::Metadata, Error> {
         let meta = file
             .metadata()
@@ -779,10 +804,17 @@ impl Pidfile {
             ));
         }
         if geteuid().is_root() {
-            if meta.uid() != 0 {
+            // The daemon's own user may have written it (a daemon that dropped root takes its
+            // pidfile again in a directory of its user's): the lock, not the pid written, says
+            // who holds it, and only that holder is ever signalled.
+            if meta.uid() != 0 && self.trusted.user != Some(meta.uid()) {
+                let whose = match self.trusted.user {
+                    Some(user) => format!("neither by root nor by the daemon's user (uid {user})"),
+                    None => "not by root".to_string(),
+                };
                 return Err(Error::Untrusted {
                     path: self.path.clone(),
-                    reason: format!("it is owned by uid {}, not by root", meta.uid()),
+                    reason: format!("it is owned by uid {}, {whose}", meta.uid()),
                 });
             }
             if meta.mode() & 0o022 != 0 {
@@ -852,11 +884,8 @@ enum Probed {
     },
 }
 
-/// Makes the temporary names of [`Pidfile::create_locked`] unique within a process.
-static TEMPORARY: AtomicU64 = AtomicU64::new(0);
-
 impl PidfileLock {
-    fn new(file: File, path: PathBuf, meta: fs::Metadata) -> PidfileLock {
+    fn new(file: File, path: PathBuf, meta: fs::Metadata, trusted: Trusted) -> PidfileLock {
         sys::close_in_forked_children(file.as_raw_fd());
         PidfileLock {
             file: Some(file),
@@ -864,6 +893,7 @@ impl PidfileLock {
             meta,
             owner: Pid::this(),
             sharing: Sharing::Alone,
+            trusted,
             at_exit: false,
         }
     }
@@ -919,7 +949,7 @@ impl PidfileLock {
     /// verified by the caller to be the pidfile and to hold its lock. Nothing is written or
     /// unlinked through it until the successor takes over ([`PidfileLock::take_over`]).
     pub(crate) fn received(file: File, path: PathBuf, meta: fs::Metadata) -> PidfileLock {
-        let mut lock = PidfileLock::new(file, path, meta);
+        let mut lock = PidfileLock::new(file, path, meta, Trusted::default());
         lock.sharing = Sharing::Received;
         lock
     }
@@ -982,7 +1012,7 @@ impl PidfileLock {
     /// [`Error::AlreadyRunning`] (or [`Error::Unverified`]) when another process holds the file
     /// that the path names now: another instance took the path.
     pub(crate) fn retake(&mut self) -> Result<(), Error> {
-        let pidfile = Pidfile::new(&self.path);
+        let pidfile = Pidfile::new(&self.path).trusting(self.trusted);
         let mut lock = pidfile.lock()?;
         lock.write_pid()?;
         lock.at_exit = self.at_exit;
@@ -1103,15 +1133,11 @@ impl PidfileLock {
             self.let_go(file);
             return Ok(());
         }
-        let mut result = Ok(());
-        if same_file(&self.path, &self.meta) {
-            match fs::remove_file(&self.path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    result = Err(Error::io("remove the pidfile", &self.path, e));
-                }
-                _ => {}
-            }
-        }
+        let dir = Dir::of(&self.path, "remove the pidfile", self.trusted);
+        let result = dir.and_then(|dir| {
+            dir.remove_if_names(&self.path, &self.meta)
+                .map_err(|e| Error::io("remove the pidfile", &self.path, e))
+        });
         self.let_go(file);
         result
     }

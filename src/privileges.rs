@@ -1,16 +1,20 @@
 //! Dropping root: the user and group a daemon runs as.
 //!
 //! Names are resolved when the daemon is built, so that a typo is a build error and not a daemon
-//! that dies after the fork. The switch happens in the daemon after it has taken its pidfile and
-//! opened its logs (both stay root's): supplementary groups first (`initgroups`, or `setgroups`
-//! to the one group), then `setgid`, then `setuid`, then a check that root cannot be regained.
+//! that dies after the fork. The switch happens in the daemon after it has taken its pidfile
+//! (which stays root's) and opened its logs (given to the user through their descriptors, by the
+//! path gate): supplementary groups first (`initgroups`, or `setgroups` to the one group), then
+//! `setgid`, then `setuid`, then a check that root cannot be regained.
 
 use std::ffi::CString;
 use std::fmt;
+use std::fs::File;
+use std::path::Path;
 
 use nix::unistd::{Gid, Group, Uid, User, getegid, geteuid, setgid, setuid};
 
 use crate::error::Error;
+use crate::gate::{self, path::Trusted};
 
 /// A user or a group, by name or by number.
 ///
@@ -175,15 +179,24 @@ impl Credentials {
         Ok(())
     }
 
-    /// Give `path` to the user and group being switched to, so that the daemon can reopen it
-    /// after the switch (a log file, on SIGHUP after a rotation).
-    pub(crate) fn give(&self, path: &std::path::Path) -> Result<(), Error> {
+    /// Who besides root may own the directories of the daemon's pidfile and logs: the user and
+    /// group being switched to.
+    pub(crate) fn trusted(&self) -> Trusted {
+        Trusted {
+            user: self.uid.map(Uid::as_raw),
+            group: self.gid.map(Gid::as_raw),
+        }
+    }
+
+    /// Give `file`, open at `path`, to the user and group being switched to, so that the daemon
+    /// can reopen it after the switch (a log file, on SIGHUP after a rotation). Through the
+    /// path gate: the descriptor changes hands, never what the path names by then, and only a
+    /// regular file of root's (or of the user's already) with no other name.
+    pub(crate) fn give(&self, file: &File, path: &Path) -> Result<(), Error> {
         if !self.is_set() || !geteuid().is_root() {
             return Ok(());
         }
-        nix::unistd::chown(path, self.uid, self.gid).map_err(|e| Error::Privileges {
-            reason: format!("cannot give {} to {}: {e}", path.display(), self.describe()),
-        })
+        gate::path::give(file, path, self.uid, self.gid, &self.describe())
     }
 
     fn describe(&self) -> String {

@@ -90,6 +90,8 @@ fn tag(error: &Error) -> &'static str {
         Error::Symlink { .. } => "Symlink",
         Error::NotAFile { .. } => "NotAFile",
         Error::Untrusted { .. } => "Untrusted",
+        Error::UnsafeDirectory { .. } => "UnsafeDirectory",
+        Error::UnsafeFile { .. } => "UnsafeFile",
         Error::Io { .. } => "Io",
         Error::Sys { .. } => "Sys",
         Error::Listen { .. } => "Listen",
@@ -166,6 +168,26 @@ fn encode(error: &Error) -> Vec<u8> {
         }
         Error::Untrusted { path, reason } => {
             w.path(path);
+            w.text(reason);
+        }
+        Error::UnsafeDirectory {
+            path,
+            directory,
+            action,
+            reason,
+        } => {
+            w.path(path);
+            w.path(directory);
+            w.text(action);
+            w.text(reason);
+        }
+        Error::UnsafeFile {
+            path,
+            action,
+            reason,
+        } => {
+            w.path(path);
+            w.text(action);
             w.text(reason);
         }
         Error::Sys { call, source } => {
@@ -267,6 +289,17 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         }
         "Untrusted" => Error::Untrusted {
             path: r.path()?,
+            reason: r.text()?,
+        },
+        "UnsafeDirectory" => Error::UnsafeDirectory {
+            path: r.path()?,
+            directory: r.path()?,
+            action: r.name()?,
+            reason: r.text()?,
+        },
+        "UnsafeFile" => Error::UnsafeFile {
+            path: r.path()?,
+            action: r.name()?,
             reason: r.text()?,
         },
         "Sys" => Error::Sys {
@@ -421,6 +454,8 @@ mod tests {
             Symlink => Error::Symlink { path: odd.clone(), action: "open the pidfile", source: errno(libc::ELOOP) },
             NotAFile => Error::not_a_file("open the pidfile", &odd, "a FIFO"),
             Untrusted => Error::Untrusted { path: odd.clone(), reason: "owned by uid 1000".into() },
+            UnsafeDirectory => Error::UnsafeDirectory { path: odd.clone(), directory: "/srv/a\nb".into(), action: "open the log file", reason: "is writable by every user".into() },
+            UnsafeFile => Error::UnsafeFile { path: odd.clone(), action: "take the pidfile", reason: "it has 2 hard links".into() },
             Io => Error::io("close inherited descriptors from", Path::new("/proc/self/fd"), errno(libc::EMFILE)),
             Sys => Error::Sys { call: "spawn the control thread", source: io::Error::other("no room") },
             Privileges => Error::Privileges { reason: "setuid failed".into() },

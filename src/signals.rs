@@ -11,7 +11,6 @@
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
@@ -22,7 +21,7 @@ use signal_hook::SigId;
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::ctl::Lifecycle;
-use crate::detach::{redirect_stdio, reset_signals};
+use crate::detach::{Logs, reset_signals};
 use crate::error::Error;
 use crate::log::Log;
 use crate::outcome::panic_message;
@@ -94,27 +93,23 @@ impl Handlers {
 /// log files so that a rotated log is let go of.
 pub(crate) struct Reload {
     pub(crate) notifier: Option<Arc<Notifier>>,
-    /// The stdout and stderr files, when the daemon is detached and writes to them.
-    pub(crate) logs: Option<(Option<PathBuf>, Option<PathBuf>)>,
+    /// The stdout and stderr files, when the daemon is detached.
+    pub(crate) logs: Option<Logs>,
 }
 
 impl Reload {
     /// Whether a SIGHUP does anything besides running its handlers.
     pub(crate) fn is_idle(&self) -> bool {
-        self.notifier.is_none()
-            && self
-                .logs
-                .as_ref()
-                .is_none_or(|(stdout, stderr)| stdout.is_none() && stderr.is_none())
+        self.notifier.is_none() && self.logs.as_ref().is_none_or(Logs::is_none)
     }
 
     fn begin(&self, log: &Log) {
         if let Some(notifier) = &self.notifier {
             let _ = notifier.reloading();
         }
-        if let Some((stdout, stderr)) = &self.logs
-            && (stdout.is_some() || stderr.is_some())
-            && let Err(e) = redirect_stdio(stdout.as_deref(), stderr.as_deref())
+        if let Some(logs) = &self.logs
+            && !logs.is_none()
+            && let Err(e) = logs.reopen()
         {
             log.log(&format!("keeping the old log files: {e}"));
         }

@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
-use crate::detach::{Reporter, redirect_stdio};
+use crate::detach::{Logs, Reporter};
 use crate::error::Error;
 use crate::listen::Listeners;
 use crate::log::Log;
@@ -198,7 +198,7 @@ pub(crate) struct Supervisor<'a> {
     pub(crate) log: &'a Log,
     pub(crate) detached: bool,
     /// The log files, reopened on SIGHUP when detached.
-    pub(crate) logs: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+    pub(crate) logs: Logs,
     /// Every signal that the daemon has handlers for, or that stops it: forwarded to the child.
     pub(crate) forwarded: Vec<Signal>,
 }
@@ -424,8 +424,11 @@ impl<'a> Supervisor<'a> {
 
     /// Reopen the log files, when detached: a rotated log is let go of.
     fn reopen_logs(&self) {
-        if self.detached {
-            let _ = redirect_stdio(self.logs.0.as_deref(), self.logs.1.as_deref());
+        if self.detached
+            && !self.logs.is_none()
+            && let Err(e) = self.logs.reopen()
+        {
+            self.log.log(&format!("keeping the old log files: {e}"));
         }
     }
 

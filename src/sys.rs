@@ -14,7 +14,8 @@
 //! | descriptors inherited through exec | `/proc/self/fd` | `/dev/fd` | `/dev/fd` | `kern.proc.filedesc` | `kern.file2` |
 //! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
 //! | the daemon's process group | `/proc/*/stat` | `/proc/*/stat` | `proc_listpgrppids` | `kern.proc.pgrp` | `kern.proc2` |
-//! | create the pidfile locked | `renameat2(RENAME_NOREPLACE)` | as Linux | `renamex_np(RENAME_EXCL)` | `link`, then `unlink` | as FreeBSD |
+//! | create the pidfile locked ([`rename_unless_exists`], in the directory that the path gate opened) | `renameat2(RENAME_NOREPLACE)` | as Linux | `renameatx_np(RENAME_EXCL)` | `linkat`, then `unlinkat` | as FreeBSD |
+//! | temporary names nobody can foresee ([`random`]) | `getrandom` | as Linux | `arc4random_buf` | `arc4random_buf` | `arc4random_buf` |
 //! | a supervised child dies with its parent ([`die_with_parent`]) | `PR_SET_PDEATHSIG` | as Linux | nothing | `PROC_PDEATHSIG_CTL` | nothing |
 //! | the peer of a Unix socket ([`peer`]) | `SO_PEERCRED` | as Linux | `getpeereid`, `LOCAL_PEERPID` | `LOCAL_PEERCRED` | `LOCAL_PEEREID` |
 //! | a handed descriptor shares the pidfile's lock ([`holds_exclusive_flock`]) | its own `lock:` line in `/proc/self/fdinfo` | unknown: the handover takes the lock through it while a fresh open is refused | unknown | unknown | unknown |
@@ -162,6 +163,37 @@ pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
         }
         Ok(nix::unistd::pipe2(flags)?)
     }
+}
+
+/// 64 bits that nobody can foresee, for the temporary names of files that another user could
+/// otherwise create first: `getrandom` on Linux (which does not wait for the entropy pool at
+/// early boot: `/dev/urandom` then), `arc4random_buf` elsewhere.
+pub(crate) fn random() -> u64 {
+    let mut bytes = [0u8; 8];
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the kernel writes at most `bytes.len()` bytes into `bytes`, which outlives the
+        // call.
+        let n =
+            unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+        if n != bytes.len() as isize {
+            use std::io::Read;
+            let urandom = std::fs::File::open("/dev/urandom");
+            if urandom.and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+                // No kernel source at all: the clock and the pid, the best there is.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                bytes = (now ^ (u64::from(std::process::id()) << 32)).to_ne_bytes();
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: arc4random_buf fills exactly `bytes.len()` bytes of `bytes`, and cannot fail.
+        unsafe { libc::arc4random_buf(bytes.as_mut_ptr().cast(), bytes.len()) };
+    }
+    u64::from_ne_bytes(bytes)
 }
 
 /// Set this process's supplementary groups to those of user `name`, plus `gid`.
@@ -728,10 +760,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (from, to) = (dir.path().join("new"), dir.path().join("x.pid"));
         fs::write(&from, "1").expect("write");
-        assert!(rename_unless_exists(&from, &to).expect("rename"));
+        let here = nix::fcntl::AT_FDCWD;
+        assert!(rename_unless_exists(here, &from, &to).expect("rename"));
         assert!(!from.exists() && to.exists());
         fs::write(&from, "2").expect("write");
-        assert!(!rename_unless_exists(&from, &to).expect("rename"));
+        assert!(!rename_unless_exists(here, &from, &to).expect("rename"));
         assert_eq!(fs::read_to_string(&to).expect("read"), "1");
     }
 }

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -172,14 +173,19 @@ pub(crate) fn started_before(pid: Pid, time: std::time::SystemTime) -> Option<bo
     Some(started < since_boot + Duration::from_nanos(2 * 1_000_000_000 / hz))
 }
 
-/// Rename `from` to `to` unless `to` exists: `Ok(false)` when it does. `Err` with
+/// Rename `from` to `to`, both in the directory `dir` (or relative to the working directory,
+/// for `AT_FDCWD`), unless `to` exists: `Ok(false)` when it does. `Err` with
 /// `ErrorKind::Unsupported` where the file system cannot do it atomically.
 ///
 /// Unlike a hard link, a rename moves the name that open descriptors of the file show in
 /// `/proc/PID/fd`, so a daemon's pidfile appears under its own name there.
-pub(crate) fn rename_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+pub(crate) fn rename_unless_exists(
+    dir: BorrowedFd<'_>,
+    from: &Path,
+    to: &Path,
+) -> io::Result<bool> {
+    use nix::fcntl::{RenameFlags, renameat2};
+    match renameat2(dir, from, dir, to, RenameFlags::RENAME_NOREPLACE) {
         Ok(()) => Ok(true),
         Err(nix::errno::Errno::EEXIST) => Ok(false),
         Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Err(io::Error::new(

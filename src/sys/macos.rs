@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -184,22 +184,30 @@ pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
     }
 }
 
-/// Rename `from` to `to` unless `to` exists (`Ok(false)`): `renamex_np(RENAME_EXCL)`, or, on a
-/// file system that does not support it, a hard link and an unlink.
-pub(crate) fn rename_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
+/// Rename `from` to `to`, both in the directory `dir`, unless `to` exists (`Ok(false)`):
+/// `renameatx_np(RENAME_EXCL)`, or, on a file system that does not support it, a hard link and
+/// an unlink.
+pub(crate) fn rename_unless_exists(
+    dir: BorrowedFd<'_>,
+    from: &Path,
+    to: &Path,
+) -> io::Result<bool> {
     let c = |path: &Path| {
         std::ffi::CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
     };
     let (c_from, c_to) = (c(from)?, c(to)?);
-    // SAFETY: both paths are valid NUL-terminated strings for the length of the call.
-    if unsafe { libc::renamex_np(c_from.as_ptr(), c_to.as_ptr(), libc::RENAME_EXCL) } == 0 {
+    let fd = dir.as_raw_fd();
+    // SAFETY: both paths are valid NUL-terminated strings for the length of the call, and `fd`
+    // is borrowed for it (or is AT_FDCWD).
+    if unsafe { libc::renameatx_np(fd, c_from.as_ptr(), fd, c_to.as_ptr(), libc::RENAME_EXCL) } == 0
+    {
         return Ok(true);
     }
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
         Some(libc::EEXIST) => Ok(false),
-        Some(libc::ENOTSUP | libc::EINVAL) => super::portable::link_unless_exists(from, to),
+        Some(libc::ENOTSUP | libc::EINVAL) => super::portable::link_unless_exists(dir, from, to),
         _ => Err(e),
     }
 }

@@ -185,8 +185,12 @@ pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
     }
 }
 
-/// Rename `from` to `to` unless `to` exists (`Ok(false)`): NetBSD's `rename` always replaces,
-/// so a hard link, then an unlink.
-pub(crate) fn rename_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
-    super::portable::link_unless_exists(from, to)
+/// Rename `from` to `to`, both in the directory `dir`, unless `to` exists (`Ok(false)`): this
+/// system's `rename` always replaces, so a hard link, then an unlink.
+pub(crate) fn rename_unless_exists(
+    dir: std::os::fd::BorrowedFd<'_>,
+    from: &Path,
+    to: &Path,
+) -> io::Result<bool> {
+    super::portable::link_unless_exists(dir, from, to)
 }

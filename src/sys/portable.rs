@@ -142,38 +142,45 @@ pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
 #[cfg(any(target_os = "macos", target_os = "linux"))]
 pub(crate) const OPEN_FDS_DIR: &str = "/dev/fd";
 
-/// Give `from` the name `to` unless `to` exists (`Ok(false)`): a hard link, then the old name
-/// removed. `Err` with `ErrorKind::Unsupported` where the file system has no hard links.
+/// Give `from` the name `to`, both in the directory `dir`, unless `to` exists (`Ok(false)`): a
+/// hard link, then the old name removed. `Err` with `ErrorKind::Unsupported` where the file
+/// system has no hard links.
 ///
 /// The lock is the file's, not the name's: the file is locked under both names, and nobody ever
 /// sees it at `to` unlocked.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
-pub(super) fn link_unless_exists(from: &Path, to: &Path) -> io::Result<bool> {
-    match fs::hard_link(from, to) {
+pub(super) fn link_unless_exists(
+    dir: std::os::fd::BorrowedFd<'_>,
+    from: &Path,
+    to: &Path,
+) -> io::Result<bool> {
+    use nix::errno::Errno;
+    use nix::fcntl::AtFlags;
+    use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
+    match linkat(dir, from, dir, to, AtFlags::empty()) {
         Ok(()) => {
             // The file is in place; a temporary name left behind would only be clutter.
-            let _ = fs::remove_file(from);
+            let _ = unlinkat(dir, from, UnlinkatFlags::NoRemoveDir);
             Ok(true)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(Errno::EEXIST) => Ok(false),
+        // ENOTSUP and EOPNOTSUPP are one number on some systems.
         Err(e)
-            if e.raw_os_error().is_some_and(|code| {
-                [
-                    libc::EPERM,
-                    libc::ENOTSUP,
-                    libc::EOPNOTSUPP,
-                    libc::EMLINK,
-                    libc::ENOSYS,
-                ]
-                .contains(&code)
-            }) =>
+            if [
+                Errno::EPERM,
+                Errno::ENOTSUP,
+                Errno::EOPNOTSUPP,
+                Errno::EMLINK,
+                Errno::ENOSYS,
+            ]
+            .contains(&e) =>
         {
             Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "this file system has no hard links",
             ))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
     }
 }
 
@@ -207,11 +214,12 @@ mod tests {
         fs::write(&from, "1").expect("write");
         let locked = File::open(&from).expect("open");
         locked.try_lock().expect("lock");
-        assert!(link_unless_exists(&from, &to).expect("link"));
+        let here = nix::fcntl::AT_FDCWD;
+        assert!(link_unless_exists(here, &from, &to).expect("link"));
         assert!(!from.exists());
         assert!(File::open(&to).expect("open").try_lock_shared().is_err());
         fs::write(&from, "2").expect("write");
-        assert!(!link_unless_exists(&from, &to).expect("link"));
+        assert!(!link_unless_exists(here, &from, &to).expect("link"));
         assert_eq!(fs::read_to_string(&to).expect("read"), "1");
     }
 }
