@@ -118,7 +118,7 @@ impl Offer {
         if let Ok(meta) = fs::symlink_metadata(&path)
             && meta.file_type().is_socket()
             && meta.uid() == geteuid().as_raw()
-            && nobody_listens(&path)
+            && sys::nobody_listens(&path)
         {
             let _ = dir.remove(&path);
         }
@@ -311,7 +311,6 @@ impl Lifeline {
     fn reply(self, word: &str) {
         let _ = self.stream.set_nonblocking(false);
         let _ = (&self.stream).write_all(format!("{word}\n").as_bytes());
-        sys::forget_in_forked_children(self.stream.as_raw_fd());
     }
 
     /// The successor took over: tell it that this instance stops.
@@ -325,7 +324,12 @@ impl Lifeline {
     }
 
     /// Close the connection without a word (the successor went, or took too long).
-    pub(crate) fn close(self) {
+    pub(crate) fn close(self) {}
+}
+
+impl Drop for Lifeline {
+    /// A child forked from now on has no copy to close: the number may name another file soon.
+    fn drop(&mut self) {
         sys::forget_in_forked_children(self.stream.as_raw_fd());
     }
 }
@@ -773,15 +777,8 @@ fn read_line(stream: &UnixStream, step: Duration) -> io::Result<String> {
 pub(crate) fn remove_stale_offer(pidfile: &Pidfile) {
     let path = path_for(pidfile.path());
     let stale = fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket())
-        && nobody_listens(&path);
+        && sys::nobody_listens(&path);
     if stale && let Ok(dir) = pidfile.dir("remove the offer socket") {
         let _ = dir.remove(&path);
     }
-}
-
-/// Whether nobody listens on the socket at `path`: a connection is refused.
-fn nobody_listens(path: &Path) -> bool {
-    sys::socket_path(path).is_ok_and(|(address, _dir)| {
-        UnixStream::connect(address).is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused)
-    })
 }

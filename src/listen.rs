@@ -113,7 +113,7 @@ impl Socket {
                 // nobody listens there any more.
                 if std::fs::symlink_metadata(path)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-                    && std::os::unix::net::UnixStream::connect(path).is_err()
+                    && crate::sys::nobody_listens(path)
                 {
                     let _ = dir.remove(path);
                 }

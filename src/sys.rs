@@ -450,6 +450,16 @@ pub(crate) fn connect_without_blocking(
     Ok(stream)
 }
 
+/// Whether the socket file at `path` is one where nobody listens any more: a connection, tried
+/// without blocking (a full queue is somebody's), is refused. A path too long for a socket
+/// address is reached as [`socket_path`] reaches it.
+pub(crate) fn nobody_listens(path: &std::path::Path) -> bool {
+    socket_path(path).is_ok_and(|(address, _dir)| {
+        connect_without_blocking(&address)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
+    })
+}
+
 /// Whether `fd` is a Unix stream socket that listens (`listen(2)` was called on it).
 pub(crate) fn is_listening_unix_stream(fd: BorrowedFd<'_>) -> bool {
     use nix::sys::socket::{

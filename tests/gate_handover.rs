@@ -670,6 +670,36 @@ fn a_handover_socket_that_never_answers_makes_restart_stop_then_start_within_a_s
     );
     assert_eq!(fx.reap(first), WaitStatus::Exited(first, 0));
     assert_eq!(one_daemon_serves(&fx, port), second);
+
+    // A socket whose queue of connections is full, where a connection would wait for room.
+    fs::remove_file(&handover).expect("rm");
+    let _full = UnixListener::bind(&handover).expect("bind the full socket");
+    let mut waiting = Vec::new();
+    loop {
+        let stream = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .expect("socket");
+        let address = nix::sys::socket::UnixAddr::new(&handover).expect("address");
+        match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &address) {
+            Ok(()) => waiting.push(stream),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(waiting.len() < 100_000, "the queue never fills");
+    }
+    let reply = fx.run("api restart");
+    let (third, how, why) = restarted(&reply);
+    assert_eq!(
+        (how.as_str(), why.as_str()),
+        ("stopped-then-started", "unresponsive")
+    );
+    assert!(reply.elapsed < Duration::from_secs(15), "{reply:?}");
+    assert_eq!(fx.reap(second), WaitStatus::Exited(second, 0));
+    assert_eq!(one_daemon_serves(&fx, port), third);
     fx.run("api stop");
     assert!(wait_until(DEADLINE, || fx.processes().is_empty()));
 }
