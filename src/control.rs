@@ -578,7 +578,7 @@ pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error
                 None => Ok(true),
             };
         }
-        if left() <= pause {
+        if left().is_zero() {
             return Ok(false);
         }
         pause = (pause * 2).min(Duration::from_millis(20));
