@@ -21,7 +21,7 @@
 //! | --- | --- | --- |
 //! | `start` | started, or already running (says so) | 0 |
 //! | `stop` | stopped (after SIGTERM, or killed after the stop timeout), or was not running | 0 |
-//! | `restart` | stopped if it ran, then started | 0 |
+//! | `restart` | stopped if it ran, then started; with listening sockets, handed to the new instance (`restarted (pid N, on the same sockets)`), or, when they cannot be, stopped, then started, with the reason on stderr | 0 |
 //! | `reload` | SIGHUP sent | 0 |
 //! | `run` | ran in the foreground and stopped cleanly | 0 |
 //! | `status` | running | 0 |
@@ -29,7 +29,7 @@
 //! | `status` | not running | 3 |
 //! | `status` | unknown (the pidfile cannot be read or trusted, or its lock is held by a process that is not the daemon) | 4 |
 //! | any | failed: the error goes to stderr | 1 |
-//! | none, or unknown | usage printed to stderr | 2 |
+//! | none, unknown, or followed by more arguments | usage printed to stderr | 2 |
 //! | `help`, `--help`, `-h` | usage printed to stdout | 0 |
 //!
 //! Built from the builder ([`DaemonBuilder::cli`](crate::DaemonBuilder::cli)), the command line
@@ -46,7 +46,7 @@ use nix::sys::signal::Signal;
 
 use crate::builder::DaemonBuilder;
 use crate::control::Stopped;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Restarted};
 use crate::error::Error;
 use crate::pidfile::Status;
 
@@ -84,6 +84,7 @@ impl Daemon {
     /// assert_eq!(daemon.cli_from(["status"]), ExitCode::from(3));   // not running
     /// assert_eq!(daemon.cli_from(["stop"]), ExitCode::SUCCESS);      // nothing to stop is fine
     /// assert_eq!(daemon.cli_from(["frobnicate"]), ExitCode::from(2));
+    /// assert_eq!(daemon.cli_from(["stop", "now"]), ExitCode::from(2));   // one command, no more
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn cli_from<I, S>(&self, args: I) -> ExitCode
@@ -91,24 +92,24 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let mut args = args.into_iter();
         let command = args
-            .into_iter()
             .next()
             .map(|a| a.as_ref().to_string_lossy().into_owned());
+        if let Some(extra) = args.next() {
+            eprintln!(
+                "{}: unexpected argument {:?} after the command\n{}",
+                self.name(),
+                extra.as_ref(),
+                self.usage()
+            );
+            return ExitCode::from(2);
+        }
         let code = match command.as_deref() {
             Some("start") => self.cli_start(),
             Some("stop") => self.cli_stop(),
             // A daemon with listening sockets hands them to its successor: no stop between.
-            Some("restart") if self.hands_over() => match self.restart() {
-                Ok(pid) => {
-                    println!(
-                        "{}: restarted (pid {pid}, on the same sockets)",
-                        self.name()
-                    );
-                    0
-                }
-                Err(e) => self.fail(&e),
-            },
+            Some("restart") if self.hands_over() => self.cli_restart(),
             Some("restart") => match self.cli_stop() {
                 0 => self.cli_start(),
                 failed => failed,
@@ -133,7 +134,7 @@ impl Daemon {
             "usage: {} [--pidfile PATH] start|stop|restart|status|reload|run|help\n\
              \x20 start    start in the background (pidfile {})\n\
              \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
-             \x20 restart  stop if running, then start\n\
+             \x20 restart  stop if running, then start (listening sockets: handed to the new instance)\n\
              \x20 status   exit 0 running, 1 dead with a pidfile left, 3 not running, 4 unknown\n\
              \x20 reload   send SIGHUP\n\
              \x20 run      run in the foreground (Ctrl-C stops)",
@@ -167,24 +168,45 @@ impl Daemon {
 
     fn cli_stop(&self) -> u8 {
         match self.stop() {
-            Ok(Stopped::NotRunning) => {
-                println!("{}: not running", self.name());
+            Ok(stopped) => {
+                self.say_stopped(stopped);
                 0
             }
-            Ok(Stopped::Exited { pid, after }) => {
-                println!(
-                    "{}: stopped (pid {pid}, after {})",
-                    self.name(),
-                    human(after)
-                );
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn say_stopped(&self, stopped: Stopped) {
+        let name = self.name();
+        match stopped {
+            Stopped::NotRunning => println!("{name}: not running"),
+            Stopped::Exited { pid, after } => {
+                println!("{name}: stopped (pid {pid}, after {})", human(after))
+            }
+            Stopped::Killed { pid, after } => {
+                println!("{name}: stopped (pid {pid}, killed after {})", human(after))
+            }
+        }
+    }
+
+    /// A restart that hands the listening sockets over, or says why it stopped, then started.
+    fn cli_restart(&self) -> u8 {
+        let name = self.name();
+        match self.restart() {
+            Ok(restarted @ Restarted::HandedOver { .. }) => {
+                println!("{name}: {restarted}");
                 0
             }
-            Ok(Stopped::Killed { pid, after }) => {
-                println!(
-                    "{}: stopped (pid {pid}, killed after {})",
-                    self.name(),
-                    human(after)
-                );
+            Ok(Restarted::StoppedThenStarted {
+                pid,
+                stopped,
+                fallback,
+            }) => {
+                if let Some(why) = fallback {
+                    eprintln!("{name}: {why}; stopping, then starting instead");
+                }
+                self.say_stopped(stopped);
+                println!("{name}: started (pid {pid})");
                 0
             }
             Err(e) => self.fail(&e),

@@ -43,7 +43,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -253,6 +253,22 @@ impl Process {
         })
     }
 
+    /// The process `pid`, if it holds `pidfile`'s lock: pinned first, then checked to share the
+    /// open file that holds the lock. For the other instance of a restart under way, which the
+    /// pidfile names after the first pid.
+    pub(crate) fn holding_as(pidfile: &Pidfile, pid: Pid) -> Result<Option<Process>, Error> {
+        let Some((_, file, meta)) = pidfile.open_identified()? else {
+            return Ok(None);
+        };
+        let file = Arc::new(file);
+        match pin_holder(pid, pidfile, &file, &meta)? {
+            Some(target) if pidfile.names(&meta) => {
+                Ok(Some(Process::new(target, pidfile, file, meta)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The process id.
     ///
     /// # Examples
@@ -416,6 +432,11 @@ pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
 /// SIGKILL.
 /// A pidfile left behind (by a killed daemon, or stale from before) is removed.
 ///
+/// During a restart two instances hold the pidfile (the one that runs, and the successor it
+/// hands its sockets to, which the pidfile names after the first pid): both are stopped. So is
+/// every instance that takes the pidfile over while the stop runs and that was started before
+/// it began; one started later (a `start()` after this stop) is left alone.
+///
 /// # Errors
 ///
 /// [`Error::StillAlive`] when the process survives SIGKILL (stuck in the kernel), and the errors
@@ -425,37 +446,126 @@ pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
 ///
 /// See [the module documentation](self).
 pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
-    let Some(process) = Process::holding(pidfile)? else {
-        remove_stale(pidfile)?;
-        return Ok(Stopped::NotRunning);
-    };
-    let stopped = stop_process(&process, timeout)?;
+    let began = SystemTime::now();
+    let mut stopped = Stopped::NotRunning;
+    let mut seen: Vec<Pid> = Vec::new();
+    for round in 0..ROUNDS {
+        let mut holders = holding_all(pidfile)?;
+        // The first round stops what holds the pidfile when the stop begins; later rounds only
+        // what took it over since and started before the stop (or was named already).
+        if round > 0 {
+            holders.retain(|p| {
+                seen.contains(&p.pid()) || sys::started_before(p.pid(), began) == Some(true)
+            });
+        }
+        if holders.is_empty() {
+            break;
+        }
+        seen.extend(holders.iter().map(Process::pid));
+        let ended = stop_all(&holders, timeout)?;
+        if stopped == Stopped::NotRunning {
+            stopped = ended;
+        }
+    }
     remove_stale(pidfile)?;
     Ok(stopped)
+}
+
+/// How many times [`stop`] looks again for an instance that took the pidfile over meanwhile.
+const ROUNDS: usize = 8;
+
+/// The processes that hold `pidfile`: the one it names, and the other instance of a restart
+/// under way if it holds the lock too.
+fn holding_all(pidfile: &Pidfile) -> Result<Vec<Process>, Error> {
+    let Some(first) = Process::holding(pidfile)? else {
+        return Ok(Vec::new());
+    };
+    let mut holders = vec![first];
+    if let Some(partner) = pidfile.partner()?
+        && partner != holders[0].pid()
+        && let Some(partner) = Process::holding_as(pidfile, partner)?
+    {
+        holders.push(partner);
+    }
+    Ok(holders)
 }
 
 /// SIGTERM and SIGCONT to `process`, a wait of at most `timeout`, then SIGKILL; the pidfile is
 /// left alone (a successor may hold it by then).
 pub(crate) fn stop_process(process: &Process, timeout: Duration) -> Result<Stopped, Error> {
+    stop_all(std::slice::from_ref(process), timeout)
+}
+
+/// [`stop_process`] for several at once, within one timeout; how the first ended.
+fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> {
     let started = Instant::now();
-    process.signal(Signal::SIGTERM)?;
-    // A stopped daemon (SIGSTOP, a debugger let go of) must run to act on the SIGTERM, as
-    // systemd sends SIGCONT after it too.
-    process.signal(Signal::SIGCONT)?;
-    if process.wait(timeout)? {
-        return Ok(Stopped::Exited {
-            pid: process.pid(),
-            after: started.elapsed(),
+    for process in processes {
+        process.signal(Signal::SIGTERM)?;
+        // A stopped daemon (SIGSTOP, a debugger let go of) must run to act on the SIGTERM, as
+        // systemd sends SIGCONT after it too.
+        process.signal(Signal::SIGCONT)?;
+    }
+    let deadline = started.checked_add(timeout);
+    let mut killed = vec![false; processes.len()];
+    for (process, killed) in processes.iter().zip(&mut killed) {
+        let left = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
         });
+        if !exited(process, left)? {
+            process.signal(Signal::SIGKILL)?;
+            *killed = true;
+        }
     }
-    process.signal(Signal::SIGKILL)?;
-    if !process.wait(KILL_WAIT)? {
-        return Err(Error::StillAlive { pid: process.pid() });
+    for (process, killed) in processes.iter().zip(&killed) {
+        if *killed && !exited(process, KILL_WAIT)? {
+            return Err(Error::StillAlive { pid: process.pid() });
+        }
     }
-    Ok(Stopped::Killed {
-        pid: process.pid(),
-        after: started.elapsed(),
+    let (Some(first), Some(&killed)) = (processes.first(), killed.first()) else {
+        return Ok(Stopped::NotRunning);
+    };
+    let (pid, after) = (first.pid(), started.elapsed());
+    Ok(match killed {
+        true => Stopped::Killed { pid, after },
+        false => Stopped::Exited { pid, after },
     })
+}
+
+/// Wait at most `timeout` for `process` to exit. Where nothing tells of its exit but the lock
+/// (see [the module documentation](self)), the lock may outlive the process, shared with a
+/// successor at a restart, so the wait also looks whether the process still has the pidfile
+/// open, at growing intervals (0.1 ms doubling to 20 ms); and a process whose first thread no
+/// longer has it open may still be ending in its other threads, which hold its descriptors
+/// (its listening sockets among them): those are waited for too.
+pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error> {
+    if sys::EXIT_EVENTS {
+        return process.wait(timeout);
+    }
+    let deadline = Instant::now().checked_add(timeout);
+    let left = || {
+        deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    };
+    // Made after the process was checked to hold the pidfile, and before it is waited for: it
+    // knows the process by its pid and start time.
+    let threads = sys::ExitWatch::new(process.pid()).ok().flatten();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if process.wait(pause.min(left()))? {
+            return match &threads {
+                Some(threads) => threads.exited(left()).map_err(|e| Error::Sys {
+                    call: "read /proc",
+                    source: e,
+                }),
+                None => Ok(true),
+            };
+        }
+        if left().is_zero() {
+            return Ok(false);
+        }
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// Pin `pid`, then verify that it holds the lock of `file` (the pidfile, identified by `meta`):
@@ -529,7 +639,8 @@ fn pin_checked(
 /// Remove the pidfile if nobody holds it. One held by a successor that started in the meantime is
 /// left alone: it is not stale.
 fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
-    match pidfile.remove() {
+    // The offer socket of a daemon with listening sockets goes with it.
+    match pidfile.remove_and(|| crate::handover::remove_stale_offer(pidfile)) {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
     }

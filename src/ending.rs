@@ -17,7 +17,7 @@ use nix::unistd::{Pid, getpgrp};
 use crate::ctl::Lifecycle;
 use crate::error::{Error, NotSignalled};
 use crate::gate::process::{self, Pinned, Refused, Target};
-use crate::handover::Offer;
+use crate::handover::{Answer, Heard, Lifeline, Offer, Predecessor, Takeover};
 use crate::listen::Listeners;
 use crate::log::Log;
 use crate::pidfile::PidfileLock;
@@ -41,9 +41,14 @@ pub(crate) struct Ending {
     /// sockets.
     offer: OnceLock<Offer>,
     listeners: Arc<Listeners>,
-    /// The sockets went to a successor, which takes the pidfile's path: the keeper no longer
-    /// takes it back.
-    handed_over: AtomicBool,
+    /// The instance that handed its sockets to this one, until it has exited: a successor that
+    /// asks meanwhile is told that a restart is under way.
+    predecessor: Mutex<Option<Predecessor>>,
+    /// A successor that got the sockets when the stop came: its connection stays open until
+    /// this process exits, so that it can take over then.
+    parked: Mutex<Option<Lifeline>>,
+    /// How long a successor may take to take over before this instance serves on alone.
+    handing_limit: Duration,
     log: Log,
     detached: bool,
     /// End the daemon's process group too, giving it this long after SIGTERM.
@@ -54,6 +59,15 @@ pub(crate) struct Ending {
     body_done: (Mutex<bool>, Condvar),
     /// What the keeper last said about the pidfile, so that a lasting problem is logged once.
     last_complaint: Mutex<Option<String>>,
+}
+
+/// What woke the keeper.
+struct Woke {
+    stopping: bool,
+    /// A successor waits at the offer.
+    successor: bool,
+    /// The successor being handed the sockets said something, or went.
+    lifeline: bool,
 }
 
 /// How the daemon's body ended, for [`Ending::finish`].
@@ -79,6 +93,7 @@ pub(crate) struct Parts {
     pub(crate) detached: bool,
     pub(crate) stop_children: Option<Duration>,
     pub(crate) dropped_privileges: bool,
+    pub(crate) handing_limit: Duration,
 }
 
 impl Ending {
@@ -92,7 +107,9 @@ impl Ending {
             parent: Mutex::new(parts.parent),
             offer: OnceLock::new(),
             listeners: parts.listeners,
-            handed_over: AtomicBool::new(false),
+            predecessor: Mutex::new(None),
+            parked: Mutex::new(None),
+            handing_limit: parts.handing_limit,
             log: parts.log,
             detached: parts.detached,
             stop_children: parts.stop_children,
@@ -107,12 +124,23 @@ impl Ending {
         let _ = self.offer.set(offer);
     }
 
-    /// A successor takes the pidfile's path (see [`PidfileLock::take_path`]).
-    pub(crate) fn take_path(&self) -> Result<(), Error> {
-        match lock(&self.lock).as_mut() {
-            Some(pidfile) => pidfile.take_path(),
-            None => Ok(()),
+    /// A successor takes over from the instance that runs (see [`Takeover::take_over`]), and
+    /// offers its sockets from now on.
+    pub(crate) fn take_over(&self, takeover: Takeover) -> Result<(), Error> {
+        let mut pidfile = lock(&self.lock);
+        let Some(pidfile) = pidfile.as_mut() else {
+            return Ok(());
+        };
+        let (offer, predecessor) = takeover.take_over(pidfile)?;
+        if let Some(predecessor) = &predecessor {
+            self.log.log(&format!(
+                "took the listening sockets and the pidfile over from pid {}, which stops",
+                predecessor.pid()
+            ));
         }
+        *lock(&self.predecessor) = predecessor;
+        let _ = self.offer.set(offer);
+        Ok(())
     }
 
     /// Claim the end of the daemon: `false` when the other thread has it already.
@@ -185,10 +213,11 @@ impl Ending {
         }
         // A caller of `start()` still waiting hears the failure itself: nothing is left then.
         let reporter = lifecycle.take_unused_reporter();
+        // Under the pidfile's hold: the keeper changes what is shared with a successor under it.
+        let mut pidfile = lock(&self.lock);
         if let Some(offer) = self.offer.get() {
             offer.withdraw();
         }
-        let mut pidfile = lock(&self.lock);
         let released = match (pidfile.as_mut(), &result) {
             (None, _) => Ok(()),
             // The daemon failed by itself: the reason stays in its pidfile until the next start.
@@ -224,29 +253,33 @@ impl Ending {
     }
 
     fn keep(&self, grace: Duration, wrapped: bool) {
+        // The successor that got the sockets and has not taken over yet, if one has.
+        let mut handing: Option<Lifeline> = None;
         loop {
-            let (stopping, successor) = self.wait(WATCH_PERIOD);
-            if stopping {
+            let woke = self.wait(WATCH_PERIOD, handing.as_ref());
+            if woke.stopping {
                 break;
             }
-            if successor && let Some(offer) = self.offer.get() {
-                // The end takes the pidfile first: it waits for an answer under way, and for its
-                // log line, instead of exiting between the two.
-                let _answering = lock(&self.lock);
-                match offer.answer(&self.listeners) {
-                    Ok(true) => {
-                        self.handed_over.store(true, Ordering::Release);
-                        self.log.log(
-                            "handed the listening sockets to a new instance, which takes the pidfile; serving on until stopped",
-                        );
-                    }
-                    Ok(false) => {}
-                    Err(e) => self.log.log(&format!(
-                        "a new instance asked for the listening sockets and did not get them: {e}"
-                    )),
-                }
+            if let Some(lifeline) = handing.take() {
+                handing = self.hear(lifeline, woke.lifeline);
             }
-            self.watch_pidfile();
+            // Taken over: the successor answers at the offer from now on.
+            if self.lifecycle.stop_requested() {
+                break;
+            }
+            if woke.successor {
+                handing = self.answer(handing);
+            }
+            self.forget_exited_predecessor();
+            if handing.is_none() {
+                self.watch_pidfile();
+            }
+        }
+        // A successor that got everything may still take over: this instance stops anyway, and
+        // the connection closes with it. The pidfile and the offer stay shared meanwhile, so
+        // the end leaves them in place.
+        if let Some(lifeline) = handing {
+            *lock(&self.parked) = Some(lifeline);
         }
         if self.wait_for_body(grace) || !self.begin() {
             return;
@@ -267,18 +300,142 @@ impl Ending {
         std::process::exit(code);
     }
 
-    /// Wait at most `timeout` for a stop request or a successor; says which came.
-    fn wait(&self, timeout: Duration) -> (bool, bool) {
+    /// Wait at most `timeout` for a stop request, a successor at the offer, or a word on the
+    /// lifeline of the successor being handed the sockets; says which came.
+    fn wait(&self, timeout: Duration, handing: Option<&Lifeline>) -> Woke {
         if self.lifecycle.stop_requested() {
-            return (true, false);
+            return Woke {
+                stopping: true,
+                successor: false,
+                lifeline: false,
+            };
         }
         let mut fds = vec![self.lifecycle.wake_fd()];
-        fds.extend(self.offer.get().map(Offer::fd));
+        let offer = self.offer.get().map(Offer::fd);
+        fds.extend(offer);
+        fds.extend(handing.map(Lifeline::fd));
         let ready = sys::wait_any_readable(&fds, timeout);
-        (
-            self.lifecycle.stop_requested(),
-            ready.get(1).copied().unwrap_or(false),
-        )
+        let at = |i: usize| ready.get(i).copied().unwrap_or(false);
+        let (successor, lifeline) = match (offer.is_some(), handing.is_some()) {
+            (true, true) => (at(1), at(2)),
+            (true, false) => (at(1), false),
+            (false, true) => (false, at(1)),
+            (false, false) => (false, false),
+        };
+        Woke {
+            stopping: self.lifecycle.stop_requested(),
+            successor,
+            lifeline,
+        }
+    }
+
+    /// Answer a successor waiting at the offer: it gets the sockets, unless a handover is under
+    /// way already (`handing`) or this instance's own predecessor has not exited yet, in which
+    /// case it is told that another restart is under way. Returns the handover under way.
+    fn answer(&self, handing: Option<Lifeline>) -> Option<Lifeline> {
+        let Some(offer) = self.offer.get() else {
+            return handing;
+        };
+        let mut busy = handing.as_ref().map(|l| l.successor());
+        if busy.is_none()
+            && let Some(predecessor) = lock(&self.predecessor).as_ref()
+        {
+            // It was told to stop when this instance took over: it is usually on its way out.
+            let step = self.handing_limit / 16;
+            if !predecessor.exited(step.min(Duration::from_secs(1))) {
+                busy = Some(Some(predecessor.pid()));
+            }
+        }
+        let mut pidfile = lock(&self.lock);
+        let Some(pidfile) = pidfile.as_mut() else {
+            return handing;
+        };
+        let busy_with = busy.map(|pid| pid.unwrap_or_else(Pid::this));
+        match offer.answer(pidfile, &self.listeners, busy_with) {
+            Answer::Nobody => {}
+            Answer::Refused { uid, pid } => self.log.log(&format!(
+                "refused the listening sockets to uid {uid}{}: only root and the user that started this daemon get them",
+                pid.map_or(String::new(), |pid| format!(" (pid {pid})"))
+            )),
+            Answer::Busy { pid } => self.log.log(&format!(
+                "a new instance{} asked for the listening sockets during another restart: told it is busy",
+                pid.map_or(String::new(), |pid| format!(" (pid {pid})"))
+            )),
+            Answer::Sent(lifeline) => return Some(lifeline),
+            Answer::Failed(e) => self.log.log(&format!(
+                "a new instance asked for the listening sockets and did not get them: {e}"
+            )),
+        }
+        handing
+    }
+
+    /// Hear the successor that is being handed the sockets: it takes over (this instance then
+    /// stops, as SIGTERM would stop it), gives up or goes (this instance serves on alone), or
+    /// has said nothing yet. Returns the handover if it is still under way.
+    fn hear(&self, mut lifeline: Lifeline, readable: bool) -> Option<Lifeline> {
+        let heard = if readable {
+            lifeline.hear()
+        } else {
+            Heard::Nothing
+        };
+        let mut pidfile = lock(&self.lock);
+        let offer = self.offer.get();
+        let successor = lifeline
+            .successor()
+            .map_or("a new instance".to_string(), |pid| format!("pid {pid}"));
+        match heard {
+            Heard::Take => {
+                if let Some(pidfile) = pidfile.as_mut() {
+                    pidfile.give();
+                }
+                lifeline.confirm();
+                self.log.log(&format!(
+                    "handed the listening sockets and the pidfile to {successor}, which took over: stopping"
+                ));
+                self.lifecycle.request_stop(Some(Signal::SIGTERM));
+                None
+            }
+            Heard::GiveUp | Heard::Gone => {
+                if let (Some(offer), Some(pidfile)) = (offer, pidfile.as_mut()) {
+                    offer.take_back(pidfile);
+                }
+                self.log.log(&format!(
+                    "{successor} got the listening sockets but did not take over: serving on"
+                ));
+                if heard == Heard::GiveUp {
+                    lifeline.acknowledge();
+                } else {
+                    lifeline.close();
+                }
+                None
+            }
+            Heard::Nothing if lifeline.age() > self.handing_limit => {
+                if let (Some(offer), Some(pidfile)) = (offer, pidfile.as_mut()) {
+                    offer.take_back(pidfile);
+                }
+                self.log.log(&format!(
+                    "{successor} got the listening sockets and did not take over within {:?}: serving on",
+                    self.handing_limit
+                ));
+                lifeline.close();
+                None
+            }
+            Heard::Nothing => Some(lifeline),
+        }
+    }
+
+    /// Once the predecessor has exited, the pidfile no longer names it.
+    fn forget_exited_predecessor(&self) {
+        let mut predecessor = lock(&self.predecessor);
+        if predecessor
+            .as_ref()
+            .is_some_and(|p| p.exited(Duration::ZERO))
+        {
+            *predecessor = None;
+            if let Some(pidfile) = lock(&self.lock).as_mut() {
+                let _ = pidfile.write_pid();
+            }
+        }
     }
 
     /// A /tmp cleaner or a careless `rm` may remove the pidfile, or someone replace it: the
@@ -297,10 +454,6 @@ impl Ending {
             Ok(()) => self.log.log(&format!(
                 "pidfile {path} no longer named this daemon's locked file (removed or replaced): taken again"
             )),
-            // The successor that got the sockets took the path: this instance serves on until
-            // it is stopped, and runs its stop handlers then.
-            Err(Error::AlreadyRunning { .. } | Error::Unverified { .. })
-                if self.handed_over.load(Ordering::Acquire) => {}
             Err(e @ (Error::AlreadyRunning { .. } | Error::Unverified { .. })) => {
                 self.log.log(&format!(
                     "pidfile {path} was taken by another process ({e}): stopping, so that two instances do not run"
@@ -310,7 +463,7 @@ impl Ending {
             // Without the right to create its pidfile again (a daemon that dropped root, whose
             // pidfile is in a directory of root's), the daemon would run on where `status` and
             // `stop` cannot find it, and the next `start` would run a second one beside it.
-            Err(e) if !self.handed_over.load(Ordering::Acquire) && cannot_take_again(&e) => {
+            Err(e) if cannot_take_again(&e) => {
                 self.log.log(&format!(
                     "pidfile {path} no longer names this daemon's locked file and cannot be taken again ({e}): stopping, so that no daemon runs where `status` and `stop` cannot see it (keep the pidfile in a directory that the daemon's user may write, as systemd's RuntimeDirectory= makes one)"
                 ));

@@ -51,8 +51,9 @@ pub(crate) enum Launch {
     /// After `start()`'s fork: do every daemon(7) step and report to the caller.
     /// The descriptors to close are those the caller listed before the fork, or, if it could
     /// not, those the daemon finds itself.
-    /// With a pid: a successor of that instance, which hands it its listening sockets.
-    Detached(Reporter, Result<Vec<RawFd>, Error>, Option<Pid>),
+    /// `true` for a successor at a restart: the instance that runs hands it its listening
+    /// sockets and its pidfile (see `handover`).
+    Detached(Reporter, Result<Vec<RawFd>, Error>, bool),
     /// `run()`: the same engine in the calling process, nothing forked or redirected.
     Foreground,
 }
@@ -62,6 +63,24 @@ struct Begun {
     ending: Arc<Ending>,
     ctl: Ctl,
     keeper: JoinHandle<()>,
+}
+
+/// What [`Engine::take_process`] got: the pidfile, the listening sockets, and the instance's
+/// part in restarts.
+struct Taken {
+    lock: PidfileLock,
+    listeners: Listeners,
+    handover: Handover,
+}
+
+/// An instance's part in the restarts that hand its listening sockets over.
+pub(crate) enum Handover {
+    /// None: no listening sockets, or a supervisor (whose restart is a stop, then a start).
+    None,
+    /// The first instance: the offer it bound, or why it could not.
+    Offer(Result<handover::Offer, Error>),
+    /// A successor: what it must do to take over once set up (or give up, when dropped).
+    Takeover(handover::Takeover),
 }
 
 /// What [`Engine::prepare`] hands to [`Engine::serve`].
@@ -139,14 +158,18 @@ impl Engine {
     /// report, run the body (or a supervisor that runs it in a child), then end (stop handlers,
     /// pidfile).
     pub(crate) fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let (mut reporter, inherited, predecessor) = match launch {
-            Launch::Detached(reporter, inherited, predecessor) => {
-                (Some(reporter), Some(inherited), predecessor)
+        let (mut reporter, inherited, successor) = match launch {
+            Launch::Detached(reporter, inherited, successor) => {
+                (Some(reporter), Some(inherited), successor)
             }
-            Launch::Foreground => (None, None, None),
+            Launch::Foreground => (None, None, false),
         };
         let detached = inherited.is_some();
-        let (lock, listeners) = match self.take_process(inherited, predecessor) {
+        let Taken {
+            lock,
+            listeners,
+            handover,
+        } = match self.take_process(inherited, successor) {
             Ok(taken) => taken,
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
@@ -161,6 +184,7 @@ impl Engine {
             None
         });
         if let Some(policy) = self.settings.restart {
+            drop(handover);
             let supervisor = Supervisor {
                 policy,
                 lock,
@@ -175,6 +199,7 @@ impl Engine {
         self.serve_body(
             Some(lock),
             listeners,
+            handover,
             reporter,
             notifier,
             detached,
@@ -200,10 +225,12 @@ impl Engine {
     /// Everything from catching the signals on, in the process that runs the body: the daemon
     /// itself (`lock` is its pidfile), or a supervised child (no pidfile; `reporter` is its
     /// parent, who also hears why it ended).
+    #[allow(clippy::too_many_arguments)]
     fn serve_body(
         &self,
         lock: Option<PidfileLock>,
         listeners: Listeners,
+        handover: Handover,
         mut reporter: Option<Reporter>,
         notifier: Option<Notifier>,
         own_process: bool,
@@ -215,7 +242,7 @@ impl Engine {
         };
         let started = self
             .catch(lock, listeners, notifier, own_process, reopen_logs)
-            .and_then(|prepared| self.begin(prepared, own_process, parent));
+            .and_then(|prepared| self.begin(prepared, handover, own_process, parent));
         let Begun {
             ending,
             ctl,
@@ -265,6 +292,7 @@ impl Engine {
     fn begin(
         &self,
         prepared: Prepared,
+        handover: Handover,
         detached: bool,
         parent: Option<File>,
     ) -> Result<Begun, Error> {
@@ -275,7 +303,6 @@ impl Engine {
             reload,
         } = prepared;
         let lifecycle = ctl.lifecycle();
-        let own_pidfile = lock.is_some();
         let control = signals.start_control_thread(
             self.handlers.clone(),
             lifecycle.clone(),
@@ -294,6 +321,9 @@ impl Engine {
             detached,
             stop_children: s.stop_children.then(|| s.stop_timeout / 2),
             dropped_privileges: self.credentials.is_set(),
+            handing_limit: s
+                .ready_timeout
+                .saturating_add(handover::step(s.ready_timeout) * 2),
         });
         let wrapped = self
             .body
@@ -312,24 +342,29 @@ impl Engine {
             call: "spawn the keeper thread",
             source: e,
         });
-        // A successor takes the pidfile's path last, once nothing can fail any more: until then
-        // the instance that runs keeps it, and a failed successor leaves no trace.
-        let keeper = keeper
-            .and_then(|keeper| self.set_up().map(|()| keeper))
-            .and_then(|keeper| ending.take_path().map(|()| keeper));
-        // Only now, holding the path, does a daemon with listening sockets offer them to its
-        // own successor (see `handover`): a successor that failed before this point left the
-        // running instance's offer as it was. A supervised child leaves restarts to its
-        // supervisor.
-        if keeper.is_ok() && own_pidfile && ctl.listeners() > 0 {
-            match handover::Offer::open(&s.pidfile) {
-                Ok(offer) => ending.offer(offer),
-                Err(e) => self.log.log(&format!(
-                    "cannot listen for a successor at {} ({e}): a restart will stop, then start",
-                    handover::path_for(&s.pidfile).display()
-                )),
+        let keeper = keeper.and_then(|keeper| self.set_up().map(|()| keeper));
+        // A successor takes over last, once nothing else can fail: until then the instance that
+        // runs keeps serving and holding its pidfile, and a failed successor leaves it as it was
+        // (dropping the takeover gives it up). Only then does it offer its sockets to its own
+        // successor. A first instance offers from now on.
+        let keeper = match handover {
+            Handover::Takeover(takeover) => {
+                keeper.and_then(|keeper| ending.take_over(takeover).map(|()| keeper))
             }
-        }
+            Handover::Offer(Ok(offer)) => {
+                if keeper.is_ok() {
+                    ending.offer(offer);
+                }
+                keeper
+            }
+            Handover::Offer(Err(e)) => {
+                self.log.log(&format!(
+                    "cannot offer the listening sockets to a successor ({e}): a restart will stop, then start"
+                ));
+                keeper
+            }
+            Handover::None => keeper,
+        };
         let keeper = match keeper {
             Ok(keeper) => keeper,
             Err(error) => {
@@ -373,13 +408,15 @@ impl Engine {
 
     /// What a daemon process does first, before any signal is caught: umask and working
     /// directory, the pidfile's lock (the pid not yet written), stdio and inherited descriptors,
-    /// privileges. `inherited` is there when detached: the descriptors to close. On failure the
-    /// pidfile, if taken, is already removed.
+    /// privileges. `inherited` is there when detached: the descriptors to close. A `successor`
+    /// receives the pidfile's lock and the listening sockets from the instance that runs; a
+    /// first instance with listening sockets binds its offer for its successors. On failure the
+    /// pidfile, if taken, is already removed, and a successor has given up.
     fn take_process(
         &self,
         inherited: Option<Result<Vec<RawFd>, Error>>,
-        predecessor: Option<Pid>,
-    ) -> Result<(PidfileLock, Listeners), Error> {
+        successor: bool,
+    ) -> Result<Taken, Error> {
         let s = &self.settings;
         if inherited.is_some() {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
@@ -392,25 +429,38 @@ impl Engine {
             })?;
         }
         // First, so that its descriptor is the lowest free one: a probe looks there first.
-        // From here on, an early return drops `lock`, which removes the pidfile. The pid is
-        // written once the stop signals are caught.
+        // From here on, an early return drops `lock`, which removes the pidfile (a successor's
+        // is left to the instance that runs). The pid is written once the stop signals are
+        // caught.
         let pidfile = self.pidfile();
-        let (mut lock, passed) = match predecessor {
-            // A successor locks a file of its own, which takes the path once it is ready, and
-            // gets the sockets from the instance that runs.
-            Some(predecessor) => (
-                pidfile.lock_for_handover()?,
-                handover::receive(pidfile.path(), predecessor)?,
-            ),
-            None => (pidfile.lock()?, systemd::listen_fds()),
+        let step = handover::step(s.ready_timeout);
+        let offers = !s.listen.is_empty() && s.restart.is_none();
+        // Before the inherited descriptors are closed (a service manager's sockets are among
+        // them) and before privileges are dropped (a port below 1024, and the offer socket,
+        // which stays the starting user's).
+        let (mut lock, listeners, handover) = if successor {
+            let received = handover::receive(&pidfile, step)?;
+            let listeners =
+                Listeners::take_handed(&s.listen, received.sockets, self.credentials.trusted())?;
+            (
+                received.lock,
+                listeners,
+                Handover::Takeover(received.takeover),
+            )
+        } else {
+            let lock = pidfile.lock()?;
+            let listeners =
+                Listeners::open(&s.listen, systemd::listen_fds(), self.credentials.trusted())?;
+            let handover = match offers {
+                true => Handover::Offer(handover::Offer::bind(&pidfile, step)),
+                false => Handover::None,
+            };
+            (lock, listeners, handover)
         };
         if inherited.is_some() {
             // A detached daemon ends with `_exit`: its lock goes with it (see `control`).
             lock.release_at_exit();
         }
-        // Before the inherited descriptors are closed (a service manager's sockets are among
-        // them) and before privileges are dropped (a port below 1024).
-        let listeners = Listeners::open(&s.listen, passed)?;
         if let Some(inherited) = inherited {
             let stdio = self.logs().open()?;
             // The logs are the daemon's: once it is no longer root it must still be able to
@@ -435,7 +485,11 @@ impl Engine {
             }
         }
         self.credentials.apply()?;
-        Ok((lock, listeners))
+        Ok(Taken {
+            lock,
+            listeners,
+            handover,
+        })
     }
 
     /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that
@@ -482,7 +536,15 @@ impl Child for Engine {
                 call: "dup",
                 source: e,
             })?;
-            self.serve_body(None, listeners, Some(report), None, true, detached)
+            self.serve_body(
+                None,
+                listeners,
+                Handover::None,
+                Some(report),
+                None,
+                true,
+                detached,
+            )
         }));
         i32::from(!matches!(served, Ok(Ok(()))))
     }

@@ -221,6 +221,93 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// The listening sockets could not be handed to a new instance at a restart. `kind` says
+    /// why; [`Daemon::restart`](crate::Daemon::restart) falls back to a stop, then a start, for
+    /// every kind but [`HandoverKind::Busy`].
+    Handover {
+        /// The pidfile of the daemon whose sockets were asked for.
+        pidfile: PathBuf,
+        /// What went wrong, for a program to act on.
+        kind: HandoverKind,
+        /// What happened, in words, for people.
+        reason: String,
+    },
+}
+
+/// Why the listening sockets could not be handed over at a restart: the `kind` of
+/// [`Error::Handover`].
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Error, HandoverKind};
+///
+/// fn retry_later(e: &Error) -> bool {
+///     matches!(e, Error::Handover { kind: HandoverKind::Busy, .. })
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandoverKind {
+    /// Nothing offers the sockets at `PIDFILE.handover`: no socket there, or one where nobody
+    /// listens, or a file, directory or FIFO in its place (an instance of an older build, or one
+    /// that could not listen there).
+    Absent,
+    /// A socket there that the daemon's user did not make: it is not asked.
+    Foreign,
+    /// `PIDFILE.handover` is too long for a Unix socket address on this system.
+    PathTooLong,
+    /// The running instance did not answer within the step's timeout (stopped with SIGSTOP,
+    /// or stuck).
+    Unresponsive,
+    /// Another restart is under way: the running instance is handing its sockets to another new
+    /// instance, or its predecessor has not exited yet.
+    Busy,
+    /// The running instance refused to hand its sockets to this user: only root and the user
+    /// that started it get them.
+    Refused,
+    /// What came does not prove that the sender holds the pidfile's lock, or is not what the
+    /// protocol says.
+    Unproven,
+    /// The running instance went away, or gave the handover up, before it was done.
+    Withdrawn,
+}
+
+impl HandoverKind {
+    /// The kind's name, as the report between a daemon and its caller carries it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            HandoverKind::Absent => "absent",
+            HandoverKind::Foreign => "foreign",
+            HandoverKind::PathTooLong => "path-too-long",
+            HandoverKind::Unresponsive => "unresponsive",
+            HandoverKind::Busy => "busy",
+            HandoverKind::Refused => "refused",
+            HandoverKind::Unproven => "unproven",
+            HandoverKind::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<HandoverKind> {
+        [
+            HandoverKind::Absent,
+            HandoverKind::Foreign,
+            HandoverKind::PathTooLong,
+            HandoverKind::Unresponsive,
+            HandoverKind::Busy,
+            HandoverKind::Refused,
+            HandoverKind::Unproven,
+            HandoverKind::Withdrawn,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    }
+}
+
+impl fmt::Display for HandoverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why a process was not signalled: every signal the crate sends to another process goes to a
@@ -290,7 +377,8 @@ impl Error {
             Error::AlreadyRunning { pidfile, .. }
             | Error::NotRunning { pidfile }
             | Error::Unverified { pidfile, .. }
-            | Error::ForeignProc { pidfile, .. } => Some(pidfile),
+            | Error::ForeignProc { pidfile, .. }
+            | Error::Handover { pidfile, .. } => Some(pidfile),
             Error::MissingDirectory { path, .. }
             | Error::Symlink { path, .. }
             | Error::NotAFile { path, .. }
@@ -644,6 +732,29 @@ impl fmt::Display for Error {
             ),
             Error::StopHandler { message } => {
                 write!(f, "a stop-signal handler failed: {message}")
+            }
+            Error::Handover {
+                pidfile,
+                kind,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "cannot hand the listening sockets of the daemon of pidfile {} over: {reason}",
+                    pidfile.display()
+                )?;
+                match kind {
+                    HandoverKind::Busy => {
+                        write!(
+                            f,
+                            " (another restart is under way: try again once it is done)"
+                        )
+                    }
+                    HandoverKind::Refused => {
+                        write!(f, " (restart it as root, or as the user that started it)")
+                    }
+                    _ => Ok(()),
+                }
             }
         }
     }

@@ -74,12 +74,8 @@ mod body;
 mod ctl;
 mod ending;
 mod engine;
-// Its socket file is bound, replaced and chmodded by path, not yet through the path gate.
-#[allow(clippy::disallowed_methods)]
 mod handover;
 mod init;
-// A stale Unix socket is removed by path before the bind, not yet through the path gate.
-#[allow(clippy::disallowed_methods)]
 mod listen;
 mod log;
 mod outcome;
@@ -107,8 +103,8 @@ pub use builder::{DaemonBuilder, step, wrap};
 pub use control::Stopped;
 pub use ctl::Ctl;
 pub use ctl::StopFuture;
-pub use daemon::Daemon;
-pub use error::{Error, NotSignalled};
+pub use daemon::{Daemon, Restarted};
+pub use error::{Error, HandoverKind, NotSignalled};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::gate::path::{Dir, Trusted};
 
 /// An address given to [`listen`](crate::DaemonBuilder::listen): `host:port` for TCP, an
 /// absolute path (or `unix:PATH`) for a Unix stream socket.
@@ -72,15 +73,19 @@ impl Socket {
         }
     }
 
-    /// Whether this is the socket that `address` asks for.
-    fn is(&self, address: &Address) -> bool {
+    /// Whether this is the socket that `address` asks for. With `any_port`, port 0 asks for
+    /// any port of its host: at a restart, the one that the first instance was given.
+    fn is(&self, address: &Address, any_port: bool) -> bool {
         match (self, address) {
             (Socket::Tcp(listener), Address::Tcp(addr)) => {
                 let Ok(local) = listener.local_addr() else {
                     return false;
                 };
-                addr.to_socket_addrs()
-                    .is_ok_and(|mut wanted| wanted.any(|w: SocketAddr| w == local))
+                addr.to_socket_addrs().is_ok_and(|mut wanted| {
+                    wanted.any(|w: SocketAddr| {
+                        w == local || (any_port && w.port() == 0 && w.ip() == local.ip())
+                    })
+                })
             }
             (Socket::Unix(listener), Address::Unix(path)) => listener
                 .local_addr()
@@ -91,7 +96,9 @@ impl Socket {
         }
     }
 
-    fn bind(address: &Address) -> Result<Socket, Error> {
+    /// Bind `address`; a Unix socket's file is made through the path gate, in a directory
+    /// that, as root, no other user than `trusted` can change.
+    fn bind(address: &Address, trusted: Trusted) -> Result<Socket, Error> {
         let failed = |source: io::Error| Error::Listen {
             address: address.describe(),
             source,
@@ -101,15 +108,16 @@ impl Socket {
                 .map(Socket::Tcp)
                 .map_err(failed),
             Address::Unix(path) => {
+                let dir = Dir::of(path, "listen on", trusted)?;
                 // A socket file left by an instance that is gone (this one holds the pidfile):
                 // nobody listens there any more.
                 if std::fs::symlink_metadata(path)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-                    && std::os::unix::net::UnixStream::connect(path).is_err()
+                    && crate::sys::nobody_listens(path)
                 {
-                    let _ = std::fs::remove_file(path);
+                    let _ = dir.remove(path);
                 }
-                UnixListener::bind(path).map(Socket::Unix).map_err(failed)
+                dir.bind_socket(path).map(Socket::Unix).map_err(failed)
             }
         }
     }
@@ -131,7 +139,11 @@ pub(crate) struct Listeners(Vec<Socket>);
 impl Listeners {
     /// Take what the service manager passed where it matches (by address, else in order), and
     /// bind the rest.
-    pub(crate) fn open(wanted: &[Address], passed: Vec<OwnedFd>) -> Result<Listeners, Error> {
+    pub(crate) fn open(
+        wanted: &[Address],
+        passed: Vec<OwnedFd>,
+        trusted: Trusted,
+    ) -> Result<Listeners, Error> {
         let mut passed: Vec<Option<Socket>> = passed
             .into_iter()
             .map(|fd| Socket::adopt(fd).ok())
@@ -143,7 +155,7 @@ impl Listeners {
             .map(|address| {
                 let at = passed
                     .iter()
-                    .position(|s| s.as_ref().is_some_and(|s| s.is(address)))?;
+                    .position(|s| s.as_ref().is_some_and(|s| s.is(address, false)))?;
                 passed[at].take()
             })
             .collect();
@@ -154,10 +166,50 @@ impl Listeners {
         for (address, slot) in wanted.iter().zip(chosen) {
             sockets.push(match slot {
                 Some(socket) => socket,
-                None => Socket::bind(address)?,
+                None => Socket::bind(address, trusted)?,
             });
         }
         sockets.extend(passed.into_iter().flatten());
+        Ok(Listeners(sockets))
+    }
+
+    /// Take the sockets that a predecessor handed over at a restart: each address takes the one
+    /// socket that matches it (port 0 matches any port of its host), and what is still missing
+    /// is bound. A socket that matches no address, or one taken already, or that is not a
+    /// listening stream socket, is closed: whatever was sent, only what was configured is
+    /// served.
+    pub(crate) fn take_handed(
+        wanted: &[Address],
+        handed: Vec<OwnedFd>,
+        trusted: Trusted,
+    ) -> Result<Listeners, Error> {
+        use std::os::fd::AsFd;
+        let mut handed: Vec<Option<Socket>> = handed
+            .into_iter()
+            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()))
+            .map(|fd| Socket::adopt(fd).ok())
+            .collect();
+        // Each address takes the socket bound to it exactly, then one with port 0 takes one of
+        // its host's that is left, then what is still missing is bound.
+        let mut chosen: Vec<Option<Socket>> = Vec::new();
+        for any_port in [false, true] {
+            chosen.resize_with(wanted.len(), || None);
+            for (address, slot) in wanted.iter().zip(chosen.iter_mut()) {
+                if slot.is_none() {
+                    *slot = handed
+                        .iter()
+                        .position(|s| s.as_ref().is_some_and(|s| s.is(address, any_port)))
+                        .and_then(|at| handed[at].take());
+                }
+            }
+        }
+        let mut sockets = Vec::new();
+        for (address, slot) in wanted.iter().zip(chosen) {
+            sockets.push(match slot {
+                Some(socket) => socket,
+                None => Socket::bind(address, trusted)?,
+            });
+        }
         Ok(Listeners(sockets))
     }
 
@@ -235,7 +287,8 @@ mod tests {
             Address::Tcp("127.0.0.1:0".into()),
             Address::Tcp(format!("127.0.0.1:{port}")),
         ];
-        let listeners = Listeners::open(&wanted, vec![OwnedFd::from(passed)]).expect("open");
+        let listeners = Listeners::open(&wanted, vec![OwnedFd::from(passed)], Trusted::default())
+            .expect("open");
         assert_eq!(listeners.len(), 2);
         let Socket::Tcp(second) = listeners.get(1).expect("second") else {
             panic!("a TCP socket");
@@ -249,10 +302,57 @@ mod tests {
     }
 
     #[test]
+    fn handed_sockets_are_taken_only_for_their_addresses() {
+        let mine = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = mine.local_addr().expect("addr").port();
+        let stranger = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stranger_port = stranger.local_addr().expect("addr").port();
+        let free = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let free_port = free.local_addr().expect("addr").port();
+        drop(free);
+        let wanted = [
+            Address::Tcp(format!("127.0.0.1:{free_port}")),
+            Address::Tcp(format!("127.0.0.1:{port}")),
+        ];
+        // The stranger comes first: in order, it would have been taken for the first address.
+        let handed = vec![OwnedFd::from(stranger), OwnedFd::from(mine)];
+        let listeners = Listeners::take_handed(&wanted, handed, Trusted::default()).expect("take");
+        assert_eq!(listeners.len(), 2);
+        let local = |i| match listeners.get(i).expect("a socket") {
+            Socket::Tcp(l) => l.local_addr().expect("addr").port(),
+            Socket::Unix(_) => panic!("a TCP socket"),
+        };
+        assert_eq!(local(0), free_port, "bound afresh");
+        assert_eq!(local(1), port, "the handed socket of its address");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", stranger_port)).is_err(),
+            "the stranger was closed"
+        );
+        // Port 0 takes the port that the first instance was given.
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let given = first.local_addr().expect("addr").port();
+        let listeners = Listeners::take_handed(
+            &[Address::Tcp("127.0.0.1:0".into())],
+            vec![OwnedFd::from(first)],
+            Trusted::default(),
+        )
+        .expect("take");
+        let Socket::Tcp(kept) = listeners.get(0).expect("a socket") else {
+            panic!("a TCP socket");
+        };
+        assert_eq!(kept.local_addr().expect("addr").port(), given);
+    }
+
+    #[test]
     fn a_taken_address_is_a_typed_error() {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr").to_string();
-        let err = Listeners::open(&[Address::Tcp(addr.clone())], Vec::new()).unwrap_err();
+        let err = Listeners::open(
+            &[Address::Tcp(addr.clone())],
+            Vec::new(),
+            Trusted::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(&err, Error::Listen { address, .. } if *address == addr),
             "{err:?}"

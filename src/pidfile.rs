@@ -243,9 +243,9 @@ pub struct PidfileLock {
     /// The process that took the lock: a child forked without exec has a copy of this value,
     /// but not of the lock.
     owner: Pid,
-    /// A successor's lock, under a temporary name until it takes the path from the instance
-    /// that runs (see [`PidfileLock::take_path`]).
-    pending: Option<PathBuf>,
+    /// Whether the lock's open file is shared with another instance, at a restart that hands
+    /// it over.
+    sharing: Sharing,
     /// Who besides root may own the pidfile's directories, to take the path again.
     trusted: Trusted,
     /// Let the process's exit release the lock, rather than the unlink (see
@@ -278,7 +278,7 @@ impl Pidfile {
 
     /// The pidfile's directory, checked as root before `action` (see
     /// [`gate::path`](crate::gate::path)).
-    fn dir(&self, action: &'static str) -> Result<Dir, Error> {
+    pub(crate) fn dir(&self, action: &'static str) -> Result<Dir, Error> {
         Dir::of(&self.path, action, self.trusted)
     }
 
@@ -392,30 +392,6 @@ impl Pidfile {
                 self.trusted,
             ));
         }
-    }
-
-    /// A lock for a successor of the instance that holds the pidfile now: a new file, locked
-    /// under a temporary name beside the path, that [`PidfileLock::take_path`] renames over it
-    /// once the successor is ready. The path names a locked file all along.
-    pub(crate) fn lock_for_handover(&self) -> Result<PidfileLock, Error> {
-        let dir = self.dir("take the pidfile")?;
-        let (file, temporary) = dir
-            .create_temporary(&self.path)
-            .map_err(|e| Error::open("create the pidfile", &self.path, e))?;
-        let meta = match self.check(&file).and_then(|meta| {
-            file.try_lock()
-                .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))
-                .map(|()| meta)
-        }) {
-            Ok(meta) => meta,
-            Err(e) => {
-                let _ = dir.remove(&temporary);
-                return Err(e);
-            }
-        };
-        let mut lock = PidfileLock::new(file, self.path.clone(), meta, self.trusted);
-        lock.pending = Some(temporary);
-        Ok(lock)
     }
 
     /// Create the pidfile already locked: a new file is made under a temporary name beside the
@@ -576,15 +552,19 @@ impl Pidfile {
 
     /// Who holds the lock of `file`, read but not locked by us.
     fn examine(&self, file: &File, meta: &fs::Metadata) -> Result<Lock, Error> {
-        let named = read_pid(file);
+        let content = read_content(file);
+        let named = parse_pid(&content);
+        // During a restart the other instance shares the lock, and the file names it too.
+        let candidates: Vec<Pid> = named.into_iter().chain(parse_handover(&content)).collect();
         sys::check_proc().map_err(|reason| Error::ForeignProc {
             pidfile: self.path.clone(),
             reason,
         })?;
         // The usual case: the pid named holds the lock through a descriptor of its own.
         if sys::LOCK_LINES
-            && let Some(pid) = named
-            && holds_flock(pid, meta) == Some(true)
+            && let Some(&pid) = candidates
+                .iter()
+                .find(|&&pid| holds_flock(pid, meta) == Some(true))
         {
             return Ok(Lock::Held(pid));
         }
@@ -597,8 +577,9 @@ impl Pidfile {
         // exclusive (a daemon's) and that pid has this very file open.
         if !sys::LOCK_LINES
             && self.is_locked_exclusively(file)?
-            && let Some(pid) = named
-            && sys::has_open(pid, file, meta) == Some(true)
+            && let Some(&pid) = candidates
+                .iter()
+                .find(|&&pid| sys::has_open(pid, file, meta) == Some(true))
         {
             return Ok(Lock::Held(pid));
         }
@@ -652,7 +633,7 @@ impl Pidfile {
     /// Open the pidfile for reading, without following a symlink and without blocking (a FIFO at
     /// the path must hang nobody); `None` when it does not exist. What writes it opens it
     /// through the path gate.
-    fn open(&self) -> Result<Option<File>, Error> {
+    pub(crate) fn open(&self) -> Result<Option<File>, Error> {
         match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -702,6 +683,16 @@ impl Pidfile {
     /// Whether the path still names the file identified by `meta`.
     pub(crate) fn names(&self, meta: &fs::Metadata) -> bool {
         same_file(&self.path, meta)
+    }
+
+    /// The other instance of a restart under way that the pidfile names after the first pid
+    /// (`handover: PID`), if it does. Whether it holds the lock is for the caller to check.
+    pub(crate) fn partner(&self) -> Result<Option<Pid>, Error> {
+        let Some(file) = self.open()? else {
+            return Ok(None);
+        };
+        self.check(&file)?;
+        Ok(parse_handover(&read_content(&file)))
     }
 
     /// Whether `pid` holds the lock of `file` (identified by `meta`), whatever the path names
@@ -765,6 +756,12 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self) -> Result<(), Error> {
+        self.remove_and(|| {})
+    }
+
+    /// [`remove`](Pidfile::remove), doing `also` while the stale file is locked, before it is
+    /// unlinked: no instance can start meanwhile.
+    pub(crate) fn remove_and(&self, also: impl FnOnce()) -> Result<(), Error> {
         let Some(file) = self.open()? else {
             return Ok(());
         };
@@ -781,15 +778,16 @@ impl Pidfile {
                 return Err(Error::io("lock the pidfile", &self.path, e));
             }
         }
-        self.dir("remove the pidfile")?
-            .remove_if_names(&self.path, &meta)
+        let dir = self.dir("remove the pidfile")?;
+        also();
+        dir.remove_if_names(&self.path, &meta)
             .map_err(|e| Error::io("remove the pidfile", &self.path, e))
     }
 
     /// Refuse what can never be a pidfile, and, as root, what someone else could have written:
     /// root signalling a pid that a user put in a file is how CVE-2017-14159 happened. The
     /// daemon's own user is not someone else.
-    fn check(&self, file: &File) -> Result<fs::Metadata, Error> {
+    pub(crate) fn check(&self, file: &File) -> Result<fs::Metadata, Error> {
         let meta = file
             .metadata()
             .map_err(|e| Error::io("open the pidfile", &self.path, e))?;
@@ -858,6 +856,25 @@ enum Placed {
     Unsupported,
 }
 
+/// Whether a lock's open file is shared with another instance, at a restart that hands the
+/// listening sockets and the pidfile over (see the `handover` module): the same open file, so
+/// the same lock and the same inode, in both. One of them writes the file at a time, and only
+/// the one that holds it alone unlinks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// This instance alone: it writes its pid, and unlinks the file at its end.
+    Alone,
+    /// Sent to a successor that has not taken over yet: this instance writes again only if it
+    /// takes the file back, and never unlinks it meanwhile.
+    Offered,
+    /// Received from the instance that runs, before taking over: nothing is written or
+    /// unlinked.
+    Received,
+    /// Taken over by a successor: this instance never writes or unlinks it again, and lets go of
+    /// its copy at its end.
+    Given,
+}
+
 /// What one probe found.
 enum Probed {
     Status(Status),
@@ -879,7 +896,7 @@ impl PidfileLock {
             path,
             meta,
             owner: Pid::this(),
-            pending: None,
+            sharing: Sharing::Alone,
             trusted,
             at_exit: false,
         }
@@ -908,6 +925,9 @@ impl PidfileLock {
         let Some(file) = &self.file else {
             return Ok(());
         };
+        if self.sharing != Sharing::Alone {
+            return Ok(());
+        }
         let content = format!("{}\n", Pid::this());
         let len = content.len() as u64;
         let old_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
@@ -923,30 +943,69 @@ impl PidfileLock {
     }
 
     /// Whether the path still names the locked file: a /tmp cleaner or a careless `rm` may have
-    /// removed it, or someone replaced it. A successor's lock that has not taken the path yet
-    /// counts as named.
+    /// removed it, or someone replaced it. A lock shared with another instance of a restart
+    /// counts as named: it is not taken again meanwhile.
     pub(crate) fn still_named(&self) -> bool {
-        self.file.is_none() || self.pending.is_some() || same_file(&self.path, &self.meta)
+        self.file.is_none() || self.sharing != Sharing::Alone || same_file(&self.path, &self.meta)
     }
 
-    /// A successor's lock takes the path: its file is renamed over the pidfile of the instance
-    /// that runs, which goes on until it is stopped but no longer names the path.
-    pub(crate) fn take_path(&mut self) -> Result<(), Error> {
-        let Some(temporary) = self.pending.take() else {
+    /// The lock of a successor at a restart: the open file that the instance that runs sent,
+    /// verified by the caller to be the pidfile and to hold its lock. Nothing is written or
+    /// unlinked through it until the successor takes over ([`PidfileLock::take_over`]).
+    pub(crate) fn received(file: File, path: PathBuf, meta: fs::Metadata) -> PidfileLock {
+        let mut lock = PidfileLock::new(file, path, meta, Trusted::default());
+        lock.sharing = Sharing::Received;
+        lock
+    }
+
+    /// The locked descriptor, to send to a successor.
+    pub(crate) fn descriptor(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.file.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Share the lock with `successor`, which is sent the descriptor next: the file names it
+    /// after this process's pid (`handover: PID`), so that `status` and `stop` find it if this
+    /// process dies before it takes over (where the system does not tell the successor's pid,
+    /// the file names this process alone).
+    pub(crate) fn offer_to(&mut self, successor: Option<Pid>) -> Result<(), Error> {
+        let Some(file) = &self.file else {
             return Ok(());
         };
-        let dir = match Dir::of(&self.path, "take over the pidfile", self.trusted) {
-            Ok(dir) => dir,
-            Err(e) => {
-                // Still its own file: the unlink at the end removes it.
-                self.pending = Some(temporary);
-                return Err(e);
-            }
+        let content = match successor {
+            Some(successor) => format!("{}\n{HANDOVER}{successor}\n", Pid::this()),
+            None => format!("{}\n", Pid::this()),
         };
-        dir.rename(&temporary, &self.path).map_err(|e| {
-            let _ = dir.remove(&temporary);
-            Error::io("take over the pidfile", &self.path, e)
-        })
+        self.write(file, &content)?;
+        self.sharing = Sharing::Offered;
+        Ok(())
+    }
+
+    /// The successor went without taking over: this instance holds the file alone again.
+    pub(crate) fn take_back(&mut self) -> Result<(), Error> {
+        if self.sharing != Sharing::Offered {
+            return Ok(());
+        }
+        self.sharing = Sharing::Alone;
+        self.write_pid()
+    }
+
+    /// The successor took over: from now on it writes the file, and this instance never touches
+    /// it again.
+    pub(crate) fn give(&mut self) {
+        self.sharing = Sharing::Given;
+    }
+
+    /// A successor takes over: it writes its pid, and `handover: PID` after it while its
+    /// `predecessor` may still be running; from now on it holds the file as its own.
+    pub(crate) fn take_over(&mut self, predecessor: Option<Pid>) -> Result<(), Error> {
+        self.sharing = Sharing::Alone;
+        match (predecessor, &self.file) {
+            (Some(predecessor), Some(file)) => {
+                self.write(file, &format!("{}\n{HANDOVER}{predecessor}\n", Pid::this()))
+            }
+            _ => self.write_pid(),
+        }
     }
 
     /// Take the path again after it stopped naming the locked file: create it anew, or lock the
@@ -961,6 +1020,7 @@ impl PidfileLock {
         let mut lock = pidfile.lock()?;
         lock.write_pid()?;
         lock.at_exit = self.at_exit;
+        lock.sharing = Sharing::Alone;
         std::mem::swap(self, &mut lock);
         // `lock` now holds the old file, whose path is gone or names the new one: it must only
         // let go of its lock, not unlink.
@@ -1013,6 +1073,11 @@ impl PidfileLock {
         let Some(file) = self.take_file() else {
             return Ok(());
         };
+        if self.sharing != Sharing::Alone {
+            // Another instance of a restart has the file too: it is that one's to write.
+            self.let_go(file);
+            return Ok(());
+        }
         let line: String = reason
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -1066,15 +1131,13 @@ impl PidfileLock {
         let Some(file) = self.take_file() else {
             return Ok(());
         };
-        let dir = Dir::of(&self.path, "remove the pidfile", self.trusted);
-        if let Some(temporary) = self.pending.take() {
-            // A successor that never took the path: only its own file goes.
-            if let Ok(dir) = &dir {
-                let _ = dir.remove(&temporary);
-            }
+        if self.sharing != Sharing::Alone {
+            // Another instance of a restart has the file too, and the lock with it: only this
+            // copy goes (a close, never an unlock, which would release the other's lock).
             self.let_go(file);
             return Ok(());
         }
+        let dir = Dir::of(&self.path, "remove the pidfile", self.trusted);
         let result = dir.and_then(|dir| {
             dir.remove_if_names(&self.path, &self.meta)
                 .map_err(|e| Error::io("remove the pidfile", &self.path, e))
@@ -1143,6 +1206,15 @@ const FAILED: &str = "failed: ";
 /// The mark of the line where a supervisor says which child runs the body, and how many
 /// restarts there were: `supervising: CHILD RESTARTS` (CHILD `-` during a backoff wait).
 const SUPERVISING: &str = "supervising: ";
+
+/// The mark of the line where an instance names the other instance of a restart under way:
+/// `handover: PID`, its successor before that one takes over, its predecessor after.
+const HANDOVER: &str = "handover: ";
+
+/// The other instance of a restart under way, from the pidfile's second line.
+fn parse_handover(content: &str) -> Option<Pid> {
+    parse_pid(content.lines().nth(1)?.strip_prefix(HANDOVER)?)
+}
 
 fn parse_supervision(content: &str) -> Option<(Option<Pid>, u32)> {
     let rest = content.lines().nth(1)?.strip_prefix(SUPERVISING)?;

@@ -104,6 +104,7 @@ fn tag(error: &Error) -> &'static str {
         Error::Setup { .. } => "Setup",
         Error::ReturnedBeforeReady => "ReturnedBeforeReady",
         Error::StopHandler { .. } => "StopHandler",
+        Error::Handover { .. } => "Handover",
     }
 }
 
@@ -224,6 +225,15 @@ fn encode(error: &Error) -> Vec<u8> {
         Error::Body { message } | Error::Setup { message } | Error::StopHandler { message } => {
             w.text(message)
         }
+        Error::Handover {
+            pidfile,
+            kind,
+            reason,
+        } => {
+            w.path(pidfile);
+            w.text(kind.name());
+            w.text(reason);
+        }
     }
     w.0
 }
@@ -337,6 +347,11 @@ fn decode(bytes: &[u8]) -> Option<Error> {
         "Body" => Error::Body { message: r.text()? },
         "Setup" => Error::Setup { message: r.text()? },
         "StopHandler" => Error::StopHandler { message: r.text()? },
+        "Handover" => Error::Handover {
+            pidfile: r.path()?,
+            kind: crate::error::HandoverKind::from_name(&r.text()?)?,
+            reason: r.text()?,
+        },
         _ => return None,
     })
 }
@@ -481,6 +496,7 @@ mod tests {
             Setup => Error::Setup { message: "no database".into() },
             ReturnedBeforeReady => Error::ReturnedBeforeReady,
             StopHandler => Error::StopHandler { message: "a SIGTERM handler panicked".into() },
+            Handover => Error::Handover { pidfile: odd.clone(), kind: crate::error::HandoverKind::Unresponsive, reason: "no answer within 2s".into() },
         }
     }
 
@@ -515,6 +531,31 @@ mod tests {
         ] {
             let decoded = decode(&encode(&error)).expect("decodes");
             assert_eq!(format!("{decoded:?}"), format!("{error:?}"));
+        }
+    }
+
+    #[test]
+    fn every_handover_kind_survives_the_pipe() {
+        use crate::error::HandoverKind::*;
+        for kind in [
+            Absent,
+            Foreign,
+            PathTooLong,
+            Unresponsive,
+            Busy,
+            Refused,
+            Unproven,
+            Withdrawn,
+        ] {
+            let error = Error::Handover {
+                pidfile: "/run/x.pid".into(),
+                kind,
+                reason: "why".into(),
+            };
+            match decode(&encode(&error)) {
+                Some(Error::Handover { kind: decoded, .. }) => assert_eq!(decoded, kind),
+                other => panic!("{kind}: {other:?}"),
+            }
         }
     }
 

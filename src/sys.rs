@@ -19,6 +19,8 @@
 //! | the parent of a process ([`parent_of`]) | `/proc/PID/stat` | `/proc/PID/stat` | `PROC_PIDTBSDINFO` | `ki_ppid` | `p_ppid` |
 //! | a supervised child dies with its parent ([`die_with_parent`]) | `PR_SET_PDEATHSIG` | as Linux | nothing | `PROC_PDEATHSIG_CTL` | nothing |
 //! | the peer of a Unix socket ([`peer`]) | `SO_PEERCRED` | as Linux | `getpeereid`, `LOCAL_PEERPID` | `LOCAL_PEERCRED` | `LOCAL_PEEREID` |
+//! | a handed descriptor shares the pidfile's lock ([`holds_exclusive_flock`]) | its own `lock:` line in `/proc/self/fdinfo` | unknown: the handover takes the lock through it while a fresh open is refused | unknown | unknown | unknown |
+//! | a Unix socket path longer than `sun_path` ([`socket_path`]) | `/proc/self/fd/DIR/NAME` | as Linux | refused | refused | refused |
 //! | passed descriptors close-on-exec ([`receive_fds`]) | `MSG_CMSG_CLOEXEC` | as Linux | set after they arrive | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` |
 
 #[cfg(not(any(
@@ -85,10 +87,11 @@ pub(crate) use portable::{check_proc, ns_pids, started_before};
 
 #[cfg(all(target_os = "linux", not(daemons_portable)))]
 pub(crate) use pidfd::{
-    ExitWatch, OPEN_FDS_DIR, flock_holders, holds_flock, open_fds, wait_all_exited,
+    ExitWatch, OPEN_FDS_DIR, flock_holders, holds_exclusive_flock, holds_flock, open_fds,
+    wait_all_exited,
 };
 #[cfg(any(not(target_os = "linux"), daemons_portable))]
-pub(crate) use portable::{flock_holders, holds_flock, wait_all_exited};
+pub(crate) use portable::{flock_holders, holds_exclusive_flock, holds_flock, wait_all_exited};
 
 pub(crate) use lockwait::LockWaiter;
 
@@ -328,33 +331,43 @@ pub(crate) fn remove_env_if_alone(names: &[&str]) {
     }
 }
 
-/// Send `fds` over a connected Unix socket (`SCM_RIGHTS`), with one byte of data.
-pub(crate) fn send_fds(
+/// Send `data` and `fds` over a connected Unix socket in one message (`SCM_RIGHTS`).
+pub(crate) fn send_with_fds(
     socket: &std::os::unix::net::UnixStream,
+    data: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::os::fd::AsRawFd;
     let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
-    let count = [u8::try_from(raw.len()).unwrap_or(u8::MAX)];
-    sendmsg::<()>(
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let control: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    let sent = sendmsg::<()>(
         socket.as_raw_fd(),
-        &[io::IoSlice::new(&count)],
-        &[ControlMessage::ScmRights(&raw)],
+        &[io::IoSlice::new(data)],
+        control,
         MsgFlags::empty(),
         None,
     )
-    .map(drop)
-    .map_err(|e| io::Error::from_raw_os_error(e as i32))
+    .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    if sent < data.len() {
+        // The descriptors went with the first part; the rest is plain data.
+        io::Write::write_all(&mut &*socket, &data[sent..])?;
+    }
+    Ok(())
 }
 
-/// Receive the descriptors (at most 64) sent with [`send_fds`], close-on-exec.
-pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result<Vec<OwnedFd>> {
+/// Receive what [`send_with_fds`] sent: at most `buf.len()` bytes of data (how many, returned)
+/// and the descriptors that came with them (at most 64), close-on-exec. Zero bytes and no
+/// descriptor is the end of the stream.
+pub(crate) fn receive_with_fds(
+    socket: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     use std::os::fd::AsRawFd;
-    let mut count = [0u8; 1];
     let mut space = nix::cmsg_space!([RawFd; 64]);
-    let mut iov = [io::IoSliceMut::new(&mut count)];
+    let mut iov = [io::IoSliceMut::new(buf)];
     // macOS has no MSG_CMSG_CLOEXEC: the descriptors are made close-on-exec right after they
     // arrive, and a fork and exec in another thread in between would let them leak into it.
     #[cfg(not(target_os = "macos"))]
@@ -363,26 +376,148 @@ pub(crate) fn receive_fds(socket: &std::os::unix::net::UnixStream) -> io::Result
     let flags = MsgFlags::empty();
     let message = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), flags)
         .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    let received = message.bytes;
     let mut fds = Vec::new();
     for cmsg in message
         .cmsgs()
         .map_err(|e| io::Error::from_raw_os_error(e as i32))?
     {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
+        if let ControlMessageOwned::ScmRights(arrived) = cmsg {
             #[cfg(target_os = "macos")]
-            for &fd in &received {
+            for &fd in &arrived {
                 set_cloexec(fd);
             }
             // SAFETY: the kernel just installed these descriptors in this process for it to
             // own (SCM_RIGHTS); nothing else holds them.
             fds.extend(
-                received
+                arrived
                     .into_iter()
                     .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
             );
         }
     }
-    Ok(fds)
+    Ok((received, fds))
+}
+
+/// Connect to the Unix stream socket at `path` without blocking: a listener whose queue of
+/// connections is full answers `EAGAIN` at once. The stream returned blocks, close-on-exec.
+///
+/// # Platform-specific behavior
+///
+/// macOS has no `SOCK_CLOEXEC` or `SOCK_NONBLOCK`: the flags are set right after `socket`, and
+/// a fork and exec in another thread in between would let its child inherit the socket.
+pub(crate) fn connect_without_blocking(
+    path: &std::path::Path,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let errno = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
+    let address = UnixAddr::new(path).map_err(errno)?;
+    #[cfg(not(target_os = "macos"))]
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(errno)?;
+    #[cfg(target_os = "macos")]
+    let fd = {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .map_err(errno)?;
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(errno)?;
+        fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno)?;
+        fd
+    };
+    connect(fd.as_raw_fd(), &address).map_err(errno)?;
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Whether the socket file at `path` is one where nobody listens any more: a connection, tried
+/// without blocking (a full queue is somebody's), is refused. A path too long for a socket
+/// address is reached as [`socket_path`] reaches it.
+pub(crate) fn nobody_listens(path: &std::path::Path) -> bool {
+    socket_path(path).is_ok_and(|(address, _dir)| {
+        connect_without_blocking(&address)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
+    })
+}
+
+/// Whether `fd` is a Unix stream socket that listens (`listen(2)` was called on it).
+pub(crate) fn is_listening_unix_stream(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::{
+        AddressFamily, SockType, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let unix = getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .is_ok_and(|local| local.family() == Some(AddressFamily::Unix));
+    unix && getsockopt(&fd, sockopt::SockType).is_ok_and(|kind| kind == SockType::Stream)
+        && getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false)
+}
+
+/// Whether `fd` is a stream socket that listens, of any family.
+pub(crate) fn is_listening_stream(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::{SockType, getsockopt, sockopt};
+    getsockopt(&fd, sockopt::SockType).is_ok_and(|kind| kind == SockType::Stream)
+        && getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false)
+}
+
+/// The longest path a Unix socket address holds here (`sun_path`, less its terminating NUL).
+pub(crate) fn socket_path_max() -> usize {
+    // SAFETY: a zeroed sockaddr_un is a valid value of the plain C struct; only its field's
+    // size is read.
+    let address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    address.sun_path.len() - 1
+}
+
+/// A path that names the same place as `path` and fits in a Unix socket address, for `bind`
+/// and `connect`, with the descriptor that it goes through (kept open while the path is used).
+///
+/// # Platform-specific behavior
+///
+/// On Linux a path too long for `sun_path` is reached through a descriptor of its directory,
+/// as `/proc/self/fd/N/NAME`. Elsewhere such a path is an error of kind `InvalidInput`.
+pub(crate) fn socket_path(
+    path: &std::path::Path,
+) -> io::Result<(std::path::PathBuf, Option<OwnedFd>)> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().as_bytes().len() <= socket_path_max() {
+        return Ok((path.to_path_buf(), None));
+    }
+    let too_long = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is longer than the {} bytes a Unix socket address holds",
+                path.display(),
+                socket_path_max()
+            ),
+        )
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(too_long());
+        };
+        let dir = std::fs::File::open(dir)?;
+        let short =
+            std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+        if short.as_os_str().as_bytes().len() > socket_path_max() {
+            return Err(too_long());
+        }
+        Ok((short, Some(OwnedFd::from(dir))))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(too_long())
 }
 
 /// Who is at the other end of a connected Unix socket: its effective user, and its pid where the

@@ -506,12 +506,13 @@ fn an_instance_started_by_a_restart_keeps_no_descriptor_of_the_restart() {
     let first = fx.start();
     let new = restart(&fx, 0);
     assert_exited_cleanly(&fx, first);
-    let targets = common::fd_targets(new);
+    // The new instance watches its predecessor (a pidfd of its own, not the restart's) until
+    // that one has exited, and lets go of it then.
+    let pidfd = |t: &std::path::PathBuf| t.as_os_str() == "anon_inode:[pidfd]";
     assert!(
-        !targets
-            .iter()
-            .any(|t| t.as_os_str() == "anon_inode:[pidfd]"),
-        "the new instance holds a pidfd: {targets:?}"
+        wait_until(DEADLINE, || !common::fd_targets(new).iter().any(pidfd)),
+        "the new instance holds a pidfd: {:?}",
+        common::fd_targets(new)
     );
     fx.stop_gracefully(new);
     assert_exited_cleanly(&fx, new);

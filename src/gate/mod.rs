@@ -18,3 +18,9 @@
 pub(crate) mod fork;
 pub(crate) mod path;
 pub(crate) mod process;
+
+// The handover, sockets in and out of a daemon at a restart, both ends verified, is the door of
+// `crate::handover` (with `crate::listen`, which takes only the sockets that match the configured
+// addresses): the pidfile's locked descriptor travels with the sockets and proves the sender;
+// the running instance answers only the credentials that started it; its socket file is made
+// through `path` above.

@@ -1,8 +1,9 @@
 //! The path gate: every file that the crate creates, opens for writing, gives to another user or
 //! changes the mode of goes through here, the one place that knows how a process that may be
 //! root does it safely. The pidfile (its temporary name, its rename, its removal), the log files
-//! (opened at start, reopened on SIGHUP by the daemon and by its supervisor), and the logs given
-//! to the daemon's user all come here.
+//! (opened at start, reopened on SIGHUP by the daemon and by its supervisor), the logs given
+//! to the daemon's user, and the socket files (the offer of a restart's handover, the Unix
+//! sockets of `listen`) all come here.
 //!
 //! - A file is opened without following a symbolic link (`O_NOFOLLOW`), without blocking (a
 //!   FIFO at the path hangs nobody) and close-on-exec, then checked with `fstat`: what is checked
@@ -33,10 +34,11 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixListener;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, FcntlArg, OFlag, fcntl, openat, readlinkat, renameat};
+use nix::fcntl::{AT_FDCWD, AtFlags, FcntlArg, OFlag, fcntl, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, geteuid, unlinkat};
 
@@ -187,13 +189,6 @@ impl Dir {
         sys::rename_unless_exists(self.at(), self.name(from), self.name(to))
     }
 
-    /// Give the file at `from` the name `to`, replacing what has it. Both are in this
-    /// directory.
-    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let at = self.at();
-        Ok(renameat(at, self.name(from), at, self.name(to))?)
-    }
-
     /// Remove the name `file`, which must not be a directory.
     pub(crate) fn remove(&self, file: &Path) -> io::Result<()> {
         Ok(unlinkat(
@@ -225,6 +220,61 @@ impl Dir {
         trusted: Trusted,
     ) -> Result<(), Error> {
         check_written(self, meta, file, action, trusted)
+    }
+
+    /// A Unix stream socket listening at `file` in this directory, its file mode 0600, and what
+    /// `file` names once it is bound: the offer of a daemon's listening sockets to its
+    /// successor. Bound through the directory's descriptor where there is one (as root, on
+    /// Linux: `/proc/self/fd/N/NAME`), in the very directory that was checked, which also
+    /// reaches a path too long for a socket address; elsewhere by its path, which must fit.
+    /// The mode comes from a umask set for the moment, where that is safe (the umask is the
+    /// process's: a single thread); otherwise the umask applies, and the mode is not changed
+    /// afterwards through the path.
+    pub(crate) fn bind_private_socket(&self, file: &Path) -> io::Result<(UnixListener, Metadata)> {
+        let (address, _dir) = self.socket_address(file)?;
+        let listener = {
+            use nix::sys::stat::umask;
+            let single = sys::thread_count() == Some(1);
+            let before = single.then(|| umask(Mode::from_bits_truncate(0o177)));
+            let bound = UnixListener::bind(&address);
+            if let Some(before) = before {
+                umask(before);
+            }
+            bound?
+        };
+        let meta = std::fs::symlink_metadata(&address)?;
+        Ok((listener, meta))
+    }
+
+    /// A Unix stream socket listening at `file`, bound by that path (its address, which the body
+    /// and a successor compare, is the path as given), once the directory was checked: as root,
+    /// no other user can change the directories on the way. Its mode is what the umask gives.
+    pub(crate) fn bind_socket(&self, file: &Path) -> io::Result<UnixListener> {
+        UnixListener::bind(file)
+    }
+
+    /// Where to bind or connect to the socket `file`: through the directory's descriptor, where
+    /// there is one, on Linux; else its path, or, on Linux, through a descriptor of its
+    /// directory opened now when the path is too long for a socket address.
+    fn socket_address(&self, file: &Path) -> io::Result<(PathBuf, Option<OwnedFd>)> {
+        #[cfg(target_os = "linux")]
+        if let (Some(fd), Some(name)) = (&self.fd, file.file_name()) {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::ffi::OsStrExt;
+            let address = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
+            if address.as_os_str().as_bytes().len() > sys::socket_path_max() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is longer than the {} bytes a Unix socket address holds, even through its directory",
+                        file.display(),
+                        sys::socket_path_max()
+                    ),
+                ));
+            }
+            return Ok((address, None));
+        }
+        sys::socket_path(file)
     }
 
     /// Whether `file` names the file of `meta` (a symbolic link is never followed).

@@ -67,8 +67,11 @@ impl LockWaiter {
             Some(&mut mask),
         )
         .map_err(|e| Error::sys("pthread_sigmask", e))?;
+        // The child dies with its caller: a waiter left behind by a killed caller would hold the
+        // pidfile open for as long as the daemon lives.
+        let parent = nix::unistd::getpid().as_raw();
         let forked = match fork() {
-            Ok(Forked::Child(_)) => wait_for_lock(lock_fd, word_fd, close_up_to),
+            Ok(Forked::Child(_)) => wait_for_lock(lock_fd, word_fd, close_up_to, parent),
             Ok(Forked::Parent(child)) => Ok(Some(child)),
             // Other threads, or no telling: no child, the waiter looks at the lock itself.
             Err(Error::Threads { .. }) => Ok(None),
@@ -188,10 +191,19 @@ impl Drop for LockWaiter {
 
 /// The child of [`LockWaiter`]: close every descriptor up to `close_up_to` but `lock` and
 /// `word`, wait for a shared lock on `lock`, let go of it, write one byte to `word` and exit.
-fn wait_for_lock(lock: RawFd, word: RawFd, close_up_to: RawFd) -> ! {
-    // SAFETY: close, flock, write and _exit are async-signal-safe; the descriptors are this
-    // process's copies of the parent's, which nothing else here uses.
+///
+/// A waiter whose caller is gone (killed during a `restart()`, say) has no one to tell: on Linux
+/// it dies with the thread that forked it, as the lock it waits for may outlive the daemon it
+/// waited for (shared with a successor at a restart).
+fn wait_for_lock(lock: RawFd, word: RawFd, close_up_to: RawFd, parent: libc::pid_t) -> ! {
+    // SAFETY: prctl, getppid, close, flock, write and _exit are async-signal-safe; the
+    // descriptors are this process's copies of the parent's, which nothing else here uses.
     unsafe {
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
         for fd in 0..=close_up_to {
             if fd != lock && fd != word {
                 libc::close(fd);

@@ -130,71 +130,60 @@ pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
 /// Where [`open_fds`] looks, for error messages.
 pub(crate) const OPEN_FDS_DIR: &str = "/proc/self/fd";
 
-/// Whether `pid` holds a `flock` on the file of `meta`, read from `/proc/PID/fdinfo`: a
-/// descriptor's `lock:` lines are the locks of its open file, each naming the process that took
-/// it. `None` when that process's descriptors cannot be read (it belongs to another user, or it
-/// is not dumpable). `/proc/locks` would answer too, but each read of it waits for an RCU grace
-/// period.
+/// Whether `pid` holds the exclusive `flock` on the file of `meta`, read from
+/// `/proc/PID/fdinfo`: whether one of its descriptors is that file and shows a `lock:` line of
+/// an exclusive flock. A descriptor's `lock:` lines are the locks of its own open file, so the
+/// line is there exactly when the descriptor shares the open file that holds the lock: whoever
+/// took the lock, or a process it was handed to (a successor at a restart), whatever pid the
+/// line names (the process that took it, which may be gone since). `None` when that process's
+/// descriptors cannot be read (it belongs to another user, or it is not dumpable).
+/// `/proc/locks` would answer too, but each read of it waits for an RCU grace period.
 ///
 /// A descriptor is this file when a `stat` through `/proc/PID/fd/N` says so: that is the same
 /// view of the file system as the caller's `stat`. The device in a lock line is the one the lock
 /// was taken on, which overlayfs (with `xino=off`) and btrfs subvolumes report differently.
 pub(crate) fn holds_flock(pid: Pid, meta: &fs::Metadata) -> Option<bool> {
     let dev = meta.dev();
-    let lock = LockLine {
-        pid: pid.to_string(),
-        file_id: format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino()),
-    };
+    let file_id = format!("{:02x}:{:02x}:{}", major(dev), minor(dev), meta.ino());
     // A daemon of this crate takes its pidfile before it opens anything else. A lock line in a
     // descriptor's fdinfo names that descriptor's own lock, so no `stat` is needed to ask.
-    if lock.is_in(&format!("/proc/{pid}/fdinfo/3")) {
+    if exclusive_flocks(&format!("/proc/{pid}/fdinfo/3")).contains(&file_id) {
         return Some(true);
     }
     find_fd(pid, meta, |fd| {
-        lock.held_in(&format!("/proc/{pid}/fdinfo/{fd}"))
+        !exclusive_flocks(&format!("/proc/{pid}/fdinfo/{fd}")).is_empty()
     })
 }
 
-/// The `lock:` line of a flock held by a given pid on a given file.
-struct LockLine {
-    pid: String,
-    file_id: String,
+/// Whether `file`, a descriptor of this process, shares the open file that holds an exclusive
+/// `flock`: its own `lock:` line says so, whoever took the lock. `None` where the kernel does
+/// not tell.
+pub(crate) fn holds_exclusive_flock(file: &File) -> Option<bool> {
+    Some(!exclusive_flocks(&format!("/proc/self/fdinfo/{}", file.as_raw_fd())).is_empty())
 }
 
-impl LockLine {
-    /// Whether the `fdinfo` file at `path` shows this very lock, device and inode included.
-    fn is_in(&self, path: &str) -> bool {
-        self.lines(path)
-            .iter()
-            .any(|lock| is_flock_of(lock, &self.pid, Some(&self.file_id)))
+/// The files (`MAJOR:MINOR:INODE`) on which the `fdinfo` file at `path` shows an exclusive
+/// flock, held through that descriptor's open file.
+fn exclusive_flocks(path: &str) -> Vec<String> {
+    let mut content = Vec::with_capacity(512);
+    if read_small(Path::new(path), &mut content).is_err() {
+        return Vec::new();
     }
-
-    /// Whether the `fdinfo` file at `path`, of a descriptor known to be the file, shows a flock
-    /// that this pid took.
-    fn held_in(&self, path: &str) -> bool {
-        self.lines(path)
-            .iter()
-            .any(|lock| is_flock_of(lock, &self.pid, None))
-    }
-
-    fn lines(&self, path: &str) -> Vec<String> {
-        let mut content = Vec::with_capacity(512);
-        if read_small(Path::new(path), &mut content).is_err() {
-            return Vec::new();
-        }
-        String::from_utf8_lossy(&content)
-            .lines()
-            .filter_map(|line| line.strip_prefix("lock:"))
-            .map(str::to_owned)
-            .collect()
-    }
+    String::from_utf8_lossy(&content)
+        .lines()
+        .filter_map(|line| line.strip_prefix("lock:"))
+        .filter_map(exclusive_flock_of)
+        .collect()
 }
 
-/// Parse the rest of a fdinfo `lock:` line: `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
-fn is_flock_of(lock: &str, pid: &str, file_id: Option<&str>) -> bool {
+/// The file of the rest of a fdinfo `lock:` line, if it is an exclusive flock:
+/// `1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF`.
+fn exclusive_flock_of(lock: &str) -> Option<String> {
     let fields: Vec<&str> = lock.split_whitespace().collect();
-    matches!(fields.as_slice(), [_, "FLOCK", _, _, holder, id, ..]
-        if *holder == pid && file_id.is_none_or(|file_id| *id == file_id))
+    match fields.as_slice() {
+        [_, "FLOCK", _, "WRITE", _, id, ..] => Some((*id).to_owned()),
+        _ => None,
+    }
 }
 
 /// The processes that `/proc/locks` names as holding a `flock` on the file of `meta`, as pids of
@@ -261,14 +250,31 @@ mod tests {
     #[test]
     fn fdinfo_lock_lines_are_matched_exactly() {
         let line = "\t1: FLOCK  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
-        assert!(is_flock_of(line, "1742", Some("fe:00:10010715")));
-        assert!(is_flock_of(line, "1742", None));
-        assert!(!is_flock_of(line, "1743", Some("fe:00:10010715")));
-        assert!(!is_flock_of(line, "1743", None));
-        assert!(!is_flock_of(line, "1742", Some("fe:00:1001071")));
+        assert_eq!(exclusive_flock_of(line).as_deref(), Some("fe:00:10010715"));
+        let shared = "\t1: FLOCK  ADVISORY  READ 1742 fe:00:10010715 0 EOF";
+        assert_eq!(exclusive_flock_of(shared), None);
         let posix = "\t1: POSIX  ADVISORY  WRITE 1742 fe:00:10010715 0 EOF";
-        assert!(!is_flock_of(posix, "1742", Some("fe:00:10010715")));
-        assert!(!is_flock_of("", "1742", None));
+        assert_eq!(exclusive_flock_of(posix), None);
+        assert_eq!(exclusive_flock_of(""), None);
+    }
+
+    #[test]
+    fn a_descriptor_handed_over_holds_the_lock_whoever_took_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shared.pid");
+        let file = File::create(&path).expect("create");
+        let other = File::open(&path).expect("open");
+        assert_eq!(holds_exclusive_flock(&file), Some(false));
+        file.try_lock().expect("lock");
+        // A copy of the descriptor shares the open file, and its lock; another open does not.
+        let copy = file.try_clone().expect("dup");
+        assert_eq!(holds_exclusive_flock(&copy), Some(true));
+        assert_eq!(holds_exclusive_flock(&other), Some(false));
+        drop(file);
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(true));
+        drop(copy);
+        assert_eq!(holds_flock(Pid::this(), &meta), Some(false));
     }
 
     #[test]

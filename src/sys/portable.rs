@@ -24,6 +24,12 @@ pub(crate) fn holds_flock(_pid: Pid, _meta: &fs::Metadata) -> Option<bool> {
     None
 }
 
+/// The lock lines of Linux are not read here: whether a descriptor holds the lock is told by
+/// taking it (see the handover).
+pub(crate) fn holds_exclusive_flock(_file: &fs::File) -> Option<bool> {
+    None
+}
+
 /// Nothing here names the holder of a lock: `/proc/locks` is Linux's, and is not read by the
 /// portable build.
 pub(crate) fn flock_holders(_meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
@@ -59,8 +65,12 @@ impl ExitWatch {
     /// Watch `pid`; `None` when it has exited.
     pub(crate) fn new(pid: Pid) -> io::Result<Option<ExitWatch>> {
         match super::linux::state_and_start(pid) {
-            Some((state, _)) if is_dead(state) => Ok(None),
-            Some((_, started)) => Ok(Some(ExitWatch { pid, started })),
+            // A leader that has exited while its other threads still end is not gone yet: they
+            // hold the process's descriptors.
+            Some((_, started)) => {
+                let watch = ExitWatch { pid, started };
+                Ok((!watch.gone()).then_some(watch))
+            }
             None if !Path::new(&format!("/proc/{pid}")).exists() => Ok(None),
             None => Err(io::Error::other(format!("/proc/{pid}/stat cannot be read"))),
         }
