@@ -42,7 +42,7 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
@@ -51,6 +51,7 @@ use nix::unistd::Pid;
 use crate::error::Error;
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::pidfile::{Pidfile, Status};
+use crate::sync::{Backoff, Deadline, lock};
 use crate::sys::{self, LockWaiter};
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
@@ -293,8 +294,7 @@ impl Process {
             // SAFETY: as above; the file is shared with the target's check only, which is part
             // of the same handle.
             unsafe { sys::close_copy(held.file.as_raw_fd()) };
-            let waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(waiter) = waiter.as_ref() {
+            if let Some(waiter) = lock(&held.waiter).as_ref() {
                 // SAFETY: as above.
                 unsafe { waiter.forget_in_this_copy() };
             }
@@ -382,7 +382,7 @@ impl Process {
         let Some(held) = &self.held else {
             return Ok(true);
         };
-        let mut waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiter = lock(&held.waiter);
         let waiter = match &mut *waiter {
             Some(waiter) => waiter,
             empty => empty.insert(LockWaiter::start(&held.file)?),
@@ -505,13 +505,10 @@ fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> 
         // systemd sends SIGCONT after it too.
         process.signal(Signal::SIGCONT)?;
     }
-    let deadline = started.checked_add(timeout);
+    let deadline = Deadline::after(timeout);
     let mut killed = vec![false; processes.len()];
     for (process, killed) in processes.iter().zip(&mut killed) {
-        let left = deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        if !exited(process, left)? {
+        if !exited(process, deadline.left())? {
             process.signal(Signal::SIGKILL)?;
             *killed = true;
         }
@@ -534,37 +531,31 @@ fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> 
 /// Wait at most `timeout` for `process` to exit. Where nothing tells of its exit but the lock
 /// (see [the module documentation](self)), the lock may outlive the process, shared with a
 /// successor at a restart, so the wait also looks whether the process still has the pidfile
-/// open, at growing intervals (0.1 ms doubling to 20 ms); and a process whose first thread no
-/// longer has it open may still be ending in its other threads, which hold its descriptors
-/// (its listening sockets among them): those are waited for too.
+/// open, at growing intervals ([`Backoff`]); and a process whose first thread no longer has it
+/// open may still be ending in its other threads, which hold its descriptors (its listening
+/// sockets among them): those are waited for too.
 pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error> {
     if sys::EXIT_EVENTS {
         return process.wait(timeout);
     }
-    let deadline = Instant::now().checked_add(timeout);
-    let left = || {
-        deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        })
-    };
+    let mut backoff = Backoff::within(timeout);
+    let deadline = backoff.deadline();
     // Made after the process was checked to hold the pidfile, and before it is waited for: it
     // knows the process by its pid and start time.
     let threads = sys::ExitWatch::new(process.pid()).ok().flatten();
-    let mut pause = Duration::from_micros(100);
     loop {
-        if process.wait(pause.min(left()))? {
+        if process.wait(backoff.next_pause().unwrap_or(Duration::ZERO))? {
             return match &threads {
-                Some(threads) => threads.exited(left()).map_err(|e| Error::Sys {
+                Some(threads) => threads.exited(deadline.left()).map_err(|e| Error::Sys {
                     call: "read /proc",
                     source: e,
                 }),
                 None => Ok(true),
             };
         }
-        if left().is_zero() {
+        if deadline.passed() {
             return Ok(false);
         }
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

@@ -97,6 +97,7 @@ pub mod guide;
 mod error;
 mod gate;
 mod report;
+mod sync;
 mod sys;
 
 pub use builder::{DaemonBuilder, step, wrap};
