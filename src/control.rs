@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::pidfile::{Pidfile, Status};
 use crate::sync::{Backoff, Deadline, lock};
@@ -618,7 +618,7 @@ fn pin_checked(
         }
         Err(e) => {
             return Err(Error::io(
-                "read the pinned process's pid from",
+                Action::ReadPinnedPid,
                 Path::new(&pinned.fdinfo()),
                 e,
             ));

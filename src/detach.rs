@@ -37,7 +37,7 @@ use std::time::Duration;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
-use crate::error::{Error, NotSignalled};
+use crate::error::{Action, Error, NotSignalled};
 use crate::gate::fork::{Forked, fork, fork_again};
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::gate::{self, path::Trusted};
@@ -316,7 +316,7 @@ impl Reporter {
     ///         let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
     ///         reporter.fail(&daemons::Error::MissingDirectory {
     ///             path: "/nope/x.pid".into(),
-    ///             action: "open the pidfile",
+    ///             action: daemons::Action::OpenPidfile,
     ///             source: missing,
     ///         });
     ///         std::process::exit(1);
@@ -422,7 +422,7 @@ fn open_stdio(
     };
     let null = Path::new("/dev/null");
     Ok(Stdio {
-        input: File::open(null).map_err(|e| Error::io("open", null, e))?,
+        input: File::open(null).map_err(|e| Error::io(Action::Open, null, e))?,
         out: open(stdout)?,
         err: open(stderr)?,
     })
@@ -485,13 +485,8 @@ pub unsafe fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
 /// its own first look into `/proc/self` would cost far more than the caller's (a new process's
 /// entries there are built on first use).
 pub(crate) fn inherited_fds() -> Result<Vec<RawFd>, Error> {
-    let fds = sys::open_fds().map_err(|e| {
-        Error::io(
-            "close inherited descriptors from",
-            Path::new(sys::OPEN_FDS_DIR),
-            e,
-        )
-    })?;
+    let fds = sys::open_fds()
+        .map_err(|e| Error::io(Action::CloseInherited, Path::new(sys::OPEN_FDS_DIR), e))?;
     Ok(fds
         .into_iter()
         .filter(|&fd| fd > 2 && !sys::is_cloexec(fd))

@@ -17,7 +17,7 @@ use crate::body::Body;
 use crate::ctl::Ctl;
 use crate::detach::{Logs, Reporter, close_inherited_fds, close_listed_fds};
 use crate::ending::{Ended, Ending, Parts};
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::handover;
 use crate::listen::Listeners;
 use crate::log::Log;
@@ -422,7 +422,7 @@ impl Engine {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
             chdir(&s.workdir).map_err(|e| {
                 Error::io(
-                    "change to the working directory",
+                    Action::ChangeDirectory,
                     &s.workdir,
                     std::io::Error::from_raw_os_error(e as i32),
                 )

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{Pid, geteuid};
 
-use crate::error::{Error, HandoverKind};
+use crate::error::{Action, Error, HandoverKind};
 use crate::listen::Listeners;
 use crate::pidfile::{Pidfile, PidfileLock};
 use crate::sys;
@@ -113,7 +113,7 @@ impl Offer {
     /// instance that was killed: this one holds the pidfile) is replaced; anything else at the
     /// path is left alone, and restarts then stop, then start.
     pub(crate) fn bind(pidfile: &Pidfile, step: Duration) -> Result<Offer, Error> {
-        const ACTION: &str = "listen for a successor at";
+        const ACTION: Action = Action::OfferSockets;
         let path = path_for(pidfile.path());
         let dir = pidfile.dir(ACTION)?;
         if let Ok(meta) = fs::symlink_metadata(&path)
@@ -221,7 +221,7 @@ impl Offer {
         if !self.owned.load(Ordering::Acquire) {
             return;
         }
-        if let Ok(dir) = self.pidfile.dir("remove the offer socket") {
+        if let Ok(dir) = self.pidfile.dir(Action::RemoveOffer) {
             let _ = dir.remove_if_names(&self.path, &self.meta);
         }
     }
@@ -803,7 +803,7 @@ pub(crate) fn remove_stale_offer(pidfile: &Pidfile) {
     let path = path_for(pidfile.path());
     let stale = fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket())
         && sys::nobody_listens(&path);
-    if stale && let Ok(dir) = pidfile.dir("remove the offer socket") {
+    if stale && let Ok(dir) = pidfile.dir(Action::RemoveOffer) {
         let _ = dir.remove(&path);
     }
 }

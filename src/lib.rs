@@ -96,7 +96,7 @@ pub mod guide;
 // Underneath.
 mod error;
 mod gate;
-mod report;
+use error::report;
 mod sync;
 mod sys;
 
@@ -105,7 +105,7 @@ pub use control::Stopped;
 pub use ctl::Ctl;
 pub use ctl::StopFuture;
 pub use daemon::{Daemon, Restarted};
-pub use error::{Error, HandoverKind, NotSignalled};
+pub use error::{Action, Error, HandoverKind, NotSignalled};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};

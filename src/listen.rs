@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
 
 /// An address given to [`listen`](crate::DaemonBuilder::listen): `host:port` for TCP, an
@@ -108,7 +108,7 @@ impl Socket {
                 .map(Socket::Tcp)
                 .map_err(failed),
             Address::Unix(path) => {
-                let dir = Dir::of(path, "listen on", trusted)?;
+                let dir = Dir::of(path, Action::Listen, trusted)?;
                 // A socket file left by an instance that is gone (this one holds the pidfile):
                 // nobody listens there any more.
                 if std::fs::symlink_metadata(path)

@@ -68,7 +68,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::unistd::{Pid, geteuid};
 
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
 use crate::sys::{self, holds_flock};
 
@@ -278,7 +278,7 @@ impl Pidfile {
 
     /// The pidfile's directory, checked as root before `action` (see
     /// [`gate::path`](crate::gate::path)).
-    pub(crate) fn dir(&self, action: &'static str) -> Result<Dir, Error> {
+    pub(crate) fn dir(&self, action: Action) -> Result<Dir, Error> {
         Dir::of(&self.path, action, self.trusted)
     }
 
@@ -329,7 +329,7 @@ impl Pidfile {
     /// Take the lock, without writing the pid yet: a daemon writes it once it catches its stop
     /// signals, so that a `stop` that reads the pid always finds a daemon that stops gracefully.
     pub(crate) fn lock(&self) -> Result<PidfileLock, Error> {
-        let dir = self.dir("take the pidfile")?;
+        let dir = self.dir(Action::TakePidfile)?;
         let deadline = Instant::now() + SETTLE;
         let mut pause = Duration::from_micros(200);
         loop {
@@ -340,7 +340,7 @@ impl Pidfile {
                     // Somebody created it meanwhile: open theirs.
                     None => continue,
                 },
-                Err(e) => return Err(Error::open("open the pidfile", &self.path, e)),
+                Err(e) => return Err(Error::open(Action::OpenPidfile, &self.path, e)),
             };
             let meta = self.check(&file)?;
             match file.try_lock() {
@@ -374,12 +374,12 @@ impl Pidfile {
                     continue;
                 }
                 Err(TryLockError::Error(e)) => {
-                    return Err(Error::io("lock the pidfile", &self.path, e));
+                    return Err(Error::io(Action::LockPidfile, &self.path, e));
                 }
             }
             // Only now, locked: a file that a daemon holds is never refused for the moment it
             // has two names (the BSDs place a pidfile with a hard link, then an unlink).
-            dir.check_written(&meta, &self.path, "take the pidfile", self.trusted)?;
+            dir.check_written(&meta, &self.path, Action::TakePidfile, self.trusted)?;
             // A daemon that was exiting may have unlinked the path between our open and our lock;
             // the lock would then be on a file nobody else can find.
             if !dir.names(&self.path, &meta) {
@@ -401,16 +401,16 @@ impl Pidfile {
     fn create_locked(&self, dir: &Dir) -> Result<Option<PidfileLock>, Error> {
         let (file, temporary) = dir
             .create_temporary(&self.path)
-            .map_err(|e| Error::open("create the pidfile", &self.path, e))?;
+            .map_err(|e| Error::open(Action::CreatePidfile, &self.path, e))?;
         let placed = (|| {
             let meta = self.check(&file)?;
             file.try_lock()
-                .map_err(|e| Error::io("lock the pidfile", &self.path, e.into()))?;
+                .map_err(|e| Error::io(Action::LockPidfile, &self.path, e.into()))?;
             match dir.rename_unless_exists(&temporary, &self.path) {
                 Ok(true) => Ok(Placed::Renamed(Box::new(meta))),
                 Ok(false) => Ok(Placed::Exists),
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(Placed::Unsupported),
-                Err(e) => Err(Error::open("create the pidfile", &self.path, e)),
+                Err(e) => Err(Error::open(Action::CreatePidfile, &self.path, e)),
             }
         })();
         if !matches!(placed, Ok(Placed::Renamed(_))) {
@@ -435,7 +435,7 @@ impl Pidfile {
         let file = match dir.create_new(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(e) => return Err(Error::open("create the pidfile", &self.path, e)),
+            Err(e) => return Err(Error::open(Action::CreatePidfile, &self.path, e)),
         };
         let meta = self.check(&file)?;
         match file.try_lock() {
@@ -447,7 +447,7 @@ impl Pidfile {
             ))),
             // Taken between our create and our lock: theirs now.
             Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+            Err(TryLockError::Error(e)) => Err(Error::io(Action::LockPidfile, &self.path, e)),
         }
     }
 
@@ -641,7 +641,7 @@ impl Pidfile {
         {
             Ok(file) => Ok(Some(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::open("open the pidfile", &self.path, e)),
+            Err(e) => Err(Error::open(Action::OpenPidfile, &self.path, e)),
         }
     }
 
@@ -716,7 +716,7 @@ impl Pidfile {
                 Ok(false)
             }
             Err(TryLockError::WouldBlock) => Ok(true),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+            Err(TryLockError::Error(e)) => Err(Error::io(Action::LockPidfile, &self.path, e)),
         }
     }
 
@@ -730,7 +730,7 @@ impl Pidfile {
                 Ok(false)
             }
             Err(TryLockError::WouldBlock) => Ok(true),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock the pidfile", &self.path, e)),
+            Err(TryLockError::Error(e)) => Err(Error::io(Action::LockPidfile, &self.path, e)),
         }
     }
 
@@ -775,13 +775,13 @@ impl Pidfile {
                 });
             }
             Err(TryLockError::Error(e)) => {
-                return Err(Error::io("lock the pidfile", &self.path, e));
+                return Err(Error::io(Action::LockPidfile, &self.path, e));
             }
         }
-        let dir = self.dir("remove the pidfile")?;
+        let dir = self.dir(Action::RemovePidfile)?;
         also();
         dir.remove_if_names(&self.path, &meta)
-            .map_err(|e| Error::io("remove the pidfile", &self.path, e))
+            .map_err(|e| Error::io(Action::RemovePidfile, &self.path, e))
     }
 
     /// Refuse what can never be a pidfile, and, as root, what someone else could have written:
@@ -790,17 +790,17 @@ impl Pidfile {
     pub(crate) fn check(&self, file: &File) -> Result<fs::Metadata, Error> {
         let meta = file
             .metadata()
-            .map_err(|e| Error::io("open the pidfile", &self.path, e))?;
+            .map_err(|e| Error::io(Action::OpenPidfile, &self.path, e))?;
         if !meta.is_file() {
             return Err(Error::not_a_file(
-                "open the pidfile",
+                Action::OpenPidfile,
                 &self.path,
                 file_kind(&meta),
             ));
         }
         if let Some(kind) = sys::kernel_file_system(file) {
             return Err(Error::not_a_file(
-                "open the pidfile",
+                Action::OpenPidfile,
                 &self.path,
                 &format!("a file of {kind}, a kernel interface"),
             ));
@@ -939,7 +939,7 @@ impl PidfileLock {
                     Ok(())
                 }
             })
-            .map_err(|e| Error::io("write the pidfile", &self.path, e))
+            .map_err(|e| Error::io(Action::WritePidfile, &self.path, e))
     }
 
     /// Whether the path still names the locked file: a /tmp cleaner or a careless `rm` may have
@@ -1111,7 +1111,7 @@ impl PidfileLock {
     fn write(&self, file: &File, content: &str) -> Result<(), Error> {
         file.write_all_at(content.as_bytes(), 0)
             .and_then(|()| file.set_len(content.len() as u64))
-            .map_err(|e| Error::io("write the pidfile", &self.path, e))
+            .map_err(|e| Error::io(Action::WritePidfile, &self.path, e))
     }
 
     /// The locked file, taken out to be let go of: `None` when it is gone already, or in a
@@ -1137,10 +1137,10 @@ impl PidfileLock {
             self.let_go(file);
             return Ok(());
         }
-        let dir = Dir::of(&self.path, "remove the pidfile", self.trusted);
+        let dir = Dir::of(&self.path, Action::RemovePidfile, self.trusted);
         let result = dir.and_then(|dir| {
             dir.remove_if_names(&self.path, &self.meta)
-                .map_err(|e| Error::io("remove the pidfile", &self.path, e))
+                .map_err(|e| Error::io(Action::RemovePidfile, &self.path, e))
         });
         self.let_go(file);
         result
