@@ -631,7 +631,7 @@ fn pin_checked(
 /// left alone: it is not stale.
 fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
     // The offer socket of a daemon with listening sockets goes with it.
-    match pidfile.remove_and(|| crate::handover::remove_stale_offer(pidfile)) {
+    match pidfile.remove_and(|| pidfile.remove_stale_offer()) {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
     }

@@ -9,6 +9,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
+pub(crate) mod handover;
+
 use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
 

@@ -75,13 +75,6 @@ pub(crate) fn step(ready_timeout: Duration) -> Duration {
     (ready_timeout / 4).clamp(Duration::from_millis(10), STEP)
 }
 
-/// Where the daemon of `pidfile` offers its sockets to a successor.
-pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
-    let mut path = pidfile.as_os_str().to_owned();
-    path.push(".handover");
-    PathBuf::from(path)
-}
-
 fn failure(pidfile: &Path, kind: HandoverKind, reason: impl Into<String>) -> Error {
     Error::Handover {
         pidfile: pidfile.to_path_buf(),
@@ -114,7 +107,7 @@ impl Offer {
     /// path is left alone, and restarts then stop, then start.
     pub(crate) fn bind(pidfile: &Pidfile, step: Duration) -> Result<Offer, Error> {
         const ACTION: Action = Action::OfferSockets;
-        let path = path_for(pidfile.path());
+        let path = pidfile.offer_path();
         let dir = pidfile.dir(ACTION)?;
         if let Ok(meta) = fs::symlink_metadata(&path)
             && meta.file_type().is_socket()
@@ -396,7 +389,7 @@ impl Predecessor {
 /// receive its pidfile's lock, its offer socket and its listening sockets, and verify that they
 /// come from the lock's holder.
 pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Error> {
-    let path = path_for(pidfile.path());
+    let path = pidfile.offer_path();
     let fail = |kind, reason: String| failure(pidfile.path(), kind, reason);
     let stream = connect(&path, pidfile.path())?;
     let io_failed =
@@ -631,8 +624,7 @@ fn verify_lock(pidfile: &Pidfile, file: File) -> Result<(File, fs::Metadata), Er
     let meta = pidfile
         .check(&file)
         .map_err(|e| unproven(&format!("the pidfile that came: {e}")))?;
-    let named = fs::symlink_metadata(pidfile.path()).ok();
-    if named.is_none_or(|now| (now.dev(), now.ino()) != (meta.dev(), meta.ino())) {
+    if !pidfile.names(&meta) {
         return Err(unproven(
             "the file that came is not the one at the pidfile's path",
         ));
@@ -792,18 +784,5 @@ fn read_line(stream: &UnixStream, step: Duration) -> io::Result<String> {
                 "no whole line in time",
             ));
         }
-    }
-}
-
-/// Remove the offer socket of `pidfile` that a daemon left behind: a socket where nobody listens.
-/// For the end of a `stop()`, under the lock of the stale pidfile, so that no instance that
-/// starts meanwhile has bound its own (a daemon that dropped root cannot remove root's socket
-/// file itself, nor one that was killed).
-pub(crate) fn remove_stale_offer(pidfile: &Pidfile) {
-    let path = path_for(pidfile.path());
-    let stale = fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket())
-        && sys::nobody_listens(&path);
-    if stale && let Ok(dir) = pidfile.dir(Action::RemoveOffer) {
-        let _ = dir.remove(&path);
     }
 }
