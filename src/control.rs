@@ -69,7 +69,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// let s = Stopped::Exited { pid: daemons::Pid::from_raw(42), after: Duration::from_millis(3) };
 /// assert_eq!(s.pid(), Some(daemons::Pid::from_raw(42)));
 /// assert!(!s.was_killed());
-/// assert_eq!(s.to_string(), "stopped (pid 42, after 3.0ms)");
+/// assert_eq!(s.to_string(), "stopped (pid 42, after 3 ms)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -119,16 +119,44 @@ impl Stopped {
 }
 
 impl fmt::Display for Stopped {
-    /// `not running`, `stopped (pid 42, after 3 ms)`, `killed (pid 42, after 10.01 s)`.
+    /// What `stop` says, one format per ending:
+    ///
+    /// ```
+    /// use daemons::{control::Stopped, Pid};
+    /// use std::time::Duration;
+    ///
+    /// let pid = Pid::from_raw(42);
+    /// assert_eq!(Stopped::NotRunning.to_string(), "not running");
+    /// let exited = Stopped::Exited { pid, after: Duration::from_millis(3) };
+    /// assert_eq!(exited.to_string(), "stopped (pid 42, after 3 ms)");
+    /// let killed = Stopped::Killed { pid, after: Duration::from_millis(10_010) };
+    /// assert_eq!(killed.to_string(), "stopped (pid 42, killed after 10 s)");
+    /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stopped::NotRunning => f.write_str("not running"),
-            Stopped::Exited { pid, after } => write!(f, "stopped (pid {pid}, after {after:.1?})"),
-            Stopped::Killed { pid, after } => write!(
-                f,
-                "killed (pid {pid}, after {after:.1?}: it did not stop within the stop timeout)"
-            ),
+            Stopped::Exited { pid, after } => {
+                write!(f, "stopped (pid {pid}, after {})", human(*after))
+            }
+            Stopped::Killed { pid, after } => {
+                write!(f, "stopped (pid {pid}, killed after {})", human(*after))
+            }
         }
+    }
+}
+
+/// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1 {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    } else if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        let text = format!("{:.1}", d.as_secs_f64());
+        format!("{} s", text.trim_end_matches(".0"))
     }
 }
 
@@ -640,6 +668,16 @@ fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_micros(600)), "0.6 ms");
+        assert_eq!(human(Duration::from_micros(2500)), "2 ms");
+        assert_eq!(human(Duration::from_millis(999)), "999 ms");
+        assert_eq!(human(Duration::from_secs(10)), "10 s");
+        assert_eq!(human(Duration::from_millis(10_020)), "10 s");
+        assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
+    }
 
     #[test]
     fn a_process_handle_may_be_shared_between_threads() {

@@ -13,11 +13,16 @@ macro_rules! actions {
         /// # Examples
         ///
         /// ```
-        /// use daemons::{Action, Error, Pidfile};
+        /// use daemons::{Action, Error};
         ///
-        /// let err = Pidfile::new("/no/such/dir/x.pid").acquire().unwrap_err();
-        /// assert!(matches!(err, Error::MissingDirectory { action: Action::TakePidfile, .. }));
-        /// assert_eq!(Action::TakePidfile.to_string(), "take the pidfile");
+        /// let err = Error::Io {
+        ///     action: Action::WritePidfile,
+        ///     path: "/run/x.pid".into(),
+        ///     source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        /// };
+        /// assert!(matches!(err, Error::Io { action: Action::WritePidfile, .. }));
+        /// assert_eq!(Action::WritePidfile.to_string(), "write the pidfile");
+        /// assert!(err.to_string().starts_with("cannot write the pidfile /run/x.pid"));
         /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]

@@ -191,19 +191,64 @@ impl Status {
     }
 }
 
-impl fmt::Display for Status {
+impl Status {
+    /// The same words as [`Display`](fmt::Display), naming `pidfile` where it is left: what
+    /// [`cli`](crate::cli) prints.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Pid, Status};
+    /// use std::path::Path;
+    ///
+    /// let killed = Status::Dead { pid: Some(Pid::from_raw(42)), failure: None };
+    /// assert_eq!(
+    ///     killed.with_pidfile(Path::new("/run/x.pid")).to_string(),
+    ///     "not running, but pidfile /run/x.pid is left, it names pid 42"
+    /// );
+    /// ```
+    pub fn with_pidfile<'a>(&'a self, pidfile: &'a Path) -> impl fmt::Display + 'a {
+        Words {
+            status: self,
+            pidfile: Some(pidfile),
+        }
+    }
+}
+
+/// The words of a [`Status`], and the pidfile they name where it is left, if known.
+struct Words<'a> {
+    status: &'a Status,
+    pidfile: Option<&'a Path>,
+}
+
+impl fmt::Display for Words<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let left = |f: &mut fmt::Formatter<'_>| match self.pidfile {
+            Some(pidfile) => write!(f, "pidfile {} is left", pidfile.display()),
+            None => f.write_str("its pidfile is left"),
+        };
+        match self.status {
             Status::Running(pid) => write!(f, "running (pid {pid})"),
             Status::Starting => f.write_str("starting"),
             Status::Dead {
+                pid,
                 failure: Some(failure),
-                ..
-            } => write!(f, "failed: {failure}"),
-            Status::Dead { pid: Some(pid), .. } => {
-                write!(f, "not running (stale pidfile names pid {pid})")
+            } => {
+                f.write_str("failed")?;
+                if let Some(pid) = pid {
+                    write!(f, " (pid {pid})")?;
+                }
+                write!(f, ": {failure}; ")?;
+                left(f)
             }
-            Status::Dead { pid: None, .. } => f.write_str("not running (stale pidfile)"),
+            Status::Dead { pid, failure: None } => {
+                f.write_str("not running, but ")?;
+                left(f)?;
+                match pid {
+                    Some(pid) => write!(f, ", it names pid {pid}"),
+                    None => Ok(()),
+                }
+            }
             Status::NotRunning => f.write_str("not running"),
             Status::Supervised {
                 pid,
@@ -217,6 +262,45 @@ impl fmt::Display for Status {
                 write!(f, "; {restarts} restarts)")
             }
         }
+    }
+}
+
+impl fmt::Display for Status {
+    /// What `status` says, one format per state:
+    ///
+    /// ```
+    /// use daemons::{Pid, Status};
+    ///
+    /// let pid = Pid::from_raw(42);
+    /// assert_eq!(Status::Running(pid).to_string(), "running (pid 42)");
+    /// assert_eq!(Status::Starting.to_string(), "starting");
+    /// assert_eq!(
+    ///     Status::Dead { pid: Some(pid), failure: Some("the disk is full".into()) }.to_string(),
+    ///     "failed (pid 42): the disk is full; its pidfile is left"
+    /// );
+    /// assert_eq!(
+    ///     Status::Dead { pid: Some(pid), failure: None }.to_string(),
+    ///     "not running, but its pidfile is left, it names pid 42"
+    /// );
+    /// assert_eq!(
+    ///     Status::Dead { pid: None, failure: None }.to_string(),
+    ///     "not running, but its pidfile is left"
+    /// );
+    /// assert_eq!(Status::NotRunning.to_string(), "not running");
+    /// let supervised = Status::Supervised { pid, child: Some(Pid::from_raw(43)), restarts: 2 };
+    /// assert_eq!(
+    ///     supervised.to_string(),
+    ///     "running (pid 42, supervised; its body runs in pid 43; 2 restarts)"
+    /// );
+    /// let waiting = Status::Supervised { pid, child: None, restarts: 3 };
+    /// assert_eq!(waiting.to_string(), "running (pid 42, supervised; 3 restarts)");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Words {
+            status: self,
+            pidfile: None,
+        }
+        .fmt(f)
     }
 }
 
