@@ -51,6 +51,7 @@ use nix::unistd::{Pid, geteuid};
 use crate::error::{Action, Error, HandoverKind};
 use crate::listen::Listeners;
 use crate::pidfile::{Pidfile, PidfileLock};
+use crate::sync::Deadline;
 use crate::sys;
 
 /// The longest any one step of a handover may take; less when the ready timeout is short.
@@ -411,7 +412,7 @@ pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Err
             ),
         ));
     }
-    let (line, mut fds) = read_answer(&stream, step).map_err(|e| match e.kind() {
+    let (line, mut fds) = read_line(&stream, step).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => fail(
             HandoverKind::Unresponsive,
             format!(
@@ -584,10 +585,11 @@ fn what_is_at(path: &Path) -> String {
     }
 }
 
-/// Read the predecessor's answer: one line, and the descriptors that came with it. The read
-/// timeout of `stream` bounds each read; the whole is bounded by `step` too.
-fn read_answer(stream: &UnixStream, step: Duration) -> io::Result<(String, Vec<OwnedFd>)> {
-    let deadline = Instant::now() + step;
+/// Read one line of at most [`LINE_MAX`] bytes within `step`, and the descriptors that came
+/// with it (the predecessor's answer brings them; its later words, none).
+fn read_line(stream: &UnixStream, step: Duration) -> io::Result<(String, Vec<OwnedFd>)> {
+    stream.set_read_timeout(Some(step))?;
+    let deadline = Deadline::after(step);
     let mut line = Vec::new();
     let mut fds = Vec::new();
     let mut buf = [0u8; LINE_MAX];
@@ -608,7 +610,7 @@ fn read_answer(stream: &UnixStream, step: Duration) -> io::Result<(String, Vec<O
             line.truncate(end);
             return Ok((String::from_utf8_lossy(&line).into_owned(), fds));
         }
-        if line.len() > LINE_MAX || Instant::now() >= deadline {
+        if line.len() > LINE_MAX || deadline.passed() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no whole answer in time",
@@ -691,7 +693,8 @@ impl Takeover {
             sys::forget_in_forked_children(lifeline.as_raw_fd());
             let answer = (&lifeline)
                 .write_all(format!("{TAKE}\n").as_bytes())
-                .and_then(|()| read_line(&lifeline, self.step));
+                .and_then(|()| read_line(&lifeline, self.step))
+                .map(|(word, _)| word);
             match answer {
                 Ok(word) if word == STOPPING => {}
                 Ok(word) => {
@@ -755,34 +758,6 @@ impl Drop for Takeover {
             .is_ok()
         {
             let _ = read_line(&lifeline, self.step);
-        }
-    }
-}
-
-/// Read one line of at most [`LINE_MAX`] bytes within `step`.
-fn read_line(stream: &UnixStream, step: Duration) -> io::Result<String> {
-    stream.set_read_timeout(Some(step))?;
-    let deadline = Instant::now() + step;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match (&*stream).read(&mut byte) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the connection closed",
-                ));
-            }
-            Ok(_) if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
-            Ok(_) => line.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if line.len() > LINE_MAX || Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no whole line in time",
-            ));
         }
     }
 }
