@@ -13,13 +13,12 @@ use crate::ctl::Ctl;
 use crate::daemon::Daemon;
 use crate::engine::{Engine, SetupFn};
 use crate::error::Error;
-use crate::listen::Address;
 use crate::outcome::{Fetch, Outcome};
 use crate::pool::{self, PoolSize};
-use crate::privileges::{Account, Credentials};
+use crate::privileges::Credentials;
+use crate::settings::{Account, Address, Restart};
 use crate::settings::{DEFAULT_IDLE_TIME, DEFAULT_POOL_SIZE, Settings, SettingsBuilder};
 use crate::signals::{Handler, Handlers, is_forbidden};
-use crate::supervise::Restart;
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///

@@ -109,8 +109,7 @@ pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use outcome::{Fetch, Outcome};
 pub use pidfile::{Pidfile, PidfileLock, Status};
-pub use privileges::Account;
-pub use supervise::Restart;
+pub use settings::{Account, Restart};
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

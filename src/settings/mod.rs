@@ -1,16 +1,22 @@
-//! Every plain setting of a daemon with its default, collected by a derived builder that stays
-//! inside the crate: the public [`DaemonBuilder`](crate::DaemonBuilder) wraps it, and checks the
-//! values.
+//! The settings that both the caller's side and the engine read: every plain setting of a daemon
+//! with its default, collected by a derived builder that stays inside the crate (the public
+//! [`DaemonBuilder`](crate::DaemonBuilder) wraps it, and checks the values), the addresses it
+//! listens on, the accounts it runs as, and its supervision policy. Nothing here imports the
+//! engine or the handle.
+
+mod account;
+mod address;
+mod supervision;
+
+pub use account::Account;
+pub(crate) use address::Address;
+pub use supervision::Restart;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use derive_builder::Builder;
-
-use crate::listen::Address;
-use crate::privileges::Account;
-use crate::supervise::Restart;
 
 #[derive(Builder, Debug, Clone)]
 #[builder(
