@@ -14,14 +14,14 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::{Pid, getpgrp};
 
-use crate::ctl::Lifecycle;
+use crate::engine::ctl::Lifecycle;
+use crate::engine::log::Log;
+use crate::engine::signals::{ControlThread, Handlers};
 use crate::error::{Error, NotSignalled};
 use crate::gate::process::{self, Pinned, Refused, Target};
 use crate::handover::{Answer, Heard, Lifeline, Offer, Predecessor, Takeover};
 use crate::listen::Listeners;
-use crate::log::Log;
 use crate::pidfile::PidfileLock;
-use crate::signals::{ControlThread, Handlers};
 use crate::sys;
 
 /// How often the keeper looks at the pidfile's path.

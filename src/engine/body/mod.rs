@@ -5,14 +5,19 @@
 //! [`Ctl::sleep`]; a `run` body sees [`Ctl::running`] turn false and returns; a `step` loop
 //! finishes the step under way and does not start another; a pool stops fetching and drains.
 
+#[cfg(feature = "tokio")]
+pub(crate) mod asynchronous;
+pub(crate) mod outcome;
+pub(crate) mod pool;
+
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crate::ctl::Ctl;
-use crate::log::Log;
-use crate::outcome::panic_message;
-use crate::pool::{MessagesFn, PoolSize};
+use crate::engine::body::outcome::panic_message;
+use crate::engine::body::pool::{MessagesFn, PoolSize};
+use crate::engine::ctl::Ctl;
+use crate::engine::log::Log;
 
 pub(crate) type RunFn = Box<dyn FnMut(&Ctl) -> Result<(), String> + Send>;
 pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), String> + Send>;

@@ -18,15 +18,15 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
+use crate::engine::log::Log;
+use crate::engine::signals::STOP_SIGNALS;
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process;
 use crate::listen::Listeners;
-use crate::log::Log;
 use crate::pidfile::PidfileLock;
 use crate::report;
 use crate::settings::Restart;
-use crate::signals::STOP_SIGNALS;
 use crate::sys;
 use crate::systemd::Notifier;
 

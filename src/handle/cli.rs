@@ -44,10 +44,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::builder::DaemonBuilder;
 use crate::control::Stopped;
-use crate::daemon::{Daemon, Restarted};
 use crate::error::Error;
+use crate::handle::builder::DaemonBuilder;
+use crate::handle::daemon::{Daemon, Restarted};
 use crate::pidfile::Status;
 
 impl Daemon {

@@ -25,12 +25,12 @@ use std::task::Poll;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
-use crate::body::RunFn;
-use crate::ctl::StopFuture;
-use crate::ctl::{Ctl, Lifecycle};
-use crate::log::Log;
-use crate::outcome::{Fetch, Outcome, panic_message};
-use crate::pool::{MessagesFn, PoolSize};
+use crate::engine::body::RunFn;
+use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::body::pool::{MessagesFn, PoolSize};
+use crate::engine::ctl::StopFuture;
+use crate::engine::ctl::{Ctl, Lifecycle};
+use crate::engine::log::Log;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
 pub(crate) const MAX_ASYNC_POOL_SIZE: usize = 100_000;
@@ -472,7 +472,7 @@ mod tests {
         );
         assert_eq!(body(&Ctl::new()), Ok(()));
 
-        let mut crate_body = crate::body::Body::Run(run_adapter(
+        let mut crate_body = crate::engine::body::Body::Run(run_adapter(
             |_ctl: Ctl| async {
                 if std::hint::black_box(true) {
                     panic!("async boom");

@@ -2,6 +2,17 @@
 //! credentials and signals, report ready, run the body, run the stop handlers, remove the
 //! pidfile.
 
+pub(crate) mod body;
+pub(crate) mod ctl;
+pub(crate) mod ending;
+pub(crate) mod init;
+pub(crate) mod log;
+pub(crate) mod signals;
+pub(crate) mod supervise;
+
+pub use body::outcome::{Fetch, Outcome};
+pub use ctl::{Ctl, StopFuture};
+
 use std::fs::File;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,20 +24,19 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Pid, chdir};
 
-use crate::body::Body;
-use crate::ctl::Ctl;
 use crate::detach::{Logs, Reporter, close_inherited_fds, close_listed_fds};
-use crate::ending::{Ended, Ending, Parts};
+use crate::engine::body::Body;
+use crate::engine::body::outcome::panic_message;
+use crate::engine::ending::{Ended, Ending, Parts};
+use crate::engine::log::Log;
+use crate::engine::signals::{CaughtSignals, Handlers, Reload, STOP_SIGNALS, catch_signals};
+use crate::engine::supervise::{Child, Supervisor};
 use crate::error::Error;
 use crate::handover;
 use crate::listen::Listeners;
-use crate::log::Log;
-use crate::outcome::panic_message;
 use crate::pidfile::{Pidfile, PidfileLock};
 use crate::privileges::Credentials;
 use crate::settings::Settings;
-use crate::signals::{CaughtSignals, Handlers, Reload, STOP_SIGNALS, catch_signals};
-use crate::supervise::{Child, Supervisor};
 use crate::sys;
 use crate::systemd::{self, Notifier, watchdog_period};
 

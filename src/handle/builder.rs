@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::body::Body;
-use crate::ctl::Ctl;
-use crate::daemon::Daemon;
+use crate::engine::body::Body;
+use crate::engine::body::outcome::{Fetch, Outcome};
+use crate::engine::body::pool::{self, PoolSize};
+use crate::engine::ctl::Ctl;
+use crate::engine::signals::{Handler, Handlers, is_forbidden};
 use crate::engine::{Engine, SetupFn};
 use crate::error::Error;
-use crate::outcome::{Fetch, Outcome};
-use crate::pool::{self, PoolSize};
+use crate::handle::daemon::Daemon;
 use crate::privileges::Credentials;
 use crate::settings::{Account, Address, Restart};
 use crate::settings::{DEFAULT_IDLE_TIME, DEFAULT_POOL_SIZE, Settings, SettingsBuilder};
-use crate::signals::{Handler, Handlers, is_forbidden};
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///
@@ -51,7 +51,7 @@ pub struct DaemonBuilder {
     listen: Vec<String>,
     /// The runtime of an async body, which it reads when it starts.
     #[cfg(feature = "tokio")]
-    runtime: crate::asynchronous::RuntimeChoice,
+    runtime: crate::engine::body::asynchronous::RuntimeChoice,
     /// Whether a body is async: the pool may then be larger, and a runtime may be chosen.
     #[cfg(feature = "tokio")]
     asynchronous: bool,
@@ -671,10 +671,11 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.asynchronous = true;
-        self.bodies.push(Body::Run(crate::asynchronous::run_adapter(
-            body,
-            self.runtime.clone(),
-        )));
+        self.bodies
+            .push(Body::Run(crate::engine::body::asynchronous::run_adapter(
+                body,
+                self.runtime.clone(),
+            )));
         self
     }
 
@@ -733,7 +734,11 @@ impl DaemonBuilder {
     {
         self.asynchronous = true;
         self.bodies.push(Body::Messages {
-            serve: crate::asynchronous::messages_adapter(get, handle, self.runtime.clone()),
+            serve: crate::engine::body::asynchronous::messages_adapter(
+                get,
+                handle,
+                self.runtime.clone(),
+            ),
             pool: PoolSize {
                 workers: DEFAULT_POOL_SIZE,
                 idle_time: DEFAULT_IDLE_TIME,
@@ -935,7 +940,7 @@ const MAX_POOL_SIZE: usize = 4096;
 /// Returns the largest pool the body may have: an async pool's handlers are tasks, not threads.
 #[cfg(feature = "tokio")]
 fn validate_runtime(
-    runtime: &crate::asynchronous::RuntimeChoice,
+    runtime: &crate::engine::body::asynchronous::RuntimeChoice,
     asynchronous: bool,
 ) -> Result<usize, Error> {
     match runtime.workers() {
@@ -947,7 +952,7 @@ fn validate_runtime(
             "worker_threads",
             "0 worker threads could run no task: give at least 1, or leave the setting out for a current-thread runtime",
         )),
-        _ if asynchronous => Ok(crate::asynchronous::MAX_ASYNC_POOL_SIZE),
+        _ if asynchronous => Ok(crate::engine::body::asynchronous::MAX_ASYNC_POOL_SIZE),
         _ => Ok(MAX_POOL_SIZE),
     }
 }

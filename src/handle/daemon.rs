@@ -8,9 +8,9 @@ use nix::unistd::Pid;
 
 use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};
+use crate::engine::init::{self, Role};
 use crate::engine::{Engine, Launch};
 use crate::error::{Error, HandoverKind};
-use crate::init::{self, Role};
 use crate::pidfile::Status;
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
@@ -131,7 +131,7 @@ impl Daemon {
     /// ```
     pub fn start(&self) -> Result<Pid, Error> {
         #[cfg(feature = "tokio")]
-        if crate::asynchronous::inside_runtime() {
+        if crate::engine::body::asynchronous::inside_runtime() {
             return Err(Error::InsideRuntime);
         }
         if let Some(pid) = self.engine.pidfile().probe()?.pid() {

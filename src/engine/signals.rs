@@ -20,11 +20,11 @@ use nix::sys::signal::Signal;
 use signal_hook::SigId;
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::ctl::Lifecycle;
 use crate::detach::{Logs, reset_signals};
+use crate::engine::body::outcome::panic_message;
+use crate::engine::ctl::Lifecycle;
+use crate::engine::log::Log;
 use crate::error::Error;
-use crate::log::Log;
-use crate::outcome::panic_message;
 use crate::systemd::Notifier;
 
 /// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon

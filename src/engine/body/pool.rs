@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crossbeam_utils::Backoff;
 
-use crate::ctl::Ctl;
-use crate::log::Log;
-use crate::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::ctl::Ctl;
+use crate::engine::log::Log;
 
 /// How large the pool may grow, and how long it rests when there is nothing to fetch.
 #[derive(Debug, Clone, Copy)]
