@@ -1,105 +1,99 @@
-//! Signals: handlers run on a control thread, never in signal context.
+//! Catching signals: the one way is signal-hook's self-pipe, [`SignalPipe`]. Its handler only
+//! marks the signal and writes a byte to a socket; the signal is then taken from the pipe outside
+//! signal context. The engine reads it on a signal thread, which calls the user's handlers one
+//! at a time, in registration order; the supervisor, which must stay single-threaded, polls it
+//! with its child's descriptors. (PID 1 alone waits with `sigwait`: see `init.rs` for why.)
 //!
-//! signal-hook's handler only writes the signal number to a pipe; a control thread reads it and
-//! calls the user's closures, one at a time, in registration order. They may therefore allocate,
-//! lock and log like any other code. The stop signals (SIGTERM, SIGINT, SIGQUIT) only ask the body
-//! to stop; their own handlers run once, on the main thread, after the body has finished.
+//! The stop signals (SIGTERM, SIGINT, SIGQUIT) only ask the body to stop, from the signal
+//! handler itself; their own handlers run once, on the main thread, after the body has finished.
 //!
-//! The kernel coalesces a signal that arrives while the same one is still pending, so a burst of
-//! 10,000 SIGHUPs runs the SIGHUP handlers far fewer times: a handler learns that the signal came,
-//! not how often.
+//! The kernel coalesces a signal that arrives while the same one is still pending, and so does
+//! the pipe, so a burst of 10,000 SIGHUPs runs the SIGHUP handlers far fewer times: a handler
+//! learns that the signal came, not how often.
 
-use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use signal_hook::SigId;
-use signal_hook::iterator::{Handle, Signals};
+use signal_hook::iterator::backend::{Handle, SignalDelivery};
+use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use crate::detach::{Logs, reset_signals};
-use crate::engine::body::outcome::panic_message;
-use crate::engine::ctl::Lifecycle;
+use crate::engine::handlers::{Handlers, STOP_SIGNALS};
+use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
+use crate::engine::role::Role;
+use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::systemd::Notifier;
 
-/// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
-/// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
-pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
+/// Signals caught into signal-hook's self-pipe, until it is dropped (which gives them back).
+pub(in crate::engine) struct SignalPipe(SignalDelivery<UnixStream, SignalOnly>);
 
-/// Signals whose handlers the builder refuses: SIGKILL and SIGSTOP cannot be caught, and catching
-/// SIGSEGV, SIGILL or SIGFPE would resume the faulting instruction forever (signal-hook refuses
-/// them for the same reason).
-pub(crate) fn is_forbidden(signal: Signal) -> bool {
-    signal_hook::consts::FORBIDDEN.contains(&(signal as i32))
-}
-
-/// A user's signal handler.
-pub(crate) struct Handler(Box<dyn FnMut() + Send>);
-
-impl Handler {
-    pub(crate) fn new(f: impl FnMut() + Send + 'static) -> Handler {
-        Handler(Box::new(f))
-    }
-}
-
-impl fmt::Debug for Handler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Handler(..)")
-    }
-}
-
-/// Every handler, by signal, in registration order.
-#[derive(Debug, Default)]
-pub(crate) struct Handlers {
-    table: Vec<(Signal, Vec<Handler>)>,
-}
-
-impl Handlers {
-    pub(crate) fn add(&mut self, signal: Signal, handler: Handler) {
-        match self.table.iter_mut().find(|(s, _)| *s == signal) {
-            Some((_, list)) => list.push(handler),
-            None => self.table.push((signal, vec![handler])),
-        }
+impl SignalPipe {
+    /// Catch `signals`.
+    pub(in crate::engine) fn catch(signals: &[Signal]) -> Result<SignalPipe, Error> {
+        let caught = UnixStream::pair().and_then(|(read, write)| {
+            SignalDelivery::with_pipe(read, write, SignalOnly, signals.iter().map(|&s| s as i32))
+        });
+        caught.map(SignalPipe).map_err(|e| Error::Sys {
+            call: "install signal handlers",
+            source: e,
+        })
     }
 
-    pub(crate) fn signals(&self) -> impl Iterator<Item = Signal> + '_ {
-        self.table.iter().map(|(s, _)| *s)
+    /// Readable when a signal came, for a `poll` that waits for other things too.
+    pub(in crate::engine) fn fd(&self) -> BorrowedFd<'_> {
+        self.0.get_read().as_fd()
     }
 
-    /// Run `signal`'s handlers in order. A panicking handler is logged and the next one runs;
-    /// the first panic's message is returned.
-    pub(crate) fn run(&mut self, signal: Signal, log: &Log) -> Result<(), String> {
-        let mut first_failure = None;
-        let Some((_, list)) = self.table.iter_mut().find(|(s, _)| *s == signal) else {
-            return Ok(());
-        };
-        for handler in list {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (handler.0)())) {
-                let message = format!("a {signal} handler panicked: {}", panic_message(&*panic));
-                log.log(&message);
-                first_failure.get_or_insert(message);
+    /// The signals that came since the last look, without waiting.
+    pub(in crate::engine) fn pending(&mut self) -> Vec<Signal> {
+        self.0
+            .pending()
+            .filter_map(|raw| Signal::try_from(raw).ok())
+            .collect()
+    }
+
+    /// Wait for signals; `None` once the pipe is closed through its [`Handle`].
+    fn wait(&mut self) -> Option<Vec<Signal>> {
+        let pending = self.0.poll_pending(&mut |read: &mut UnixStream| loop {
+            match read.read(&mut [0u8]) {
+                Ok(n) => break Ok(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
             }
-        }
-        first_failure.map_or(Ok(()), Err)
+        });
+        let pending = pending.ok()??;
+        Some(
+            pending
+                .filter_map(|raw| Signal::try_from(raw).ok())
+                .collect(),
+        )
+    }
+
+    fn handle(&self) -> Handle {
+        self.0.handle()
     }
 }
 
 /// What a SIGHUP does before and after its handlers: tell the service manager, and reopen the
 /// log files so that a rotated log is let go of.
-pub(crate) struct Reload {
-    pub(crate) notifier: Option<Arc<Notifier>>,
-    /// The stdout and stderr files, when the daemon is detached.
-    pub(crate) logs: Option<Logs>,
+pub(in crate::engine) struct Reload {
+    pub(in crate::engine) notifier: Option<Arc<Notifier>>,
+    /// The stdout and stderr files, when they are the daemon's.
+    pub(in crate::engine) logs: Option<Logs>,
 }
 
 impl Reload {
     /// Whether a SIGHUP does anything besides running its handlers.
-    pub(crate) fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         self.notifier.is_none() && self.logs.as_ref().is_none_or(Logs::is_none)
     }
 
@@ -107,11 +101,8 @@ impl Reload {
         if let Some(notifier) = &self.notifier {
             let _ = notifier.reloading();
         }
-        if let Some(logs) = &self.logs
-            && !logs.is_none()
-            && let Err(e) = logs.reopen()
-        {
-            log.log(&format!("keeping the old log files: {e}"));
+        if let Some(logs) = &self.logs {
+            reopen_logs(logs, log);
         }
     }
 
@@ -122,10 +113,22 @@ impl Reload {
     }
 }
 
-/// The running control thread, if the daemon has one, and the signal actions installed.
-pub(crate) struct ControlThread {
+/// Open the log files again and point stdout and stderr at them, keeping the old ones if that
+/// fails: what a SIGHUP does for a daemon, or a supervisor, whose stdio is its log files.
+pub(in crate::engine) fn reopen_logs(logs: &Logs, log: &Log) {
+    if !logs.is_none()
+        && let Err(e) = logs.reopen()
+    {
+        log.log(&format!("keeping the old log files: {e}"));
+    }
+}
+
+/// The running signal thread, if the daemon has one, and the signal actions installed.
+pub(in crate::engine) struct SignalThread {
+    /// The user's handlers: the signal thread calls them, then the end a stop signal's.
+    handlers: Arc<Mutex<Handlers>>,
     handle: Option<Handle>,
-    thread: Option<JoinHandle<Signals>>,
+    thread: Option<JoinHandle<SignalPipe>>,
     actions: Vec<SigId>,
     /// The signal whose handlers run now, and since when: a stop that has to wait for them
     /// says so.
@@ -138,36 +141,33 @@ pub(crate) struct ControlThread {
 /// How long a stop waits for a handler in silence before it logs that it is waiting.
 const PATIENCE: Duration = Duration::from_secs(1);
 
-/// The signals caught, before the control thread runs: what arrives meanwhile waits in
-/// signal-hook's pipe. Without `signals`, no signal has work for a control thread.
-pub(crate) struct CaughtSignals {
-    signals: Option<Signals>,
+/// The signals caught, before the signal thread runs: what arrives meanwhile waits in the pipe.
+/// Without `pipe`, no signal has work for a signal thread.
+pub(in crate::engine) struct CaughtSignals {
+    pipe: Option<SignalPipe>,
     actions: Vec<SigId>,
 }
 
-/// Catch the stop signals, SIGHUP and every signal that has handlers. With `reset`, every other
-/// signal's disposition goes back to its default and the mask is cleared (the daemon(7) steps),
-/// after our handlers are in place so that no stop signal can slip in between.
+/// Catch the stop signals, SIGHUP and every signal that has handlers. In a process of the
+/// daemon's own, every other signal's disposition goes back to its default and the mask is
+/// cleared (the daemon(7) steps), after our handlers are in place so that no stop signal can slip
+/// in between.
 ///
 /// A stop signal asks the body to stop from the signal handler itself, so that a sleeping body
-/// wakes at once instead of after two hops through the control thread. When no other signal has
-/// work to do (no handlers, and a SIGHUP that `reload` would not act on), there is no control
+/// wakes at once instead of after two hops through the signal thread. When no other signal has
+/// work to do (no handlers, and a SIGHUP that `reload` would not act on), there is no signal
 /// thread at all: SIGHUP is caught by an action that does nothing, so that it neither kills the
 /// daemon nor stays ignored in the programs it executes. A thread costs its spawn at start, a
 /// join at stop, and a larger teardown at exit.
-pub(crate) fn catch_signals(
+pub(in crate::engine) fn catch_signals(
     handlers: &Mutex<Handlers>,
     lifecycle: &Arc<Lifecycle>,
-    reset: bool,
+    role: Role,
     reload: &Reload,
 ) -> Result<CaughtSignals, Error> {
     let mut caught: Vec<Signal> = STOP_SIGNALS.to_vec();
     caught.push(Signal::SIGHUP);
-    let registered: Vec<Signal> = handlers
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .signals()
-        .collect();
+    let registered: Vec<Signal> = lock(handlers).signals().collect();
     let listening = !reload.is_idle()
         || registered
             .iter()
@@ -182,8 +182,8 @@ pub(crate) fn catch_signals(
         source: e,
     };
     let mut actions = Vec::new();
-    let signals = if listening {
-        Some(Signals::new(caught.iter().map(|&s| s as i32)).map_err(install_failed)?)
+    let pipe = if listening {
+        Some(SignalPipe::catch(&caught)?)
     } else {
         for signal in caught.iter().filter(|s| !STOP_SIGNALS.contains(s)) {
             // A flag that nobody reads: the safe way to install an action that does nothing.
@@ -206,27 +206,28 @@ pub(crate) fn catch_signals(
         .map_err(install_failed)?;
         actions.push(id);
     }
-    if reset {
-        // Before the control thread exists: it inherits the mask of the thread that spawns it.
+    if role.owns_process() {
+        // Before the signal thread exists: it inherits the mask of the thread that spawns it.
         reset_signals(&caught)?;
     }
-    Ok(CaughtSignals { signals, actions })
+    Ok(CaughtSignals { pipe, actions })
 }
 
 impl CaughtSignals {
-    /// Start the control thread, if there is work for one. It ends at the first stop signal:
+    /// Start the signal thread, if there is work for one. It ends at the first stop signal:
     /// the body is asked to stop, and nothing else may run during the shutdown.
-    pub(crate) fn start_control_thread(
+    pub(in crate::engine) fn start_thread(
         self,
         handlers: Arc<Mutex<Handlers>>,
         lifecycle: Arc<Lifecycle>,
         reload: Reload,
         log: Log,
-    ) -> Result<ControlThread, Error> {
+    ) -> Result<SignalThread, Error> {
         let actions = self.actions;
         let busy = Arc::new(Mutex::new(None));
-        let Some(mut signals) = self.signals else {
-            return Ok(ControlThread {
+        let Some(mut pipe) = self.pipe else {
+            return Ok(SignalThread {
+                handlers,
                 handle: None,
                 thread: None,
                 actions,
@@ -235,43 +236,43 @@ impl CaughtSignals {
                 log,
             });
         };
-        let handle = signals.handle();
+        let handle = pipe.handle();
         let (tell_ended, ended) = mpsc::channel();
-        let (running, thread_log) = (busy.clone(), log.clone());
+        let (running, thread_log, called) = (busy.clone(), log.clone(), handlers.clone());
         let thread = thread::Builder::new()
             .name("daemons-signals".into())
             .spawn(move || {
                 let log = thread_log;
-                for raw in signals.forever() {
-                    let Ok(signal) = Signal::try_from(raw) else {
-                        continue;
-                    };
-                    if STOP_SIGNALS.contains(&signal) {
-                        // The signal handler has asked the body to stop already.
-                        lifecycle.tell_stopping();
-                        break;
-                    }
-                    let hup = signal == Signal::SIGHUP;
-                    if hup {
-                        reload.begin(&log);
-                    }
-                    *lock(&running) = Some((signal, Instant::now()));
-                    let _ = lock(&handlers).run(signal, &log);
-                    *lock(&running) = None;
-                    if hup {
-                        reload.end();
+                'listening: while let Some(signals) = pipe.wait() {
+                    for signal in signals {
+                        if STOP_SIGNALS.contains(&signal) {
+                            // The signal handler has asked the body to stop already.
+                            lifecycle.tell_stopping();
+                            break 'listening;
+                        }
+                        let hup = signal == Signal::SIGHUP;
+                        if hup {
+                            reload.begin(&log);
+                        }
+                        *lock(&running) = Some((signal, Instant::now()));
+                        let _ = lock(&called).call(signal, &log);
+                        *lock(&running) = None;
+                        if hup {
+                            reload.end();
+                        }
                     }
                 }
                 let _ = tell_ended.send(());
-                // Handed back rather than dropped here: closing the listener writes to this
+                // Handed back rather than dropped here: closing the pipe writes to this
                 // socket, which must still have a reader.
-                signals
+                pipe
             })
             .map_err(|e| Error::Sys {
                 call: "spawn the control thread",
                 source: e,
             })?;
-        Ok(ControlThread {
+        Ok(SignalThread {
+            handlers,
             handle: Some(handle),
             thread: Some(thread),
             actions,
@@ -282,27 +283,29 @@ impl CaughtSignals {
     }
 }
 
-impl ControlThread {
-    /// Stop listening and wait for the control thread, so that no handler runs after this.
-    /// The signals stay caught (and ignored) until the process exits.
-    pub(crate) fn stop_for_exit(self) {
-        if let Some(signals) = self.join() {
-            // Unregistering takes signal-hook's global lock once per signal, for nothing: the
-            // process is about to exit.
-            std::mem::forget(signals);
+impl SignalThread {
+    /// Stop listening and wait for the signal thread, so that no handler runs after this; the
+    /// handlers are handed back, for the stop signal's. In a process of the daemon's own the
+    /// signals stay caught (and ignored) until it exits; a process that goes on after the daemon
+    /// (`run()` in the foreground) gets them back.
+    pub(in crate::engine) fn stop(mut self, role: Role) -> Arc<Mutex<Handlers>> {
+        let handlers = self.handlers.clone();
+        if role.owns_process() {
+            if let Some(pipe) = self.join() {
+                // Unregistering takes signal-hook's global lock once per signal, for nothing:
+                // the process is about to exit.
+                std::mem::forget(pipe);
+            }
+            return handlers;
         }
-    }
-
-    /// Stop listening and give the signals back to their previous handling, for a process that
-    /// goes on after the daemon (`run()` in the foreground).
-    pub(crate) fn stop_and_restore(mut self) {
         for id in self.actions.drain(..) {
             signal_hook::low_level::unregister(id);
         }
         drop(self.join());
+        handlers
     }
 
-    fn join(mut self) -> Option<Signals> {
+    fn join(mut self) -> Option<SignalPipe> {
         if let Some(handle) = &self.handle {
             handle.close();
         }
@@ -318,50 +321,5 @@ impl ControlThread {
             ));
         }
         self.thread.take().and_then(|thread| thread.join().ok())
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A handler that panicked while another held the lock left nothing half-done in it.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handlers_run_in_order_and_survive_panics() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut handlers = Handlers::default();
-        for n in 0..3 {
-            let seen = seen.clone();
-            handlers.add(
-                Signal::SIGHUP,
-                Handler::new(move || {
-                    seen.lock().expect("seen").push(n);
-                    if n == 1 {
-                        panic!("handler {n} fails");
-                    }
-                }),
-            );
-        }
-        let logged = Arc::new(Mutex::new(Vec::new()));
-        let sink = logged.clone();
-        let log = Log::to(move |m| sink.lock().expect("log").push(m.to_owned()));
-        let result = handlers.run(Signal::SIGHUP, &log);
-        assert_eq!(*seen.lock().expect("seen"), vec![0, 1, 2]);
-        assert!(result.unwrap_err().contains("handler 1 fails"));
-        assert_eq!(logged.lock().expect("log").len(), 1);
-        assert_eq!(handlers.run(Signal::SIGUSR1, &log), Ok(()));
-    }
-
-    #[test]
-    fn uncatchable_signals_are_forbidden() {
-        assert!(is_forbidden(Signal::SIGKILL));
-        assert!(is_forbidden(Signal::SIGSTOP));
-        assert!(is_forbidden(Signal::SIGSEGV));
-        assert!(!is_forbidden(Signal::SIGHUP));
-        assert!(!is_forbidden(Signal::SIGTERM));
     }
 }

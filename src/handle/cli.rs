@@ -43,11 +43,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use crate::control::Stopped;
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
-use crate::handle::daemon::{Daemon, Restarted};
+use crate::handle::daemon::Daemon;
+use crate::handle::restart::Restarted;
 use crate::pidfile::Status;
 
 impl Daemon {
@@ -108,12 +110,7 @@ impl Daemon {
         let code = match command.as_deref() {
             Some("start") => self.cli_start(),
             Some("stop") => self.cli_stop(),
-            // A daemon with listening sockets hands them to its successor: no stop between.
-            Some("restart") if self.hands_over() => self.cli_restart(),
-            Some("restart") => match self.cli_stop() {
-                0 => self.cli_start(),
-                failed => failed,
-            },
+            Some("restart") => self.cli_restart(),
             Some("status") => self.cli_status(),
             Some("reload") => self.cli_reload(),
             Some("run") => self.cli_run(),
@@ -149,7 +146,12 @@ impl Daemon {
     }
 
     fn cli_start(&self) -> u8 {
-        match self.start() {
+        self.say_started(self.start())
+    }
+
+    /// What a start said: started, or already running (not a failure), or why it failed.
+    fn say_started(&self, started: Result<Pid, Error>) -> u8 {
+        match started {
             Ok(pid) => {
                 println!("{}: started (pid {pid})", self.name());
                 0
@@ -189,26 +191,25 @@ impl Daemon {
         }
     }
 
-    /// A restart that hands the listening sockets over, or says why it stopped, then started.
+    /// A restart: the listening sockets handed over, or a stop (said at once, with the reason
+    /// the sockets could not be handed over), then a start, said as `start` says it.
     fn cli_restart(&self) -> u8 {
         let name = self.name();
-        match self.restart() {
+        let mut stopped = false;
+        let restarted = self.restart_saying(|how, fallback| {
+            if let Some(why) = fallback {
+                eprintln!("{name}: {why}; stopping, then starting instead");
+            }
+            self.say_stopped(*how);
+            stopped = true;
+        });
+        match restarted {
             Ok(restarted @ Restarted::HandedOver { .. }) => {
                 println!("{name}: {restarted}");
                 0
             }
-            Ok(Restarted::StoppedThenStarted {
-                pid,
-                stopped,
-                fallback,
-            }) => {
-                if let Some(why) = fallback {
-                    eprintln!("{name}: {why}; stopping, then starting instead");
-                }
-                self.say_stopped(stopped);
-                println!("{name}: started (pid {pid})");
-                0
-            }
+            Ok(Restarted::StoppedThenStarted { pid, .. }) => self.say_started(Ok(pid)),
+            Err(e) if stopped => self.say_started(Err(e)),
             Err(e) => self.fail(&e),
         }
     }

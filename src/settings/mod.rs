@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use derive_builder::Builder;
 
+/// Every plain setting, with its default here and nowhere else; the pidfile has none, and a
+/// build without it says it is required.
 #[derive(Builder, Debug, Clone)]
 #[builder(
     name = "SettingsBuilder",
@@ -27,32 +29,39 @@ use derive_builder::Builder;
     derive(Debug)
 )]
 pub(crate) struct Settings {
+    #[builder(setter(into))]
     pub(crate) pidfile: PathBuf,
-    #[builder(default = "PathBuf::from(\"/\")")]
+    #[builder(setter(into), default = "PathBuf::from(\"/\")")]
     pub(crate) workdir: PathBuf,
     #[builder(default = "0o022")]
     pub(crate) umask: u32,
-    #[builder(setter(strip_option), default)]
+    /// `None`: `/dev/null`.
+    #[builder(setter(into, strip_option), default)]
     pub(crate) stdout: Option<PathBuf>,
-    #[builder(setter(strip_option), default)]
+    #[builder(setter(into, strip_option), default)]
     pub(crate) stderr: Option<PathBuf>,
     #[builder(default = "Duration::from_secs(10)")]
     pub(crate) stop_timeout: Duration,
     #[builder(default = "Duration::from_secs(30)")]
     pub(crate) ready_timeout: Duration,
-    #[builder(setter(strip_option), default)]
-    pub(crate) interval: Option<Duration>,
+    /// The pause between two steps of a step body.
+    #[builder(default)]
+    pub(crate) interval: Duration,
+    /// Whether a failed step is only logged.
     #[builder(default)]
     pub(crate) keep_going: bool,
-    #[builder(setter(strip_option), default)]
+    /// `None`: the executable's file name.
+    #[builder(setter(into, strip_option), default)]
     pub(crate) name: Option<String>,
-    #[builder(setter(strip_option), default)]
-    pub(crate) pool_size: Option<usize>,
-    #[builder(setter(strip_option), default)]
-    pub(crate) idle_time: Option<Duration>,
-    #[builder(setter(strip_option), default)]
+    /// The Python original's default, kept.
+    #[builder(default = "100")]
+    pub(crate) pool_size: usize,
+    /// The Python original's default, kept.
+    #[builder(default = "Duration::from_millis(100)")]
+    pub(crate) idle_time: Duration,
+    #[builder(setter(into, strip_option), default)]
     pub(crate) user: Option<Account>,
-    #[builder(setter(strip_option), default)]
+    #[builder(setter(into, strip_option), default)]
     pub(crate) group: Option<Account>,
     #[builder(default)]
     pub(crate) keep_fds: Vec<RawFd>,
@@ -60,6 +69,7 @@ pub(crate) struct Settings {
     pub(crate) manual_ready: bool,
     #[builder(default)]
     pub(crate) stop_children: bool,
+    /// `None`: half the stop timeout.
     #[builder(setter(strip_option), default)]
     pub(crate) grace: Option<Duration>,
     #[builder(setter(strip_option), default)]
@@ -69,6 +79,35 @@ pub(crate) struct Settings {
     pub(crate) listen: Vec<Address>,
 }
 
-/// The Python original's defaults, kept.
-pub(crate) const DEFAULT_POOL_SIZE: usize = 100;
-pub(crate) const DEFAULT_IDLE_TIME: Duration = Duration::from_millis(100);
+impl Settings {
+    /// Whether a restart hands the listening sockets to the new instance: there are some, and no
+    /// supervisor (whose restart is a stop, then a start).
+    pub(crate) fn hands_over(&self) -> bool {
+        !self.listen.is_empty() && self.restart.is_none()
+    }
+}
+
+/// The settings of one kind of body that were given: a body of another kind refuses them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodySettings {
+    /// `interval`, a step body's.
+    pub(crate) step: bool,
+    /// `pool_size` and `idle_time`, a messages body's, when given.
+    pub(crate) messages: Option<&'static str>,
+}
+
+impl SettingsBuilder {
+    /// Which settings of one kind of body were given.
+    pub(crate) fn body_settings(&self) -> BodySettings {
+        BodySettings {
+            step: self.interval.is_some(),
+            messages: if self.pool_size.is_some() {
+                Some("pool_size")
+            } else if self.idle_time.is_some() {
+                Some("idle_time")
+            } else {
+                None
+            },
+        }
+    }
+}

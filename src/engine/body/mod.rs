@@ -1,5 +1,6 @@
-//! The bodies: a `run` closure, a `step` called in a loop, or a `messages` pool, each run to its
-//! end by [`Body::run`].
+//! The bodies: a `run` closure, a `wrap`ped function, a `step` called in a loop, or a `messages`
+//! pool (threads in `pool.rs`, tasks in `asynchronous.rs`), each driven to its end by
+//! [`Body::drive`]. What a closure may return is in `outcome.rs`.
 //!
 //! Whatever the body, the daemon stops the same way: a stop signal sets a flag and wakes every
 //! [`Ctl::sleep`]; a `run` body sees [`Ctl::running`] turn false and returns; a `step` loop
@@ -7,7 +8,7 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod asynchronous;
-pub(crate) mod outcome;
+pub(in crate::engine) mod outcome;
 pub(crate) mod pool;
 
 use std::fmt;
@@ -18,73 +19,62 @@ use crate::engine::body::outcome::panic_message;
 use crate::engine::body::pool::{MessagesFn, PoolSize};
 use crate::engine::ctl::Ctl;
 use crate::engine::log::Log;
+use crate::settings::Settings;
 
 pub(crate) type RunFn = Box<dyn FnMut(&Ctl) -> Result<(), String> + Send>;
 pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), String> + Send>;
 pub(crate) type WrapFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
-/// The body of a daemon, with the settings that belong to its kind.
+/// The body of a daemon; the settings of its kind (`interval`, `keep_going`, `pool_size`,
+/// `idle_time`) are read when it runs.
 pub(crate) enum Body {
     Run(RunFn),
     /// A function that knows nothing of `ctl`: a stop abandons it. It runs once.
     Wrap(Option<WrapFn>),
-    Step {
-        step: StepFn,
-        /// The pause between two steps.
-        interval: Duration,
-        /// Whether a failed step is only logged.
-        keep_going: bool,
-    },
-    Messages {
-        serve: MessagesFn,
-        pool: PoolSize,
-    },
+    Step(StepFn),
+    Messages(MessagesFn),
 }
 
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Body::Run(_) => f.write_str("Body::Run(..)"),
-            Body::Wrap(_) => f.write_str("Body::Wrap(..)"),
-            Body::Step {
-                interval,
-                keep_going,
-                ..
-            } => f
-                .debug_struct("Body::Step")
-                .field("interval", interval)
-                .field("keep_going", keep_going)
-                .finish_non_exhaustive(),
-            Body::Messages { pool, .. } => f
-                .debug_struct("Body::Messages")
-                .field("pool", pool)
-                .finish_non_exhaustive(),
-        }
+        f.write_str(match self {
+            Body::Run(_) => "Body::Run(..)",
+            Body::Wrap(_) => "Body::Wrap(..)",
+            Body::Step(_) => "Body::Step(..)",
+            Body::Messages(_) => "Body::Messages(..)",
+        })
     }
 }
 
 impl Body {
     /// Whether a stop abandons the body at once: it cannot be asked to return.
-    pub(crate) fn is_wrapped(&self) -> bool {
+    pub(in crate::engine) fn is_wrapped(&self) -> bool {
         matches!(self, Body::Wrap(_))
     }
 
-    /// Run the body until it returns (run) or a stop is asked (step, messages). A panic is
-    /// caught and turned into an error, so that the engine can remove the pidfile and exit with
-    /// a failure code.
-    pub(crate) fn run(&mut self, ctl: &Ctl, log: &Log) -> Result<(), String> {
+    /// Drive the body until it returns (run, wrap) or a stop is asked (step, messages), with
+    /// the settings of its kind. A panic is caught and turned into an error, so that the engine
+    /// can remove the pidfile and exit with a failure code.
+    pub(in crate::engine) fn drive(
+        &mut self,
+        ctl: &Ctl,
+        log: &Log,
+        settings: &Settings,
+    ) -> Result<(), String> {
         let result = catch_unwind(AssertUnwindSafe(|| match self {
             Body::Run(run) => run(ctl),
             Body::Wrap(wrapped) => match wrapped.take() {
                 Some(function) => function(),
                 None => Err("the wrapped function has run already: it runs once".to_string()),
             },
-            Body::Step {
-                step,
-                interval,
-                keep_going,
-            } => step_loop(step, *interval, *keep_going, ctl, log),
-            Body::Messages { serve, pool } => serve(ctl, *pool, log),
+            Body::Step(step) => step_loop(step, settings.interval, settings.keep_going, ctl, log),
+            Body::Messages(serve) => {
+                let pool = PoolSize {
+                    workers: settings.pool_size,
+                    idle_time: settings.idle_time,
+                };
+                serve(ctl, pool, log)
+            }
         }));
         match result {
             Ok(outcome) => outcome,
@@ -121,64 +111,66 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    fn steps(step: impl FnMut() -> Result<(), String> + Send + 'static, keep_going: bool) -> Body {
-        Body::Step {
-            step: Box::new(step),
-            interval: Duration::ZERO,
-            keep_going,
-        }
+    fn steps(step: impl FnMut() -> Result<(), String> + Send + 'static) -> Body {
+        Body::Step(Box::new(step))
+    }
+
+    fn settings(keep_going: bool) -> Settings {
+        crate::settings::SettingsBuilder::default()
+            .pidfile("x.pid")
+            .keep_going(keep_going)
+            .build()
+            .expect("settings")
     }
 
     #[test]
     fn step_loop_finishes_the_step_under_way() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let inner = ctl.clone();
-        let mut body = steps(
-            move || {
-                if seen.fetch_add(1, Ordering::SeqCst) == 9 {
-                    inner.stop();
-                }
-                Ok(())
-            },
-            false,
-        );
-        assert_eq!(body.run(&ctl, &Log::quiet()), Ok(()));
+        let mut body = steps(move || {
+            if seen.fetch_add(1, Ordering::SeqCst) == 9 {
+                inner.stop();
+            }
+            Ok(())
+        });
+        assert_eq!(body.drive(&ctl, &Log::quiet(), &settings(false)), Ok(()));
         assert_eq!(calls.load(Ordering::SeqCst), 10);
     }
 
     #[test]
     fn step_errors_stop_or_are_logged() {
-        let ctl = Ctl::new();
-        let mut body = steps(|| Err("disk full".to_string()), false);
-        let err = body.run(&ctl, &Log::quiet()).unwrap_err();
+        let ctl = Ctl::for_tests();
+        let mut body = steps(|| Err("disk full".to_string()));
+        let err = body
+            .drive(&ctl, &Log::quiet(), &settings(false))
+            .unwrap_err();
         assert!(err.contains("disk full"), "{err}");
 
         let logged = Arc::new(Mutex::new(Vec::new()));
         let inner = ctl.clone();
         let mut n = 0;
-        let mut body = steps(
-            move || {
-                n += 1;
-                if n == 3 {
-                    inner.stop();
-                }
-                Err(format!("failure {n}"))
-            },
-            true,
-        );
+        let mut body = steps(move || {
+            n += 1;
+            if n == 3 {
+                inner.stop();
+            }
+            Err(format!("failure {n}"))
+        });
         let sink = logged.clone();
         let log = Log::to(move |m| sink.lock().expect("log").push(m.to_string()));
-        assert_eq!(body.run(&ctl, &log), Ok(()));
+        assert_eq!(body.drive(&ctl, &log, &settings(true)), Ok(()));
         assert_eq!(logged.lock().expect("log").len(), 3);
     }
 
     #[test]
     fn panics_become_errors() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let mut body = Body::Run(Box::new(|_| panic!("boom")));
-        let err = body.run(&ctl, &Log::quiet()).unwrap_err();
+        let err = body
+            .drive(&ctl, &Log::quiet(), &settings(false))
+            .unwrap_err();
         assert!(err.contains("boom"), "{err}");
     }
 }

@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn every_fetched_message_is_handled_once_at_stop() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(Mutex::new(Vec::new()));
         let seen = handled.clone();
         let stopper = ctl.clone();
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn fetched_minus_handled_never_exceeds_the_pool() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let fetched = Arc::new(AtomicU64::new(0));
         let handled = Arc::new(AtomicU64::new(0));
         let worst = Arc::new(AtomicU64::new(0));
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_loses_only_its_message() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(AtomicU64::new(0));
         let count = handled.clone();
         let stopper = ctl.clone();
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn get_failing_ends_the_body_after_draining() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(AtomicU64::new(0));
         let count = handled.clone();
         let mut next = 0u64;
@@ -367,7 +367,7 @@ mod tests {
         let alive = || Arc::strong_count(&token) - 2;
         let queue = Arc::new(Mutex::new(VecDeque::new()));
         let handled = Arc::new(AtomicU64::new(0));
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let (q, h, t) = (queue.clone(), handled.clone(), token.clone());
         let mut body = adapter(
             move || q.lock().expect("queue").pop_front(),
@@ -407,7 +407,7 @@ mod tests {
 
     #[test]
     fn idle_waits_end_at_stop() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let stopper = ctl.clone();
         let (asked, first_get) = std::sync::mpsc::channel();
         // Stop once `get` has said "nothing now": the body is then in (or entering) its idle
