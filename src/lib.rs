@@ -71,7 +71,7 @@ mod engine;
 // Below both: the settings that the handle collects and the engine reads.
 mod settings;
 
-// Parts that the engine uses and that are not public yet.
+// Parts that only the daemon uses: its listening sockets and their handover, its privileges.
 mod handover;
 mod listen;
 mod privileges;

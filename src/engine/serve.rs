@@ -185,28 +185,19 @@ impl Engine {
     /// the keeper, and the user's set-up. A daemon that cannot have them fails its start instead
     /// of dying after `start()` said "started".
     fn begin(&self, prepared: Prepared, handover: Handover, role: Role) -> Result<Begun, Error> {
-        let Prepared {
-            pidfile,
-            signals,
-            ctl,
-            lifecycle,
-            readiness,
-            listeners,
-            reload,
-        } = prepared;
-        let signals = signals.start_thread(
+        let signals = prepared.signals.start_thread(
             self.handlers.clone(),
-            lifecycle.clone(),
-            reload,
+            prepared.lifecycle.clone(),
+            prepared.reload,
             self.log.clone(),
         )?;
         let s = &self.settings;
         let ending = Ending::new(Parts {
-            lifecycle,
-            readiness: readiness.clone(),
+            lifecycle: prepared.lifecycle,
+            readiness: prepared.readiness.clone(),
             signals,
-            pidfile,
-            successors: Successors::new(listeners, s.ready_timeout, self.log.clone()),
+            pidfile: prepared.pidfile,
+            successors: Successors::new(prepared.listeners, s.ready_timeout, self.log.clone()),
             leaving: Leaving {
                 role,
                 stop_children: s.stop_children.then(|| s.stop_timeout / 2),
@@ -264,8 +255,8 @@ impl Engine {
         };
         Ok(Begun {
             ending,
-            ctl,
-            readiness,
+            ctl: prepared.ctl,
+            readiness: prepared.readiness,
             keeper,
         })
     }

@@ -289,13 +289,6 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    fn plan(workers: usize) -> PoolSize {
-        PoolSize {
-            workers,
-            idle_time: Duration::from_millis(1),
-        }
-    }
-
     #[test]
     fn every_fetched_message_is_handled_once_at_stop_and_never_more_than_the_pool_waits() {
         let ctl = Ctl::for_tests();
@@ -326,7 +319,7 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        body(&ctl, plan(50), &Log::quiet()).expect("clean stop");
+        body(&ctl, PoolSize::quick(50), &Log::quiet()).expect("clean stop");
         assert_eq!(fetched.load(Ordering::SeqCst), 500);
         assert_eq!(
             handled.load(Ordering::SeqCst),
@@ -371,7 +364,7 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        body(&ctl, plan(4), &log).expect("the daemon survives");
+        body(&ctl, PoolSize::quick(4), &log).expect("the daemon survives");
         assert_eq!(handled.load(Ordering::SeqCst), 8);
         let logged = logged.lock().expect("log").clone();
         assert!(
@@ -412,7 +405,7 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        let err = body(&ctl, plan(8), &Log::quiet()).expect_err("get failed");
+        let err = body(&ctl, PoolSize::quick(8), &Log::quiet()).expect_err("get failed");
         assert!(err.contains("queue unreachable"), "{err}");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }

@@ -48,6 +48,17 @@ where
 
 type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
 
+#[cfg(test)]
+impl PoolSize {
+    /// A pool of `workers` that rests 1 ms when there is nothing to fetch.
+    pub(in crate::engine) fn quick(workers: usize) -> PoolSize {
+        PoolSize {
+            workers,
+            idle_time: Duration::from_millis(1),
+        }
+    }
+}
+
 /// How long a worker waits for a message before it exits.
 #[cfg(not(test))]
 const RETIRE_AFTER: Duration = Duration::from_secs(10);
@@ -236,13 +247,6 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicU64;
 
-    fn plan(workers: usize) -> PoolSize {
-        PoolSize {
-            workers,
-            idle_time: Duration::from_millis(1),
-        }
-    }
-
     fn quiet() -> Log {
         Log::quiet()
     }
@@ -266,7 +270,7 @@ mod tests {
                 seen.lock().expect("seen").push(n);
             },
         );
-        body(&ctl, plan(4), &quiet()).expect("clean stop");
+        body(&ctl, PoolSize::quick(4), &quiet()).expect("clean stop");
         let mut handled = handled.lock().expect("handled").clone();
         handled.sort_unstable();
         assert_eq!(handled, (1..=500).collect::<Vec<_>>());
@@ -295,7 +299,7 @@ mod tests {
                 handled.fetch_add(1, Ordering::SeqCst);
             },
         );
-        body(&ctl, plan(3), &quiet()).expect("clean stop");
+        body(&ctl, PoolSize::quick(3), &quiet()).expect("clean stop");
         assert!(worst.load(Ordering::SeqCst) <= 3, "{worst:?}");
         assert!(
             worst.load(Ordering::SeqCst) >= 2,
@@ -325,7 +329,7 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
             },
         );
-        body(&ctl, plan(2), &quiet()).expect("the daemon survives");
+        body(&ctl, PoolSize::quick(2), &quiet()).expect("the daemon survives");
         assert_eq!(handled.load(Ordering::SeqCst), 7);
     }
 
@@ -348,7 +352,7 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
             },
         );
-        let err = body(&ctl, plan(8), &quiet()).expect_err("get failed");
+        let err = body(&ctl, PoolSize::quick(8), &quiet()).expect_err("get failed");
         assert!(err.contains("queue unreachable"), "{err}");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
@@ -380,7 +384,7 @@ mod tests {
             },
         );
         let runner = ctl.clone();
-        let daemon = thread::spawn(move || body(&runner, plan(8), &quiet()));
+        let daemon = thread::spawn(move || body(&runner, PoolSize::quick(8), &quiet()));
         let wait = |what: &str, cond: &dyn Fn() -> bool| {
             let end = Instant::now() + Duration::from_secs(10);
             while !cond() {
