@@ -57,7 +57,8 @@ impl DaemonBuilder {
     ///
     /// ```
     /// use daemons::Daemon;
-    ///     ///
+    /// use std::time::Duration;
+    ///
     /// let daemon = Daemon::builder()
     ///     .pidfile("/tmp/doc-run.pid")
     ///     .run(|ctl| {
@@ -169,7 +170,8 @@ impl DaemonBuilder {
     ///
     /// ```
     /// use daemons::Daemon;
-    ///     ///
+    /// use std::time::Duration;
+    ///
     /// let daemon = Daemon::builder()
     ///     .pidfile("/tmp/doc-run-async.pid")
     ///     .run_async(|ctl| async move {
@@ -221,7 +223,8 @@ impl DaemonBuilder {
     /// ```
     /// use daemons::Daemon;
     /// use std::sync::Arc;
-    ///     /// use tokio::sync::{Mutex, mpsc};
+    /// use std::time::Duration;
+    /// use tokio::sync::{Mutex, mpsc};
     ///
     /// let (tx, rx) = mpsc::channel::<String>(64);
     /// let rx = Arc::new(Mutex::new(rx));
