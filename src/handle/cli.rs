@@ -217,45 +217,34 @@ impl Daemon {
     fn cli_status(&self) -> u8 {
         let name = self.name();
         match self.status() {
-            Ok(Status::Running(pid)) => {
-                println!("{name}: running (pid {pid})");
-                0
-            }
-            Ok(status @ Status::Supervised { .. }) => {
-                println!("{name}: {status}");
-                0
-            }
-            Ok(Status::Starting) => {
-                println!("{name}: starting");
-                0
-            }
-            Ok(Status::Dead {
-                pid,
-                failure: Some(failure),
-            }) => {
-                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
-                println!(
-                    "{name}: failed{pid}: {failure}; pidfile {} is left",
-                    self.pidfile().display()
-                );
-                1
-            }
-            Ok(Status::Dead { pid, failure: None }) => {
-                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
-                println!(
-                    "{name}: not running, but pidfile {} is left{named}",
-                    self.pidfile().display()
-                );
-                1
-            }
-            Ok(Status::NotRunning) => {
-                println!("{name}: not running");
-                3
+            Ok(status) => {
+                println!("{name}: {}", self.describe(&status));
+                exit_code(&status)
             }
             Err(e) => {
                 eprintln!("{name}: status unknown: {e}");
                 4
             }
+        }
+    }
+
+    /// How the command line says a status: as `Status` displays it, but for a dead daemon,
+    /// which it names with its pidfile.
+    fn describe(&self, status: &Status) -> String {
+        let pidfile = self.pidfile().display();
+        match status {
+            Status::Dead {
+                pid,
+                failure: Some(failure),
+            } => {
+                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+                format!("failed{pid}: {failure}; pidfile {pidfile} is left")
+            }
+            Status::Dead { pid, failure: None } => {
+                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
+                format!("not running, but pidfile {pidfile} is left{named}")
+            }
+            status => status.to_string(),
         }
     }
 
@@ -331,6 +320,15 @@ impl DaemonBuilder {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The LSB exit code of `status`: 0 running, 1 dead with a pidfile left, 3 not running.
+fn exit_code(status: &Status) -> u8 {
+    match status {
+        Status::Running(_) | Status::Supervised { .. } | Status::Starting => 0,
+        Status::Dead { .. } => 1,
+        Status::NotRunning => 3,
     }
 }
 
