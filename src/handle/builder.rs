@@ -307,7 +307,7 @@ impl DaemonBuilder {
     /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What
     /// it makes is the daemon's own, created after the fork, where threads are safe.
     ///
-    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`] carrying its message; the
+    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`](crate::Error::Setup) carrying its message; the
     /// pidfile is removed and nothing is left running. It may return `()` or a `Result`.
     ///
     /// # Examples
@@ -384,7 +384,7 @@ impl DaemonBuilder {
 
     /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix
     /// stream socket); any number of times. The daemon binds before it reports ready, so
-    /// `start()` fails with [`Error::Listen`] when the address is taken, and a client that
+    /// `start()` fails with [`Error::Listen`](crate::Error::Listen) when the address is taken, and a client that
     /// connects once `start()` has returned is never refused. As root, the socket is bound
     /// before privileges are dropped, so a port below 1024 works for a daemon that runs as a user.
     ///

@@ -21,7 +21,7 @@ impl Daemon {
     /// stop it if it has not within the stop timeout). Killing the caller meanwhile changes
     /// nothing: the two instances finish the handover by themselves. `status` names one of them
     /// all along. One restart runs at a time: a second one that comes during the handover fails
-    /// with [`HandoverKind::Busy`](crate::HandoverKind::Busy). When the sockets cannot be handed
+    /// with [`HandoverKind::Busy`]. When the sockets cannot be handed
     /// over (nothing offers them, something else is at `PIDFILE.handover`, the running instance
     /// does not answer, its path is too long...: an [`Error::Handover`] of another kind), this
     /// falls back to stop, then start; [`Restarted`] says which happened.
@@ -30,7 +30,7 @@ impl Daemon {
     ///
     /// Those of [`stop`](Daemon::stop) and [`start`](Daemon::start); a new instance that fails
     /// leaves the running one as it was; [`Error::Handover`] with
-    /// [`HandoverKind::Busy`](crate::HandoverKind::Busy) when another restart is under way.
+    /// [`HandoverKind::Busy`] when another restart is under way.
     ///
     /// # Examples
     ///
