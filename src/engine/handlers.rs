@@ -12,7 +12,8 @@ use crate::engine::log::Log;
 
 /// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
 /// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
-pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
+pub(in crate::engine) const STOP_SIGNALS: [Signal; 3] =
+    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
 
 /// Signals whose handlers the builder refuses: SIGKILL and SIGSTOP cannot be caught, and catching
 /// SIGSEGV, SIGILL or SIGFPE would resume the faulting instruction forever (signal-hook refuses
@@ -50,13 +51,13 @@ impl Handlers {
         }
     }
 
-    pub(crate) fn signals(&self) -> impl Iterator<Item = Signal> + '_ {
+    pub(in crate::engine) fn signals(&self) -> impl Iterator<Item = Signal> + '_ {
         self.table.iter().map(|(s, _)| *s)
     }
 
     /// Call `signal`'s handlers in order. A panicking handler is logged and the next one runs;
     /// the first panic's message is returned.
-    pub(crate) fn call(&mut self, signal: Signal, log: &Log) -> Result<(), String> {
+    pub(in crate::engine) fn call(&mut self, signal: Signal, log: &Log) -> Result<(), String> {
         let mut first_failure = None;
         let Some((_, list)) = self.table.iter_mut().find(|(s, _)| *s == signal) else {
             return Ok(());

@@ -33,7 +33,6 @@ pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;
 pub(crate) use handlers::{Handler, Handlers, is_forbidden};
-pub(crate) use log::Log;
 pub use stop_future::StopFuture;
 
 use std::os::fd::RawFd;
@@ -44,6 +43,7 @@ use nix::sys::signal::Signal;
 
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;
+use crate::engine::log::Log;
 use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::pidfile::Pidfile;

@@ -26,9 +26,9 @@ use crate::engine::log::Log;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolSize {
     /// Workers at most, and so messages fetched and not yet handled at most.
-    pub(crate) workers: usize,
+    pub(in crate::engine) workers: usize,
     /// The wait after `get` found nothing.
-    pub(crate) idle_time: Duration,
+    pub(in crate::engine) idle_time: Duration,
 }
 
 pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), String> + Send>;
