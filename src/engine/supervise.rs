@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
@@ -265,9 +265,24 @@ impl<'a> Supervisor<'a> {
             call: "pipe",
             source: e,
         })?;
+        // The signals that the supervisor catches stay blocked in the child until it has caught
+        // them itself (its engine clears the mask once its own actions are in place): one that
+        // came in between would reach the supervisor's inherited action, which no longer acts on
+        // anything in the child, and a stop forwarded at that moment would be lost.
+        let mut caught = SigSet::empty();
+        for &signal in self.forwarded.iter().chain([&Signal::SIGCHLD]) {
+            caught.add(signal);
+        }
+        let mut mask = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&caught), Some(&mut mask))
+            .map_err(|e| Error::sys("sigprocmask", e))?;
         // The supervisor runs a single thread (it spawns none; see the module's documentation):
         // the fork gate lets it fork. A caller of `run()` that runs threads is refused.
-        match fork()? {
+        let forked = fork();
+        if !matches!(forked, Ok(Forked::Child(_))) {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+        }
+        match forked? {
             Forked::Child(_) => Ok(Spawned::Child(File::from(write))),
             Forked::Parent(child) => {
                 drop(write);
