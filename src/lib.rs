@@ -61,28 +61,20 @@
 // The calls that only a gate may make (clippy.toml); the gate's own file allows them.
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
-// The handle and how it is built.
-mod builder;
-pub mod cli;
-mod daemon;
-mod settings;
+// The caller's side: the handle, its builder, the command line.
+mod handle;
+pub use handle::cli;
 
 // Inside the daemon: the engine, the bodies it runs, and what they see.
-#[cfg(feature = "tokio")]
-mod asynchronous;
-mod body;
-mod ctl;
-mod ending;
 mod engine;
-mod init;
+
+// Below both: the settings that the handle collects and the engine reads.
+mod settings;
+
+// Parts that only the daemon uses: its listening sockets and their handover, its privileges.
 mod listen;
 use listen::handover;
-mod log;
-mod outcome;
-mod pool;
 mod privileges;
-mod signals;
-mod supervise;
 
 // The parts, usable on their own.
 pub mod control;
@@ -100,18 +92,14 @@ use error::report;
 mod sync;
 mod sys;
 
-pub use builder::{DaemonBuilder, step, wrap};
 pub use control::Stopped;
-pub use ctl::Ctl;
-pub use ctl::StopFuture;
-pub use daemon::{Daemon, Restarted};
+pub use engine::{Ctl, Fetch, Outcome, StopFuture};
 pub use error::{Action, Error, HandoverKind, NotSignalled};
+pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
-pub use outcome::{Fetch, Outcome};
 pub use pidfile::{Pidfile, PidfileLock, Status};
-pub use privileges::Account;
-pub use supervise::Restart;
+pub use settings::{Account, Restart};
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

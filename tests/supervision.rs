@@ -832,3 +832,52 @@ fn a_child_stopped_with_sigstop_is_continued_and_stops_gracefully() {
     assert_eq!(fx.exit_code(sup), 0);
     assert_nothing_left(&fx);
 }
+
+/// The live children of `parent`, from `/proc/PARENT/task/PARENT/children`.
+fn children_of(parent: Pid) -> Vec<Pid> {
+    fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+#[test]
+fn a_stop_that_comes_the_moment_a_child_is_started_again_is_never_lost() {
+    // A child that has just been forked has not caught its own signals yet: a stop forwarded
+    // then must wait for it (blocked), not reach an action that does nothing. Each round kills
+    // the child, and sends SIGTERM to the supervisor the moment the next child exists.
+    let rounds: usize = if std::env::var_os("DAEMONS_TEST_LONG").is_some() {
+        300
+    } else {
+        30
+    };
+    for round in 0..rounds {
+        let fx = supervised("idle", "on-failure")
+            .with("FIXTURE_BACKOFF_MS", "0")
+            .with("FIXTURE_LIMIT", "1000");
+        let sup = fx.start();
+        let first = status_until(&fx, "a child", |s| s.child.is_some())
+            .child
+            .expect("a child");
+        kill(first, Signal::SIGKILL).expect("kill the child");
+        // Spin: the supervisor forks the next child within microseconds of the first's end.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let next = loop {
+            if let Some(&next) = children_of(sup).iter().find(|&&c| c != first) {
+                break next;
+            }
+            assert!(std::time::Instant::now() < deadline, "no second child");
+            std::hint::spin_loop();
+        };
+        kill(sup, Signal::SIGTERM).expect("stop the supervisor");
+        assert!(
+            wait_until(DEADLINE, || !alive(sup)),
+            "round {round}: the stop was lost (the second child {next} runs on): {}",
+            fx.stderr_log()
+        );
+        assert_eq!(fx.exit_code(sup), 0, "round {round}");
+        assert_nothing_left(&fx);
+    }
+}

@@ -9,11 +9,11 @@ use std::time::Duration;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
 use super::fds::close_copy;
-use super::poll::poll_readable;
+use super::poll::wait_readable;
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process::Child;
-use crate::sync::{Backoff, Deadline};
+use crate::sync::Backoff;
 
 /// A child process that waits, blocking, for a shared lock on a pidfile, and says through a
 /// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
@@ -103,7 +103,7 @@ impl LockWaiter {
             self.done = self.look(timeout)?;
             return Ok(self.done);
         };
-        if !poll_readable(&[word.as_fd()], Deadline::after(timeout))?[0] {
+        if !wait_readable(word.as_fd(), timeout)? {
             return Ok(false);
         }
         let mut byte = [0u8; 1];

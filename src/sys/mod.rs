@@ -96,9 +96,12 @@ pub(crate) use groups::{init_groups, set_groups};
 pub(crate) use lockwait::LockWaiter;
 pub(crate) use peer::peer;
 pub(crate) use pipe::pipe;
-// `wait_readable` and `wait_any_readable` are thin calls of `poll_readable`, kept for the
-// upper floors until they call it.
-pub(crate) use poll::{poll_readable, wait_any_readable, wait_readable};
+// `wait_any_readable` is a thin call of `poll_readable`, kept for the upper floors until they
+// call it.
+pub(crate) use poll::{poll_readable, wait_any_readable};
+// Asked by a test of the engine's stop future.
+#[cfg(test)]
+pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
 pub(crate) use scm::{receive_with_fds, send_with_fds};
 pub(crate) use socket::{

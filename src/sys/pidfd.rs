@@ -13,7 +13,7 @@ use nix::sys::stat::{major, minor};
 use nix::unistd::Pid;
 
 use super::linux::find_fd;
-use super::poll::poll_readable;
+use super::poll::{poll_readable, wait_readable};
 use crate::sync::Deadline;
 
 /// A process pinned by a pidfd: the handle keeps naming that very process, even once its pid is
@@ -44,7 +44,7 @@ impl ExitWatch {
 
     /// Wait at most `timeout` for the process to exit; whether it did.
     pub(crate) fn exited(&self, timeout: Duration) -> io::Result<bool> {
-        Ok(poll_readable(&[self.pidfd.as_fd()], Deadline::after(timeout))?[0])
+        wait_readable(self.pidfd.as_fd(), timeout)
     }
 
     /// The pidfd: readable once the process has exited; what a signal goes through.

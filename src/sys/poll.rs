@@ -43,7 +43,8 @@ fn timeout(deadline: Deadline) -> PollTimeout {
     PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
 }
 
-/// Wait at most `timeout` for `fd` to become readable (or hung up); whether it did.
+/// Wait at most `timeout` for `fd` to become readable (or hung up); whether it did: the one
+/// descriptor form of [`poll_readable`].
 ///
 /// # Errors
 ///
@@ -53,7 +54,8 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
 }
 
 /// Wait at most `timeout` until one of `fds` is readable; which are, by index. A failed `poll`
-/// counts as nothing readable.
+/// counts as nothing readable. A thin call of [`poll_readable`], kept for the upper floors until
+/// they call it with their [`Deadline`].
 pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
     poll_readable(fds, Deadline::after(timeout)).unwrap_or_else(|_| vec![false; fds.len()])
 }

@@ -7,11 +7,16 @@
 //! It does make itself a child subreaper, so that every detached daemon (whose parent exits
 //! during the double fork) is reparented to it: the test can then `waitpid` a daemon and read
 //! its real exit status, and no daemon pid can be reused before the test has reaped it.
+//!
+//! [`nspawn::BootedSystemd`] is the other manager that the tests drive daemons under: a real
+//! systemd, booted in a container, with the examples' units installed as an operator would.
 
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 // The harness plays the operator: it signals and cleans up whom it likes.
 #![allow(clippy::disallowed_methods)]
+
+pub mod nspawn;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -101,36 +106,46 @@ fn skip(required: &str, why: &str) -> bool {
 /// holds the test binaries. Panics if it is missing or older than its sources.
 pub fn fixture_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("<target>/<profile>/deps");
-        let binary = profile.join("examples/daemons-fixture");
-        let rebuild = "run `cargo test` (which builds the examples) or `cargo build --examples`";
-        let Ok(built) = fs::metadata(&binary).and_then(|m| m.modified()) else {
-            panic!("{} is missing: {rebuild}", binary.display());
-        };
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut sources = vec![root.join("src"), root.join("tests/fixture")];
-        while let Some(path) = sources.pop() {
-            match fs::read_dir(&path) {
-                Ok(dir) => sources.extend(dir.flatten().map(|e| e.path())),
-                Err(_) => {
-                    let changed = fs::metadata(&path).and_then(|m| m.modified());
-                    if changed.unwrap_or(SystemTime::UNIX_EPOCH) > built {
-                        panic!(
-                            "{} is older than {}: {rebuild}",
-                            binary.display(),
-                            path.display()
-                        );
-                    }
+    BINARY.get_or_init(|| built_example("daemons-fixture", "tests/fixture"))
+}
+
+/// The example `name` (`examples/NAME.rs`), as `cargo test` builds it beside the fixture.
+/// Panics if it is missing or older than its sources.
+pub fn example_binary(name: &str) -> PathBuf {
+    built_example(name, &format!("examples/{name}.rs"))
+}
+
+/// `<target>/<profile>/examples/NAME`, checked against `src/` and `sources` (a file or a
+/// directory of the package).
+fn built_example(name: &str, sources: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps");
+    let binary = profile.join("examples").join(name);
+    let rebuild = "run `cargo test` (which builds the examples) or `cargo build --examples`";
+    let Ok(built) = fs::metadata(&binary).and_then(|m| m.modified()) else {
+        panic!("{} is missing: {rebuild}", binary.display());
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("src"), root.join(sources)];
+    while let Some(path) = sources.pop() {
+        match fs::read_dir(&path) {
+            Ok(dir) => sources.extend(dir.flatten().map(|e| e.path())),
+            Err(_) => {
+                let changed = fs::metadata(&path).and_then(|m| m.modified());
+                if changed.unwrap_or(SystemTime::UNIX_EPOCH) > built {
+                    panic!(
+                        "{} is older than {}: {rebuild}",
+                        binary.display(),
+                        path.display()
+                    );
                 }
             }
         }
-        binary
-    })
+    }
+    binary
 }
 
 static SUBREAPER: Once = Once::new();

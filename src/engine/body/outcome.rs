@@ -96,7 +96,7 @@ impl<M, E: fmt::Display> Fetch<M> for Result<Option<M>, E> {
 }
 
 /// The text of a panic payload: panics carry a `&str` or a `String`, anything else is opaque.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(in crate::engine) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -3,162 +3,34 @@
 //! that doubles and a limit.
 //!
 //! The supervisor stays single-threaded, so that forking the next child is always safe: it
-//! spawns no thread, catches its signals with actions that only write the signal's number to a
-//! pipe, and waits in one `poll` on that pipe and on the child's report pipe. Everything with
-//! threads (the control thread, the keeper, the body's own) lives in the child.
+//! spawns no thread, catches its signals into signal-hook's self-pipe as the engine does
+//! ([`SignalPipe`]), and waits in one `poll` on that pipe and on the child's report pipe and
+//! exit. Everything with threads (the signal thread, the keeper, the body's own) lives in the
+//! child.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
+use crate::engine::handlers::STOP_SIGNALS;
+use crate::engine::log::Log;
+use crate::engine::role::Role;
+use crate::engine::signals::{SignalPipe, reopen_logs};
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process;
 use crate::listen::Listeners;
-use crate::log::Log;
 use crate::pidfile::{Note, PidfileLock};
 use crate::report;
-use crate::signals::STOP_SIGNALS;
+use crate::settings::Restart;
 use crate::sys;
 use crate::systemd::Notifier;
-
-/// When and how a supervised daemon's body comes back after it ended.
-///
-/// # Examples
-///
-/// ```
-/// use daemons::{Daemon, Restart};
-/// use std::time::Duration;
-///
-/// let daemon = Daemon::builder()
-///     .pidfile("/tmp/doc-restart.pid")
-///     .restart(
-///         Restart::on_failure()
-///             .backoff(Duration::from_secs(1), Duration::from_secs(60))
-///             .limit(5, Duration::from_secs(300)),
-///     )
-///     .step(|| {})
-///     .build()?;
-/// # Ok::<(), daemons::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restart {
-    always: bool,
-    first: Duration,
-    max: Duration,
-    limit: Option<(u32, Duration)>,
-    stable: Duration,
-}
-
-impl Restart {
-    /// Start the body again when it fails: exits non-zero, or is killed by a signal that the
-    /// supervisor did not send. A body that returns cleanly ends the daemon. Defaults: a backoff
-    /// from 1 s doubling to 60 s, reset once a child has run 10 s; at most 5 failures within 5
-    /// minutes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let policy = daemons::Restart::on_failure();
-    /// ```
-    pub fn on_failure() -> Restart {
-        Restart {
-            always: false,
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-            limit: Some((5, Duration::from_secs(300))),
-            stable: Duration::from_secs(10),
-        }
-    }
-
-    /// Start the body again whenever it ends, cleanly or not, until the daemon is stopped.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let policy = daemons::Restart::always();
-    /// ```
-    pub fn always() -> Restart {
-        Restart {
-            always: true,
-            ..Restart::on_failure()
-        }
-    }
-
-    /// The wait before the first restart, doubled after each failure up to `max`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// let policy = daemons::Restart::on_failure().backoff(Duration::ZERO, Duration::from_secs(5));
-    /// ```
-    pub fn backoff(self, first: Duration, max: Duration) -> Restart {
-        Restart {
-            first,
-            max: max.max(first),
-            ..self
-        }
-    }
-
-    /// Give up after `failures` failures within `within`: the daemon then exits non-zero, and
-    /// its pidfile says why.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// let policy = daemons::Restart::on_failure().limit(3, Duration::from_secs(60));
-    /// ```
-    pub fn limit(self, failures: u32, within: Duration) -> Restart {
-        Restart {
-            limit: Some((failures, within)),
-            ..self
-        }
-    }
-
-    /// Never give up.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let policy = daemons::Restart::always().unlimited();
-    /// ```
-    pub fn unlimited(self) -> Restart {
-        Restart {
-            limit: None,
-            ..self
-        }
-    }
-
-    /// A child that has run this long is well again: the backoff starts over from the first
-    /// wait. Default 10 s.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// let policy = daemons::Restart::on_failure().stable_after(Duration::from_secs(60));
-    /// ```
-    pub fn stable_after(self, stable: Duration) -> Restart {
-        Restart { stable, ..self }
-    }
-
-    /// Whether a body that ended this way comes back.
-    fn restarts(&self, ended: &Exit) -> bool {
-        self.always || !ended.is_clean()
-    }
-}
 
 /// How a child ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,97 +54,27 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// What the supervisor needs from the engine: how to run one child.
-pub(crate) trait Child {
-    /// Run the body in this, the freshly forked child, reporting through `report`; returns the
-    /// exit code.
-    fn run_child(&self, report: Reporter, detached: bool, listeners: &Listeners) -> i32;
+/// What the supervisor needs from the engine: how to serve the body in one child.
+pub(in crate::engine) trait Child {
+    /// Serve the body in this, the freshly forked child, in `role`, reporting through `report`;
+    /// returns the exit code.
+    fn serve_child(&self, report: Reporter, role: Role, listeners: &Listeners) -> i32;
 }
 
 /// The supervisor's world: its pidfile, its signals, its log.
-pub(crate) struct Supervisor<'a> {
-    pub(crate) policy: Restart,
-    pub(crate) lock: PidfileLock,
+pub(in crate::engine) struct Supervisor<'a> {
+    pub(in crate::engine) policy: Restart,
+    pub(in crate::engine) lock: PidfileLock,
     /// The listening sockets: the supervisor keeps them open across children, so that no
     /// connection is refused while a child is started again.
-    pub(crate) listeners: Listeners,
-    pub(crate) log: &'a Log,
-    pub(crate) detached: bool,
-    /// The log files, reopened on SIGHUP when detached.
-    pub(crate) logs: Logs,
+    pub(in crate::engine) listeners: Listeners,
+    pub(in crate::engine) log: &'a Log,
+    /// The supervisor's own role: detached, or in the foreground.
+    pub(in crate::engine) role: Role,
+    /// The log files, reopened on SIGHUP when they are the supervisor's stdio.
+    pub(in crate::engine) logs: Logs,
     /// Every signal that the daemon has handlers for, or that stops it: forwarded to the child.
-    pub(crate) forwarded: Vec<Signal>,
-}
-
-/// Where a supervisor is between two children.
-struct Signals {
-    read: File,
-    _write: Arc<OwnedFd>,
-    actions: Vec<signal_hook::SigId>,
-}
-
-impl Signals {
-    /// Catch `signals` with actions that write the signal's number to a pipe.
-    fn catch(signals: &[Signal]) -> Result<Signals, Error> {
-        let (read, write) = sys::pipe(true).map_err(|e| Error::Sys {
-            call: "pipe",
-            source: e,
-        })?;
-        let write = Arc::new(write);
-        let mut actions = Vec::new();
-        for &signal in signals {
-            let pipe = write.clone();
-            // SAFETY: the action does one write(2) of one byte to a descriptor that `pipe`
-            // keeps open: async-signal-safe, no allocation, no lock.
-            let id = unsafe {
-                signal_hook::low_level::register(signal as i32, move || {
-                    let _ = nix::unistd::write(&*pipe, &[signal as i32 as u8]);
-                })
-            }
-            .map_err(|e| Error::Sys {
-                call: "install signal handlers",
-                source: e,
-            })?;
-            actions.push(id);
-        }
-        Ok(Signals {
-            read: File::from(read),
-            _write: write,
-            actions,
-        })
-    }
-
-    /// The signals that arrived, in order, without waiting.
-    fn drain(&mut self) -> Vec<Signal> {
-        let mut buf = [0u8; 64];
-        let mut got = Vec::new();
-        while let Ok(n) = self.read.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            got.extend(
-                buf[..n]
-                    .iter()
-                    .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
-            );
-        }
-        got
-    }
-
-    /// Give the signals back to the default handling: a child must not inherit these actions.
-    fn release(&mut self) {
-        for id in self.actions.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        // A supervisor that gives up in the foreground leaves the caller's process as it found
-        // it.
-        self.release();
-    }
+    pub(in crate::engine) forwarded: Vec<Signal>,
 }
 
 /// One child, running.
@@ -288,7 +90,7 @@ struct Running {
 impl<'a> Supervisor<'a> {
     /// Supervise until stopped or given up. `first_report` is the caller of `start()`, told once
     /// the first child is ready (or why it could not start).
-    pub(crate) fn run(
+    pub(in crate::engine) fn supervise(
         mut self,
         child: &dyn Child,
         mut first_report: Option<Reporter>,
@@ -296,15 +98,20 @@ impl<'a> Supervisor<'a> {
     ) -> Result<(), Error> {
         let mut caught = self.forwarded.clone();
         caught.push(Signal::SIGCHLD);
-        let mut signals = Signals::catch(&caught)?;
+        let mut signals = SignalPipe::catch(&caught)?;
         self.lock.write_pid()?;
         let mut restarts = 0u32;
         let mut failures: Vec<Instant> = Vec::new();
         let mut backoff = self.policy.first;
         let mut stopping = false;
         loop {
-            let mut running = match self.spawn(child, &mut signals, restarts) {
-                Ok(running) => running,
+            let mut running = match self.spawn(restarts) {
+                Ok(Spawned::Parent(running)) => running,
+                Ok(Spawned::Child(report)) => {
+                    // The child must not inherit the supervisor's signal actions.
+                    drop(signals);
+                    self.serve_child(child, report)
+                }
                 Err(error) => {
                     // The first child: `start()` fails with the fork's error. A later one: the
                     // log says why the body is not started again.
@@ -323,7 +130,7 @@ impl<'a> Supervisor<'a> {
                 // closed it) is no longer polled: it would be readable for ever.
                 let report = (!running.report_closed).then_some(&running.report);
                 let (signal_ready, report_ready) =
-                    wait(&signals.read, running.child.exit_fd(), report, None);
+                    wait(signals.fd(), running.child.exit_fd(), report, None);
                 if report_ready {
                     running.listen();
                     if running.ready
@@ -337,7 +144,7 @@ impl<'a> Supervisor<'a> {
                     }
                 }
                 if signal_ready {
-                    for signal in signals.drain() {
+                    for signal in signals.pending() {
                         match signal {
                             Signal::SIGCHLD => {}
                             _ if STOP_SIGNALS.contains(&signal) => {
@@ -383,7 +190,7 @@ impl<'a> Supervisor<'a> {
                 let _ = self.lock.unlink();
                 return Err(error);
             }
-            if !self.policy.restarts(&ended) {
+            if !self.policy.restarts(ended.is_clean()) {
                 let _ = self.lock.unlink();
                 return if ended.is_clean() {
                     Ok(())
@@ -428,11 +235,11 @@ impl<'a> Supervisor<'a> {
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
             {
-                let (signal_ready, _) = wait(&signals.read, None, None, Some(left));
+                let (signal_ready, _) = wait(signals.fd(), None, None, Some(left));
                 if !signal_ready {
                     continue;
                 }
-                for signal in signals.drain() {
+                for signal in signals.pending() {
                     if STOP_SIGNALS.contains(&signal) {
                         self.lock.unlink()?;
                         return Ok(());
@@ -448,44 +255,38 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Reopen the log files, when detached: a rotated log is let go of.
+    /// Reopen the log files, when they are the supervisor's stdio: a rotated log is let go of.
     fn reopen_logs(&self) {
-        if self.detached
-            && !self.logs.is_none()
-            && let Err(e) = self.logs.reopen()
-        {
-            self.log.log(&format!("keeping the old log files: {e}"));
+        if self.role.has_log_files() {
+            reopen_logs(&self.logs, self.log);
         }
     }
 
-    /// Fork the next child, which runs the body.
-    fn spawn(
-        &mut self,
-        child: &dyn Child,
-        signals: &mut Signals,
-        restarts: u32,
-    ) -> Result<Running, Error> {
+    /// Fork the next child, which serves the body.
+    fn spawn(&mut self, restarts: u32) -> Result<Spawned, Error> {
         let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
             call: "pipe",
             source: e,
         })?;
+        // The signals that the supervisor catches stay blocked in the child until it has caught
+        // them itself (its engine clears the mask once its own actions are in place): one that
+        // came in between would reach the supervisor's inherited action, which no longer acts on
+        // anything in the child, and a stop forwarded at that moment would be lost.
+        let mut caught = SigSet::empty();
+        for &signal in self.forwarded.iter().chain([&Signal::SIGCHLD]) {
+            caught.add(signal);
+        }
+        let mut mask = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&caught), Some(&mut mask))
+            .map_err(|e| Error::sys("sigprocmask", e))?;
         // The supervisor runs a single thread (it spawns none; see the module's documentation):
         // the fork gate lets it fork. A caller of `run()` that runs threads is refused.
-        match fork()? {
-            Forked::Child(_) => {
-                drop(read);
-                signals.release();
-                // A child outlives no supervisor: SIGKILLed, the supervisor takes it along.
-                sys::die_with_parent();
-                let code = child.run_child(
-                    Reporter::to_parent(File::from(write)),
-                    self.detached,
-                    &self.listeners,
-                );
-                let _ = std::io::Write::flush(&mut std::io::stdout());
-                sys::flush_c_stdio();
-                sys::exit_now(code);
-            }
+        let forked = fork();
+        if !matches!(forked, Ok(Forked::Child(_))) {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+        }
+        match forked? {
+            Forked::Child(_) => Ok(Spawned::Child(File::from(write))),
             Forked::Parent(child) => {
                 drop(write);
                 let _ = self.lock.write_note(&Note::Supervising {
@@ -495,17 +296,34 @@ impl<'a> Supervisor<'a> {
                 let report = File::from(read);
                 let _ =
                     nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-                Ok(Running {
+                Ok(Spawned::Parent(Running {
                     child,
                     report,
                     report_closed: false,
                     heard: Vec::new(),
                     since: Instant::now(),
                     ready: false,
-                })
+                }))
             }
         }
     }
+
+    /// The freshly forked child: serve the body, reporting through `report`, then leave.
+    fn serve_child(&self, child: &dyn Child, report: File) -> ! {
+        // A child outlives no supervisor: SIGKILLed, the supervisor takes it along.
+        sys::die_with_parent();
+        let role = self.role.child();
+        let code = child.serve_child(Reporter::to_parent(report), role, &self.listeners);
+        role.leave(code)
+    }
+}
+
+/// Which side of the fork of a child this is.
+enum Spawned {
+    /// The child, with the write end of its report pipe.
+    Child(File),
+    /// The supervisor, with the child running.
+    Parent(Running),
 }
 
 impl Running {
@@ -557,37 +375,15 @@ impl Running {
 /// Wait for a signal, the child's report or its exit (its pidfd), at most `timeout` (`None`:
 /// for as long as it takes); returns whether the signal pipe and the report are readable.
 fn wait(
-    signals: &File,
+    signals: BorrowedFd<'_>,
     pidfd: Option<BorrowedFd<'_>>,
     report: Option<&File>,
     timeout: Option<Duration>,
 ) -> (bool, bool) {
-    let mut fds = vec![signals.as_fd()];
+    let mut fds = vec![signals];
     fds.extend(report.map(File::as_fd));
     fds.extend(pidfd);
     let ready = sys::wait_any_readable(&fds, timeout.unwrap_or(Duration::MAX));
     let at = |i: usize| ready.get(i).copied().unwrap_or(false);
     (at(0), report.is_some() && at(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_policy_reads_as_written() {
-        let p = Restart::on_failure().backoff(Duration::ZERO, Duration::from_secs(2));
-        assert!(p.restarts(&Exit::Code(1)));
-        assert!(p.restarts(&Exit::Signal(Signal::SIGKILL)));
-        assert!(!p.restarts(&Exit::Code(0)));
-        assert!(Restart::always().restarts(&Exit::Code(0)));
-        assert_eq!(p.limit, Some((5, Duration::from_secs(300))));
-        assert_eq!(p.unlimited().limit, None);
-        let p = Restart::on_failure().backoff(Duration::from_secs(5), Duration::from_secs(1));
-        assert_eq!(
-            p.max,
-            Duration::from_secs(5),
-            "the maximum is never below the first wait"
-        );
-    }
 }

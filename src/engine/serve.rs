@@ -1,69 +1,35 @@
-//! What runs inside the daemon, detached or in the foreground: take the pidfile, set up stdio,
-//! credentials and signals, report ready, run the body, run the stop handlers, remove the
-//! pidfile.
+//! Serving a daemon, from taking its process to its end: take the pidfile, stdio, descriptors
+//! and credentials, catch the signals and write the pid, start the signal thread and the keeper,
+//! set up, report ready, run the body (or a supervisor that runs it in a child), then end.
 
-use std::fs::File;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Pid, chdir};
 
-use crate::body::Body;
-use crate::ctl::Ctl;
-use crate::detach::{Logs, Reporter, close_inherited_fds, close_listed_fds};
-use crate::ending::{Ended, Ending, Parts};
+use crate::detach::{Reporter, close_inherited_fds, close_listed_fds};
+use crate::engine::body::outcome::panic_message;
+use crate::engine::ctl::Ctl;
+use crate::engine::ending::{Ending, Leaving, Parts};
+use crate::engine::init::{self, Split};
+use crate::engine::keeper;
+use crate::engine::lifecycle::Lifecycle;
+use crate::engine::readiness::Readiness;
+use crate::engine::role::Role;
+use crate::engine::signals::{CaughtSignals, Reload, catch_signals};
+use crate::engine::successors::{Handover, Successors};
+use crate::engine::supervise::{Child, Supervisor};
+use crate::engine::sync::lock;
+use crate::engine::{Detached, Engine};
 use crate::error::{Action, Error};
 use crate::handover;
 use crate::listen::Listeners;
-use crate::log::Log;
-use crate::outcome::panic_message;
-use crate::pidfile::{Pidfile, PidfileLock};
-use crate::privileges::Credentials;
-use crate::settings::Settings;
-use crate::signals::{CaughtSignals, Handlers, Reload, STOP_SIGNALS, catch_signals};
-use crate::supervise::{Child, Supervisor};
-use crate::sys;
+use crate::pidfile::PidfileLock;
 use crate::systemd::{self, Notifier, watchdog_period};
-
-/// A daemon's checked settings and closures: everything the engine needs to run it.
-pub(crate) struct Engine {
-    settings: Settings,
-    credentials: Credentials,
-    name: String,
-    log: Log,
-    // Behind a mutex only so that the `Daemon` that keeps the engine is `Sync`: one thread runs
-    // the body.
-    body: Mutex<Body>,
-    setup: Mutex<Option<SetupFn>>,
-    handlers: Arc<Mutex<Handlers>>,
-}
-
-/// The user's set-up, run in the daemon before it is ready.
-pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), String> + Send>;
-
-/// How the daemon is being run.
-pub(crate) enum Launch {
-    /// After `start()`'s fork: do every daemon(7) step and report to the caller.
-    /// The descriptors to close are those the caller listed before the fork, or, if it could
-    /// not, those the daemon finds itself.
-    /// `true` for a successor at a restart: the instance that runs hands it its listening
-    /// sockets and its pidfile (see `handover`).
-    Detached(Reporter, Result<Vec<RawFd>, Error>, bool),
-    /// `run()`: the same engine in the calling process, nothing forked or redirected.
-    Foreground,
-}
-
-/// What [`Engine::begin`] hands back: the daemon's end, the body's `Ctl`, and the keeper.
-struct Begun {
-    ending: Arc<Ending>,
-    ctl: Ctl,
-    keeper: JoinHandle<()>,
-}
 
 /// What [`Engine::take_process`] got: the pidfile, the listening sockets, and the instance's
 /// part in restarts.
@@ -73,98 +39,62 @@ struct Taken {
     handover: Handover,
 }
 
-/// An instance's part in the restarts that hand its listening sockets over.
-pub(crate) enum Handover {
-    /// None: no listening sockets, or a supervisor (whose restart is a stop, then a start).
-    None,
-    /// The first instance: the offer it bound, or why it could not.
-    Offer(Result<handover::Offer, Error>),
-    /// A successor: what it must do to take over once set up (or give up, when dropped).
-    Takeover(handover::Takeover),
-}
-
-/// What [`Engine::prepare`] hands to [`Engine::serve`].
+/// What [`Engine::catch`] hands to [`Engine::begin`].
 struct Prepared {
-    lock: Option<PidfileLock>,
+    pidfile: Option<PidfileLock>,
     signals: CaughtSignals,
     ctl: Ctl,
+    lifecycle: Arc<Lifecycle>,
+    readiness: Arc<Readiness>,
+    listeners: Arc<Listeners>,
     reload: Reload,
 }
 
+/// What [`Engine::begin`] hands back: the daemon's end, the body's `Ctl`, readiness, and the
+/// keeper.
+struct Begun {
+    ending: Arc<Ending>,
+    ctl: Ctl,
+    readiness: Arc<Readiness>,
+    keeper: JoinHandle<()>,
+}
+
 impl Engine {
-    pub(crate) fn new(
-        settings: Settings,
-        credentials: Credentials,
-        body: Body,
-        setup: Option<SetupFn>,
-        handlers: Handlers,
-    ) -> Engine {
-        let name = settings.name.clone().unwrap_or_else(default_name);
-        Engine {
-            settings,
-            credentials,
-            log: Log::new(&name),
-            name,
-            body: Mutex::new(body),
-            setup: Mutex::new(setup),
-            handlers: Arc::new(Mutex::new(handlers)),
-        }
-    }
-
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn log(&self) -> &Log {
-        &self.log
-    }
-
-    /// The pidfile, whose directories may also be the daemon's user's.
-    pub(crate) fn pidfile(&self) -> Pidfile {
-        Pidfile::new(&self.settings.pidfile).trusting(self.credentials.trusted())
-    }
-
-    /// The log files, whose directories may also be the daemon's user's.
-    fn logs(&self) -> Logs {
-        Logs {
-            stdout: self.settings.stdout.clone(),
-            stderr: self.settings.stderr.clone(),
-            trusted: self.credentials.trusted(),
-        }
-    }
-
     /// The daemon's side of `start()`'s fork: serve, then leave the process, never returning
     /// into the caller's code (the daemon is a copy of the caller, and would go on running it).
-    pub(crate) fn serve_detached_and_exit(&self, launch: Launch) -> ! {
-        let served = catch_unwind(AssertUnwindSafe(|| self.serve(launch)));
+    pub(crate) fn serve_detached(&self, detached: Detached) -> ! {
+        let served = catch_unwind(AssertUnwindSafe(|| self.serve(Some(detached))));
         let code = match served {
             Ok(Ok(())) => 0,
             Ok(Err(_)) | Err(_) => 1,
         };
-        // Leave with `_exit`, as the middle process does: the exit handlers of this copy are the
-        // caller's, and running them (libc's and the loader's among them) copies a page at each
-        // write, ~20 µs of every stop. Only the buffers need flushing, and what they hold is the
-        // daemon's own: `detach` flushed the caller's.
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-        sys::flush_c_stdio();
-        sys::exit_now(code)
+        Role::Detached.leave(code)
     }
 
-    /// The engine, in the daemon or in the foreground: take the pidfile, catch signals, set up,
-    /// report, run the body (or a supervisor that runs it in a child), then end (stop handlers,
-    /// pidfile).
-    pub(crate) fn serve(&self, launch: Launch) -> Result<(), Error> {
-        let (mut reporter, inherited, successor) = match launch {
-            Launch::Detached(reporter, inherited, successor) => {
-                (Some(reporter), Some(inherited), successor)
-            }
-            Launch::Foreground => (None, None, false),
+    /// `run()`: serve in the calling process. As PID 1 of a pid namespace, an init stays behind
+    /// and the daemon runs as its child (see `init.rs`).
+    pub(crate) fn serve_in_foreground(&self) -> Result<(), Error> {
+        // The daemon proper, here or under a PID 1 that reaps for it: the caller's code goes on
+        // in it after `run()`, as it would without the split.
+        if let Split::Unsplit(why) = init::split()? {
+            self.log.log(&format!(
+                "running as PID 1 without an init of its own ({why}): orphans of this pid namespace are not reaped (run it under tini, or `docker run --init`)"
+            ));
+        }
+        self.serve(None)
+    }
+
+    /// The engine, detached (`detached`) or in the foreground: take the process, then serve the
+    /// body here, or run a supervisor that serves it in a child.
+    fn serve(&self, detached: Option<Detached>) -> Result<(), Error> {
+        let role = match detached {
+            Some(_) => Role::Detached,
+            None => Role::Foreground,
         };
-        let detached = inherited.is_some();
+        let (mut reporter, inherited, successor) = match detached {
+            Some(d) => (Some(d.reporter), Some(d.inherited), d.successor),
+            None => (None, None, false),
+        };
         let Taken {
             lock,
             listeners,
@@ -190,62 +120,34 @@ impl Engine {
                 lock,
                 listeners,
                 log: &self.log,
-                detached,
+                role,
                 logs: self.logs(),
                 forwarded: self.forwarded_signals(),
             };
-            return supervisor.run(self, reporter, notifier);
+            return supervisor.supervise(self, reporter, notifier);
         }
-        self.serve_body(
-            Some(lock),
-            listeners,
-            handover,
-            reporter,
-            notifier,
-            detached,
-            detached,
-        )
-    }
-
-    /// The signals a supervisor passes on to its child: those that stop the daemon, SIGHUP, and
-    /// every one with handlers.
-    fn forwarded_signals(&self) -> Vec<Signal> {
-        let mut signals: Vec<Signal> = STOP_SIGNALS.to_vec();
-        // SIGCONT too: `stop()` sends it after SIGTERM, for a child that was stopped.
-        signals.extend([Signal::SIGHUP, Signal::SIGCONT]);
-        let handlers = self.handlers.lock().unwrap_or_else(PoisonError::into_inner);
-        for signal in handlers.signals() {
-            if !signals.contains(&signal) {
-                signals.push(signal);
-            }
-        }
-        signals
+        self.serve_body(Some(lock), listeners, handover, reporter, notifier, role)
     }
 
     /// Everything from catching the signals on, in the process that runs the body: the daemon
-    /// itself (`lock` is its pidfile), or a supervised child (no pidfile; `reporter` is its
+    /// itself (with its `pidfile`), or a supervised child (no pidfile; `reporter` is its
     /// parent, who also hears why it ended).
-    #[allow(clippy::too_many_arguments)]
     fn serve_body(
         &self,
-        lock: Option<PidfileLock>,
+        pidfile: Option<PidfileLock>,
         listeners: Listeners,
         handover: Handover,
         mut reporter: Option<Reporter>,
         notifier: Option<Notifier>,
-        own_process: bool,
-        reopen_logs: bool,
+        role: Role,
     ) -> Result<(), Error> {
-        let parent = match (&lock, &reporter) {
-            (None, Some(reporter)) => reporter.try_clone().ok(),
-            _ => None,
-        };
         let started = self
-            .catch(lock, listeners, notifier, own_process, reopen_logs)
-            .and_then(|prepared| self.begin(prepared, handover, own_process, parent));
+            .catch(pidfile, listeners, notifier, role)
+            .and_then(|prepared| self.begin(prepared, handover, role));
         let Begun {
             ending,
             ctl,
+            readiness,
             keeper,
         } = match started {
             Ok(started) => started,
@@ -256,80 +158,54 @@ impl Engine {
                 return Err(error);
             }
         };
-        let lifecycle = ctl.lifecycle();
         if let Some(reporter) = reporter {
-            lifecycle.hold_reporter(reporter);
+            readiness.wait_for_it(reporter, role);
         }
         if !self.settings.manual_ready {
-            lifecycle.report_ready();
+            readiness.report();
         }
 
-        let outcome = self
-            .body
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .run(&ctl, &self.log);
-        ending.body_returned();
-        if !ending.begin() {
+        let outcome = lock(&self.body).drive(&ctl, &self.log, &self.settings);
+        let Some(result) = ending.body_returned(outcome) else {
             // The keeper abandoned the body and is ending the process: it must finish first.
             loop {
                 thread::park();
             }
-        }
-        let result = ending.finish(Ended::Returned(outcome));
+        };
         // A process of its own leaves with `_exit` now, and the keeper can do nothing any more
         // (the end is claimed, the pidfile let go of): waiting for it would only cost the stop
         // two context switches. A foreground caller goes on, so there it is joined.
-        if !own_process {
+        if !role.owns_process() {
             let _ = keeper.join();
         }
         result
     }
 
-    /// Everything that must exist before the daemon is ready, after `prepare`: the control
-    /// thread, the keeper, and the user's set-up. A daemon that cannot have them fails its start
-    /// instead of dying after `start()` said "started".
-    fn begin(
-        &self,
-        prepared: Prepared,
-        handover: Handover,
-        detached: bool,
-        parent: Option<File>,
-    ) -> Result<Begun, Error> {
-        let Prepared {
-            lock,
-            signals,
-            ctl,
-            reload,
-        } = prepared;
-        let lifecycle = ctl.lifecycle();
-        let control = signals.start_control_thread(
+    /// Everything that must exist before the daemon is ready, after `catch`: the signal thread,
+    /// the keeper, and the user's set-up. A daemon that cannot have them fails its start instead
+    /// of dying after `start()` said "started".
+    fn begin(&self, prepared: Prepared, handover: Handover, role: Role) -> Result<Begun, Error> {
+        let signals = prepared.signals.start_thread(
             self.handlers.clone(),
-            lifecycle.clone(),
-            reload,
+            prepared.lifecycle.clone(),
+            prepared.reload,
             self.log.clone(),
         )?;
         let s = &self.settings;
         let ending = Ending::new(Parts {
-            lifecycle: lifecycle.clone(),
-            handlers: self.handlers.clone(),
-            control,
-            lock,
-            listeners: ctl.listener_set(),
-            parent,
+            lifecycle: prepared.lifecycle,
+            readiness: prepared.readiness.clone(),
+            signals,
+            pidfile: prepared.pidfile,
+            successors: Successors::new(prepared.listeners, s.ready_timeout, self.log.clone()),
+            leaving: Leaving {
+                role,
+                stop_children: s.stop_children.then(|| s.stop_timeout / 2),
+                dropped_privileges: self.credentials.is_set(),
+            },
             log: self.log.clone(),
-            detached,
-            stop_children: s.stop_children.then(|| s.stop_timeout / 2),
-            dropped_privileges: self.credentials.is_set(),
-            handing_limit: s
-                .ready_timeout
-                .saturating_add(handover::step(s.ready_timeout) * 2),
         });
-        let wrapped = self
-            .body
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_wrapped();
+        let wrapped = lock(&self.body).is_wrapped();
         let grace = if wrapped {
             Duration::ZERO
         } else {
@@ -338,7 +214,7 @@ impl Engine {
         // The keeper exists before ready: a daemon whose pidfile nobody guards, or whose body
         // nobody abandons when it ignores a stop (a wrapped function can only be stopped that
         // way), would break what `start()` promises. It fails the start instead.
-        let keeper = ending.spawn_keeper(grace, wrapped).map_err(|e| Error::Sys {
+        let keeper = keeper::spawn(&ending, grace, wrapped).map_err(|e| Error::Sys {
             call: "spawn the keeper thread",
             source: e,
         });
@@ -347,13 +223,16 @@ impl Engine {
         // runs keeps serving and holding its pidfile, and a failed successor leaves it as it was
         // (dropping the takeover gives it up). Only then does it offer its sockets to its own
         // successor. A first instance offers from now on.
+        let successors = ending.successors();
         let keeper = match handover {
-            Handover::Takeover(takeover) => {
-                keeper.and_then(|keeper| ending.take_over(takeover).map(|()| keeper))
-            }
+            Handover::Takeover(takeover) => keeper.and_then(|keeper| {
+                successors
+                    .take_over(ending.pidfile(), takeover)
+                    .map(|()| keeper)
+            }),
             Handover::Offer(Ok(offer)) => {
                 if keeper.is_ok() {
-                    ending.offer(offer);
+                    successors.offer(offer);
                 }
                 keeper
             }
@@ -368,25 +247,23 @@ impl Engine {
         let keeper = match keeper {
             Ok(keeper) => keeper,
             Err(error) => {
-                // Nothing is left behind: the control thread and the keeper end (no body to wait
+                // Nothing is left behind: the signal thread and the keeper end (no body to wait
                 // for), the pidfile goes; no stop handler runs, as nothing was started.
-                ending.body_returned();
-                if ending.begin() {
-                    let _ = ending.finish(Ended::Returned(Ok(())));
-                }
+                let _ = ending.body_returned(Ok(()));
                 return Err(error);
             }
         };
         Ok(Begun {
             ending,
-            ctl,
+            ctl: prepared.ctl,
+            readiness: prepared.readiness,
             keeper,
         })
     }
 
     /// Run the user's set-up, once the daemon is detached and before it is ready.
     fn set_up(&self) -> Result<(), Error> {
-        let mut setup = self.setup.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut setup = lock(&self.setup);
         let Some(setup) = setup.as_mut() else {
             return Ok(());
         };
@@ -397,13 +274,6 @@ impl Engine {
                 message: format!("it panicked: {}", panic_message(&*panic)),
             }),
         }
-    }
-
-    /// How long a body may take to return after a stop request.
-    fn grace(&self) -> Duration {
-        self.settings
-            .grace
-            .unwrap_or(self.settings.stop_timeout / 2)
     }
 
     /// What a daemon process does first, before any signal is caught: umask and working
@@ -434,7 +304,6 @@ impl Engine {
         // caught.
         let pidfile = self.pidfile();
         let step = handover::step(s.ready_timeout);
-        let offers = !s.listen.is_empty() && s.restart.is_none();
         // Before the inherited descriptors are closed (a service manager's sockets are among
         // them) and before privileges are dropped (a port below 1024, and the offer socket,
         // which stays the starting user's).
@@ -451,7 +320,7 @@ impl Engine {
             let lock = pidfile.lock()?;
             let listeners =
                 Listeners::open(&s.listen, systemd::listen_fds(), self.credentials.trusted())?;
-            let handover = match offers {
+            let handover = match s.hands_over() {
                 true => Handover::Offer(handover::Offer::bind(&pidfile, step)),
                 false => Handover::None,
             };
@@ -493,40 +362,47 @@ impl Engine {
     }
 
     /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that
-    /// stops gracefully. `reset` clears what the process inherited (detached, or a child).
+    /// stops gracefully.
     fn catch(
         &self,
-        mut lock: Option<PidfileLock>,
+        mut pidfile: Option<PidfileLock>,
         listeners: Listeners,
         notifier: Option<Notifier>,
-        reset: bool,
-        reopen_logs: bool,
+        role: Role,
     ) -> Result<Prepared, Error> {
-        let ctl = Ctl::notifying(notifier, watchdog_period().map(|period| period / 2))
-            .map_err(|e| Error::Sys {
-                call: "pipe",
-                source: e,
-            })?
-            .with_listeners(listeners);
+        let notifier = notifier.map(Arc::new);
+        let lifecycle =
+            Lifecycle::new(notifier.clone(), watchdog_period().map(|period| period / 2)).map_err(
+                |e| Error::Sys {
+                    call: "pipe",
+                    source: e,
+                },
+            )?;
+        let readiness = Arc::new(Readiness::new(notifier));
+        let listeners = Arc::new(listeners);
+        let ctl = Ctl::new(lifecycle.clone(), readiness.clone(), listeners.clone());
         let reload = Reload {
-            notifier: ctl.lifecycle().notifier(),
-            logs: reopen_logs.then(|| self.logs()),
+            notifier: lifecycle.notifier(),
+            logs: role.has_log_files().then(|| self.logs()),
         };
-        let signals = catch_signals(&self.handlers, ctl.lifecycle(), reset, &reload)?;
-        if let Some(lock) = lock.as_mut() {
-            lock.write_pid()?;
+        let signals = catch_signals(&self.handlers, &lifecycle, role, &reload)?;
+        if let Some(pidfile) = pidfile.as_mut() {
+            pidfile.write_pid()?;
         }
         Ok(Prepared {
-            lock,
+            pidfile,
             signals,
             ctl,
+            lifecycle,
+            readiness,
+            listeners,
             reload,
         })
     }
 }
 
 impl Child for Engine {
-    fn run_child(&self, report: Reporter, detached: bool, listeners: &Listeners) -> i32 {
+    fn serve_child(&self, report: Reporter, role: Role, listeners: &Listeners) -> i32 {
         // Its own process group, so that `stop_children` ends the body's children, never the
         // supervisor; signals come through the supervisor.
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -536,23 +412,8 @@ impl Child for Engine {
                 call: "dup",
                 source: e,
             })?;
-            self.serve_body(
-                None,
-                listeners,
-                Handover::None,
-                Some(report),
-                None,
-                true,
-                detached,
-            )
+            self.serve_body(None, listeners, Handover::None, Some(report), None, role)
         }));
         i32::from(!matches!(served, Ok(Ok(()))))
     }
-}
-
-fn default_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "daemon".to_string())
 }

@@ -4,12 +4,23 @@
 //! stays a small init that reaps every orphan and forwards signals, and the daemon runs as its
 //! only child, whose own children are its own to wait for (a `Command` the body spawns keeps
 //! its exit status).
+//!
+//! PID 1 catches its signals with `sigwait`, not with the engine's [`SignalPipe`]
+//! (`signals.rs`), for two reasons that hold nowhere else. The kernel drops a signal that PID 1
+//! does not catch, so the signals must be blocked before the fork and stay pending until the init
+//! takes them: a handler installed before the fork would be inherited by the daemon, whose
+//! process is the caller's own in the foreground and is not reset, and one installed after it
+//! could fail when the daemon already runs, with nobody to tell. A blocked set that the init
+//! waits on has no handler to install and nothing to fail after the fork.
+//!
+//! [`SignalPipe`]: crate::engine::signals::SignalPipe
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::engine::role::Role;
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process::Child;
@@ -27,23 +38,20 @@ const FORWARDED: [Signal; 9] = [
     Signal::SIGCONT,
 ];
 
-/// Which process this is after [`split`].
-pub(crate) enum Role {
-    /// Not PID 1: run the daemon here.
+/// Where the daemon runs after [`split`].
+pub(in crate::engine) enum Split {
+    /// Here: not PID 1, or the child of a PID 1 that stays an init.
     Daemon,
     /// PID 1 that may not fork (it runs other threads, which a fork would not copy, or cannot
-    /// tell how many it runs): run the daemon here, as PID 1, for the reason given.
+    /// tell how many it runs): here, as PID 1, for the reason given.
     Unsplit(Error),
-    /// The child of PID 1: run the daemon here.
-    Child,
-    /// PID 1 after the daemon ended: leave with this code.
-    Init(i32),
 }
 
-/// Split PID 1 into an init and the daemon; any other process runs the daemon itself.
-pub(crate) fn split() -> Result<Role, Error> {
+/// Split PID 1 into an init and the daemon; any other process runs the daemon itself. The init
+/// never returns: it leaves with the daemon's exit code.
+pub(in crate::engine) fn split() -> Result<Split, Error> {
     if Pid::this().as_raw() != 1 {
-        return Ok(Role::Daemon);
+        return Ok(Split::Daemon);
     }
     let mut set = SigSet::empty();
     for signal in FORWARDED {
@@ -60,9 +68,10 @@ pub(crate) fn split() -> Result<Role, Error> {
             .map_err(|e| Error::sys("sigprocmask", e))?;
     }
     match forked {
-        Ok(Forked::Child(_)) => Ok(Role::Child),
-        Ok(Forked::Parent(child)) => Ok(Role::Init(serve_as_init(child, &set))),
-        Err(e @ Error::Threads { .. }) => Ok(Role::Unsplit(e)),
+        Ok(Forked::Child(_)) => Ok(Split::Daemon),
+        // The init is the caller's process: it leaves as `exit` does.
+        Ok(Forked::Parent(child)) => Role::Foreground.leave(serve_as_init(child, &set)),
+        Err(e @ Error::Threads { .. }) => Ok(Split::Unsplit(e)),
         Err(e) => Err(e),
     }
 }

@@ -42,11 +42,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
-use crate::builder::DaemonBuilder;
 use crate::control::{Stopped, human};
-use crate::daemon::{Daemon, Restarted};
 use crate::error::Error;
+use crate::handle::builder::DaemonBuilder;
+use crate::handle::daemon::Daemon;
+use crate::handle::restart::Restarted;
 use crate::pidfile::Status;
 
 impl Daemon {
@@ -107,12 +109,7 @@ impl Daemon {
         let code = match command.as_deref() {
             Some("start") => self.cli_start(),
             Some("stop") => self.cli_stop(),
-            // A daemon with listening sockets hands them to its successor: no stop between.
-            Some("restart") if self.hands_over() => self.cli_restart(),
-            Some("restart") => match self.cli_stop() {
-                0 => self.cli_start(),
-                failed => failed,
-            },
+            Some("restart") => self.cli_restart(),
             Some("status") => self.cli_status(),
             Some("reload") => self.cli_reload(),
             Some("run") => self.cli_run(),
@@ -148,7 +145,12 @@ impl Daemon {
     }
 
     fn cli_start(&self) -> u8 {
-        match self.start() {
+        self.say_started(self.start())
+    }
+
+    /// What a start said: started, or already running (not a failure), or why it failed.
+    fn say_started(&self, started: Result<Pid, Error>) -> u8 {
+        match started {
             Ok(pid) => {
                 println!("{}: started (pid {pid})", self.name());
                 0
@@ -188,26 +190,25 @@ impl Daemon {
         }
     }
 
-    /// A restart that hands the listening sockets over, or says why it stopped, then started.
+    /// A restart: the listening sockets handed over, or a stop (said at once, with the reason
+    /// the sockets could not be handed over), then a start, said as `start` says it.
     fn cli_restart(&self) -> u8 {
         let name = self.name();
-        match self.restart() {
+        let mut stopped = false;
+        let restarted = self.restart_saying(|how, fallback| {
+            if let Some(why) = fallback {
+                eprintln!("{name}: {why}; stopping, then starting instead");
+            }
+            self.say_stopped(*how);
+            stopped = true;
+        });
+        match restarted {
             Ok(restarted @ Restarted::HandedOver { .. }) => {
                 println!("{name}: {restarted}");
                 0
             }
-            Ok(Restarted::StoppedThenStarted {
-                pid,
-                stopped,
-                fallback,
-            }) => {
-                if let Some(why) = fallback {
-                    eprintln!("{name}: {why}; stopping, then starting instead");
-                }
-                self.say_stopped(stopped);
-                println!("{name}: started (pid {pid})");
-                0
-            }
+            Ok(Restarted::StoppedThenStarted { pid, .. }) => self.say_started(Ok(pid)),
+            Err(e) if stopped => self.say_started(Err(e)),
             Err(e) => self.fail(&e),
         }
     }
@@ -215,45 +216,34 @@ impl Daemon {
     fn cli_status(&self) -> u8 {
         let name = self.name();
         match self.status() {
-            Ok(Status::Running(pid)) => {
-                println!("{name}: running (pid {pid})");
-                0
-            }
-            Ok(status @ Status::Supervised { .. }) => {
-                println!("{name}: {status}");
-                0
-            }
-            Ok(Status::Starting) => {
-                println!("{name}: starting");
-                0
-            }
-            Ok(Status::Dead {
-                pid,
-                failure: Some(failure),
-            }) => {
-                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
-                println!(
-                    "{name}: failed{pid}: {failure}; pidfile {} is left",
-                    self.pidfile().display()
-                );
-                1
-            }
-            Ok(Status::Dead { pid, failure: None }) => {
-                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
-                println!(
-                    "{name}: not running, but pidfile {} is left{named}",
-                    self.pidfile().display()
-                );
-                1
-            }
-            Ok(Status::NotRunning) => {
-                println!("{name}: not running");
-                3
+            Ok(status) => {
+                println!("{name}: {}", self.describe(&status));
+                exit_code(&status)
             }
             Err(e) => {
                 eprintln!("{name}: status unknown: {e}");
                 4
             }
+        }
+    }
+
+    /// How the command line says a status: as `Status` displays it, but for a dead daemon,
+    /// which it names with its pidfile.
+    fn describe(&self, status: &Status) -> String {
+        let pidfile = self.pidfile().display();
+        match status {
+            Status::Dead {
+                pid,
+                failure: Some(failure),
+            } => {
+                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+                format!("failed{pid}: {failure}; pidfile {pidfile} is left")
+            }
+            Status::Dead { pid, failure: None } => {
+                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
+                format!("not running, but pidfile {pidfile} is left{named}")
+            }
+            status => status.to_string(),
         }
     }
 
@@ -329,6 +319,15 @@ impl DaemonBuilder {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The LSB exit code of `status`: 0 running, 1 dead with a pidfile left, 3 not running.
+fn exit_code(status: &Status) -> u8 {
+    match status {
+        Status::Running(_) | Status::Supervised { .. } | Status::Starting => 0,
+        Status::Dead { .. } => 1,
+        Status::NotRunning => 3,
     }
 }
 

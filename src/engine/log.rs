@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) struct Log(Arc<dyn Fn(&str) + Send + Sync>);
 
 impl Log {
-    pub(crate) fn new(name: &str) -> Log {
+    pub(in crate::engine) fn new(name: &str) -> Log {
         let name: Arc<str> = name.into();
         Log(Arc::new(move |message| {
             // One write(2) a line: processes that share a log file (an instance and its
@@ -27,16 +27,16 @@ impl Log {
     }
 
     #[cfg(test)]
-    pub(crate) fn to(sink: impl Fn(&str) + Send + Sync + 'static) -> Log {
+    pub(in crate::engine) fn to(sink: impl Fn(&str) + Send + Sync + 'static) -> Log {
         Log(Arc::new(sink))
     }
 
     #[cfg(test)]
-    pub(crate) fn quiet() -> Log {
+    pub(in crate::engine) fn quiet() -> Log {
         Log::to(|_| {})
     }
 
-    pub(crate) fn log(&self, message: &str) {
+    pub(in crate::engine) fn log(&self, message: &str) {
         (self.0)(message)
     }
 }

@@ -19,18 +19,20 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
-use crate::body::RunFn;
-use crate::ctl::StopFuture;
-use crate::ctl::{Ctl, Lifecycle};
-use crate::log::Log;
-use crate::outcome::{Fetch, Outcome, panic_message};
-use crate::pool::{MessagesFn, PoolSize};
+use crate::engine::body::RunFn;
+use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::body::pool::{MessagesFn, PoolSize};
+use crate::engine::ctl::Ctl;
+use crate::engine::lifecycle::Lifecycle;
+use crate::engine::log::Log;
+use crate::engine::stop_future::StopFuture;
+use crate::engine::sync::lock;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
 pub(crate) const MAX_ASYNC_POOL_SIZE: usize = 100_000;
@@ -43,11 +45,11 @@ pub(crate) struct RuntimeChoice(Arc<Mutex<Option<usize>>>);
 
 impl RuntimeChoice {
     pub(crate) fn set(&self, workers: usize) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(workers);
+        *lock(&self.0) = Some(workers);
     }
 
     pub(crate) fn workers(&self) -> Option<usize> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.0)
     }
 
     /// Build the runtime, with every driver tokio was compiled with (I/O if some crate of the
@@ -136,11 +138,12 @@ fn on_runtime<T>(runtime: Runtime, ctl: &Ctl, future: impl Future<Output = T>) -
 /// Ping the service manager's watchdog whenever it is due, from a task on the runtime: when the
 /// runtime cannot run its tasks any more, the pings stop.
 async fn watchdog(lifecycle: Arc<Lifecycle>) {
-    while let Some(wait) = lifecycle.until_ping() {
+    while let Some(watchdog) = lifecycle.watchdog() {
+        let wait = watchdog.until_ping();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        lifecycle.ping();
+        watchdog.ping_if_due();
     }
 }
 
@@ -286,16 +289,9 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    fn plan(workers: usize) -> PoolSize {
-        PoolSize {
-            workers,
-            idle_time: Duration::from_millis(1),
-        }
-    }
-
     #[test]
     fn every_fetched_message_is_handled_once_at_stop_and_never_more_than_the_pool_waits() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let fetched = Arc::new(AtomicU64::new(0));
         let handled = Arc::new(AtomicU64::new(0));
         let worst = Arc::new(AtomicU64::new(0));
@@ -323,7 +319,7 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        body(&ctl, plan(50), &Log::quiet()).expect("clean stop");
+        body(&ctl, PoolSize::quick(50), &Log::quiet()).expect("clean stop");
         assert_eq!(fetched.load(Ordering::SeqCst), 500);
         assert_eq!(
             handled.load(Ordering::SeqCst),
@@ -336,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_panicking_or_failing_handler_loses_only_its_message_and_is_logged_with_its_number() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let logged = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = logged.clone();
         let log = Log::to(move |m| sink.lock().expect("log").push(m.to_string()));
@@ -368,7 +364,7 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        body(&ctl, plan(4), &log).expect("the daemon survives");
+        body(&ctl, PoolSize::quick(4), &log).expect("the daemon survives");
         assert_eq!(handled.load(Ordering::SeqCst), 8);
         let logged = logged.lock().expect("log").clone();
         assert!(
@@ -387,7 +383,7 @@ mod tests {
 
     #[test]
     fn get_failing_ends_the_body_after_draining() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(AtomicU64::new(0));
         let count = handled.clone();
         let mut next = 0u64;
@@ -409,7 +405,7 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        let err = body(&ctl, plan(8), &Log::quiet()).expect_err("get failed");
+        let err = body(&ctl, PoolSize::quick(8), &Log::quiet()).expect_err("get failed");
         assert!(err.contains("queue unreachable"), "{err}");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
@@ -417,7 +413,7 @@ mod tests {
     #[test]
     fn a_stop_ends_a_get_that_waits_and_the_idle_wait() {
         for idle in [false, true] {
-            let ctl = Ctl::new();
+            let ctl = Ctl::for_tests();
             let stopper = ctl.clone();
             let other = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(50));
@@ -447,7 +443,7 @@ mod tests {
 
     #[test]
     fn run_async_outcomes_and_panics_are_the_bodys() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let mut body = run_adapter(
             |ctl: Ctl| async move {
                 let stopper = ctl.clone();
@@ -470,9 +466,9 @@ mod tests {
             },
             multi,
         );
-        assert_eq!(body(&Ctl::new()), Ok(()));
+        assert_eq!(body(&Ctl::for_tests()), Ok(()));
 
-        let mut crate_body = crate::body::Body::Run(run_adapter(
+        let mut crate_body = crate::engine::body::Body::Run(run_adapter(
             |_ctl: Ctl| async {
                 if std::hint::black_box(true) {
                     panic!("async boom");
@@ -480,7 +476,13 @@ mod tests {
             },
             RuntimeChoice::default(),
         ));
-        let err = crate_body.run(&Ctl::new(), &Log::quiet()).unwrap_err();
+        let settings = crate::settings::SettingsBuilder::default()
+            .pidfile("x.pid")
+            .build()
+            .expect("settings");
+        let err = crate_body
+            .drive(&Ctl::for_tests(), &Log::quiet(), &settings)
+            .unwrap_err();
         assert!(err.contains("async boom"), "{err}");
     }
 

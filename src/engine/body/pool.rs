@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crossbeam_utils::Backoff;
 
-use crate::ctl::Ctl;
-use crate::log::Log;
-use crate::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::ctl::Ctl;
+use crate::engine::log::Log;
 
 /// How large the pool may grow, and how long it rests when there is nothing to fetch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolSize {
     /// Workers at most, and so messages fetched and not yet handled at most.
-    pub(crate) workers: usize,
+    pub(in crate::engine) workers: usize,
     /// The wait after `get` found nothing.
-    pub(crate) idle_time: Duration,
+    pub(in crate::engine) idle_time: Duration,
 }
 
 pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), String> + Send>;
@@ -47,6 +47,17 @@ where
 }
 
 type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
+
+#[cfg(test)]
+impl PoolSize {
+    /// A pool of `workers` that rests 1 ms when there is nothing to fetch.
+    pub(in crate::engine) fn quick(workers: usize) -> PoolSize {
+        PoolSize {
+            workers,
+            idle_time: Duration::from_millis(1),
+        }
+    }
+}
 
 /// How long a worker waits for a message before it exits.
 #[cfg(not(test))]
@@ -236,20 +247,13 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicU64;
 
-    fn plan(workers: usize) -> PoolSize {
-        PoolSize {
-            workers,
-            idle_time: Duration::from_millis(1),
-        }
-    }
-
     fn quiet() -> Log {
         Log::quiet()
     }
 
     #[test]
     fn every_fetched_message_is_handled_once_at_stop() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(Mutex::new(Vec::new()));
         let seen = handled.clone();
         let stopper = ctl.clone();
@@ -266,7 +270,7 @@ mod tests {
                 seen.lock().expect("seen").push(n);
             },
         );
-        body(&ctl, plan(4), &quiet()).expect("clean stop");
+        body(&ctl, PoolSize::quick(4), &quiet()).expect("clean stop");
         let mut handled = handled.lock().expect("handled").clone();
         handled.sort_unstable();
         assert_eq!(handled, (1..=500).collect::<Vec<_>>());
@@ -274,7 +278,7 @@ mod tests {
 
     #[test]
     fn fetched_minus_handled_never_exceeds_the_pool() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let fetched = Arc::new(AtomicU64::new(0));
         let handled = Arc::new(AtomicU64::new(0));
         let worst = Arc::new(AtomicU64::new(0));
@@ -295,7 +299,7 @@ mod tests {
                 handled.fetch_add(1, Ordering::SeqCst);
             },
         );
-        body(&ctl, plan(3), &quiet()).expect("clean stop");
+        body(&ctl, PoolSize::quick(3), &quiet()).expect("clean stop");
         assert!(worst.load(Ordering::SeqCst) <= 3, "{worst:?}");
         assert!(
             worst.load(Ordering::SeqCst) >= 2,
@@ -305,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_loses_only_its_message() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(AtomicU64::new(0));
         let count = handled.clone();
         let stopper = ctl.clone();
@@ -325,13 +329,13 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
             },
         );
-        body(&ctl, plan(2), &quiet()).expect("the daemon survives");
+        body(&ctl, PoolSize::quick(2), &quiet()).expect("the daemon survives");
         assert_eq!(handled.load(Ordering::SeqCst), 7);
     }
 
     #[test]
     fn get_failing_ends_the_body_after_draining() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let handled = Arc::new(AtomicU64::new(0));
         let count = handled.clone();
         let mut next = 0u64;
@@ -348,7 +352,7 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
             },
         );
-        let err = body(&ctl, plan(8), &quiet()).expect_err("get failed");
+        let err = body(&ctl, PoolSize::quick(8), &quiet()).expect_err("get failed");
         assert!(err.contains("queue unreachable"), "{err}");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
@@ -367,7 +371,7 @@ mod tests {
         let alive = || Arc::strong_count(&token) - 2;
         let queue = Arc::new(Mutex::new(VecDeque::new()));
         let handled = Arc::new(AtomicU64::new(0));
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let (q, h, t) = (queue.clone(), handled.clone(), token.clone());
         let mut body = adapter(
             move || q.lock().expect("queue").pop_front(),
@@ -380,7 +384,7 @@ mod tests {
             },
         );
         let runner = ctl.clone();
-        let daemon = thread::spawn(move || body(&runner, plan(8), &quiet()));
+        let daemon = thread::spawn(move || body(&runner, PoolSize::quick(8), &quiet()));
         let wait = |what: &str, cond: &dyn Fn() -> bool| {
             let end = Instant::now() + Duration::from_secs(10);
             while !cond() {
@@ -407,7 +411,7 @@ mod tests {
 
     #[test]
     fn idle_waits_end_at_stop() {
-        let ctl = Ctl::new();
+        let ctl = Ctl::for_tests();
         let stopper = ctl.clone();
         let (asked, first_get) = std::sync::mpsc::channel();
         // Stop once `get` has said "nothing now": the body is then in (or entering) its idle

@@ -1,0 +1,287 @@
+//! How a daemon ends, done once by whichever thread gets there first: the main thread once the
+//! body has returned, or the keeper when the body does not return in time after a stop request
+//! (a wrapped function, which knows nothing of `ctl`, at once). The end stops the signal thread,
+//! runs the stop signal's handlers once, ends the children if asked, lets go of the pidfile, and
+//! tells whoever still waits for the start why it failed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Pid, getpgrp};
+
+use crate::engine::lifecycle::Lifecycle;
+use crate::engine::log::Log;
+use crate::engine::readiness::Readiness;
+use crate::engine::role::Role;
+use crate::engine::signals::SignalThread;
+use crate::engine::successors::Successors;
+use crate::engine::sync::lock;
+use crate::error::{Error, NotSignalled};
+use crate::gate::process::{self, Pinned, Refused, Target};
+use crate::pidfile::PidfileLock;
+use crate::sys;
+
+/// Everything the end of a daemon needs, shared by the main thread and the keeper.
+pub(in crate::engine) struct Ending {
+    claim: Claim,
+    lifecycle: Arc<Lifecycle>,
+    readiness: Arc<Readiness>,
+    /// The signal thread and the user's handlers, until the end stops it.
+    signals: Mutex<Option<SignalThread>>,
+    /// The pidfile, unless this is a supervised child (its supervisor holds it). The keeper
+    /// changes what is shared with a successor under its hold.
+    pidfile: Mutex<Option<PidfileLock>>,
+    successors: Successors,
+    leaving: Leaving,
+    log: Log,
+}
+
+/// How this daemon leaves.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::engine) struct Leaving {
+    pub(in crate::engine) role: Role,
+    /// End the daemon's process group too, giving it this long after SIGTERM.
+    pub(in crate::engine) stop_children: Option<Duration>,
+    /// The daemon switched users, and may no longer unlink root's pidfile.
+    pub(in crate::engine) dropped_privileges: bool,
+}
+
+/// What the engine hands over to [`Ending::new`].
+pub(in crate::engine) struct Parts {
+    pub(in crate::engine) lifecycle: Arc<Lifecycle>,
+    pub(in crate::engine) readiness: Arc<Readiness>,
+    pub(in crate::engine) signals: SignalThread,
+    pub(in crate::engine) pidfile: Option<PidfileLock>,
+    pub(in crate::engine) successors: Successors,
+    pub(in crate::engine) leaving: Leaving,
+    pub(in crate::engine) log: Log,
+}
+
+/// Which thread ends the daemon: the first to claim it.
+struct Claim {
+    claimed: AtomicBool,
+    /// Set, and notified, once the body has returned.
+    body_done: Mutex<bool>,
+    body_returned: Condvar,
+}
+
+/// How the daemon's body ended, for [`Ending::finish`].
+enum Ended {
+    /// It returned, with this outcome.
+    Returned(Result<(), String>),
+    /// It was abandoned after a stop request.
+    Abandoned {
+        /// A wrapped function: abandoning it is how it stops, not a failure.
+        wrapped: bool,
+    },
+}
+
+impl Ending {
+    pub(in crate::engine) fn new(parts: Parts) -> Arc<Ending> {
+        Arc::new(Ending {
+            claim: Claim {
+                claimed: AtomicBool::new(false),
+                body_done: Mutex::new(false),
+                body_returned: Condvar::new(),
+            },
+            lifecycle: parts.lifecycle,
+            readiness: parts.readiness,
+            signals: Mutex::new(Some(parts.signals)),
+            pidfile: Mutex::new(parts.pidfile),
+            successors: parts.successors,
+            leaving: parts.leaving,
+            log: parts.log,
+        })
+    }
+
+    pub(in crate::engine) fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    pub(in crate::engine) fn pidfile(&self) -> &Mutex<Option<PidfileLock>> {
+        &self.pidfile
+    }
+
+    pub(in crate::engine) fn successors(&self) -> &Successors {
+        &self.successors
+    }
+
+    pub(in crate::engine) fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub(in crate::engine) fn role(&self) -> Role {
+        self.leaving.role
+    }
+
+    /// The body has returned with `outcome` (or never started: `Ok(())`): end the daemon, unless
+    /// the keeper is ending it already (`None`), in which case it must be let finish.
+    pub(in crate::engine) fn body_returned(
+        &self,
+        outcome: Result<(), String>,
+    ) -> Option<Result<(), Error>> {
+        *lock(&self.claim.body_done) = true;
+        self.claim.body_returned.notify_all();
+        self.claim_it()
+            .then(|| self.finish(Ended::Returned(outcome)))
+    }
+
+    /// For the keeper, after a stop request: wait at most `grace` for the body to return, then
+    /// abandon it, unless the main thread ends the daemon. Returns the end's result if the
+    /// keeper ended the daemon.
+    pub(in crate::engine) fn abandon_after(
+        &self,
+        grace: Duration,
+        wrapped: bool,
+    ) -> Option<Result<(), Error>> {
+        let done = lock(&self.claim.body_done);
+        let (done, _) = self
+            .claim
+            .body_returned
+            .wait_timeout_while(done, grace, |done| !*done)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *done {
+            return None;
+        }
+        drop(done);
+        if !self.claim_it() {
+            return None;
+        }
+        if !wrapped {
+            self.log.log(&format!(
+                "the body did not return within {grace:?} of the stop request; running the stop handlers and exiting"
+            ));
+        }
+        Some(self.finish(Ended::Abandoned { wrapped }))
+    }
+
+    /// Claim the end of the daemon: `false` when the other thread has it already.
+    fn claim_it(&self) -> bool {
+        !self.claim.claimed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Stop the signal thread, run the stop signal's handlers once, end the children if asked,
+    /// and let go of the pidfile: unlinked after a stop, kept with the reason in it after a
+    /// failure of the daemon's own, so that `status` can tell why it died.
+    fn finish(&self, ended: Ended) -> Result<(), Error> {
+        let lifecycle = &self.lifecycle;
+        let role = self.leaving.role;
+        lifecycle.request_stop(None);
+        lifecycle.tell_stopping();
+        // No handler may run after the pidfile is gone.
+        let handlers = lock(&self.signals).take().map(|signals| signals.stop(role));
+        let asked = lifecycle.stop_signal().is_some();
+        let mut result = match ended {
+            Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } => Ok(()),
+            Ended::Returned(Err(message)) => Err(Error::Body { message }),
+            Ended::Abandoned { wrapped: false } => Err(Error::Body {
+                message: "it did not return after the stop request, and was abandoned".into(),
+            }),
+        };
+        if let Err(Error::Body { message }) = &result
+            && role == Role::Detached
+        {
+            // In the foreground the caller of `run()` gets the error, and a supervisor logs its
+            // child's: it is not logged twice.
+            self.log.log(&format!("stopping: {message}"));
+        }
+        if let Some(signal) = lifecycle.stop_signal()
+            && let Some(handlers) = &handlers
+            && let Err(message) = lock(handlers).call(signal, &self.log)
+        {
+            result = result.and(Err(Error::StopHandler { message }));
+        }
+        if let Some(grace) = self.leaving.stop_children
+            && (role.owns_process() || getpgrp() == Pid::this())
+        {
+            stop_children(grace, &self.log);
+        }
+        if let Err(e) = &result {
+            self.readiness.tell_supervisor(e);
+        }
+        // A caller of `start()` still waiting hears the failure itself: nothing is left then.
+        let waiting = self.readiness.still_waiting();
+        let mut pidfile = lock(&self.pidfile);
+        self.successors.withdraw();
+        let released = match (pidfile.as_mut(), &result) {
+            (None, _) => Ok(()),
+            // The daemon failed by itself: the reason stays in its pidfile until the next start.
+            (Some(pidfile), Err(e @ Error::Body { .. })) if !asked && waiting.is_none() => {
+                pidfile.keep_with_failure(&e.to_string())
+            }
+            (Some(pidfile), _) => pidfile.unlink(),
+        };
+        match released {
+            // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
+            // `stop()` removes it after the exit.
+            Err(e) if self.leaving.dropped_privileges && e.is_permission_denied() => {}
+            Err(e) => self.log.log(&e.to_string()),
+            Ok(()) => {}
+        }
+        if let Some(waiting) = waiting {
+            waiting.fail(result.as_ref().err().unwrap_or(&Error::ReturnedBeforeReady));
+        }
+        result
+    }
+}
+
+/// End the other processes of the daemon's process group: SIGTERM and SIGCONT, then SIGKILL for
+/// those still there after `grace`. Each is pinned first (a pidfd, or a kqueue outside Linux),
+/// then checked to be in the group still, then confirmed alive (the signal gate): a member that
+/// exits after the group was read, and whose pid another process gets, is not that process.
+/// The wait wakes as each exits.
+fn stop_children(grace: Duration, log: &Log) {
+    let group = getpgrp();
+    let members: Vec<Target> = sys::process_group_members(group)
+        .into_iter()
+        .filter_map(|pid| {
+            let pinned =
+                Pinned::pin(pid).and_then(|pinned| pinned.verify(move |pid| in_group(pid, group)));
+            match pinned {
+                Ok(member) => Some(member),
+                // Gone, or no longer a member: not the daemon's to stop.
+                Err(Refused::Not(NotSignalled::Exited | NotSignalled::Unverified { .. })) => None,
+                Err(refused) => {
+                    log.log(&format!(
+                        "stopping the daemon's children: pid {pid} is left alone: {}",
+                        refused.into_not_signalled()
+                    ));
+                    None
+                }
+            }
+        })
+        .collect();
+    if members.is_empty() {
+        return;
+    }
+    for member in &members {
+        let _ = member.signal(Signal::SIGTERM);
+        let _ = member.signal(Signal::SIGCONT);
+    }
+    let left = process::wait_all_exited(&members, grace);
+    if !left.is_empty() {
+        let pids: Vec<String> = left.iter().map(|&i| members[i].pid().to_string()).collect();
+        log.log(&format!(
+            "stopping the daemon's children: pid {} outlived SIGTERM by {grace:?}, sending SIGKILL",
+            pids.join(", ")
+        ));
+        for &i in &left {
+            let _ = members[i].signal(Signal::SIGKILL);
+        }
+    }
+}
+
+/// Whether `pid` is in process group `group`; what it is in instead.
+fn in_group(pid: Pid, group: Pid) -> Result<(), String> {
+    match nix::unistd::getpgid(Some(pid)) {
+        Ok(found) if found == group => Ok(()),
+        Ok(found) => Err(format!(
+            "pid {pid} is in process group {found}, not in the daemon's group {group}"
+        )),
+        Err(e) => Err(format!(
+            "the process group of pid {pid} cannot be read: {e}"
+        )),
+    }
+}

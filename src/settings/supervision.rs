@@ -1,0 +1,159 @@
+//! The supervision policy: when a supervised daemon's body comes back after it ended.
+
+use std::time::Duration;
+
+/// When and how a supervised daemon's body comes back after it ended.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Daemon, Restart};
+/// use std::time::Duration;
+///
+/// let daemon = Daemon::builder()
+///     .pidfile("/tmp/doc-restart.pid")
+///     .restart(
+///         Restart::on_failure()
+///             .backoff(Duration::from_secs(1), Duration::from_secs(60))
+///             .limit(5, Duration::from_secs(300)),
+///     )
+///     .step(|| {})
+///     .build()?;
+/// # Ok::<(), daemons::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub(crate) always: bool,
+    /// The wait before the first restart.
+    pub(crate) first: Duration,
+    /// The longest wait: the backoff doubles up to it.
+    pub(crate) max: Duration,
+    /// At most this many failures within this long.
+    pub(crate) limit: Option<(u32, Duration)>,
+    /// How long a child runs before its failure starts the backoff over.
+    pub(crate) stable: Duration,
+}
+
+impl Restart {
+    /// Start the body again when it fails: exits non-zero, or is killed by a signal that the
+    /// supervisor did not send. A body that returns cleanly ends the daemon. Defaults: a backoff
+    /// from 1 s doubling to 60 s, reset once a child has run 10 s; at most 5 failures within 5
+    /// minutes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = daemons::Restart::on_failure();
+    /// ```
+    pub fn on_failure() -> Restart {
+        Restart {
+            always: false,
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            limit: Some((5, Duration::from_secs(300))),
+            stable: Duration::from_secs(10),
+        }
+    }
+
+    /// Start the body again whenever it ends, cleanly or not, until the daemon is stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = daemons::Restart::always();
+    /// ```
+    pub fn always() -> Restart {
+        Restart {
+            always: true,
+            ..Restart::on_failure()
+        }
+    }
+
+    /// The wait before the first restart, doubled after each failure up to `max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = daemons::Restart::on_failure().backoff(Duration::ZERO, Duration::from_secs(5));
+    /// ```
+    pub fn backoff(self, first: Duration, max: Duration) -> Restart {
+        Restart {
+            first,
+            max: max.max(first),
+            ..self
+        }
+    }
+
+    /// Give up after `failures` failures within `within`: the daemon then exits non-zero, and
+    /// its pidfile says why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = daemons::Restart::on_failure().limit(3, Duration::from_secs(60));
+    /// ```
+    pub fn limit(self, failures: u32, within: Duration) -> Restart {
+        Restart {
+            limit: Some((failures, within)),
+            ..self
+        }
+    }
+
+    /// Never give up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = daemons::Restart::always().unlimited();
+    /// ```
+    pub fn unlimited(self) -> Restart {
+        Restart {
+            limit: None,
+            ..self
+        }
+    }
+
+    /// A child that has run this long is well again: the backoff starts over from the first
+    /// wait. Default 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = daemons::Restart::on_failure().stable_after(Duration::from_secs(60));
+    /// ```
+    pub fn stable_after(self, stable: Duration) -> Restart {
+        Restart { stable, ..self }
+    }
+
+    /// Whether a body that ended cleanly (`clean`: exit code 0) or not comes back.
+    pub(crate) fn restarts(&self, clean: bool) -> bool {
+        self.always || !clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_reads_as_written() {
+        let p = Restart::on_failure().backoff(Duration::ZERO, Duration::from_secs(2));
+        assert!(p.restarts(false));
+        assert!(!p.restarts(true));
+        assert!(Restart::always().restarts(true));
+        assert_eq!(p.limit, Some((5, Duration::from_secs(300))));
+        assert_eq!(p.unlimited().limit, None);
+        let p = Restart::on_failure().backoff(Duration::from_secs(5), Duration::from_secs(1));
+        assert_eq!(
+            p.max,
+            Duration::from_secs(5),
+            "the maximum is never below the first wait"
+        );
+    }
+}

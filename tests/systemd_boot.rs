@@ -1,0 +1,301 @@
+//! The examples under a real systemd (252 here), booted in a container: the units of
+//! `examples/systemd` installed as an operator installs them, with the examples' binaries in
+//! `/usr/local/bin`, and each service checked from outside, as an operator would check it:
+//! `systemctl show` (ActiveState, SubState, MainPID, Result), the journal, the pidfile.
+//!
+//! One container serves every test of this file (about a second to boot here); each test has
+//! units of its own. See `tests/common/nspawn.rs` for what the container is and what it sees.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::nspawn::BootedSystemd;
+use common::{alive, wait_until};
+
+/// The unit file `name` of `examples/systemd`.
+fn unit_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/systemd")
+        .join(name)
+}
+
+/// The shared container with the example `binary` and the units `units` of `examples/systemd`
+/// installed; `None` where it cannot boot (the test is skipped).
+fn with_units(binary: &str, units: &[&str]) -> Option<Arc<BootedSystemd>> {
+    let systemd = BootedSystemd::shared()?;
+    systemd.install_example(binary);
+    for unit in units {
+        systemd.install_unit_file(&unit_file(unit));
+    }
+    Some(systemd)
+}
+
+/// The pid in the container's pidfile `path`, if there is one.
+fn pidfile_pid(systemd: &BootedSystemd, path: &str) -> Option<u32> {
+    systemd.read(path)?.trim().parse().ok()
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_every_unit_of_the_examples() {
+    let Some(systemd) = BootedSystemd::shared() else {
+        return;
+    };
+    let dir = unit_file("");
+    let mut units: Vec<String> = fs::read_dir(&dir)
+        .expect("read examples/systemd")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    units.sort();
+    assert!(units.len() >= 4, "examples/systemd has {units:?}");
+    for unit in &units {
+        let text = fs::read_to_string(dir.join(unit)).expect("read the unit");
+        // verify checks that each command exists: install the examples that the unit runs.
+        for word in text.split_whitespace() {
+            if let Some(example) = word.strip_prefix("/usr/local/bin/") {
+                systemd.install_example(example);
+            }
+        }
+        systemd.install_unit_file(&dir.join(unit));
+    }
+    let mut argv = vec!["systemd-analyze".to_owned(), "verify".to_owned()];
+    argv.extend(units.iter().map(|u| format!("/etc/systemd/system/{u}")));
+    let verified = systemd.exec(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    verified.assert_success();
+    // A unit that verify accepts may still have drawn a warning (an unknown key, say).
+    let warnings: Vec<&str> = verified
+        .stderr
+        .lines()
+        .filter(|line| units.iter().any(|u| line.contains(u.as_str())))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
+#[test]
+fn the_counter_as_a_notify_service_starts_reloads_and_stops() {
+    let unit = "counter-notify";
+    let pidfile = "/run/counter-notify.pid";
+    let Some(systemd) = with_units("counter", &["counter-notify.service"]) else {
+        return;
+    };
+
+    // systemctl start returns once the daemon has said READY=1.
+    systemd.systemctl(&format!("start {unit}")).assert_success();
+    let started = systemd.state(unit);
+    assert_eq!(
+        started.summary(),
+        ("active", "running", "success"),
+        "{started:?}"
+    );
+    assert_ne!(started.main_pid, 0);
+    assert_eq!(pidfile_pid(&systemd, pidfile), Some(started.main_pid));
+    systemd.wait_for_journal(unit, "tick 1 at unix time");
+    let notify = systemd.show(unit, "NotifyAccess,WatchdogUSec,StatusErrno");
+    assert_eq!(notify["NotifyAccess"], "main", "{notify:?}");
+    assert_eq!(notify["WatchdogUSec"], "10s", "{notify:?}");
+
+    // ExecReload sends SIGHUP. systemctl returns once `kill` has exited, which may be before
+    // the handler ran: the journal tells when it did.
+    systemd
+        .systemctl(&format!("reload {unit}"))
+        .assert_success();
+    systemd.wait_for_journal(unit, "reload");
+    let reloaded = systemd.state(unit);
+    assert_eq!(
+        reloaded.summary(),
+        ("active", "running", "success"),
+        "{reloaded:?}"
+    );
+    assert_eq!(
+        reloaded.main_pid, started.main_pid,
+        "a reload keeps the process"
+    );
+
+    // SIGTERM: the handler's last line, exit 0, the pidfile gone.
+    systemd.systemctl(&format!("stop {unit}")).assert_success();
+    let stopped = systemd.state(unit);
+    assert_eq!(
+        stopped.summary(),
+        ("inactive", "dead", "success"),
+        "{stopped:?}"
+    );
+    assert_eq!(stopped.main_pid, 0);
+    assert_eq!(systemd.read(pidfile), None, "the pidfile is removed");
+    let journal = systemd.wait_for_journal(unit, "stopping at tick");
+    assert!(
+        !journal.contains("failed") && !journal.contains("watchdog"),
+        "{journal}"
+    );
+}
+
+#[test]
+fn the_counter_as_a_forking_service_is_followed_through_its_pidfile() {
+    let unit = "counter-forking";
+    let pidfile = "/run/counter-forking.pid";
+    let log = "/var/log/counter-forking.log";
+    let Some(systemd) = with_units("counter", &["counter-forking.service"]) else {
+        return;
+    };
+
+    // `counter start` returns once the daemon is up, its pid in the pidfile that PIDFile= names.
+    systemd.systemctl(&format!("start {unit}")).assert_success();
+    let started = systemd.state(unit);
+    assert_eq!(
+        started.summary(),
+        ("active", "running", "success"),
+        "{started:?}"
+    );
+    assert_ne!(started.main_pid, 0);
+    assert_eq!(pidfile_pid(&systemd, pidfile), Some(started.main_pid));
+    systemd.wait_for_journal(
+        unit,
+        &format!("counter: started (pid {})", started.main_pid),
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || systemd
+            .read(log)
+            .is_some_and(|l| l.contains("tick 1 at unix time"))),
+        "{log}: {:?}",
+        systemd.read(log)
+    );
+
+    // ExecReload is `counter reload`: SIGHUP through the pidfile's lock.
+    systemd
+        .systemctl(&format!("reload {unit}"))
+        .assert_success();
+    systemd.wait_for_journal(
+        unit,
+        &format!("counter: reloading (pid {})", started.main_pid),
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || systemd
+            .read(log)
+            .is_some_and(|l| l.lines().any(|line| line == "reload"))),
+        "{log}: {:?}",
+        systemd.read(log)
+    );
+    let reloaded = systemd.state(unit);
+    assert_eq!(
+        reloaded.summary(),
+        ("active", "running", "success"),
+        "{reloaded:?}"
+    );
+    assert_eq!(reloaded.main_pid, started.main_pid);
+
+    // ExecStop is `counter stop`: it waits for the exit, so nothing is left for systemd to kill.
+    systemd.systemctl(&format!("stop {unit}")).assert_success();
+    let stopped = systemd.state(unit);
+    assert_eq!(
+        stopped.summary(),
+        ("inactive", "dead", "success"),
+        "{stopped:?}"
+    );
+    assert_eq!(systemd.read(pidfile), None, "the pidfile is removed");
+    systemd.wait_for_journal(unit, &format!("counter: stopped (pid {}", started.main_pid));
+    let written = systemd.read(log).unwrap_or_default();
+    assert!(
+        written
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("stopping at tick")),
+        "{log}:\n{written}"
+    );
+}
+
+#[test]
+fn the_echo_behind_a_socket_unit_is_started_by_its_first_client() {
+    let Some(systemd) = with_units("echo", &["echo.service", "echo.socket"]) else {
+        return;
+    };
+
+    systemd.systemctl("start echo.socket").assert_success();
+    let listening = systemd.state("echo.socket");
+    assert_eq!(
+        listening.summary(),
+        ("active", "listening", "success"),
+        "{listening:?}"
+    );
+    let idle = systemd.state("echo.service");
+    assert_eq!(
+        (idle.active.as_str(), idle.main_pid),
+        ("inactive", 0),
+        "{idle:?}"
+    );
+
+    // The client connects to systemd's socket; the daemon, started by then, answers it.
+    let answer = systemd.in_network(|| {
+        let mut client = TcpStream::connect("127.0.0.1:7878").expect("connect to echo.socket");
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set a read timeout");
+        client.write_all(b"hello\n").expect("send");
+        let mut line = String::new();
+        BufReader::new(&client)
+            .read_line(&mut line)
+            .expect("read the echo");
+        line
+    });
+    assert_eq!(answer, "hello\n");
+    let serving = systemd.wait_for_state("echo.service", "active", "running");
+    assert_ne!(serving.main_pid, 0);
+    assert_eq!(
+        pidfile_pid(&systemd, "/tmp/daemons-echo.pid"),
+        Some(serving.main_pid)
+    );
+    systemd.wait_for_journal("echo.service", "serving on 127.0.0.1:7878");
+
+    // The client has gone: the stop is quick and clean.
+    systemd
+        .systemctl("stop echo.socket echo.service")
+        .assert_success();
+    let stopped = systemd.state("echo.service");
+    assert_eq!(
+        stopped.summary(),
+        ("inactive", "dead", "success"),
+        "{stopped:?}"
+    );
+    let closed = systemd.state("echo.socket");
+    assert_eq!(
+        closed.summary(),
+        ("inactive", "dead", "success"),
+        "{closed:?}"
+    );
+    assert_eq!(
+        systemd.read("/tmp/daemons-echo.pid"),
+        None,
+        "the pidfile is removed"
+    );
+    let refused = systemd.in_network(|| TcpStream::connect("127.0.0.1:7878").is_err());
+    assert!(refused, "nothing listens once the socket is stopped");
+}
+
+#[test]
+fn a_container_is_powered_off_and_reaped_on_drop_even_after_a_panic() {
+    let Some(systemd) = BootedSystemd::boot() else {
+        return;
+    };
+    let (nspawn, leader) = (systemd.nspawn_pid(), systemd.leader());
+    let cgroups = systemd.cgroups().to_vec();
+    assert!(alive(nspawn) && alive(leader));
+    assert!(cgroups.iter().all(|c| c.is_dir()), "{cgroups:?}");
+    systemd.install_example("counter");
+    systemd.install_unit_file(&unit_file("counter-notify.service"));
+    systemd.systemctl("start counter-notify").assert_success();
+
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _held = systemd;
+        panic!("a test that fails with its container running");
+    }));
+    assert!(panicked.is_err());
+
+    // The container's PID 1 and nspawn itself are gone (nspawn reaped: not even a zombie),
+    // and so is every process that ran in the container, with their cgroups.
+    assert!(!alive(leader) && common::stat(nspawn).is_none());
+    assert!(cgroups.iter().all(|c| !c.exists()), "{cgroups:?}");
+}
