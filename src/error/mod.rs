@@ -5,6 +5,40 @@
 //! A new variant is written in three places, each of which the compiler asks for: the enum, its
 //! message (`display.rs`), and its fields' order in the report (`report.rs`).
 
+/// A public enum whose variants each have their words: the enum, its `Display` (the words), and
+/// the list of its variants (`ALL`), for the start report to find one by its words.
+macro_rules! worded {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$doc:meta])* $variant:ident => $words:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every variant.
+            pub(crate) const ALL: &[$name] = &[$($name::$variant),*];
+
+            /// The words of the variant.
+            pub(crate) fn words(self) -> &'static str {
+                match self {
+                    $($name::$variant => $words,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.words())
+            }
+        }
+    };
+}
+
 mod action;
 mod display;
 pub(crate) mod report;
@@ -265,79 +299,44 @@ pub enum Error {
     },
 }
 
-/// Why the listening sockets could not be handed over at a restart: the `kind` of
-/// [`Error::Handover`].
-///
-/// # Examples
-///
-/// ```
-/// use daemons::{Error, HandoverKind};
-///
-/// fn retry_later(e: &Error) -> bool {
-///     matches!(e, Error::Handover { kind: HandoverKind::Busy, .. })
-/// }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HandoverKind {
-    /// Nothing offers the sockets at `PIDFILE.handover`: no socket there, or one where nobody
-    /// listens, or a file, directory or FIFO in its place (an instance of an older build, or one
-    /// that could not listen there).
-    Absent,
-    /// A socket there that the daemon's user did not make: it is not asked.
-    Foreign,
-    /// `PIDFILE.handover` is too long for a Unix socket address on this system.
-    PathTooLong,
-    /// The running instance did not answer within the step's timeout (stopped with SIGSTOP,
-    /// or stuck).
-    Unresponsive,
-    /// Another restart is under way: the running instance is handing its sockets to another new
-    /// instance, or its predecessor has not exited yet.
-    Busy,
-    /// The running instance refused to hand its sockets to this user: only root and the user
-    /// that started it get them.
-    Refused,
-    /// What came does not prove that the sender holds the pidfile's lock, or is not what the
-    /// protocol says.
-    Unproven,
-    /// The running instance went away, or gave the handover up, before it was done.
-    Withdrawn,
-}
-
-impl HandoverKind {
-    /// The kind's name, as the report between a daemon and its caller carries it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            HandoverKind::Absent => "absent",
-            HandoverKind::Foreign => "foreign",
-            HandoverKind::PathTooLong => "path-too-long",
-            HandoverKind::Unresponsive => "unresponsive",
-            HandoverKind::Busy => "busy",
-            HandoverKind::Refused => "refused",
-            HandoverKind::Unproven => "unproven",
-            HandoverKind::Withdrawn => "withdrawn",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<HandoverKind> {
-        [
-            HandoverKind::Absent,
-            HandoverKind::Foreign,
-            HandoverKind::PathTooLong,
-            HandoverKind::Unresponsive,
-            HandoverKind::Busy,
-            HandoverKind::Refused,
-            HandoverKind::Unproven,
-            HandoverKind::Withdrawn,
-        ]
-        .into_iter()
-        .find(|kind| kind.name() == name)
-    }
-}
-
-impl fmt::Display for HandoverKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+worded! {
+    /// Why the listening sockets could not be handed over at a restart: the `kind` of
+    /// [`Error::Handover`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Error, HandoverKind};
+    ///
+    /// fn retry_later(e: &Error) -> bool {
+    ///     matches!(e, Error::Handover { kind: HandoverKind::Busy, .. })
+    /// }
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum HandoverKind {
+        /// Nothing offers the sockets at `PIDFILE.handover`: no socket there, or one where
+        /// nobody listens, or a file, directory or FIFO in its place (an instance of an older
+        /// build, or one that could not listen there).
+        Absent => "absent",
+        /// A socket there that the daemon's user did not make: it is not asked.
+        Foreign => "foreign",
+        /// `PIDFILE.handover` is too long for a Unix socket address on this system.
+        PathTooLong => "path-too-long",
+        /// The running instance did not answer within the step's timeout (stopped with SIGSTOP,
+        /// or stuck).
+        Unresponsive => "unresponsive",
+        /// Another restart is under way: the running instance is handing its sockets to another
+        /// new instance, or its predecessor has not exited yet.
+        Busy => "busy",
+        /// The running instance refused to hand its sockets to this user: only root and the user
+        /// that started it get them.
+        Refused => "refused",
+        /// What came does not prove that the sender holds the pidfile's lock, or is not what the
+        /// protocol says.
+        Unproven => "unproven",
+        /// The running instance went away, or gave the handover up, before it was done.
+        Withdrawn => "withdrawn",
     }
 }
 

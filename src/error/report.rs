@@ -317,32 +317,26 @@ impl Field for io::Error {
     }
 }
 
-impl Field for Action {
-    fn put(&self, w: &mut Writer) {
-        w.text(&self.to_string());
-    }
-    fn take(r: &mut Reader<'_>) -> Option<Self> {
-        let words = r.text()?;
-        Action::ALL.iter().copied().find(|a| a.to_string() == words)
-    }
-    #[cfg(test)]
-    fn sample() -> Self {
-        Action::CloseInherited
-    }
+/// An enum of the crate's whose variants have their words: written and read by them.
+macro_rules! worded_field {
+    ($($name:ident => $sample:expr),*) => {
+        $(impl Field for $name {
+            fn put(&self, w: &mut Writer) {
+                w.text(self.words());
+            }
+            fn take(r: &mut Reader<'_>) -> Option<Self> {
+                let words = r.text()?;
+                $name::ALL.iter().copied().find(|known| known.words() == words)
+            }
+            #[cfg(test)]
+            fn sample() -> Self {
+                $sample
+            }
+        })*
+    };
 }
 
-impl Field for HandoverKind {
-    fn put(&self, w: &mut Writer) {
-        w.text(self.name());
-    }
-    fn take(r: &mut Reader<'_>) -> Option<Self> {
-        HandoverKind::from_name(&r.text()?)
-    }
-    #[cfg(test)]
-    fn sample() -> Self {
-        HandoverKind::Unresponsive
-    }
-}
+worded_field!(Action => Action::CloseInherited, HandoverKind => HandoverKind::Unresponsive);
 
 impl Field for NotSignalled {
     fn put(&self, w: &mut Writer) {
@@ -497,17 +491,7 @@ mod tests {
                 other => panic!("{action}: {other:?}"),
             }
         }
-        use HandoverKind::*;
-        for kind in [
-            Absent,
-            Foreign,
-            PathTooLong,
-            Unresponsive,
-            Busy,
-            Refused,
-            Unproven,
-            Withdrawn,
-        ] {
+        for &kind in HandoverKind::ALL {
             let error = Error::Handover {
                 pidfile: "/run/x.pid".into(),
                 kind,

@@ -112,10 +112,7 @@ impl Listeners {
         passed: Vec<OwnedFd>,
         trusted: Trusted,
     ) -> Result<Listeners, Error> {
-        let mut passed: Vec<Option<Socket>> = passed
-            .into_iter()
-            .map(|fd| Socket::adopt(fd).ok())
-            .collect();
+        let mut passed = adopt_all(passed);
         // First each address takes the passed socket bound to it, then the others take the
         // passed ones left in order, and what is still missing is bound here.
         let mut chosen: Vec<Option<Socket>> = wanted
@@ -130,13 +127,7 @@ impl Listeners {
         for slot in chosen.iter_mut().filter(|slot| slot.is_none()) {
             *slot = passed.iter_mut().find_map(Option::take);
         }
-        let mut sockets = Vec::new();
-        for (address, slot) in wanted.iter().zip(chosen) {
-            sockets.push(match slot {
-                Some(socket) => socket,
-                None => Socket::bind(address, trusted)?,
-            });
-        }
+        let mut sockets = bind_missing(wanted, chosen, trusted)?;
         sockets.extend(passed.into_iter().flatten());
         Ok(Listeners(sockets))
     }
@@ -152,11 +143,10 @@ impl Listeners {
         trusted: Trusted,
     ) -> Result<Listeners, Error> {
         use std::os::fd::AsFd;
-        let mut handed: Vec<Option<Socket>> = handed
+        let listening = handed
             .into_iter()
-            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()))
-            .map(|fd| Socket::adopt(fd).ok())
-            .collect();
+            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()));
+        let mut handed = adopt_all(listening.collect());
         // Each address takes the socket bound to it exactly, then one with port 0 takes one of
         // its host's that is left, then what is still missing is bound.
         let mut chosen: Vec<Option<Socket>> = Vec::new();
@@ -171,14 +161,7 @@ impl Listeners {
                 }
             }
         }
-        let mut sockets = Vec::new();
-        for (address, slot) in wanted.iter().zip(chosen) {
-            sockets.push(match slot {
-                Some(socket) => socket,
-                None => Socket::bind(address, trusted)?,
-            });
-        }
-        Ok(Listeners(sockets))
+        bind_missing(wanted, chosen, trusted).map(Listeners)
     }
 
     /// Other handles on every socket: a supervised child's own.
@@ -219,6 +202,28 @@ impl Listeners {
             )),
         }
     }
+}
+
+/// The sockets of `fds` that can be taken (TCP and Unix stream sockets); `None` for the others,
+/// which are closed.
+fn adopt_all(fds: Vec<OwnedFd>) -> Vec<Option<Socket>> {
+    fds.into_iter().map(|fd| Socket::adopt(fd).ok()).collect()
+}
+
+/// The socket of each address: the one chosen for it, else one bound now.
+fn bind_missing(
+    wanted: &[Address],
+    chosen: Vec<Option<Socket>>,
+    trusted: Trusted,
+) -> Result<Vec<Socket>, Error> {
+    wanted
+        .iter()
+        .zip(chosen)
+        .map(|(address, slot)| match slot {
+            Some(socket) => Ok(socket),
+            None => Socket::bind(address, trusted),
+        })
+        .collect()
 }
 
 #[cfg(test)]
