@@ -181,6 +181,28 @@ pub(super) fn link_unless_exists(
     }
 }
 
+/// A name that the kernel wrote NUL-terminated into a fixed array (a command, a file system's
+/// type); the whole array if it has no NUL.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn c_name(chars: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Which of `kernel`, the kernel's own file systems, the type name `fstypename` is, if any.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn kernel_type(
+    fstypename: &[libc::c_char],
+    kernel: &[&'static str],
+) -> Option<&'static str> {
+    let name = c_name(fstypename);
+    kernel.iter().copied().find(|&k| k == name)
+}
+
 /// `/proc` is Linux's: there is no other pid namespace's `/proc` to be misled by.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn check_proc() -> Result<(), String> {
