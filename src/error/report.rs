@@ -5,7 +5,7 @@
 //! waiting can kill it), then one final word: `R` for ready, or `E` and its [`Error`], encoded.
 //! Both ends are the same build of this crate, so the encoding only needs to be unambiguous:
 //! the variant's name, then its fields, each as a decimal length, a colon and the bytes. Which
-//! fields, in which order, is written once per variant ([`codec!`]); how each type of field is
+//! fields, in which order, is written once per variant (`codec!`); how each type of field is
 //! written and read, once per type ([`Field`]).
 
 use std::ffi::OsString;

@@ -4,10 +4,9 @@
 //! rest of the crate asks the functions re-exported here and never names a system.
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
-//! that every system has ([`pipe`], [`poll`], [`fds`], [`scm`], [`socket`], [`peer`], [`exit`],
-//! [`atfork`], [`groups`], [`random`], [`env`], [`lockwait`]), and one per system or family of
-//! systems for what differs ([`linux`], [`pidfd`], [`portable`], `kqueue`, `macos`, `freebsd`,
-//! `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
+//! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
+//! `groups`, `random`, `env`, `lockwait`), and one per system or family of systems for what
+//! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
 //! a function in each OS file.
 //!
 //! Each question has one answer per mechanism:
@@ -22,13 +21,13 @@
 //! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
 //! | the daemon's process group | `/proc/*/stat` | `/proc/*/stat` | `proc_listpgrppids` | `kern.proc.pgrp` | `kern.proc2` |
 //! | create the pidfile locked ([`rename_unless_exists`], in the directory that the path gate opened) | `renameat2(RENAME_NOREPLACE)` | as Linux | `renameatx_np(RENAME_EXCL)` | `linkat`, then `unlinkat` | as FreeBSD |
-//! | temporary names nobody can foresee ([`random`]) | `getrandom` | as Linux | `arc4random_buf` | `arc4random_buf` | `arc4random_buf` |
+//! | temporary names nobody can foresee ([`random()`]) | `getrandom` | as Linux | `arc4random_buf` | `arc4random_buf` | `arc4random_buf` |
 //! | the parent of a process ([`parent_of`]) | `/proc/PID/stat` | `/proc/PID/stat` | `PROC_PIDTBSDINFO` | `ki_ppid` | `p_ppid` |
 //! | a supervised child dies with its parent ([`die_with_parent`]) | `PR_SET_PDEATHSIG` | as Linux | nothing | `PROC_PDEATHSIG_CTL` | nothing |
-//! | the peer of a Unix socket ([`peer`]) | `SO_PEERCRED` | as Linux | `getpeereid`, `LOCAL_PEERPID` | `LOCAL_PEERCRED` | `LOCAL_PEEREID` |
+//! | the peer of a Unix socket ([`peer()`]) | `SO_PEERCRED` | as Linux | `getpeereid`, `LOCAL_PEERPID` | `LOCAL_PEERCRED` | `LOCAL_PEEREID` |
 //! | a handed descriptor shares the pidfile's lock ([`holds_exclusive_flock`]) | its own `lock:` line in `/proc/self/fdinfo` | unknown: the handover takes the lock through it while a fresh open is refused | unknown | unknown | unknown |
 //! | a Unix socket path longer than `sun_path` ([`socket_path`]) | `/proc/self/fd/DIR/NAME` | as Linux | refused | refused | refused |
-//! | passed descriptors close-on-exec ([`receive_fds`]) | `MSG_CMSG_CLOEXEC` | as Linux | set after they arrive | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` |
+//! | passed descriptors close-on-exec ([`receive_with_fds`]) | `MSG_CMSG_CLOEXEC` | as Linux | set after they arrive | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` |
 
 #[cfg(not(any(
     target_os = "linux",

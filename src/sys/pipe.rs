@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 ///
 /// # Platform-specific behavior
 ///
-/// macOS has no `pipe2`: the flags are set right after `pipe` ([`super::fds::set_flags_late`]),
+/// macOS has no `pipe2`: the flags are set right after `pipe` (`fds::set_flags_late`),
 /// and a fork in another thread in between would let its child inherit the ends (`detach`
 /// refuses a process with other threads).
 pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {

@@ -18,7 +18,7 @@ use nix::sys::socket::{
 /// # Platform-specific behavior
 ///
 /// macOS has no `SOCK_CLOEXEC` or `SOCK_NONBLOCK`: the flags are set right after `socket`
-/// ([`super::fds::set_flags_late`]), and a fork and exec in another thread in between would let
+/// (`fds::set_flags_late`), and a fork and exec in another thread in between would let
 /// its child inherit the socket.
 pub(crate) fn connect_without_blocking(path: &Path) -> io::Result<UnixStream> {
     let address = UnixAddr::new(path)?;
