@@ -57,6 +57,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// The pidfile's concerns, one file each: this one is the public face (`Pidfile`, `Status`, the
+// probe); `create` opens the file and takes its lock; `holder` finds who holds the lock;
+// `lock` is the held lock (`PidfileLock`) and what it writes; `content` is the file's lines.
 mod content;
 mod create;
 mod holder;
