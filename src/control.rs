@@ -42,15 +42,16 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::pidfile::{Pidfile, Status};
+use crate::sync::{Backoff, Deadline, lock};
 use crate::sys::{self, LockWaiter};
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
@@ -68,7 +69,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// let s = Stopped::Exited { pid: daemons::Pid::from_raw(42), after: Duration::from_millis(3) };
 /// assert_eq!(s.pid(), Some(daemons::Pid::from_raw(42)));
 /// assert!(!s.was_killed());
-/// assert_eq!(s.to_string(), "stopped (pid 42, after 3.0ms)");
+/// assert_eq!(s.to_string(), "stopped (pid 42, after 3 ms)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -118,16 +119,44 @@ impl Stopped {
 }
 
 impl fmt::Display for Stopped {
-    /// `not running`, `stopped (pid 42, after 3 ms)`, `killed (pid 42, after 10.01 s)`.
+    /// What `stop` says, one format per ending:
+    ///
+    /// ```
+    /// use daemons::{control::Stopped, Pid};
+    /// use std::time::Duration;
+    ///
+    /// let pid = Pid::from_raw(42);
+    /// assert_eq!(Stopped::NotRunning.to_string(), "not running");
+    /// let exited = Stopped::Exited { pid, after: Duration::from_millis(3) };
+    /// assert_eq!(exited.to_string(), "stopped (pid 42, after 3 ms)");
+    /// let killed = Stopped::Killed { pid, after: Duration::from_millis(10_010) };
+    /// assert_eq!(killed.to_string(), "stopped (pid 42, killed after 10 s)");
+    /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stopped::NotRunning => f.write_str("not running"),
-            Stopped::Exited { pid, after } => write!(f, "stopped (pid {pid}, after {after:.1?})"),
-            Stopped::Killed { pid, after } => write!(
-                f,
-                "killed (pid {pid}, after {after:.1?}: it did not stop within the stop timeout)"
-            ),
+            Stopped::Exited { pid, after } => {
+                write!(f, "stopped (pid {pid}, after {})", human(*after))
+            }
+            Stopped::Killed { pid, after } => {
+                write!(f, "stopped (pid {pid}, killed after {})", human(*after))
+            }
         }
+    }
+}
+
+/// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1 {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    } else if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        let text = format!("{:.1}", d.as_secs_f64());
+        format!("{} s", text.trim_end_matches(".0"))
     }
 }
 
@@ -293,8 +322,7 @@ impl Process {
             // SAFETY: as above; the file is shared with the target's check only, which is part
             // of the same handle.
             unsafe { sys::close_copy(held.file.as_raw_fd()) };
-            let waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(waiter) = waiter.as_ref() {
+            if let Some(waiter) = lock(&held.waiter).as_ref() {
                 // SAFETY: as above.
                 unsafe { waiter.forget_in_this_copy() };
             }
@@ -382,7 +410,7 @@ impl Process {
         let Some(held) = &self.held else {
             return Ok(true);
         };
-        let mut waiter = held.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiter = lock(&held.waiter);
         let waiter = match &mut *waiter {
             Some(waiter) => waiter,
             empty => empty.insert(LockWaiter::start(&held.file)?),
@@ -505,13 +533,10 @@ fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> 
         // systemd sends SIGCONT after it too.
         process.signal(Signal::SIGCONT)?;
     }
-    let deadline = started.checked_add(timeout);
+    let deadline = Deadline::after(timeout);
     let mut killed = vec![false; processes.len()];
     for (process, killed) in processes.iter().zip(&mut killed) {
-        let left = deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        if !exited(process, left)? {
+        if !exited(process, deadline.left())? {
             process.signal(Signal::SIGKILL)?;
             *killed = true;
         }
@@ -534,37 +559,31 @@ fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> 
 /// Wait at most `timeout` for `process` to exit. Where nothing tells of its exit but the lock
 /// (see [the module documentation](self)), the lock may outlive the process, shared with a
 /// successor at a restart, so the wait also looks whether the process still has the pidfile
-/// open, at growing intervals (0.1 ms doubling to 20 ms); and a process whose first thread no
-/// longer has it open may still be ending in its other threads, which hold its descriptors
-/// (its listening sockets among them): those are waited for too.
+/// open, at growing intervals ([`Backoff`]); and a process whose first thread no longer has it
+/// open may still be ending in its other threads, which hold its descriptors (its listening
+/// sockets among them): those are waited for too.
 pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error> {
     if sys::EXIT_EVENTS {
         return process.wait(timeout);
     }
-    let deadline = Instant::now().checked_add(timeout);
-    let left = || {
-        deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        })
-    };
+    let mut backoff = Backoff::within(timeout);
+    let deadline = backoff.deadline();
     // Made after the process was checked to hold the pidfile, and before it is waited for: it
     // knows the process by its pid and start time.
     let threads = sys::ExitWatch::new(process.pid()).ok().flatten();
-    let mut pause = Duration::from_micros(100);
     loop {
-        if process.wait(pause.min(left()))? {
+        if process.wait(backoff.next_pause().unwrap_or(Duration::ZERO))? {
             return match &threads {
-                Some(threads) => threads.exited(left()).map_err(|e| Error::Sys {
+                Some(threads) => threads.exited(deadline.left()).map_err(|e| Error::Sys {
                     call: "read /proc",
                     source: e,
                 }),
                 None => Ok(true),
             };
         }
-        if left().is_zero() {
+        if deadline.passed() {
             return Ok(false);
         }
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
@@ -627,7 +646,7 @@ fn pin_checked(
         }
         Err(e) => {
             return Err(Error::io(
-                "read the pinned process's pid from",
+                Action::ReadPinnedPid,
                 Path::new(&pinned.fdinfo()),
                 e,
             ));
@@ -640,7 +659,7 @@ fn pin_checked(
 /// left alone: it is not stale.
 fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
     // The offer socket of a daemon with listening sockets goes with it.
-    match pidfile.remove_and(|| crate::handover::remove_stale_offer(pidfile)) {
+    match pidfile.remove_and(|| pidfile.remove_stale_offer()) {
         Err(Error::AlreadyRunning { .. }) => Ok(()),
         other => other,
     }
@@ -649,6 +668,16 @@ fn remove_stale(pidfile: &Pidfile) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_micros(600)), "0.6 ms");
+        assert_eq!(human(Duration::from_micros(2500)), "2 ms");
+        assert_eq!(human(Duration::from_millis(999)), "999 ms");
+        assert_eq!(human(Duration::from_secs(10)), "10 s");
+        assert_eq!(human(Duration::from_millis(10_020)), "10 s");
+        assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
+    }
 
     #[test]
     fn a_process_handle_may_be_shared_between_threads() {

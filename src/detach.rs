@@ -32,16 +32,17 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
-use crate::error::{Error, NotSignalled};
+use crate::error::{Action, Error, NotSignalled};
 use crate::gate::fork::{Forked, fork, fork_again};
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::gate::{self, path::Trusted};
 use crate::report;
+use crate::sync::Deadline;
 use crate::sys;
 
 /// How long a daemon killed at the ready timeout is waited for. A killed process is gone within
@@ -125,11 +126,9 @@ pub struct Reporter {
 ///
 /// See [the module documentation](self).
 pub fn detach() -> Result<Side, Error> {
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
-    // What a C library of the caller left buffered would otherwise be written again by the
+    // What the caller left buffered (a C library's too) would otherwise be written again by the
     // daemon.
-    sys::flush_c_stdio();
+    sys::flush_stdio();
     let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
         call: "pipe",
         source: e,
@@ -153,14 +152,13 @@ pub fn detach() -> Result<Side, Error> {
             };
             if let Err(e) = setsid() {
                 reporter.fail(&Error::sys("setsid", e));
-                sys::exit_now(1);
+                sys::exit(1);
             }
             // SAFETY: this, the intermediate process, spawns no thread: since its fork it has
             // only made a reporter and called setsid.
             match unsafe { fork_again(alone) } {
-                // The intermediate process must not run the caller's exit handlers or flush its
-                // buffers again.
-                Ok(Forked::Parent(_)) => sys::exit_now(0),
+                // The intermediate process must not run the caller's exit handlers.
+                Ok(Forked::Parent(_)) => sys::exit(0),
                 Ok(Forked::Child(_)) => {
                     // The daemon itself writes its pid, first: with one writer the pid line
                     // always comes before the final word (the intermediate process, which knows
@@ -170,7 +168,7 @@ pub fn detach() -> Result<Side, Error> {
                 }
                 Err(e) => {
                     reporter.fail(&e);
-                    sys::exit_now(1)
+                    sys::exit(1)
                 }
             }
         }
@@ -194,19 +192,16 @@ impl Pending {
     ///
     /// See [the module documentation](self).
     pub fn wait(mut self, timeout: Duration) -> Result<Pid, Error> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = Deadline::after(timeout);
         let mut message = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
-            let remaining = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
             let readable =
-                sys::wait_readable(self.pipe.as_fd(), remaining).map_err(|e| Error::Sys {
+                sys::poll_readable(&[self.pipe.as_fd()], deadline).map_err(|e| Error::Sys {
                     call: "poll",
                     source: e,
                 })?;
-            if !readable {
+            if !readable[0] {
                 let pid = report::parse(&message).0;
                 let not_killed = match (pid, self.daemon.take()) {
                     (None, _) => None,
@@ -321,7 +316,7 @@ impl Reporter {
     ///         let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
     ///         reporter.fail(&daemons::Error::MissingDirectory {
     ///             path: "/nope/x.pid".into(),
-    ///             action: "open the pidfile",
+    ///             action: daemons::Action::OpenPidfile,
     ///             source: missing,
     ///         });
     ///         std::process::exit(1);
@@ -427,7 +422,7 @@ fn open_stdio(
     };
     let null = Path::new("/dev/null");
     Ok(Stdio {
-        input: File::open(null).map_err(|e| Error::io("open", null, e))?,
+        input: File::open(null).map_err(|e| Error::io(Action::Open, null, e))?,
         out: open(stdout)?,
         err: open(stderr)?,
     })
@@ -490,13 +485,8 @@ pub unsafe fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Error> {
 /// its own first look into `/proc/self` would cost far more than the caller's (a new process's
 /// entries there are built on first use).
 pub(crate) fn inherited_fds() -> Result<Vec<RawFd>, Error> {
-    let fds = sys::open_fds().map_err(|e| {
-        Error::io(
-            "close inherited descriptors from",
-            Path::new(sys::OPEN_FDS_DIR),
-            e,
-        )
-    })?;
+    let fds = sys::open_fds()
+        .map_err(|e| Error::io(Action::CloseInherited, Path::new(sys::OPEN_FDS_DIR), e))?;
     Ok(fds
         .into_iter()
         .filter(|&fd| fd > 2 && !sys::is_cloexec(fd))

@@ -72,8 +72,8 @@ mod engine;
 mod settings;
 
 // Parts that only the daemon uses: its listening sockets and their handover, its privileges.
-mod handover;
 mod listen;
+use listen::handover;
 mod privileges;
 
 // The parts, usable on their own.
@@ -88,12 +88,13 @@ pub mod guide;
 // Underneath.
 mod error;
 mod gate;
-mod report;
+use error::report;
+mod sync;
 mod sys;
 
 pub use control::Stopped;
 pub use engine::{Ctl, Fetch, Outcome, StopFuture};
-pub use error::{Error, HandoverKind, NotSignalled};
+pub use error::{Action, Error, HandoverKind, NotSignalled};
 pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;

@@ -25,7 +25,7 @@ use crate::engine::successors::{Handover, Successors};
 use crate::engine::supervise::{Child, Supervisor};
 use crate::engine::sync::lock;
 use crate::engine::{Detached, Engine};
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::handover;
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
@@ -292,7 +292,7 @@ impl Engine {
             umask(Mode::from_bits_truncate(s.umask as libc::mode_t));
             chdir(&s.workdir).map_err(|e| {
                 Error::io(
-                    "change to the working directory",
+                    Action::ChangeDirectory,
                     &s.workdir,
                     std::io::Error::from_raw_os_error(e as i32),
                 )

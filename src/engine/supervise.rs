@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process;
 use crate::listen::Listeners;
-use crate::pidfile::PidfileLock;
+use crate::pidfile::{Note, PidfileLock};
 use crate::report;
 use crate::settings::Restart;
 use crate::sys;
@@ -225,7 +225,10 @@ impl<'a> Supervisor<'a> {
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
                 running.child.pid()
             ));
-            let _ = self.lock.write_supervision(None, restarts);
+            let _ = self.lock.write_note(&Note::Supervising {
+                child: None,
+                restarts,
+            });
             // The wait before the next child, cut short by a stop.
             let deadline = Instant::now() + backoff;
             while let Some(left) = deadline
@@ -286,7 +289,10 @@ impl<'a> Supervisor<'a> {
             Forked::Child(_) => Ok(Spawned::Child(File::from(write))),
             Forked::Parent(child) => {
                 drop(write);
-                let _ = self.lock.write_supervision(Some(child.pid()), restarts);
+                let _ = self.lock.write_note(&Note::Supervising {
+                    child: Some(child.pid()),
+                    restarts,
+                });
                 let report = File::from(read);
                 let _ =
                     nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));

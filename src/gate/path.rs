@@ -42,7 +42,7 @@ use nix::fcntl::{AT_FDCWD, AtFlags, FcntlArg, OFlag, fcntl, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, geteuid, unlinkat};
 
-use crate::error::Error;
+use crate::error::{Action, Error};
 use crate::sys;
 
 /// Who, besides root, may own the directories on the way to a file and the file itself, and
@@ -114,7 +114,7 @@ impl Dir {
     ///
     /// As root: [`Error::UnsafeDirectory`] naming the directory or the symbolic link that is not
     /// trusted; [`Error::MissingDirectory`] when a directory on the way does not exist.
-    pub(crate) fn of(file: &Path, action: &'static str, trusted: Trusted) -> Result<Dir, Error> {
+    pub(crate) fn of(file: &Path, action: Action, trusted: Trusted) -> Result<Dir, Error> {
         if !geteuid().is_root() {
             return Ok(Dir { fd: None });
         }
@@ -216,7 +216,7 @@ impl Dir {
         &self,
         meta: &Metadata,
         file: &Path,
-        action: &'static str,
+        action: Action,
         trusted: Trusted,
     ) -> Result<(), Error> {
         check_written(self, meta, file, action, trusted)
@@ -293,7 +293,7 @@ fn same_file(stat: &FileStat, meta: &Metadata) -> bool {
 
 /// As root, the directories from `/` to the one of `file`, each opened and checked; the last,
 /// open. See the module's documentation.
-fn walk(file: &Path, action: &'static str, trusted: Trusted) -> Result<OwnedFd, Error> {
+fn walk(file: &Path, action: Action, trusted: Trusted) -> Result<OwnedFd, Error> {
     let absolute = std::path::absolute(file).map_err(|e| Error::io(action, file, e))?;
     let Some(parent) = absolute.parent().filter(|_| absolute.file_name().is_some()) else {
         return Err(Error::not_a_file(action, file, "a directory"));
@@ -493,7 +493,7 @@ fn check_written(
     dir: &Dir,
     meta: &Metadata,
     file: &Path,
-    action: &'static str,
+    action: Action,
     trusted: Trusted,
 ) -> Result<(), Error> {
     if dir.fd.is_none() {
@@ -532,7 +532,7 @@ fn check_written(
 /// [`Error::MissingDirectory`] or [`Error::Io`]; as root, [`Error::UnsafeDirectory`] and
 /// [`Error::UnsafeFile`].
 pub(crate) fn open_log(path: &Path, trusted: Trusted) -> Result<File, Error> {
-    const ACTION: &str = "open the log file";
+    const ACTION: Action = Action::OpenLog;
     let dir = Dir::of(path, ACTION, trusted)?;
     let file = dir
         .open(path, OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT)
@@ -561,7 +561,7 @@ pub(crate) fn open_null() -> Result<File, Error> {
     OpenOptions::new()
         .write(true)
         .open(null)
-        .map_err(|e| Error::io("open", null, e))
+        .map_err(|e| Error::io(Action::Open, null, e))
 }
 
 /// Give `file`, open at `path`, to `uid` and `gid` through its descriptor (`fchown`): a regular
@@ -579,7 +579,7 @@ pub(crate) fn give(
     gid: Option<Gid>,
     whom: &str,
 ) -> Result<(), Error> {
-    const ACTION: &str = "give the log file";
+    const ACTION: Action = Action::GiveLog;
     let meta = file.metadata().map_err(|e| Error::io(ACTION, path, e))?;
     if !meta.is_file() {
         return Ok(());

@@ -40,12 +40,11 @@
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::control::Stopped;
+use crate::control::{Stopped, human};
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -353,21 +352,6 @@ fn take_pidfile_option(args: &mut Vec<std::ffi::OsString>) -> Result<Option<Path
     Ok(Some(path))
 }
 
-/// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
-fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1 {
-        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-    } else if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        let text = format!("{:.1}", d.as_secs_f64());
-        format!("{} s", text.trim_end_matches(".0"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,15 +376,5 @@ mod tests {
         assert_eq!(take_pidfile_option(&mut args), Ok(None));
         let mut args: Vec<std::ffi::OsString> = vec!["--pidfile".into()];
         assert!(take_pidfile_option(&mut args).is_err());
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human(Duration::from_micros(600)), "0.6 ms");
-        assert_eq!(human(Duration::from_micros(2500)), "2 ms");
-        assert_eq!(human(Duration::from_millis(999)), "999 ms");
-        assert_eq!(human(Duration::from_secs(10)), "10 s");
-        assert_eq!(human(Duration::from_millis(10_020)), "10 s");
-        assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
     }
 }

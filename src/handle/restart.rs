@@ -108,7 +108,7 @@ impl Daemon {
 /// let r = Restarted::StoppedThenStarted { pid: Pid::from_raw(43), stopped: Stopped::NotRunning, fallback: None };
 /// assert_eq!(r.pid(), Pid::from_raw(43));
 /// assert!(!r.handed_over());
-/// assert_eq!(r.to_string(), "restarted (pid 43)");
+/// assert_eq!(r.to_string(), "not running; started (pid 43)");
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -157,13 +157,48 @@ impl Restarted {
 }
 
 impl fmt::Display for Restarted {
-    /// `restarted (pid 43, on the same sockets)`, or `restarted (pid 43)`.
+    /// What `restart` says, one format per way it went: the sockets handed over; a stop, then a
+    /// start; and the same after a handover that failed, which says why first.
+    ///
+    /// ```
+    /// use daemons::{Error, HandoverKind, Pid, Restarted, Stopped};
+    /// use std::time::Duration;
+    ///
+    /// let (old, pid) = (Pid::from_raw(42), Pid::from_raw(43));
+    /// let handed = Restarted::HandedOver { pid, old };
+    /// assert_eq!(handed.to_string(), "restarted (pid 43, on the same sockets)");
+    ///
+    /// let stopped = Stopped::Exited { pid: old, after: Duration::from_millis(3) };
+    /// let again = Restarted::StoppedThenStarted { pid, stopped, fallback: None };
+    /// assert_eq!(again.to_string(), "stopped (pid 42, after 3 ms); started (pid 43)");
+    ///
+    /// let fallback = Some(Error::Handover {
+    ///     pidfile: "/run/x.pid".into(),
+    ///     kind: HandoverKind::Unresponsive,
+    ///     reason: "no answer within 2s".into(),
+    /// });
+    /// let instead = Restarted::StoppedThenStarted { pid, stopped, fallback };
+    /// assert_eq!(
+    ///     instead.to_string(),
+    ///     "cannot hand the listening sockets of the daemon of pidfile /run/x.pid over: no answer \
+    ///      within 2s; stopping, then starting instead: stopped (pid 42, after 3 ms); started (pid 43)"
+    /// );
+    /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Restarted::HandedOver { pid, .. } => {
                 write!(f, "restarted (pid {pid}, on the same sockets)")
             }
-            Restarted::StoppedThenStarted { pid, .. } => write!(f, "restarted (pid {pid})"),
+            Restarted::StoppedThenStarted {
+                pid,
+                stopped,
+                fallback,
+            } => {
+                if let Some(why) = fallback {
+                    write!(f, "{why}; stopping, then starting instead: ")?;
+                }
+                write!(f, "{stopped}; started (pid {pid})")
+            }
         }
     }
 }

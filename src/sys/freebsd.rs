@@ -1,7 +1,6 @@
 //! FreeBSD: the `kern.proc` sysctls tell what Linux reads in `/proc`, with no need for procfs or
 //! fdescfs to be mounted.
 
-use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -214,14 +213,7 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
 
 /// The command name of `pid`: `ki_comm`.
 pub(crate) fn command(pid: Pid) -> Option<String> {
-    let info = process(pid)?;
-    let bytes: Vec<u8> = info
-        .ki_comm
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Some(String::from_utf8_lossy(&bytes).into_owned()).filter(|c| !c.is_empty())
+    Some(super::portable::c_name(&process(pid)?.ki_comm)).filter(|c| !c.is_empty())
 }
 
 /// The kernel's own file systems, from `fstatfs`'s type name.
@@ -232,16 +224,8 @@ pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
         return None;
     }
-    // SAFETY: the kernel NUL-terminates the type name within its array.
-    let name = unsafe { CStr::from_ptr(fs.f_fstypename.as_ptr()) };
-    match name.to_bytes() {
-        b"procfs" => Some("procfs"),
-        b"linprocfs" => Some("linprocfs"),
-        b"linsysfs" => Some("linsysfs"),
-        b"devfs" => Some("devfs"),
-        b"fdescfs" => Some("fdescfs"),
-        _ => None,
-    }
+    let kernel = ["procfs", "linprocfs", "linsysfs", "devfs", "fdescfs"];
+    super::portable::kernel_type(&fs.f_fstypename, &kernel)
 }
 
 /// Rename `from` to `to`, both in the directory `dir`, unless `to` exists (`Ok(false)`): this

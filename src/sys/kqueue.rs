@@ -6,9 +6,11 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::unistd::Pid;
+
+use crate::sync::Deadline;
 
 /// A process watched through a kqueue.
 #[derive(Debug)]
@@ -34,8 +36,7 @@ impl ExitWatch {
         // SAFETY: the kernel just returned this descriptor and nothing else owns it.
         let kqueue = unsafe { OwnedFd::from_raw_fd(fd) };
         // A kqueue is not inherited by a fork; close-on-exec keeps it from an exec too.
-        // SAFETY: F_SETFD on a descriptor owned here changes only its flags.
-        unsafe { libc::fcntl(kqueue.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        super::fds::set_cloexec(kqueue.as_raw_fd());
         // SAFETY: a zeroed kevent is a valid value of the plain C struct.
         let mut change: libc::kevent = unsafe { std::mem::zeroed() };
         change.ident = pid.as_raw() as libc::uintptr_t;
@@ -73,9 +74,9 @@ impl ExitWatch {
         if self.exited.load(Ordering::Acquire) {
             return Ok(true);
         }
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = Deadline::after(timeout);
         loop {
-            let left = super::remaining(deadline);
+            let left = deadline.left();
             let wait = (left != Duration::MAX).then(|| libc::timespec {
                 tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
                 tv_nsec: left.subsec_nanos() as _,
@@ -100,11 +101,11 @@ impl ExitWatch {
                 return Ok(true);
             }
             if n == 0 {
-                if deadline.is_some_and(|d| Instant::now() < d) {
-                    // A wait longer than one call can take goes on.
-                    continue;
+                if deadline.passed() {
+                    return Ok(false);
                 }
-                return Ok(false);
+                // A wait longer than one call can take goes on.
+                continue;
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {

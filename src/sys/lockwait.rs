@@ -4,13 +4,16 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
+use super::fds::close_copy;
+use super::poll::wait_readable;
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process::Child;
+use crate::sync::Backoff;
 
 /// A child process that waits, blocking, for a shared lock on a pidfile, and says through a
 /// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
@@ -25,8 +28,7 @@ use crate::gate::process::Child;
 /// is dropped.
 ///
 /// The fork gate lets only a process that runs one thread fork: in one that runs others (or
-/// cannot tell), the waiter looks at the lock instead, at growing intervals (0.1 ms doubling to
-/// 20 ms).
+/// cannot tell), the waiter looks at the lock instead, at growing intervals ([`Backoff`]).
 #[derive(Debug)]
 pub(crate) struct LockWaiter {
     /// The waiting child and its word, or `None` where the waiter looks at the lock itself.
@@ -46,7 +48,7 @@ impl LockWaiter {
     pub(crate) fn start(file: &File) -> Result<LockWaiter, Error> {
         let sys = |call, source| Error::Sys { call, source };
         let file = file.try_clone().map_err(|e| sys("dup", e))?;
-        let (read, write) = super::pipe(false).map_err(|e| sys("pipe", e))?;
+        let (read, write) = super::pipe::pipe(false).map_err(|e| sys("pipe", e))?;
         let (lock_fd, word_fd) = (file.as_raw_fd(), write.as_raw_fd());
         // The child closes every other descriptor it inherits: it would otherwise keep the
         // caller's own locks, pipes and output open for as long as it waits (a `stop | cat`
@@ -101,7 +103,7 @@ impl LockWaiter {
             self.done = self.look(timeout)?;
             return Ok(self.done);
         };
-        if !super::wait_readable(word.as_fd(), timeout)? {
+        if !wait_readable(word.as_fd(), timeout)? {
             return Ok(false);
         }
         let mut byte = [0u8; 1];
@@ -130,8 +132,7 @@ impl LockWaiter {
 
     /// Without a child: look at the lock at growing intervals, at most `timeout`.
     fn look(&self, timeout: Duration) -> io::Result<bool> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut pause = Duration::from_micros(100);
+        let mut backoff = Backoff::within(timeout);
         loop {
             match self.file.try_lock_shared() {
                 Ok(()) => {
@@ -141,12 +142,9 @@ impl LockWaiter {
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
-            let left = super::remaining(deadline);
-            if left.is_zero() {
+            if !backoff.sleep() {
                 return Ok(false);
             }
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
@@ -161,10 +159,10 @@ impl LockWaiter {
         // SAFETY: the caller guarantees that the owner never runs again here.
         unsafe {
             if let Some((child, word)) = &self.child {
-                super::close_copy(word.as_raw_fd());
+                close_copy(word.as_raw_fd());
                 child.forget_in_this_copy();
             }
-            super::close_copy(self.file.as_raw_fd());
+            close_copy(self.file.as_raw_fd());
         }
     }
 
@@ -224,6 +222,7 @@ fn wait_for_lock(lock: RawFd, word: RawFd, close_up_to: RawFd, parent: libc::pid
 mod tests {
     use super::*;
     use nix::sys::wait::{WaitPidFlag, waitpid};
+    use std::time::Instant;
 
     #[test]
     fn the_lock_waiter_wakes_when_the_lock_is_let_go() {

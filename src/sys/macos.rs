@@ -1,7 +1,6 @@
 //! macOS: libproc (`proc_pidinfo`, `proc_pidfdinfo`, `proc_listpgrppids`, `proc_name`) tells
 //! what Linux reads in `/proc`.
 
-use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -193,13 +192,7 @@ pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
         return None;
     }
-    // SAFETY: the kernel NUL-terminates the type name within its array.
-    let name = unsafe { CStr::from_ptr(fs.f_fstypename.as_ptr()) };
-    match name.to_bytes() {
-        b"devfs" => Some("devfs"),
-        b"fdesc" => Some("fdesc"),
-        _ => None,
-    }
+    super::portable::kernel_type(&fs.f_fstypename, &["devfs", "fdesc"])
 }
 
 /// Rename `from` to `to`, both in the directory `dir`, unless `to` exists (`Ok(false)`):

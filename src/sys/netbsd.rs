@@ -1,6 +1,5 @@
 //! NetBSD: the `kern.file2` and `kern.proc2` sysctls tell what Linux reads in `/proc`.
 
-use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -166,13 +165,7 @@ pub(crate) fn command(pid: Pid) -> Option<String> {
         .ok()?
         .into_iter()
         .next()?;
-    let bytes: Vec<u8> = info
-        .p_comm
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Some(String::from_utf8_lossy(&bytes).into_owned()).filter(|c| !c.is_empty())
+    Some(super::portable::c_name(&info.p_comm)).filter(|c| !c.is_empty())
 }
 
 /// The kernel's own file systems, from `fstatvfs`'s type name.
@@ -183,15 +176,7 @@ pub(crate) fn kernel_file_system(file: &File) -> Option<&'static str> {
     if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut fs) } != 0 {
         return None;
     }
-    // SAFETY: the kernel NUL-terminates the type name within its array.
-    let name = unsafe { CStr::from_ptr(fs.f_fstypename.as_ptr()) };
-    match name.to_bytes() {
-        b"procfs" => Some("procfs"),
-        b"kernfs" => Some("kernfs"),
-        b"ptyfs" => Some("ptyfs"),
-        b"fdesc" => Some("fdesc"),
-        _ => None,
-    }
+    super::portable::kernel_type(&fs.f_fstypename, &["procfs", "kernfs", "ptyfs", "fdesc"])
 }
 
 /// Rename `from` to `to`, both in the directory `dir`, unless `to` exists (`Ok(false)`): this

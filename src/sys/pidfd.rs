@@ -7,13 +7,14 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::{major, minor};
 use nix::unistd::Pid;
 
 use super::linux::find_fd;
+use super::poll::{poll_readable, wait_readable};
+use crate::sync::Deadline;
 
 /// A process pinned by a pidfd: the handle keeps naming that very process, even once its pid is
 /// reused, and becomes readable the moment it exits. Signals go through it in the signal gate
@@ -43,7 +44,7 @@ impl ExitWatch {
 
     /// Wait at most `timeout` for the process to exit; whether it did.
     pub(crate) fn exited(&self, timeout: Duration) -> io::Result<bool> {
-        super::wait_readable(self.pidfd.as_fd(), timeout)
+        wait_readable(self.pidfd.as_fd(), timeout)
     }
 
     /// The pidfd: readable once the process has exited; what a signal goes through.
@@ -59,7 +60,7 @@ impl ExitWatch {
     /// without returning into them), so nothing uses or closes the descriptor after this.
     pub(crate) unsafe fn forget_in_this_copy(&self) {
         // SAFETY: the caller guarantees that the owner of the descriptor never runs again here.
-        unsafe { super::close_copy(self.pidfd.as_raw_fd()) };
+        unsafe { super::fds::close_copy(self.pidfd.as_raw_fd()) };
     }
 
     /// The pid that the pidfd designates, as `/proc/self/fdinfo` shows it: in the namespace of
@@ -91,30 +92,15 @@ impl ExitWatch {
 /// Wait at most `timeout` until every one of `watches` has exited. Returns which have not, by
 /// index: one `poll` on all the pidfds.
 pub(crate) fn wait_all_exited(watches: &[&ExitWatch], timeout: Duration) -> Vec<usize> {
-    let fds: Vec<BorrowedFd<'_>> = watches.iter().map(|w| w.pidfd.as_fd()).collect();
-    let deadline = Instant::now().checked_add(timeout);
-    let mut left: Vec<usize> = (0..fds.len()).collect();
-    while !left.is_empty() {
-        let remaining = super::remaining(deadline);
-        if remaining.is_zero() {
+    let deadline = Deadline::after(timeout);
+    let mut left: Vec<usize> = (0..watches.len()).collect();
+    while !left.is_empty() && !deadline.passed() {
+        let fds: Vec<BorrowedFd<'_>> = left.iter().map(|&i| watches[i].pidfd.as_fd()).collect();
+        let Ok(exited) = poll_readable(&fds, deadline) else {
             break;
-        }
-        let millis = remaining.as_nanos().div_ceil(1_000_000);
-        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-        let mut polled: Vec<PollFd<'_>> = left
-            .iter()
-            .map(|&i| PollFd::new(fds[i], PollFlags::POLLIN))
-            .collect();
-        match poll(&mut polled, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-        let ready: Vec<bool> = polled
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        let mut kept = ready.iter();
-        left.retain(|_| !kept.next().copied().unwrap_or(false));
+        };
+        let mut exited = exited.into_iter();
+        left.retain(|_| !exited.next().unwrap_or(false));
     }
     left
 }

@@ -13,11 +13,13 @@ use std::io;
 #[cfg(any(target_os = "macos", target_os = "linux"))]
 use std::os::fd::RawFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::unistd::Pid;
 
-use super::remaining;
+#[cfg(target_os = "linux")]
+use crate::sync::Backoff;
+use crate::sync::Deadline;
 
 /// The lock lines of Linux are not read here: see [`has_open`](super::has_open).
 pub(crate) fn holds_flock(_pid: Pid, _meta: &fs::Metadata) -> Option<bool> {
@@ -42,15 +44,15 @@ pub(crate) fn flock_holders(_meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
 /// Wait at most `timeout` until every one of `watches` has exited, one after the other within
 /// the same deadline. Returns which have not, by index.
 pub(crate) fn wait_all_exited(watches: &[&super::ExitWatch], timeout: Duration) -> Vec<usize> {
-    let deadline = Instant::now().checked_add(timeout);
+    let deadline = Deadline::after(timeout);
     (0..watches.len())
-        .filter(|&i| !watches[i].exited(remaining(deadline)).unwrap_or(false))
+        .filter(|&i| !watches[i].exited(deadline.left()).unwrap_or(false))
         .collect()
 }
 
 /// A process watched by its pid and start time, from `/proc/PID/stat`: Linux without pidfds
 /// offers no handle that wakes a waiter when a process that is not its child exits, so
-/// [`exited`](ExitWatch::exited) looks again at growing intervals (0.1 ms doubling to 20 ms).
+/// [`exited`](ExitWatch::exited) looks again at growing intervals ([`Backoff`]).
 /// Only the portable build for Linux has this; a stop waits on the pidfile's lock instead
 /// ([`LockWaiter`](super::LockWaiter)).
 #[cfg(target_os = "linux")]
@@ -90,18 +92,14 @@ impl ExitWatch {
 
     /// Wait at most `timeout` for the process to exit; whether it did.
     pub(crate) fn exited(&self, timeout: Duration) -> io::Result<bool> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut pause = Duration::from_micros(100);
+        let mut backoff = Backoff::within(timeout);
         loop {
             if self.gone() {
                 return Ok(true);
             }
-            let left = remaining(deadline);
-            if left.is_zero() {
+            if !backoff.sleep() {
                 return Ok(false);
             }
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
@@ -181,6 +179,28 @@ pub(super) fn link_unless_exists(
         }
         Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
     }
+}
+
+/// A name that the kernel wrote NUL-terminated into a fixed array (a command, a file system's
+/// type); the whole array if it has no NUL.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn c_name(chars: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Which of `kernel`, the kernel's own file systems, the type name `fstypename` is, if any.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn kernel_type(
+    fstypename: &[libc::c_char],
+    kernel: &[&'static str],
+) -> Option<&'static str> {
+    let name = c_name(fstypename);
+    kernel.iter().copied().find(|&k| k == name)
 }
 
 /// `/proc` is Linux's: there is no other pid namespace's `/proc` to be misled by.

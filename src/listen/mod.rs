@@ -9,7 +9,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use crate::error::Error;
+pub(crate) mod handover;
+
+use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
 use crate::settings::Address;
 
@@ -74,7 +76,7 @@ impl Socket {
                 .map(Socket::Tcp)
                 .map_err(failed),
             Address::Unix(path) => {
-                let dir = Dir::of(path, "listen on", trusted)?;
+                let dir = Dir::of(path, Action::Listen, trusted)?;
                 // A socket file left by an instance that is gone (this one holds the pidfile):
                 // nobody listens there any more.
                 if std::fs::symlink_metadata(path)
@@ -110,10 +112,7 @@ impl Listeners {
         passed: Vec<OwnedFd>,
         trusted: Trusted,
     ) -> Result<Listeners, Error> {
-        let mut passed: Vec<Option<Socket>> = passed
-            .into_iter()
-            .map(|fd| Socket::adopt(fd).ok())
-            .collect();
+        let mut passed = adopt_all(passed);
         // First each address takes the passed socket bound to it, then the others take the
         // passed ones left in order, and what is still missing is bound here.
         let mut chosen: Vec<Option<Socket>> = wanted
@@ -128,13 +127,7 @@ impl Listeners {
         for slot in chosen.iter_mut().filter(|slot| slot.is_none()) {
             *slot = passed.iter_mut().find_map(Option::take);
         }
-        let mut sockets = Vec::new();
-        for (address, slot) in wanted.iter().zip(chosen) {
-            sockets.push(match slot {
-                Some(socket) => socket,
-                None => Socket::bind(address, trusted)?,
-            });
-        }
+        let mut sockets = bind_missing(wanted, chosen, trusted)?;
         sockets.extend(passed.into_iter().flatten());
         Ok(Listeners(sockets))
     }
@@ -150,11 +143,10 @@ impl Listeners {
         trusted: Trusted,
     ) -> Result<Listeners, Error> {
         use std::os::fd::AsFd;
-        let mut handed: Vec<Option<Socket>> = handed
+        let listening = handed
             .into_iter()
-            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()))
-            .map(|fd| Socket::adopt(fd).ok())
-            .collect();
+            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()));
+        let mut handed = adopt_all(listening.collect());
         // Each address takes the socket bound to it exactly, then one with port 0 takes one of
         // its host's that is left, then what is still missing is bound.
         let mut chosen: Vec<Option<Socket>> = Vec::new();
@@ -169,14 +161,7 @@ impl Listeners {
                 }
             }
         }
-        let mut sockets = Vec::new();
-        for (address, slot) in wanted.iter().zip(chosen) {
-            sockets.push(match slot {
-                Some(socket) => socket,
-                None => Socket::bind(address, trusted)?,
-            });
-        }
-        Ok(Listeners(sockets))
+        bind_missing(wanted, chosen, trusted).map(Listeners)
     }
 
     /// Other handles on every socket: a supervised child's own.
@@ -217,6 +202,28 @@ impl Listeners {
             )),
         }
     }
+}
+
+/// The sockets of `fds` that can be taken (TCP and Unix stream sockets); `None` for the others,
+/// which are closed.
+fn adopt_all(fds: Vec<OwnedFd>) -> Vec<Option<Socket>> {
+    fds.into_iter().map(|fd| Socket::adopt(fd).ok()).collect()
+}
+
+/// The socket of each address: the one chosen for it, else one bound now.
+fn bind_missing(
+    wanted: &[Address],
+    chosen: Vec<Option<Socket>>,
+    trusted: Trusted,
+) -> Result<Vec<Socket>, Error> {
+    wanted
+        .iter()
+        .zip(chosen)
+        .map(|(address, slot)| match slot {
+            Some(socket) => Ok(socket),
+            None => Socket::bind(address, trusted),
+        })
+        .collect()
 }
 
 #[cfg(test)]

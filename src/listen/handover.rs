@@ -48,9 +48,10 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{Pid, geteuid};
 
-use crate::error::{Error, HandoverKind};
+use crate::error::{Action, Error, HandoverKind};
 use crate::listen::Listeners;
 use crate::pidfile::{Pidfile, PidfileLock};
+use crate::sync::Deadline;
 use crate::sys;
 
 /// The longest any one step of a handover may take; less when the ready timeout is short.
@@ -73,13 +74,6 @@ const LINE_MAX: usize = 256;
 /// still reports before its caller's ready timeout.
 pub(crate) fn step(ready_timeout: Duration) -> Duration {
     (ready_timeout / 4).clamp(Duration::from_millis(10), STEP)
-}
-
-/// Where the daemon of `pidfile` offers its sockets to a successor.
-pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
-    let mut path = pidfile.as_os_str().to_owned();
-    path.push(".handover");
-    PathBuf::from(path)
 }
 
 fn failure(pidfile: &Path, kind: HandoverKind, reason: impl Into<String>) -> Error {
@@ -113,8 +107,8 @@ impl Offer {
     /// instance that was killed: this one holds the pidfile) is replaced; anything else at the
     /// path is left alone, and restarts then stop, then start.
     pub(crate) fn bind(pidfile: &Pidfile, step: Duration) -> Result<Offer, Error> {
-        const ACTION: &str = "listen for a successor at";
-        let path = path_for(pidfile.path());
+        const ACTION: Action = Action::OfferSockets;
+        let path = pidfile.offer_path();
         let dir = pidfile.dir(ACTION)?;
         if let Ok(meta) = fs::symlink_metadata(&path)
             && meta.file_type().is_socket()
@@ -221,7 +215,7 @@ impl Offer {
         if !self.owned.load(Ordering::Acquire) {
             return;
         }
-        if let Ok(dir) = self.pidfile.dir("remove the offer socket") {
+        if let Ok(dir) = self.pidfile.dir(Action::RemoveOffer) {
             let _ = dir.remove_if_names(&self.path, &self.meta);
         }
     }
@@ -396,7 +390,7 @@ impl Predecessor {
 /// receive its pidfile's lock, its offer socket and its listening sockets, and verify that they
 /// come from the lock's holder.
 pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Error> {
-    let path = path_for(pidfile.path());
+    let path = pidfile.offer_path();
     let fail = |kind, reason: String| failure(pidfile.path(), kind, reason);
     let stream = connect(&path, pidfile.path())?;
     let io_failed =
@@ -418,7 +412,7 @@ pub(crate) fn receive(pidfile: &Pidfile, step: Duration) -> Result<Received, Err
             ),
         ));
     }
-    let (line, mut fds) = read_answer(&stream, step).map_err(|e| match e.kind() {
+    let (line, mut fds) = read_line(&stream, step).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => fail(
             HandoverKind::Unresponsive,
             format!(
@@ -591,10 +585,11 @@ fn what_is_at(path: &Path) -> String {
     }
 }
 
-/// Read the predecessor's answer: one line, and the descriptors that came with it. The read
-/// timeout of `stream` bounds each read; the whole is bounded by `step` too.
-fn read_answer(stream: &UnixStream, step: Duration) -> io::Result<(String, Vec<OwnedFd>)> {
-    let deadline = Instant::now() + step;
+/// Read one line of at most [`LINE_MAX`] bytes within `step`, and the descriptors that came
+/// with it (the predecessor's answer brings them; its later words, none).
+fn read_line(stream: &UnixStream, step: Duration) -> io::Result<(String, Vec<OwnedFd>)> {
+    stream.set_read_timeout(Some(step))?;
+    let deadline = Deadline::after(step);
     let mut line = Vec::new();
     let mut fds = Vec::new();
     let mut buf = [0u8; LINE_MAX];
@@ -615,7 +610,7 @@ fn read_answer(stream: &UnixStream, step: Duration) -> io::Result<(String, Vec<O
             line.truncate(end);
             return Ok((String::from_utf8_lossy(&line).into_owned(), fds));
         }
-        if line.len() > LINE_MAX || Instant::now() >= deadline {
+        if line.len() > LINE_MAX || deadline.passed() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no whole answer in time",
@@ -631,8 +626,7 @@ fn verify_lock(pidfile: &Pidfile, file: File) -> Result<(File, fs::Metadata), Er
     let meta = pidfile
         .check(&file)
         .map_err(|e| unproven(&format!("the pidfile that came: {e}")))?;
-    let named = fs::symlink_metadata(pidfile.path()).ok();
-    if named.is_none_or(|now| (now.dev(), now.ino()) != (meta.dev(), meta.ino())) {
+    if !pidfile.names(&meta) {
         return Err(unproven(
             "the file that came is not the one at the pidfile's path",
         ));
@@ -699,7 +693,8 @@ impl Takeover {
             sys::forget_in_forked_children(lifeline.as_raw_fd());
             let answer = (&lifeline)
                 .write_all(format!("{TAKE}\n").as_bytes())
-                .and_then(|()| read_line(&lifeline, self.step));
+                .and_then(|()| read_line(&lifeline, self.step))
+                .map(|(word, _)| word);
             match answer {
                 Ok(word) if word == STOPPING => {}
                 Ok(word) => {
@@ -764,46 +759,5 @@ impl Drop for Takeover {
         {
             let _ = read_line(&lifeline, self.step);
         }
-    }
-}
-
-/// Read one line of at most [`LINE_MAX`] bytes within `step`.
-fn read_line(stream: &UnixStream, step: Duration) -> io::Result<String> {
-    stream.set_read_timeout(Some(step))?;
-    let deadline = Instant::now() + step;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match (&*stream).read(&mut byte) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the connection closed",
-                ));
-            }
-            Ok(_) if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
-            Ok(_) => line.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if line.len() > LINE_MAX || Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no whole line in time",
-            ));
-        }
-    }
-}
-
-/// Remove the offer socket of `pidfile` that a daemon left behind: a socket where nobody listens.
-/// For the end of a `stop()`, under the lock of the stale pidfile, so that no instance that
-/// starts meanwhile has bound its own (a daemon that dropped root cannot remove root's socket
-/// file itself, nor one that was killed).
-pub(crate) fn remove_stale_offer(pidfile: &Pidfile) {
-    let path = path_for(pidfile.path());
-    let stale = fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket())
-        && sys::nobody_listens(&path);
-    if stale && let Ok(dir) = pidfile.dir("remove the offer socket") {
-        let _ = dir.remove(&path);
     }
 }

@@ -1,4 +1,47 @@
-//! The crate's one error type.
+//! The crate's one error type: the variants and their accessors here, what each says in
+//! [`display`], the action of a file error in [`action`], and how an error travels from a
+//! starting daemon to the caller of `start()` in [`report`].
+//!
+//! A new variant is written in three places, each of which the compiler asks for: the enum, its
+//! message (`display.rs`), and its fields' order in the report (`report.rs`).
+
+/// A public enum whose variants each have their words: the enum, its `Display` (the words), and
+/// the list of its variants (`ALL`), for the start report to find one by its words.
+macro_rules! worded {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$doc:meta])* $variant:ident => $words:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every variant.
+            pub(crate) const ALL: &[$name] = &[$($name::$variant),*];
+
+            /// The words of the variant.
+            pub(crate) fn words(self) -> &'static str {
+                match self {
+                    $($name::$variant => $words,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.words())
+            }
+        }
+    };
+}
+
+mod action;
+mod display;
+pub(crate) mod report;
 
 use std::fmt;
 use std::io;
@@ -7,6 +50,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+
+pub use action::Action;
 
 /// Everything that can go wrong when building, starting, probing or stopping a daemon.
 ///
@@ -23,7 +68,27 @@ use nix::unistd::Pid;
 /// assert!(matches!(err, Error::NoBody));
 /// assert!(err.to_string().contains("step"));
 /// ```
-#[derive(Debug)]
+///
+/// `Display` is the message alone (`{:#}` adds the sources after it), and `Debug` shows the
+/// variant, the message and the source, so that `fn main() -> Result<(), daemons::Error>` and
+/// `unwrap()` say what went wrong:
+///
+/// ```
+/// use daemons::{Action, Error};
+///
+/// let err = Error::Io {
+///     action: Action::RemovePidfile,
+///     path: "/run/x.pid".into(),
+///     source: std::io::Error::from_raw_os_error(libc::EROFS),
+/// };
+/// assert_eq!(
+///     err.to_string(),
+///     "cannot remove the pidfile /run/x.pid (the file system is read-only: choose a path on a writable one)"
+/// );
+/// assert!(format!("{err:#}").ends_with("(the file system is read-only: choose a path on a writable one): Read-only file system (os error 30)"));
+/// assert!(format!("{err:?}").starts_with("Io { message: \"cannot remove the pidfile /run/x.pid"));
+/// assert!(format!("{err:?}").contains("source: Os { code: 30"));
+/// ```
 #[non_exhaustive]
 pub enum Error {
     /// The builder was given no body: one of `run`, `step` or `messages` is needed.
@@ -97,8 +162,8 @@ pub enum Error {
     MissingDirectory {
         /// The file that could not be created.
         path: PathBuf,
-        /// What was being done ("open the pidfile", "open the log file", ...).
-        action: &'static str,
+        /// What was being done.
+        action: Action,
         /// The system's error (`ENOENT` or `ENOTDIR`).
         source: io::Error,
     },
@@ -107,7 +172,7 @@ pub enum Error {
         /// The pidfile.
         path: PathBuf,
         /// What was being done.
-        action: &'static str,
+        action: Action,
         /// The system's error (`ELOOP` from `O_NOFOLLOW`).
         source: io::Error,
     },
@@ -116,7 +181,7 @@ pub enum Error {
         /// The path.
         path: PathBuf,
         /// What was being done.
-        action: &'static str,
+        action: Action,
         /// What the path is instead (`EISDIR` for a directory).
         source: io::Error,
     },
@@ -139,8 +204,8 @@ pub enum Error {
         path: PathBuf,
         /// The directory (or the symbolic link) that is not trusted.
         directory: PathBuf,
-        /// What was being done ("open the log file", "take the pidfile", ...).
-        action: &'static str,
+        /// What was being done.
+        action: Action,
         /// Why it is not trusted, and what to do.
         reason: String,
     },
@@ -151,14 +216,14 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What was being done.
-        action: &'static str,
+        action: Action,
         /// Why it is not safe, and what to do.
         reason: String,
     },
     /// A file operation failed.
     Io {
-        /// What was being done ("open the pidfile", "open the log file", ...).
-        action: &'static str,
+        /// What was being done.
+        action: Action,
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
@@ -234,79 +299,44 @@ pub enum Error {
     },
 }
 
-/// Why the listening sockets could not be handed over at a restart: the `kind` of
-/// [`Error::Handover`].
-///
-/// # Examples
-///
-/// ```
-/// use daemons::{Error, HandoverKind};
-///
-/// fn retry_later(e: &Error) -> bool {
-///     matches!(e, Error::Handover { kind: HandoverKind::Busy, .. })
-/// }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HandoverKind {
-    /// Nothing offers the sockets at `PIDFILE.handover`: no socket there, or one where nobody
-    /// listens, or a file, directory or FIFO in its place (an instance of an older build, or one
-    /// that could not listen there).
-    Absent,
-    /// A socket there that the daemon's user did not make: it is not asked.
-    Foreign,
-    /// `PIDFILE.handover` is too long for a Unix socket address on this system.
-    PathTooLong,
-    /// The running instance did not answer within the step's timeout (stopped with SIGSTOP,
-    /// or stuck).
-    Unresponsive,
-    /// Another restart is under way: the running instance is handing its sockets to another new
-    /// instance, or its predecessor has not exited yet.
-    Busy,
-    /// The running instance refused to hand its sockets to this user: only root and the user
-    /// that started it get them.
-    Refused,
-    /// What came does not prove that the sender holds the pidfile's lock, or is not what the
-    /// protocol says.
-    Unproven,
-    /// The running instance went away, or gave the handover up, before it was done.
-    Withdrawn,
-}
-
-impl HandoverKind {
-    /// The kind's name, as the report between a daemon and its caller carries it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            HandoverKind::Absent => "absent",
-            HandoverKind::Foreign => "foreign",
-            HandoverKind::PathTooLong => "path-too-long",
-            HandoverKind::Unresponsive => "unresponsive",
-            HandoverKind::Busy => "busy",
-            HandoverKind::Refused => "refused",
-            HandoverKind::Unproven => "unproven",
-            HandoverKind::Withdrawn => "withdrawn",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<HandoverKind> {
-        [
-            HandoverKind::Absent,
-            HandoverKind::Foreign,
-            HandoverKind::PathTooLong,
-            HandoverKind::Unresponsive,
-            HandoverKind::Busy,
-            HandoverKind::Refused,
-            HandoverKind::Unproven,
-            HandoverKind::Withdrawn,
-        ]
-        .into_iter()
-        .find(|kind| kind.name() == name)
-    }
-}
-
-impl fmt::Display for HandoverKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+worded! {
+    /// Why the listening sockets could not be handed over at a restart: the `kind` of
+    /// [`Error::Handover`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Error, HandoverKind};
+    ///
+    /// fn retry_later(e: &Error) -> bool {
+    ///     matches!(e, Error::Handover { kind: HandoverKind::Busy, .. })
+    /// }
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum HandoverKind {
+        /// Nothing offers the sockets at `PIDFILE.handover`: no socket there, or one where
+        /// nobody listens, or a file, directory or FIFO in its place (an instance of an older
+        /// build, or one that could not listen there).
+        Absent => "absent",
+        /// A socket there that the daemon's user did not make: it is not asked.
+        Foreign => "foreign",
+        /// `PIDFILE.handover` is too long for a Unix socket address on this system.
+        PathTooLong => "path-too-long",
+        /// The running instance did not answer within the step's timeout (stopped with SIGSTOP,
+        /// or stuck).
+        Unresponsive => "unresponsive",
+        /// Another restart is under way: the running instance is handing its sockets to another
+        /// new instance, or its predecessor has not exited yet.
+        Busy => "busy",
+        /// The running instance refused to hand its sockets to this user: only root and the user
+        /// that started it get them.
+        Refused => "refused",
+        /// What came does not prove that the sender holds the pidfile's lock, or is not what the
+        /// protocol says.
+        Unproven => "unproven",
+        /// The running instance went away, or gave the handover up, before it was done.
+        Withdrawn => "withdrawn",
     }
 }
 
@@ -435,7 +465,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Error {
+    pub(crate) fn io(action: Action, path: &Path, source: io::Error) -> Error {
         Error::Io {
             action,
             path: path.to_path_buf(),
@@ -445,7 +475,7 @@ impl Error {
 
     /// Classify a failed `open` of `path`: a missing parent directory, a symlink refused by
     /// `O_NOFOLLOW` and a directory get their own variants.
-    pub(crate) fn open(action: &'static str, path: &Path, source: io::Error) -> Error {
+    pub(crate) fn open(action: Action, path: &Path, source: io::Error) -> Error {
         let parent_missing = || {
             path.parent()
                 .is_some_and(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
@@ -485,7 +515,7 @@ impl Error {
     }
 
     /// The path is not a regular file: `what` says what it is instead.
-    pub(crate) fn not_a_file(action: &'static str, path: &Path, what: &str) -> Error {
+    pub(crate) fn not_a_file(action: Action, path: &Path, what: &str) -> Error {
         let source = if what == "a directory" {
             io::Error::from_raw_os_error(libc::EISDIR)
         } else {
@@ -520,249 +550,22 @@ const NOFOLLOW_ERRNO: Option<i32> = Some(libc::EFTYPE);
 #[cfg(not(any(target_os = "freebsd", target_os = "netbsd")))]
 const NOFOLLOW_ERRNO: Option<i32> = None;
 
-fn hint(source: &io::Error) -> &'static str {
-    match source.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            " (run as a user that may write there, or choose another path)"
-        }
-        Some(libc::EROFS) => " (the file system is read-only: choose a path on a writable one)",
-        Some(libc::ENOSPC) => " (the disk is full: free some space)",
-        Some(libc::EMFILE) => {
-            " (this process has as many descriptors open as its limit allows: raise the limit, `ulimit -n`)"
-        }
-        Some(libc::ENFILE) => " (the system has as many files open as it allows: close some)",
-        _ => "",
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NoBody => write!(
-                f,
-                "the daemon has no body: give the builder one of .run(|ctl| ...), .step(|| ...) or .messages(get, handle)"
-            ),
-            Error::SeveralBodies => write!(
-                f,
-                "the daemon has more than one body: give the builder only one of .run, .step or .messages"
-            ),
-            Error::ForbiddenSignal { signal } => write!(
-                f,
-                "{signal} cannot be handled: the kernel does not let a process catch it (or catching it hides a crash); register handlers for other signals"
-            ),
-            Error::InvalidSetting { setting, reason } => write!(f, ".{setting}(): {reason}"),
-            Error::Threads { count: Some(count) } => write!(
-                f,
-                "cannot fork: this process runs {count} threads, and fork copies only one of them; start() and a supervised run() fork: call them before spawning threads or building a runtime, and create those inside the body"
-            ),
-            Error::Threads { count: None } => write!(
-                f,
-                "cannot fork: this process cannot tell how many threads it runs (on Linux, /proc/self/task cannot be read: mount /proc), and fork is only safe with one"
-            ),
-            Error::Fork { source } => {
-                write!(f, "fork failed: {source}")?;
-                if source.raw_os_error() == Some(libc::EAGAIN) {
-                    write!(
-                        f,
-                        " (the user's process limit, `ulimit -u`, is reached, or the system has no more processes to give: end some, or raise the limit)"
-                    )?;
-                }
-                Ok(())
-            }
-            Error::InsideRuntime => write!(
-                f,
-                "start() was called from inside a tokio runtime; fork copies only the calling thread, and the runtime's workers, driver and locks would be left broken in the daemon: call start() before building the runtime (not under #[tokio::main]), and run async code inside the daemon with .run_async() or .messages_async()"
-            ),
-            Error::AlreadyRunning { pidfile, pid } => match pid {
-                Some(pid) => write!(
-                    f,
-                    "already running (pid {pid}, pidfile {}): stop it first, or use restart",
-                    pidfile.display()
-                ),
-                None => write!(
-                    f,
-                    "already running or starting (pidfile {} is locked): stop it first, or use restart",
-                    pidfile.display()
-                ),
-            },
-            Error::Unverified {
-                pidfile,
-                named,
-                holder,
-                command,
-            } => {
-                let named =
-                    named.map_or("names no pid".to_string(), |pid| format!("names pid {pid}"));
-                match holder {
-                    Some(holder) => {
-                        let command = command
-                            .as_deref()
-                            .map_or(String::new(), |c| format!(" ({c})"));
-                        write!(
-                            f,
-                            "pidfile {} is locked by pid {holder}{command}, which is not the daemon (the file {named}): its state is unknown and nothing was signalled; if pid {holder} should not hold the lock, end it, then try again",
-                            pidfile.display()
-                        )
-                    }
-                    None => write!(
-                        f,
-                        "pidfile {} is locked, but by no process that can be seen from here (the file {named}): its state is unknown and nothing was signalled; look for the holder with `fuser {}` as root",
-                        pidfile.display(),
-                        pidfile.display()
-                    ),
-                }
-            }
-            Error::ForeignProc { pidfile, reason } => write!(
-                f,
-                "cannot tell who holds pidfile {}: {reason}; nothing was signalled (run this in the pid namespace that /proc shows, or mount a /proc of this one, as `unshare --mount-proc` does)",
-                pidfile.display()
-            ),
-            Error::NotRunning { pidfile } => write!(
-                f,
-                "not running (no process holds pidfile {}): start it first",
-                pidfile.display()
-            ),
-            Error::MissingDirectory { path, action, .. } => write!(
-                f,
-                "cannot {action} {}: the directory does not exist (create it first, or choose another path)",
-                path.display()
-            ),
-            Error::Symlink { path, action, .. } => write!(
-                f,
-                "cannot {action} {}: it is a symbolic link, which is refused (remove the link, or give the real path)",
-                path.display()
-            ),
-            Error::NotAFile {
-                path,
-                action,
-                source,
-            } => {
-                let what = match source.raw_os_error() {
-                    Some(libc::EISDIR) => "it is a directory".to_string(),
-                    _ => source.to_string(),
-                };
-                write!(
-                    f,
-                    "cannot {action} {}: not a regular file, {what} (give the path of a regular file)",
-                    path.display()
-                )
-            }
-            Error::Untrusted { path, reason } => write!(
-                f,
-                "{}: refusing to trust this pidfile as root: {reason} (if a daemon holds it, stop that daemon as the user it runs as; if no process holds it, as `fuser {}` shows, remove it; then start again as root)",
-                path.display(),
-                path.display()
-            ),
-            Error::UnsafeDirectory {
-                path,
-                directory,
-                action,
-                reason,
-            } => write!(
-                f,
-                "cannot {action} {} as root: {} {reason}",
-                path.display(),
-                directory.display()
-            ),
-            Error::UnsafeFile {
-                path,
-                action,
-                reason,
-            } => write!(f, "cannot {action} {} as root: {reason}", path.display()),
-            Error::Io {
-                action,
-                path,
-                source,
-            } => write!(
-                f,
-                "cannot {action} {}: {source}{}",
-                path.display(),
-                hint(source)
-            ),
-            Error::Sys { call, source } => write!(f, "{call} failed: {source}{}", hint(source)),
-            Error::Listen { address, source } => {
-                write!(f, "cannot listen on {address}: {source}")?;
-                if source.kind() == io::ErrorKind::AddrInUse {
-                    write!(
-                        f,
-                        " (another process listens there: stop it, or choose another address)"
-                    )?;
-                }
-                Ok(())
-            }
-            Error::Privileges { reason } => write!(
-                f,
-                "cannot drop privileges: {reason} (start the daemon as root, or leave out .user() and .group())"
-            ),
-            Error::StartTimeout {
-                after,
-                pid,
-                not_killed,
-            } => {
-                write!(f, "the daemon did not report ready within {after:?}")?;
-                match (pid, not_killed) {
-                    (Some(pid), None) => write!(f, " and was killed (pid {pid})")?,
-                    (Some(pid), Some(NotSignalled::Exited)) => {
-                        write!(f, "; it had exited already (pid {pid}): nothing to kill")?
-                    }
-                    (Some(pid), Some(why)) => write!(
-                        f,
-                        "; pid {pid} was not killed: {why} (if it is still the daemon, end it yourself)"
-                    )?,
-                    (None, _) => {}
-                }
-                write!(
-                    f,
-                    "; raise .ready_timeout() or look at its stderr log for the cause"
-                )
-            }
-            Error::DaemonVanished => write!(
-                f,
-                "the daemon exited during start-up without reporting; look at its stderr log for the cause"
-            ),
-            Error::StillAlive { pid } => write!(
-                f,
-                "pid {pid} is still alive after SIGTERM and SIGKILL (stuck in the kernel?); look at /proc/{pid}/stack"
-            ),
-            Error::Body { message } => write!(f, "the daemon's body failed: {message}"),
-            Error::Setup { message } => write!(f, "the daemon's set-up failed: {message}"),
-            Error::ReturnedBeforeReady => write!(
-                f,
-                "the body returned before it called ctl.ready(): call it once the daemon can serve, or leave out .manual_ready(true)"
-            ),
-            Error::StopHandler { message } => {
-                write!(f, "a stop-signal handler failed: {message}")
-            }
-            Error::Handover {
-                pidfile,
-                kind,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "cannot hand the listening sockets of the daemon of pidfile {} over: {reason}",
-                    pidfile.display()
-                )?;
-                match kind {
-                    HandoverKind::Busy => {
-                        write!(
-                            f,
-                            " (another restart is under way: try again once it is done)"
-                        )
-                    }
-                    HandoverKind::Refused => {
-                        write!(f, " (restart it as root, or as the user that started it)")
-                    }
-                    _ => Ok(()),
-                }
-            }
-        }
-    }
-}
-
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.io_error().map(|e| e as _)
+    }
+}
+
+impl fmt::Debug for Error {
+    /// The variant, its message and its source, as `std::io::Error` shows an OS error:
+    /// `Io { message: "cannot open the pidfile /run/x.pid (...)", source: Os { code: 13, ... } }`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = f.debug_struct(self.name());
+        shown.field("message", &self.to_string());
+        if let Some(source) = self.io_error() {
+            shown.field("source", source);
+        }
+        shown.finish()
     }
 }
 
@@ -773,7 +576,7 @@ mod tests {
     #[test]
     fn messages_say_what_to_do() {
         let e = Error::open(
-            "open the pidfile",
+            Action::OpenPidfile,
             Path::new("/nope/x.pid"),
             io::Error::from_raw_os_error(libc::ENOENT),
         );
@@ -802,9 +605,33 @@ mod tests {
     }
 
     #[test]
+    fn the_source_is_said_once() {
+        for error in report::samples() {
+            let Some(source) = std::error::Error::source(&error) else {
+                continue;
+            };
+            let (message, cause) = (error.to_string(), source.to_string());
+            assert!(!message.contains(&cause), "{message:?} repeats {cause:?}");
+            let chained = format!("{error:#}");
+            assert_eq!(chained, format!("{message}: {cause}"));
+            let shown = format!("{error:?}");
+            assert!(shown.starts_with(error.name()), "{shown}");
+            assert!(
+                shown.contains("message: ") && shown.contains("source: "),
+                "{shown}"
+            );
+        }
+        let threads = format!("{:?}", Error::Threads { count: Some(2) });
+        assert!(
+            threads.starts_with("Threads { message: \"cannot fork: this process runs 2 threads"),
+            "{threads}"
+        );
+    }
+
+    #[test]
     fn a_missing_file_in_a_real_directory_is_not_a_missing_directory() {
         let e = Error::open(
-            "open the pidfile",
+            Action::OpenPidfile,
             Path::new("/proc/x.pid"),
             io::Error::from_raw_os_error(libc::ENOENT),
         );

@@ -1,0 +1,65 @@
+//! The answers of the dispatch, asked of this very process.
+
+use super::*;
+use std::fs::{self, File};
+use std::time::Duration;
+
+#[test]
+fn this_process_is_seen_holding_its_own_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("open.pid");
+    let file = File::create(&path).expect("create");
+    // Locked, as a pidfile is: where the kernel tells, the descriptor must hold the lock.
+    file.try_lock().expect("lock");
+    let meta = fs::metadata(&path).expect("stat");
+    assert_eq!(has_open(nix::unistd::Pid::this(), &file, &meta), Some(true));
+    // The test harness that started this process has no descriptor of the file; where its
+    // descriptors cannot be read (another user's), nothing is claimed.
+    assert_ne!(
+        has_open(nix::unistd::Pid::parent(), &file, &meta),
+        Some(true)
+    );
+}
+
+#[test]
+fn threads_and_descriptors_are_listed() {
+    use std::os::fd::AsRawFd;
+    assert_eq!(thread_count().map(|n| n >= 1), Some(true));
+    let file = File::open("/dev/null").expect("open");
+    assert!(open_fds().expect("list").contains(&file.as_raw_fd()));
+}
+
+#[test]
+fn an_exit_watch_sees_a_live_process() {
+    let me = ExitWatch::new(nix::unistd::Pid::this())
+        .expect("watch")
+        .expect("this process is alive");
+    assert!(!me.exited(Duration::from_millis(1)).expect("wait"));
+}
+
+#[test]
+fn an_exit_watch_sees_a_child_exit() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("0.05")
+        .spawn()
+        .expect("sleep");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let watch = ExitWatch::new(pid).expect("watch").expect("alive");
+    assert!(watch.exited(Duration::from_secs(5)).expect("wait"));
+    let _ = child.wait();
+    let watches = [&watch];
+    assert!(wait_all_exited(&watches, Duration::from_millis(1)).is_empty());
+}
+
+#[test]
+fn the_pidfile_is_placed_unless_something_is_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (from, to) = (dir.path().join("new"), dir.path().join("x.pid"));
+    fs::write(&from, "1").expect("write");
+    let here = nix::fcntl::AT_FDCWD;
+    assert!(rename_unless_exists(here, &from, &to).expect("rename"));
+    assert!(!from.exists() && to.exists());
+    fs::write(&from, "2").expect("write");
+    assert!(!rename_unless_exists(here, &from, &to).expect("rename"));
+    assert_eq!(fs::read_to_string(&to).expect("read"), "1");
+}
