@@ -5,7 +5,7 @@
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
 //! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
-//! `groups`, `random`, `env`, `lockwait`), and one per system or family of systems for what
+//! `groups`, `random`, `env`), and one per system or family of systems for what
 //! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
 //! a function in each OS file.
 //!
@@ -15,7 +15,7 @@
 //! | --- | --- | --- | --- | --- | --- |
 //! | who holds the pidfile's lock | the `lock:` line in `/proc/PID/fdinfo/FD` ([`LOCK_LINES`]) | the file is locked (a `LOCK_SH \| LOCK_NB` is refused) and the pid has it open: `/proc/PID/fd` | locked, and open: `proc_pidinfo(PROC_PIDLISTFDS)`, `proc_pidfdinfo` | locked, and a descriptor of the pid that holds a lock on it: `kern.proc.filedesc` (`KF_FLAG_HASLOCK`) | locked, and a descriptor of the pid that holds a lock on it: `kern.file2`, where kernel addresses are shown (else `/proc/PID/fd`) |
 //! | the holder when the pid named is not it | `/proc/locks` | unknown | unknown | unknown | unknown |
-//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | a child process blocked on the pidfile's lock ([`LockWaiter`]) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
+//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | a child process blocked on the pidfile's lock (`LockWaiter`) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
 //! | pinning a process before it is checked ([`ExitWatch`]; the signal itself is sent by `gate::process`) | a pidfd, which `pidfd_send_signal` goes through | its start time in `/proc/PID/stat`; a `kill` after the check again | a kqueue; a `kill` once it says the process has not exited, after the check again | as macOS | as macOS |
 //! | descriptors inherited through exec | `/proc/self/fd` | `/dev/fd` | `/dev/fd` | `kern.proc.filedesc` | `kern.file2` |
 //! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
@@ -51,7 +51,6 @@ mod scm;
 mod socket;
 
 // The wait on a pidfile's lock, which needs only flock.
-mod lockwait;
 
 // What every build of Linux reads in /proc.
 #[cfg(target_os = "linux")]
@@ -92,14 +91,12 @@ pub(crate) use env::remove_env_if_alone;
 pub(crate) use exit::{die_with_parent, exit, exit_now, flush_c_stdio, flush_stdio};
 pub(crate) use fds::{adopt_passed_fds, close_copy, close_unowned, is_cloexec};
 pub(crate) use groups::{init_groups, set_groups};
-pub(crate) use lockwait::LockWaiter;
 pub(crate) use peer::peer;
 pub(crate) use pipe::pipe;
 // `wait_any_readable` is a thin call of `poll_readable`, kept for the upper floors until they
 // call it.
 pub(crate) use poll::{poll_readable, wait_any_readable};
-// Asked by a test of the engine's stop future.
-#[cfg(test)]
+// One descriptor and a timeout: the lock waiter's and a test's shorthand of `poll_readable`.
 pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
 pub(crate) use scm::{receive_with_fds, send_with_fds};
@@ -145,7 +142,7 @@ pub(crate) const LOCK_LINES: bool = cfg!(all(target_os = "linux", not(daemons_po
 
 /// Whether an [`ExitWatch`] wakes the moment its process exits (a pidfd, a kqueue). Where it
 /// does not (Linux built with `daemons_portable`, which has neither), it looks again at growing
-/// intervals, and a stop waits on the pidfile's lock instead ([`LockWaiter`]).
+/// intervals, and a stop waits on the pidfile's lock instead (`LockWaiter`).
 pub(crate) const EXIT_EVENTS: bool = !cfg!(all(target_os = "linux", daemons_portable));
 
 /// Whether an [`ExitWatch`] is a handle that a signal can go through and that reaches the very

@@ -6,7 +6,7 @@
 //!   named has this very file open; when the pid named is not the holder, nothing tells who is
 //!   ([`flock_holders`] is unsupported), and the state is unknown.
 //! - Where no kqueue tells when a process exits (Linux without pidfds), the wait for a daemon's
-//!   exit is a wait for its lock: [`LockWaiter`](super::LockWaiter).
+//!   exit is a wait for its lock: [`LockWaiter`](crate::control::lockwait::LockWaiter).
 
 use std::fs;
 use std::io;
@@ -54,7 +54,7 @@ pub(crate) fn wait_all_exited(watches: &[&super::ExitWatch], timeout: Duration) 
 /// offers no handle that wakes a waiter when a process that is not its child exits, so
 /// [`exited`](ExitWatch::exited) looks again at growing intervals ([`Backoff`]).
 /// Only the portable build for Linux has this; a stop waits on the pidfile's lock instead
-/// ([`LockWaiter`](super::LockWaiter)).
+/// ([`LockWaiter`](crate::control::lockwait::LockWaiter)).
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub(crate) struct ExitWatch {

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
-use super::fds::close_copy;
-use super::poll::wait_readable;
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process::Child;
 use crate::sync::Backoff;
+use crate::sys::{close_copy, open_fds, pipe, wait_readable};
 
 /// A child process that waits, blocking, for a shared lock on a pidfile, and says through a
 /// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
@@ -48,12 +47,12 @@ impl LockWaiter {
     pub(crate) fn start(file: &File) -> Result<LockWaiter, Error> {
         let sys = |call, source| Error::Sys { call, source };
         let file = file.try_clone().map_err(|e| sys("dup", e))?;
-        let (read, write) = super::pipe::pipe(false).map_err(|e| sys("pipe", e))?;
+        let (read, write) = pipe(false).map_err(|e| sys("pipe", e))?;
         let (lock_fd, word_fd) = (file.as_raw_fd(), write.as_raw_fd());
         // The child closes every other descriptor it inherits: it would otherwise keep the
         // caller's own locks, pipes and output open for as long as it waits (a `stop | cat`
         // would wait for it). Up to the highest one open now, and a margin.
-        let highest = super::open_fds()
+        let highest = open_fds()
             .unwrap_or_default()
             .into_iter()
             .chain([lock_fd, word_fd])

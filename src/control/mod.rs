@@ -39,6 +39,11 @@
 //!   its lock to its exit (the kernel releases it once its last thread is gone), so the wait
 //!   ends with the daemon; a holder that lets go of the lock before it exits ends it then.
 
+// The wait for a daemon's exit where only its pidfile's lock tells: a child process blocked on
+// the lock. It forks, through the fork gate, so it is the control part's, not a mechanism of
+// `sys`, which is below the gates.
+pub(crate) mod lockwait;
+
 use std::fmt;
 use std::fs::{self, File};
 use std::path::Path;
@@ -52,7 +57,9 @@ use crate::error::{Action, Error};
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::pidfile::{Pidfile, Status};
 use crate::sync::{Backoff, Deadline, lock};
-use crate::sys::{self, LockWaiter};
+use crate::sys;
+
+use lockwait::LockWaiter;
 
 /// How long `stop` waits after SIGKILL. A killed process is gone within microseconds unless it
 /// is stuck in the kernel, which nothing here can change.
