@@ -44,7 +44,7 @@ use std::process::ExitCode;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::control::{Stopped, human};
+use crate::control::Stopped;
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -63,7 +63,7 @@ impl Daemon {
     ///     match daemons::Daemon::builder().pidfile("/tmp/x.pid").step(|| {}).build() {
     ///         Ok(daemon) => daemon.cli(),
     ///         Err(e) => {
-    ///             eprintln!("{e}");
+    ///             eprintln!("{e:#}");
     ///             ExitCode::FAILURE
     ///         }
     ///     }
@@ -139,8 +139,10 @@ impl Daemon {
         )
     }
 
+    /// Say an error with its sources (`{:#}`): the system's own reason (`Not a directory`,
+    /// `Read-only file system`) is often what tells the operator what to do.
     fn fail(&self, e: &Error) -> u8 {
-        eprintln!("{}: {e}", self.name());
+        eprintln!("{}: {e:#}", self.name());
         1
     }
 
@@ -178,16 +180,7 @@ impl Daemon {
     }
 
     fn say_stopped(&self, stopped: Stopped) {
-        let name = self.name();
-        match stopped {
-            Stopped::NotRunning => println!("{name}: not running"),
-            Stopped::Exited { pid, after } => {
-                println!("{name}: stopped (pid {pid}, after {})", human(after))
-            }
-            Stopped::Killed { pid, after } => {
-                println!("{name}: stopped (pid {pid}, killed after {})", human(after))
-            }
-        }
+        println!("{}: {stopped}", self.name());
     }
 
     /// A restart: the listening sockets handed over, or a stop (said at once, with the reason
@@ -197,7 +190,7 @@ impl Daemon {
         let mut stopped = false;
         let restarted = self.restart_saying(|how, fallback| {
             if let Some(why) = fallback {
-                eprintln!("{name}: {why}; stopping, then starting instead");
+                eprintln!("{name}: {why:#}; stopping, then starting instead");
             }
             self.say_stopped(*how);
             stopped = true;
@@ -217,33 +210,13 @@ impl Daemon {
         let name = self.name();
         match self.status() {
             Ok(status) => {
-                println!("{name}: {}", self.describe(&status));
+                println!("{name}: {}", status.with_pidfile(self.pidfile()));
                 exit_code(&status)
             }
             Err(e) => {
-                eprintln!("{name}: status unknown: {e}");
+                eprintln!("{name}: status unknown: {e:#}");
                 4
             }
-        }
-    }
-
-    /// How the command line says a status: as `Status` displays it, but for a dead daemon,
-    /// which it names with its pidfile.
-    fn describe(&self, status: &Status) -> String {
-        let pidfile = self.pidfile().display();
-        match status {
-            Status::Dead {
-                pid,
-                failure: Some(failure),
-            } => {
-                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
-                format!("failed{pid}: {failure}; pidfile {pidfile} is left")
-            }
-            Status::Dead { pid, failure: None } => {
-                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
-                format!("not running, but pidfile {pidfile} is left{named}")
-            }
-            status => status.to_string(),
         }
     }
 
@@ -315,7 +288,7 @@ impl DaemonBuilder {
         match self.build() {
             Ok(daemon) => daemon.cli_from(args),
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("{e:#}");
                 ExitCode::FAILURE
             }
         }
