@@ -37,7 +37,6 @@ use criterion::{Criterion, criterion_group};
 use daemons::{Daemon, Pid, Restart, Signal, Status, Stopped};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::kill;
 use nix::unistd::pipe2;
 
 /// How long a byte from the body may take before the bench calls the daemon lost.
@@ -216,6 +215,13 @@ fn summary() {
 
 // ---------------------------------------------------------------------------------------------
 // Memory.
+
+/// `kill(2)` of the crate's pid and signal: the benches use nix's calls without its types in the
+/// crate's API (the `nix` feature is off, as a user's default build has it).
+fn kill(pid: Pid, signal: Signal) -> nix::Result<()> {
+    let signal = nix::sys::signal::Signal::try_from(signal.as_raw())?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.as_raw()), signal)
+}
 
 /// A `NAME:   N kB` line of `/proc/PID/status` or `/proc/PID/smaps_rollup`, in KiB.
 fn kib(pid: Pid, file: &str, name: &str) -> u64 {

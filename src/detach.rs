@@ -34,8 +34,9 @@ use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
+use crate::{Pid, Signal};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
 use crate::error::{Action, Error, NotSignalled};
 use crate::gate::fork::{Forked, fork, fork_again};
@@ -254,7 +255,7 @@ impl Pending {
 fn pin_daemon(pid: Pid, session: Pid) -> Result<Target, NotSignalled> {
     Pinned::pin(pid)
         .and_then(|pinned| {
-            pinned.verify(move |pid| match nix::unistd::getsid(Some(pid)) {
+            pinned.verify(move |pid| match sys::session_of(pid) {
                 Ok(sid) if sid == session => Ok(()),
                 Ok(sid) => Err(format!(
                     "pid {pid} is in session {sid}, not in the daemon's session {session}"
@@ -535,7 +536,7 @@ pub(crate) unsafe fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
 pub fn reset_signals(keep: &[Signal]) -> Result<(), Error> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Error::sys("sigprocmask", e))?;
-    for signal in Signal::iterator() {
+    for &signal in Signal::ALL {
         if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
@@ -545,13 +546,13 @@ pub fn reset_signals(keep: &[Signal]) -> Result<(), Error> {
             SigHandler::SigDfl
         };
         // SAFETY: the dispositions set here are SIG_DFL and SIG_IGN, which run no code of ours.
-        let Ok(previous) = (unsafe { nix::sys::signal::signal(signal, wanted) }) else {
+        let Ok(previous) = (unsafe { nix::sys::signal::signal(signal.nix(), wanted) }) else {
             continue;
         };
         let own_handler = matches!(previous, SigHandler::Handler(_) | SigHandler::SigAction(_));
         if own_handler && keep.contains(&signal) {
             // SAFETY: this puts back the handler that was installed a moment ago.
-            let _ = unsafe { nix::sys::signal::signal(signal, previous) };
+            let _ = unsafe { nix::sys::signal::signal(signal.nix(), previous) };
         }
     }
     Ok(())

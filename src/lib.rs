@@ -85,9 +85,11 @@ pub mod systemd;
 // The guide: guarantees, signals, systemd, logs, testing.
 pub mod guide;
 
-// Underneath.
+// Underneath: the names of signals and processes, then the errors.
 mod error;
 mod gate;
+mod pid;
+mod signal;
 use error::report;
 mod sync;
 mod sys;
@@ -96,10 +98,10 @@ pub use control::Stopped;
 pub use engine::{Ctl, Fetch, Outcome, StopFuture};
 pub use error::{Action, Error, HandoverKind, NotSignalled};
 pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
-pub use nix::sys::signal::Signal;
-pub use nix::unistd::Pid;
+pub use pid::Pid;
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use settings::{Account, Restart};
+pub use signal::{Signal, UnknownSignal};
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

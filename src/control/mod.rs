@@ -50,8 +50,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::error::{Action, Error};
 use crate::gate::process::{Pinned, Refused, Target};
@@ -359,8 +358,9 @@ impl Process {
     /// let dir = tempfile::tempdir()?;
     /// let pidfile = Pidfile::new(dir.path().join("x.pid"));
     /// let _lock = pidfile.acquire()?;
-    /// // SAFETY: ignoring a signal runs no code in signal context.
-    /// unsafe { nix::sys::signal::signal(Signal::SIGUSR2, nix::sys::signal::SigHandler::SigIgn) }?;
+    /// // SAFETY: ignoring a signal runs no code in signal context (nix's call, nix's name).
+    /// let usr2 = nix::sys::signal::Signal::SIGUSR2;
+    /// unsafe { nix::sys::signal::signal(usr2, nix::sys::signal::SigHandler::SigIgn) }?;
     /// Process::holding(&pidfile)?.unwrap().signal(Signal::SIGUSR2)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

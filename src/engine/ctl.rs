@@ -386,7 +386,7 @@ enum Woken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
+    use crate::Signal;
     use std::thread;
 
     #[test]

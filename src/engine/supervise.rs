@@ -13,8 +13,9 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use crate::Signal;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
@@ -274,7 +275,7 @@ impl<'a> Supervisor<'a> {
         // anything in the child, and a stop forwarded at that moment would be lost.
         let mut caught = SigSet::empty();
         for &signal in self.forwarded.iter().chain([&Signal::SIGCHLD]) {
-            caught.add(signal);
+            caught.add(signal.nix());
         }
         let mut mask = SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&caught), Some(&mut mask))
@@ -349,7 +350,9 @@ impl Running {
     fn reap(&mut self) -> Option<Exit> {
         match self.child.try_wait() {
             Ok(Some(WaitStatus::Exited(_, code))) => Some(Exit::Code(code)),
-            Ok(Some(WaitStatus::Signaled(_, signal, _))) => Some(Exit::Signal(signal)),
+            Ok(Some(WaitStatus::Signaled(_, signal, _))) => {
+                Some(Signal::from_nix(signal).map_or(Exit::Code(128 + signal as i32), Exit::Signal))
+            }
             Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(1)),
             _ => None,
         }

@@ -24,10 +24,9 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use crate::{Pid, Signal};
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::error::NotSignalled;
 use crate::sys::{self, ExitWatch};
@@ -189,7 +188,6 @@ impl Target {
     /// [`NotSignalled::Exited`] when the process has exited; [`NotSignalled::Unverified`] when
     /// the check, run again, fails; [`Refused::Sys`] when the kernel refuses (`EPERM`).
     // The door: signals to other processes are sent here, by `send` and by `Child::signal`.
-    #[allow(clippy::disallowed_methods)]
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Refused> {
         if !sys::SIGNALS_PINNED {
             (self.check)(self.pid).map_err(Refused::unverified)?;
@@ -197,7 +195,7 @@ impl Target {
         let sent = match &self.watch {
             Some(watch) => send(watch, self.pid, signal),
             // Only where the pin is not a handle (see `Pinned`): checked just above.
-            None => nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from),
+            None => kill(self.pid, signal),
         };
         sent.map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
@@ -269,12 +267,18 @@ fn send(watch: &ExitWatch, _pid: Pid, signal: Signal) -> io::Result<()> {
 /// look and the `kill`, in which the process would have to exit, be reaped and its pid be given
 /// to a new process.
 #[cfg(any(not(target_os = "linux"), daemons_portable))]
-#[allow(clippy::disallowed_methods)]
 fn send(watch: &ExitWatch, pid: Pid, signal: Signal) -> io::Result<()> {
     if watch.exited(Duration::ZERO)? {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
-    nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
+    kill(pid, signal)
+}
+
+/// `kill(2)`: only where the pin is not a handle, once the check holds (see [`Pinned`]), or to
+/// a child not yet reaped. The door's one `kill`.
+#[allow(clippy::disallowed_methods)]
+fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
+    nix::sys::signal::kill(pid.nix(), signal.nix()).map_err(io::Error::from)
 }
 
 /// Wait at most `timeout` until every one of `targets` has exited. Returns which have not, by
@@ -355,7 +359,6 @@ impl Child {
     ///
     /// [`NotSignalled::Exited`] when it was reaped, or has exited; [`Refused::Sys`] when the
     /// kernel refuses.
-    #[allow(clippy::disallowed_methods)]
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Refused> {
         if self.reaped {
             return Err(Refused::Not(NotSignalled::Exited));
@@ -363,7 +366,7 @@ impl Child {
         let sent = match &self.pidfd {
             Some(pidfd) => send(pidfd, self.pid, signal),
             // Unreaped, the pid is still this child's.
-            None => nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from),
+            None => kill(self.pid, signal),
         };
         sent.map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
@@ -402,7 +405,7 @@ impl Child {
             return Err(Errno::ECHILD);
         }
         loop {
-            match waitpid(self.pid, flags) {
+            match waitpid(self.pid.nix(), flags) {
                 Ok(WaitStatus::StillAlive) => return Ok(None),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     self.reaped = true;

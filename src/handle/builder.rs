@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
 use crate::engine::{Body, Handler, Outcome, SetupFn};
 use crate::handle::daemon::Daemon;

@@ -4,8 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};

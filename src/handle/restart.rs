@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 use crate::control::{self, Stopped};
 use crate::error::{Error, HandoverKind};

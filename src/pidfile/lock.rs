@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 use super::Pidfile;
 use super::content::{Note, render};

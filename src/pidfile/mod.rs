@@ -71,7 +71,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::unistd::{Pid, geteuid};
+use crate::Pid;
+use nix::unistd::geteuid;
 
 use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
