@@ -1,4 +1,4 @@
-//! Benchmarks of supervision (`.restart(Restart::...)`), each beside a baseline in the same run.
+//! Benchmarks of supervision (`.supervise(Supervision::...)`), each beside a baseline in the same run.
 //!
 //! - `respawn`: from `kill(supervisor, SIGUSR1)` (its child's handler then `_exit(1)`s) until
 //!   the next child's body has written one byte to a pipe that this process reads, with a zero
@@ -34,7 +34,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use daemons::{Daemon, Pid, Restart, Signal, Status, Stopped};
+use daemons::{Daemon, Pid, Signal, Status, Stopped, Supervision};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::pipe2;
@@ -72,8 +72,8 @@ fn daemon(pidfile: &Path, ready: &File, supervised: bool) -> Daemon {
             while ctl.sleep(Duration::from_secs(3600)) {}
         });
     if supervised {
-        b = b.restart(
-            Restart::on_failure()
+        b = b.supervise(
+            Supervision::on_failure()
                 .backoff(Duration::ZERO, Duration::ZERO)
                 .unlimited(),
         );

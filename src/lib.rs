@@ -32,7 +32,7 @@
 //!   the daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
 //! - Around the body: `setup(f)` runs in the daemon before it is ready; `listen(addr)` gives it
 //!   listening sockets, bound before ready or passed by systemd, handed to the next instance at
-//!   a restart so that no connection is refused; `restart(`[`Restart`]`)` supervises it, started
+//!   a restart so that no connection is refused; `supervise(`[`Supervision`]`)` supervises it, started
 //!   again after a crash with a backoff and a limit.
 //!   With the `tokio` feature, `run_async` and `messages_async` run async bodies on a runtime
 //!   built inside the daemon; [`Ctl::stopped`] (a [`StopFuture`]) is the stop for any executor,
@@ -100,7 +100,7 @@ pub use error::{Action, Error, HandoverKind, NotSignalled};
 pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
 pub use pid::Pid;
 pub use pidfile::{Pidfile, PidfileLock, Status};
-pub use settings::{Account, Restart};
+pub use settings::{Account, Supervision};
 pub use signal::{Signal, UnknownSignal};
 
 // The README's examples are compiled and run with the other doctests.

@@ -113,7 +113,7 @@ impl Engine {
                 .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
             None
         });
-        if let Some(policy) = self.settings.restart {
+        if let Some(policy) = self.settings.supervision {
             drop(handover);
             let supervisor = Supervisor {
                 policy,

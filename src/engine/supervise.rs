@@ -1,4 +1,4 @@
-//! Supervision: with a [`Restart`] policy the daemon is a small supervisor that holds the
+//! Supervision: with a [`Supervision`] policy the daemon is a small supervisor that holds the
 //! pidfile and runs the body in a child process, started again after a crash, with a backoff
 //! that doubles and a limit.
 //!
@@ -29,7 +29,7 @@ use crate::gate::process;
 use crate::listen::Listeners;
 use crate::pidfile::{Note, PidfileLock};
 use crate::report;
-use crate::settings::Restart;
+use crate::settings::Supervision;
 use crate::sys;
 use crate::systemd::Notifier;
 
@@ -64,7 +64,7 @@ pub(in crate::engine) trait Child {
 
 /// The supervisor's world: its pidfile, its signals, its log.
 pub(in crate::engine) struct Supervisor<'a> {
-    pub(in crate::engine) policy: Restart,
+    pub(in crate::engine) policy: Supervision,
     pub(in crate::engine) lock: PidfileLock,
     /// The listening sockets: the supervisor keeps them open across children, so that no
     /// connection is refused while a child is started again.

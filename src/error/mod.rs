@@ -108,7 +108,7 @@ pub enum Error {
     },
     /// A fork was refused: the process runs other threads, or cannot tell how many it runs.
     /// `fork` would copy only the calling thread and leave any lock the others hold locked
-    /// forever. `start()` forks, and so does `run()` with [`restart`](crate::DaemonBuilder::restart)
+    /// forever. `start()` forks, and so does `run()` with [`supervise`](crate::DaemonBuilder::supervise)
     /// (for each body).
     Threads {
         /// How many threads the process runs; `None` when the system does not tell (on Linux,

@@ -10,7 +10,7 @@ use crate::Signal;
 
 use crate::engine::{Body, Handler, Outcome, SetupFn};
 use crate::handle::daemon::Daemon;
-use crate::settings::{Account, Restart, SettingsBuilder};
+use crate::settings::{Account, SettingsBuilder, Supervision};
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///
@@ -352,7 +352,7 @@ impl DaemonBuilder {
 
     /// Supervise the body: the daemon becomes a small supervisor that holds the pidfile and runs
     /// the body in a child process, started again after it fails (or whenever it ends, with
-    /// [`Restart::always`]), after a backoff, until the policy's limit. Without it, a failed
+    /// [`Supervision::always`]), after a backoff, until the policy's limit. Without it, a failed
     /// body ends the daemon.
     ///
     /// Signals sent to the daemon (`send`, `reload`, the stop signals) are passed on to the
@@ -370,16 +370,16 @@ impl DaemonBuilder {
     /// # Examples
     ///
     /// ```
-    /// use daemons::{Daemon, Restart};
+    /// use daemons::{Daemon, Supervision};
     /// use std::time::Duration;
     ///
     /// let b = Daemon::builder()
     ///     .pidfile("/tmp/doc-supervised.pid")
-    ///     .restart(Restart::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
+    ///     .supervise(Supervision::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
     ///     .step(|| {});
     /// ```
-    pub fn restart(self, policy: Restart) -> Self {
-        self.set(|s| s.restart(policy))
+    pub fn supervise(self, policy: Supervision) -> Self {
+        self.set(|s| s.supervision(policy))
     }
 
     /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix

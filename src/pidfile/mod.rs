@@ -148,7 +148,7 @@ pub enum Status {
     /// There is no pidfile: the daemon is not running.
     NotRunning,
     /// A supervisor runs with this pid (it holds the pidfile's lock), and runs the body in
-    /// `child` (see [`Restart`](crate::Restart)). `restarts` counts the children it started
+    /// `child` (see [`Supervision`](crate::Supervision)). `restarts` counts the children it started
     /// again after the first.
     Supervised {
         /// The supervisor: what `stop()` and `send()` signal.
