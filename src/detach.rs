@@ -50,7 +50,8 @@ use crate::sys;
 /// microseconds unless it is stuck in the kernel, which nothing here can change.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// Which side of [`detach`] this is.
+/// Which side of [`detach`] this is. A fork has two sides and never more, so this enum is
+/// exhaustive on purpose: a `match` needs no arm for a side that cannot be.
 ///
 /// # Examples
 ///
@@ -65,6 +66,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// }
 /// ```
 #[derive(Debug)]
+#[must_use = "the caller and the daemon go on from here: match the side to tell them apart"]
 pub enum Side {
     /// The original process, which should wait for the daemon's report.
     Caller(Pending),
@@ -78,6 +80,7 @@ pub enum Side {
 ///
 /// See [the module documentation](self).
 #[derive(Debug)]
+#[must_use = "wait() says whether the daemon started; dropped, its outcome is lost"]
 pub struct Pending {
     pipe: File,
     /// The daemon's session: the intermediate process's pid, which the kernel does not give to

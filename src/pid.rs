@@ -27,6 +27,7 @@ impl Pid {
     /// ```
     /// assert_eq!(daemons::Pid::from_raw(1).as_raw(), 1);
     /// ```
+    #[must_use]
     pub const fn from_raw(raw: i32) -> Pid {
         Pid(raw)
     }
@@ -38,6 +39,7 @@ impl Pid {
     /// ```
     /// assert_eq!(daemons::Pid::from_raw(7).as_raw(), 7);
     /// ```
+    #[must_use]
     pub const fn as_raw(self) -> i32 {
         self.0
     }
@@ -49,6 +51,7 @@ impl Pid {
     /// ```
     /// assert_eq!(daemons::Pid::this().as_raw(), std::process::id() as i32);
     /// ```
+    #[must_use]
     pub fn this() -> Pid {
         // A pid fits in an i32 on every platform (pid_t); std gives it as u32.
         Pid(std::process::id() as i32)
@@ -61,6 +64,7 @@ impl Pid {
     /// ```
     /// assert_ne!(daemons::Pid::parent(), daemons::Pid::this());
     /// ```
+    #[must_use]
     pub fn parent() -> Pid {
         Pid(std::os::unix::process::parent_id() as i32)
     }

@@ -133,6 +133,7 @@ impl Signal {
     /// ```
     /// assert_eq!(daemons::Signal::SIGKILL.as_raw(), 9);
     /// ```
+    #[must_use]
     pub const fn as_raw(self) -> i32 {
         self as i32
     }

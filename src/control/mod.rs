@@ -78,6 +78,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// assert_eq!(s.to_string(), "stopped (pid 42, after 3 ms)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stopped {
     /// Nothing was running (a stale pidfile, if there was one, was removed).
     NotRunning,
@@ -105,6 +106,7 @@ impl Stopped {
     /// ```
     /// assert_eq!(daemons::control::Stopped::NotRunning.pid(), None);
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Stopped::NotRunning => None,
@@ -119,6 +121,7 @@ impl Stopped {
     /// ```
     /// assert!(!daemons::control::Stopped::NotRunning.was_killed());
     /// ```
+    #[must_use]
     pub fn was_killed(&self) -> bool {
         matches!(self, Stopped::Killed { .. })
     }

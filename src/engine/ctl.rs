@@ -168,6 +168,7 @@ impl Ctl {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use]
     pub fn listeners(&self) -> usize {
         self.listeners.len()
     }
@@ -178,6 +179,7 @@ impl Ctl {
     ///
     /// See [`Ctl`].
     #[inline]
+    #[must_use]
     pub fn running(&self) -> bool {
         if let Some(watchdog) = self.lifecycle.watchdog() {
             watchdog.ping_if_due();
@@ -370,6 +372,7 @@ impl Ctl {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use]
     pub fn stop_fd(&self) -> BorrowedFd<'_> {
         self.lifecycle.wake_fd()
     }

@@ -29,6 +29,7 @@ mod watchdog;
 
 #[cfg(feature = "tokio")]
 pub(crate) use body::asynchronous;
+pub(crate) use body::outcome::outcome_text;
 pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;

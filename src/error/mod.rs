@@ -401,6 +401,7 @@ impl Error {
     /// let err = Pidfile::new("/no/such/dir/x.pid").acquire().unwrap_err();
     /// assert_eq!(err.path().unwrap(), std::path::Path::new("/no/such/dir/x.pid"));
     /// ```
+    #[must_use]
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::AlreadyRunning { pidfile, .. }
@@ -429,6 +430,7 @@ impl Error {
     /// let err = Error::StillAlive { pid: Pid::from_raw(42) };
     /// assert_eq!(err.pid(), Some(Pid::from_raw(42)));
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Error::AlreadyRunning { pid, .. } | Error::StartTimeout { pid, .. } => *pid,
@@ -451,6 +453,7 @@ impl Error {
     /// assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(libc::EISDIR));
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[must_use]
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             Error::Io { source, .. }

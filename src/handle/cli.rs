@@ -252,6 +252,7 @@ impl DaemonBuilder {
     ///         .cli()
     /// }
     /// ```
+    #[must_use]
     pub fn cli(self) -> ExitCode {
         self.cli_from(std::env::args_os().skip(1))
     }

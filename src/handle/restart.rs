@@ -140,6 +140,7 @@ impl Restarted {
     /// # Examples
     ///
     /// See [`Restarted`].
+    #[must_use]
     pub fn pid(&self) -> Pid {
         match self {
             Restarted::HandedOver { pid, .. } | Restarted::StoppedThenStarted { pid, .. } => *pid,
@@ -151,6 +152,7 @@ impl Restarted {
     /// # Examples
     ///
     /// See [`Restarted`].
+    #[must_use]
     pub fn handed_over(&self) -> bool {
         matches!(self, Restarted::HandedOver { .. })
     }

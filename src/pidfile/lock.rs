@@ -38,6 +38,7 @@ use crate::sys;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "the pidfile is locked while this lives: dropping it releases the lock"]
 pub struct PidfileLock {
     file: Option<File>,
     path: PathBuf,
@@ -106,6 +107,7 @@ impl PidfileLock {
     /// assert!(lock.path().ends_with("p.pid"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

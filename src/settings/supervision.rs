@@ -45,6 +45,7 @@ impl Supervision {
     /// ```
     /// let policy = daemons::Supervision::on_failure();
     /// ```
+    #[must_use = "the policy is returned, changed: pass it to .supervise()"]
     pub fn on_failure() -> Supervision {
         Supervision {
             always: false,
@@ -62,6 +63,7 @@ impl Supervision {
     /// ```
     /// let policy = daemons::Supervision::always();
     /// ```
+    #[must_use = "the policy is returned, changed: pass it to .supervise()"]
     pub fn always() -> Supervision {
         Supervision {
             always: true,
@@ -78,6 +80,7 @@ impl Supervision {
     ///
     /// let policy = daemons::Supervision::on_failure().backoff(Duration::ZERO, Duration::from_secs(5));
     /// ```
+    #[must_use = "the policy is returned, changed: pass it to .supervise()"]
     pub fn backoff(self, first: Duration, max: Duration) -> Supervision {
         Supervision {
             first,
@@ -96,6 +99,7 @@ impl Supervision {
     ///
     /// let policy = daemons::Supervision::on_failure().limit(3, Duration::from_secs(60));
     /// ```
+    #[must_use = "the policy is returned, changed: pass it to .supervise()"]
     pub fn limit(self, failures: u32, within: Duration) -> Supervision {
         Supervision {
             limit: Some((failures, within)),
@@ -110,6 +114,7 @@ impl Supervision {
     /// ```
     /// let policy = daemons::Supervision::always().unlimited();
     /// ```
+    #[must_use = "the policy is returned, changed: pass it to .supervise()"]
     pub fn unlimited(self) -> Supervision {
         Supervision {
             limit: None,
@@ -127,6 +132,7 @@ impl Supervision {
     ///
     /// let policy = daemons::Supervision::on_failure().stable_after(Duration::from_secs(60));
     /// ```
+    #[must_use = "the policy is returned, changed: pass it to .supervise()"]
     pub fn stable_after(self, stable: Duration) -> Supervision {
         Supervision { stable, ..self }
     }
