@@ -574,6 +574,20 @@ mod tests {
         let result = detach();
         drop(done);
         let _ = other.join();
-        assert!(matches!(result, Err(Error::Threads { count: Some(count) }) if count >= 2));
+        let Err(
+            e @ Error::Threads {
+                count: Some(count),
+                test_harness: true,
+            },
+        ) = result
+        else {
+            panic!("refused as a test harness: {result:?}");
+        };
+        assert!(count >= 2);
+        let message = e.to_string();
+        assert!(
+            message.contains("test harness") && message.contains("guide#testing-a-daemon"),
+            "the message points a test at the guide: {message}"
+        );
     }
 }

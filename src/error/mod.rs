@@ -114,6 +114,10 @@ pub enum Error {
         /// How many threads the process runs; `None` when the system does not tell (on Linux,
         /// `/proc` is not mounted), which is refused too.
         count: Option<usize>,
+        /// Whether the process looks like a test harness (libtest names its threads after the
+        /// tests, and is given `--test-threads` or `RUST_TEST_THREADS`): a `#[test]` always runs
+        /// among other threads, and the message then says how to test a daemon instead.
+        test_harness: bool,
     },
     /// `fork` failed: the process limit of the user (`RLIMIT_NPROC`, `ulimit -u`) is reached, or
     /// the system is short of memory or processes.
@@ -589,9 +593,15 @@ mod tests {
             e.io_error().and_then(io::Error::raw_os_error),
             Some(libc::ENOENT)
         );
-        let e = Error::Threads { count: Some(3) };
+        let e = Error::Threads {
+            count: Some(3),
+            test_harness: false,
+        };
         assert!(e.to_string().contains("3 threads"));
-        let e = Error::Threads { count: None };
+        let e = Error::Threads {
+            count: None,
+            test_harness: false,
+        };
         assert!(e.to_string().contains("mount /proc"));
         let e = Error::Fork {
             source: io::Error::from_raw_os_error(libc::EAGAIN),
@@ -623,7 +633,13 @@ mod tests {
                 "{shown}"
             );
         }
-        let threads = format!("{:?}", Error::Threads { count: Some(2) });
+        let threads = format!(
+            "{:?}",
+            Error::Threads {
+                count: Some(2),
+                test_harness: false
+            }
+        );
         assert!(
             threads.starts_with("Threads { message: \"cannot fork: this process runs 2 threads"),
             "{threads}"

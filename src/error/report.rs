@@ -116,7 +116,7 @@ codec! {
     SeveralBodies {},
     ForbiddenSignal { signal },
     InvalidSetting { setting, reason },
-    Threads { count },
+    Threads { count, test_harness },
     Fork { source },
     InsideRuntime {},
     AlreadyRunning { pidfile, pid },
@@ -264,6 +264,19 @@ impl Field for usize {
     #[cfg(test)]
     fn sample() -> Self {
         7
+    }
+}
+
+impl Field for bool {
+    fn put(&self, w: &mut Writer) {
+        w.number(u8::from(*self));
+    }
+    fn take(r: &mut Reader<'_>) -> Option<Self> {
+        Some(r.number::<u8>()? != 0)
+    }
+    #[cfg(test)]
+    fn sample() -> Self {
+        true
     }
 }
 
@@ -458,7 +471,10 @@ mod tests {
             not_killed,
         };
         for error in [
-            Error::Threads { count: None },
+            Error::Threads {
+                count: None,
+                test_harness: true,
+            },
             Error::Unverified {
                 pidfile: "/run/x.pid".into(),
                 named: None,

@@ -51,7 +51,10 @@ pub(crate) struct Alone(PhantomData<*const ()>);
 pub(crate) fn fork() -> Result<Forked, Error> {
     let count = sys::thread_count();
     if count != Some(1) {
-        return Err(Error::Threads { count });
+        return Err(Error::Threads {
+            count,
+            test_harness: sys::in_test_harness(),
+        });
     }
     // SAFETY: the process runs a single thread (checked just above; with one thread, nothing
     // can spawn another in between).
