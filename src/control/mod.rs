@@ -1,5 +1,11 @@
 //! Process control from outside the daemon: signal it, wait for it, stop it.
 //!
+//! The name is the one of init scripts and `start-stop-daemon` ("process control"), and this
+//! module is their side: a program that has only the pidfile. [`Ctl`](crate::Ctl) is the other
+//! side, the body's view of its own daemon from inside (is a stop asked, sleep until it is,
+//! report ready); nothing here runs inside the daemon, and nothing in `Ctl` reaches another
+//! process. Renaming the module would only move the confusion to a less familiar word.
+//!
 //! Every operation starts from the pidfile and never trusts the pid written in it: the pid is
 //! signalled only if it is the process that holds the pidfile's lock, and the signal goes through
 //! a pidfd opened *before* that check, so a pid that the kernel reuses in between is never hit.

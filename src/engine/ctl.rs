@@ -164,12 +164,12 @@ impl Ctl {
     /// ```
     /// let daemon = daemons::Daemon::builder()
     ///     .pidfile("/tmp/doc-listeners.pid")
-    ///     .run(|ctl| assert_eq!(ctl.listeners(), 0))
+    ///     .run(|ctl| assert_eq!(ctl.listener_count(), 0))
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
     #[must_use]
-    pub fn listeners(&self) -> usize {
+    pub fn listener_count(&self) -> usize {
         self.listeners.len()
     }
 

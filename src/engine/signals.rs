@@ -268,7 +268,7 @@ impl CaughtSignals {
                 pipe
             })
             .map_err(|e| Error::Sys {
-                call: "spawn the control thread",
+                call: "spawn the signal thread",
                 source: e,
             })?;
         Ok(SignalThread {

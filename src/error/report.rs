@@ -165,7 +165,7 @@ const NAMES: &[&str] = &[
     "read /proc",
     "setsid",
     "sigprocmask",
-    "spawn the control thread",
+    "spawn the signal thread",
     "spawn the keeper thread",
     // Settings: the builder's methods.
     "group",
@@ -224,7 +224,7 @@ impl Field for &'static str {
     }
     #[cfg(test)]
     fn sample() -> Self {
-        "spawn the control thread"
+        "spawn the signal thread"
     }
 }
 

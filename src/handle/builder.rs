@@ -466,7 +466,7 @@ impl DaemonBuilder {
     }
 
     /// Run `handler` when the daemon receives `signal`. Any number of handlers may be registered
-    /// for one signal; they run in registration order, one at a time, on a control thread (not
+    /// for one signal; they run in registration order, one at a time, on a signal thread (not
     /// in signal context: they may allocate, lock and log).
     ///
     /// Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
