@@ -504,7 +504,7 @@ fn bench_sighup(c: &mut Criterion) {
 
 /// Run the engine in the foreground for at least `n` empty steps; the `n`th raises SIGTERM.
 /// Returns the time `run()` took and the steps actually executed (a few more than `n`: the loop
-/// goes on until the control thread has seen the signal).
+/// goes on until the signal thread has seen the signal).
 fn engine_steps(pidfile: &Path, n: u64) -> (Duration, u64) {
     let executed = Arc::new(AtomicU64::new(0));
     let seen = executed.clone();

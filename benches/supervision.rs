@@ -5,7 +5,7 @@
 //!   backoff; beside `Daemon::start()` of the same daemon unsupervised, until it returns. The
 //!   body runs right after its process has reported ready, so both end at readiness: the crash is
 //!   seen through the child's pidfd, reaped, logged, a child is forked, and it sets up (signals,
-//!   control thread, keeper) and reports, as a started daemon does after its double fork.
+//!   signal thread, keeper) and reports, as a started daemon does after its double fork.
 //! - `stop`: `Daemon::stop()` of a supervised idle daemon (SIGTERM to the supervisor, passed on
 //!   to the child, which stops gracefully; then the supervisor exits) beside the same daemon
 //!   unsupervised.

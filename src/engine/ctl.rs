@@ -7,12 +7,13 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::readiness::Readiness;
 use crate::engine::stop_future::StopFuture;
 use crate::listen::{Listeners, Socket};
+use crate::sync::Deadline;
 
 /// The body's view of the daemon: whether to go on, an interruptible sleep, and a way to stop.
 ///
@@ -243,15 +244,13 @@ impl Ctl {
     /// Wait for `fd` (if any) to be readable, a stop, or `duration`, pinging the watchdog on
     /// the way.
     fn wait(&self, fd: Option<BorrowedFd<'_>>, duration: Duration) -> Woken {
-        let deadline = Instant::now().checked_add(duration);
+        let deadline = Deadline::after(duration);
         loop {
             if !self.running() {
                 self.lifecycle.tell_stopping();
                 return Woken::Stopped;
             }
-            let mut left = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let mut left = deadline.left();
             if left.is_zero() {
                 return Woken::TimedOut;
             }

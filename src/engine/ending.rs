@@ -16,10 +16,10 @@ use crate::engine::readiness::Readiness;
 use crate::engine::role::Role;
 use crate::engine::signals::SignalThread;
 use crate::engine::successors::Successors;
-use crate::engine::sync::lock;
 use crate::error::{Error, NotSignalled};
 use crate::gate::process::{self, Pinned, Refused, Target};
 use crate::pidfile::PidfileLock;
+use crate::sync::lock;
 use crate::sys;
 
 /// Everything the end of a daemon needs, shared by the main thread and the keeper.

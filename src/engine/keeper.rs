@@ -10,9 +10,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::engine::ending::Ending;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::handover::Lifeline;
+use crate::sync::lock;
 
 /// How often the keeper looks at the pidfile's path.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);

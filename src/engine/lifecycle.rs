@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use crate::Signal;
 
-use crate::engine::sync::lock;
 use crate::engine::watchdog::Watchdog;
+use crate::sync::lock;
 use crate::sys;
 use crate::systemd::Notifier;
 

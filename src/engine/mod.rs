@@ -24,7 +24,6 @@ mod signals;
 mod stop_future;
 mod successors;
 mod supervise;
-mod sync;
 mod watchdog;
 
 #[cfg(feature = "tokio")]
@@ -45,11 +44,11 @@ use crate::Signal;
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;
 use crate::engine::log::Log;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::pidfile::Pidfile;
 use crate::privileges::Credentials;
 use crate::settings::Settings;
+use crate::sync::lock;
 
 /// A daemon's checked settings and closures: everything the engine needs to serve it.
 pub(crate) struct Engine {

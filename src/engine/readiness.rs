@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::detach::Reporter;
 use crate::engine::role::Role;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::report;
+use crate::sync::lock;
 use crate::systemd::Notifier;
 
 /// Whether the daemon said it is ready, and who waits to hear it.

@@ -23,12 +23,12 @@ use crate::engine::role::Role;
 use crate::engine::signals::{CaughtSignals, Reload, catch_signals};
 use crate::engine::successors::{Handover, Successors};
 use crate::engine::supervise::{Child, Supervisor};
-use crate::engine::sync::lock;
 use crate::engine::{Detached, Engine};
 use crate::error::{Action, Error};
 use crate::handover;
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
+use crate::sync::lock;
 use crate::systemd::{self, Notifier, watchdog_period};
 
 /// What [`Engine::take_process`] got: the pidfile, the listening sockets, and the instance's

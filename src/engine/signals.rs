@@ -29,8 +29,8 @@ use crate::engine::handlers::{Handlers, STOP_SIGNALS};
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
 use crate::engine::role::Role;
-use crate::engine::sync::lock;
 use crate::error::Error;
+use crate::sync::lock;
 use crate::systemd::Notifier;
 
 /// Signals caught into signal-hook's self-pipe, until it is dropped (which gives them back).

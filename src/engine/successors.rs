@@ -12,11 +12,11 @@ use crate::{Pid, Signal};
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::handover::{self, Answer, Heard, Lifeline, Offer, Predecessor, Takeover};
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
+use crate::sync::lock;
 
 /// An instance's part in the restarts, as it starts.
 pub(in crate::engine) enum Handover {

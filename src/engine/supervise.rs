@@ -30,6 +30,7 @@ use crate::listen::Listeners;
 use crate::pidfile::{Note, PidfileLock};
 use crate::report;
 use crate::settings::Supervision;
+use crate::sync::Deadline;
 use crate::sys;
 use crate::systemd::Notifier;
 
@@ -231,11 +232,9 @@ impl<'a> Supervisor<'a> {
                 restarts,
             });
             // The wait before the next child, cut short by a stop.
-            let deadline = Instant::now() + backoff;
-            while let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-            {
+            let deadline = Deadline::after(backoff);
+            while !deadline.passed() {
+                let left = deadline.left();
                 let (signal_ready, _) = wait(signals.fd(), None, None, Some(left));
                 if !signal_ready {
                     continue;

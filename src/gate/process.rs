@@ -22,13 +22,14 @@
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Pid, Signal};
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use crate::error::NotSignalled;
+use crate::sync::Deadline;
 use crate::sys::{self, ExitWatch};
 
 /// Why the gate did not signal a process: what [`NotSignalled`] says, or the system's error.
@@ -187,23 +188,14 @@ impl Target {
     ///
     /// [`NotSignalled::Exited`] when the process has exited; [`NotSignalled::Unverified`] when
     /// the check, run again, fails; [`Refused::Sys`] when the kernel refuses (`EPERM`).
-    // The door: signals to other processes are sent here, by `send` and by `Child::signal`.
+    // The door: signals to other processes are sent through `deliver`, from here and from
+    // `Child::signal`.
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Refused> {
         if !sys::SIGNALS_PINNED {
             (self.check)(self.pid).map_err(Refused::unverified)?;
         }
-        let sent = match &self.watch {
-            Some(watch) => send(watch, self.pid, signal),
-            // Only where the pin is not a handle (see `Pinned`): checked just above.
-            None => kill(self.pid, signal),
-        };
-        sent.map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
-            _ => Refused::Sys {
-                call: SEND_CALL,
-                source: e,
-            },
-        })
+        // Without a watch, only where the pin is not a handle (see `Pinned`): checked just above.
+        deliver(self.watch.as_ref(), self.pid, signal)
     }
 
     /// Wait at most `timeout` for the process to exit: whether it did, or `None` where nothing
@@ -239,6 +231,22 @@ const SEND_CALL: &str = if sys::SIGNALS_PINNED {
 } else {
     "kill"
 };
+
+/// Send `signal` to `pid` through its pin when there is one, by pid otherwise (the callers say
+/// why the pid is safe then), and tell an exited process from a refusal.
+fn deliver(pin: Option<&ExitWatch>, pid: Pid, signal: Signal) -> Result<(), Refused> {
+    let sent = match pin {
+        Some(watch) => send(watch, pid, signal),
+        None => kill(pid, signal),
+    };
+    sent.map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
+        _ => Refused::Sys {
+            call: SEND_CALL,
+            source: e,
+        },
+    })
+}
 
 /// Send `signal` to the process that `watch` pins: through the pidfd on Linux.
 #[cfg(all(target_os = "linux", not(daemons_portable)))]
@@ -284,7 +292,7 @@ fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
 /// Wait at most `timeout` until every one of `targets` has exited. Returns which have not, by
 /// index. A target that nothing watches is waited for until the deadline.
 pub(crate) fn wait_all_exited(targets: &[Target], timeout: Duration) -> Vec<usize> {
-    let deadline = Instant::now().checked_add(timeout);
+    let deadline = Deadline::after(timeout);
     let watched: Vec<usize> = (0..targets.len())
         .filter(|&i| targets[i].watch.is_some())
         .collect();
@@ -300,8 +308,11 @@ pub(crate) fn wait_all_exited(targets: &[Target], timeout: Duration) -> Vec<usiz
     let mut unwatched = unwatched.peekable();
     if unwatched.peek().is_some() {
         // Nothing tells when these exit: they get the whole of their time.
-        if let Some(left) = deadline.and_then(|d| d.checked_duration_since(Instant::now())) {
-            std::thread::sleep(left);
+        // Nothing would end a wait without a deadline: a timeout too long to reach is not
+        // waited out.
+        let time = deadline.left();
+        if time != Duration::MAX {
+            std::thread::sleep(time);
         }
         left.extend(unwatched);
         left.sort_unstable();
@@ -363,18 +374,8 @@ impl Child {
         if self.reaped {
             return Err(Refused::Not(NotSignalled::Exited));
         }
-        let sent = match &self.pidfd {
-            Some(pidfd) => send(pidfd, self.pid, signal),
-            // Unreaped, the pid is still this child's.
-            None => kill(self.pid, signal),
-        };
-        sent.map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
-            _ => Refused::Sys {
-                call: SEND_CALL,
-                source: e,
-            },
-        })
+        // Without a pidfd: unreaped, the pid is still this child's.
+        deliver(self.pidfd.as_ref(), self.pid, signal)
     }
 
     /// Reap the child if it has ended: its status, or `Ok(None)` while it runs.

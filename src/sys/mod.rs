@@ -88,8 +88,7 @@ use netbsd as os;
 
 pub(crate) use atfork::{close_in_forked_children, forget_in_forked_children};
 pub(crate) use env::{in_test_harness, remove_env_if_alone};
-// `exit_now` and `flush_c_stdio` are kept for the upper floors until they call `exit`.
-pub(crate) use exit::{die_with_parent, exit, exit_now, flush_c_stdio, flush_stdio};
+pub(crate) use exit::{die_with_parent, exit, flush_stdio};
 pub(crate) use fds::{adopt_passed_fds, close_copy, close_unowned, is_cloexec};
 pub(crate) use groups::{init_groups, set_groups};
 pub(crate) use ids::{own_process_group, process_group, process_group_of, session_of};

@@ -32,7 +32,7 @@ use crate::engine::ctl::Ctl;
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
 use crate::engine::stop_future::StopFuture;
-use crate::engine::sync::lock;
+use crate::sync::lock;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
 pub(crate) const MAX_ASYNC_POOL_SIZE: usize = 100_000;
