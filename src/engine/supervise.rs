@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::Signal;
 use nix::fcntl::OFlag;
@@ -103,11 +103,13 @@ impl<'a> Supervisor<'a> {
         let mut signals = SignalPipe::catch(&caught)?;
         self.lock.write_pid()?;
         let mut restarts = 0u32;
+        // How the last child ended, for `status`.
+        let mut last_end: Option<String> = None;
         let mut failures: Vec<Instant> = Vec::new();
         let mut backoff = self.policy.first;
         let mut stopping = false;
         loop {
-            let mut running = match self.spawn(restarts) {
+            let mut running = match self.spawn(restarts, last_end.as_deref()) {
                 Ok(Spawned::Parent(running)) => running,
                 Ok(Spawned::Child(report)) => {
                     // The child must not inherit the supervisor's signal actions.
@@ -230,7 +232,10 @@ impl<'a> Supervisor<'a> {
             let _ = self.lock.write_note(&Note::Supervising {
                 child: None,
                 restarts,
+                next: SystemTime::now().checked_add(backoff),
+                last: Some(ended.to_string()),
             });
+            last_end = Some(ended.to_string());
             // The wait before the next child, cut short by a stop.
             let deadline = Deadline::after(backoff);
             while !deadline.passed() {
@@ -263,7 +268,7 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Fork the next child, which serves the body.
-    fn spawn(&mut self, restarts: u32) -> Result<Spawned, Error> {
+    fn spawn(&mut self, restarts: u32, last_end: Option<&str>) -> Result<Spawned, Error> {
         let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
             call: "pipe",
             source: e,
@@ -292,6 +297,8 @@ impl<'a> Supervisor<'a> {
                 let _ = self.lock.write_note(&Note::Supervising {
                     child: Some(child.pid()),
                     restarts,
+                    next: None,
+                    last: last_end.map(str::to_owned),
                 });
                 let report = File::from(read);
                 let _ =

@@ -159,6 +159,10 @@ pub enum Status {
         child: Option<Pid>,
         /// How many times the body was started again.
         restarts: u32,
+        /// During a backoff wait, how long until the next child starts (zero when it is due).
+        restart_in: Option<Duration>,
+        /// How the last child ended (`exit code 1`, `killed by SIGSEGV`), once one has.
+        last_end: Option<String>,
     },
 }
 
@@ -262,12 +266,33 @@ impl fmt::Display for Words<'_> {
                 pid,
                 child,
                 restarts,
+                restart_in,
+                last_end,
             } => {
-                write!(f, "running (pid {pid}, supervised")?;
-                if let Some(child) = child {
-                    write!(f, "; its body runs in pid {child}")?;
+                write!(f, "running (pid {pid}, supervised; ")?;
+                match (child, restart_in) {
+                    (None, Some(wait)) => {
+                        write!(
+                            f,
+                            "restarting in {:.1} s (restart {restarts}",
+                            wait.as_secs_f64()
+                        )?;
+                        if let Some(last) = last_end {
+                            write!(f, ", last: {last}")?;
+                        }
+                        f.write_str("))")
+                    }
+                    _ => {
+                        if let Some(child) = child {
+                            write!(f, "its body runs in pid {child}; ")?;
+                        }
+                        write!(f, "{restarts} restarts")?;
+                        if let (Some(last), true) = (last_end, *restarts > 0) {
+                            write!(f, ", the last after {last}")?;
+                        }
+                        f.write_str(")")
+                    }
                 }
-                write!(f, "; {restarts} restarts)")
             }
         }
     }
@@ -278,6 +303,7 @@ impl fmt::Display for Status {
     ///
     /// ```
     /// use daemons::{Pid, Status};
+    /// use std::time::Duration;
     ///
     /// let pid = Pid::from_raw(42);
     /// assert_eq!(Status::Running(pid).to_string(), "running (pid 42)");
@@ -295,13 +321,28 @@ impl fmt::Display for Status {
     ///     "not running, but its pidfile is left"
     /// );
     /// assert_eq!(Status::NotRunning.to_string(), "not running");
-    /// let supervised = Status::Supervised { pid, child: Some(Pid::from_raw(43)), restarts: 2 };
+    /// let supervised = Status::Supervised {
+    ///     pid,
+    ///     child: Some(Pid::from_raw(43)),
+    ///     restarts: 2,
+    ///     restart_in: None,
+    ///     last_end: Some("exit code 1".into()),
+    /// };
     /// assert_eq!(
     ///     supervised.to_string(),
-    ///     "running (pid 42, supervised; its body runs in pid 43; 2 restarts)"
+    ///     "running (pid 42, supervised; its body runs in pid 43; 2 restarts, the last after exit code 1)"
     /// );
-    /// let waiting = Status::Supervised { pid, child: None, restarts: 3 };
-    /// assert_eq!(waiting.to_string(), "running (pid 42, supervised; 3 restarts)");
+    /// let waiting = Status::Supervised {
+    ///     pid,
+    ///     child: None,
+    ///     restarts: 3,
+    ///     restart_in: Some(Duration::from_millis(3240)),
+    ///     last_end: Some("exit code 1".into()),
+    /// };
+    /// assert_eq!(
+    ///     waiting.to_string(),
+    ///     "running (pid 42, supervised; restarting in 3.2 s (restart 3, last: exit code 1))"
+    /// );
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         Words {
@@ -468,13 +509,27 @@ impl Pidfile {
                 })
             }
             Lock::Held(pid) => Probed::Status(match Content::read(&file).note {
-                Some(Note::Supervising { child, restarts }) => Status::Supervised {
-                    pid,
+                Some(Note::Supervising {
+                    child,
+                    restarts,
+                    next,
+                    last,
+                }) => {
                     // Whoever can write the file can write any pid there: only a child of the
                     // supervisor is its body's process.
-                    child: child.filter(|&child| sys::parent_of(child) == Some(pid)),
-                    restarts,
-                },
+                    let child = child.filter(|&child| sys::parent_of(child) == Some(pid));
+                    Status::Supervised {
+                        pid,
+                        child,
+                        restarts,
+                        // The wall clock: the writer is another process.
+                        restart_in: next.filter(|_| child.is_none()).map(|at| {
+                            at.duration_since(std::time::SystemTime::now())
+                                .unwrap_or_default()
+                        }),
+                        last_end: last,
+                    }
+                }
                 _ => Status::Running(pid),
             }),
             Lock::Starting => Probed::Status(Status::Starting),

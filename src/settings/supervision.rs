@@ -37,8 +37,17 @@ pub struct Supervision {
 impl Supervision {
     /// Start the body again when it fails: exits non-zero, or is killed by a signal that the
     /// supervisor did not send. A body that returns cleanly ends the daemon. Defaults: a backoff
-    /// from 1 s doubling to 60 s, reset once a child has run 10 s; at most 5 failures within 5
-    /// minutes.
+    /// from 1 s doubling to 60 s, reset once a child has run 10 s, and no limit.
+    ///
+    /// Why no limit by default: a supervisor of this crate usually runs where nothing restarts
+    /// it (a container, a machine without a service manager, a user's session), as runit's, s6's
+    /// and Kubernetes' do, and like them it never gives up; the backoff makes a body that can
+    /// never run cost one fork a minute, and `status` and the log say each time how it ended.
+    /// Giving up there turns a short outage (a database down for two minutes) into one that
+    /// lasts until someone notices. systemd (5 starts within 10 s) and supervisord (3 starts that
+    /// fail within a second) give up so that a failed unit shows: when something above the
+    /// daemon restarts it or raises an alarm, give it the failure with
+    /// [`limit`](Supervision::limit).
     ///
     /// # Examples
     ///
@@ -51,7 +60,7 @@ impl Supervision {
             always: false,
             first: Duration::from_secs(1),
             max: Duration::from_secs(60),
-            limit: Some((5, Duration::from_secs(300))),
+            limit: None,
             stable: Duration::from_secs(10),
         }
     }
@@ -90,7 +99,7 @@ impl Supervision {
     }
 
     /// Give up after `failures` failures within `within`: the daemon then exits non-zero, and
-    /// its pidfile says why.
+    /// its pidfile says why. No limit by default (see [`on_failure`](Supervision::on_failure)).
     ///
     /// # Examples
     ///
@@ -107,7 +116,7 @@ impl Supervision {
         }
     }
 
-    /// Never give up.
+    /// Never give up: the default; undoes a [`limit`](Supervision::limit).
     ///
     /// # Examples
     ///
@@ -153,8 +162,10 @@ mod tests {
         assert!(p.restarts(false));
         assert!(!p.restarts(true));
         assert!(Supervision::always().restarts(true));
-        assert_eq!(p.limit, Some((5, Duration::from_secs(300))));
-        assert_eq!(p.unlimited().limit, None);
+        assert_eq!(p.limit, None, "no limit by default");
+        let limited = p.limit(5, Duration::from_secs(300));
+        assert_eq!(limited.limit, Some((5, Duration::from_secs(300))));
+        assert_eq!(limited.unlimited().limit, None);
         let p = Supervision::on_failure().backoff(Duration::from_secs(5), Duration::from_secs(1));
         assert_eq!(
             p.max,
