@@ -86,13 +86,17 @@ fn start_status_reload_restart_stop_walk_the_table() {
     assert!(!fx.pidfile().exists());
     assert_eq!(fx.reap(second), WaitStatus::Exited(second, 0));
 
+    let not_running = format!(
+        "{NAME}: not running (no daemon holds pidfile {})\n",
+        fx.pidfile().display()
+    );
     let out = fx.run("stop");
     assert_eq!(out.code(), Some(0), "{out:?}");
-    assert_eq!(out.stdout, format!("{NAME}: not running\n"));
+    assert_eq!(out.stdout, not_running);
 
     let out = fx.run("status");
     assert_eq!(out.code(), Some(3), "{out:?}");
-    assert_eq!(out.stdout, format!("{NAME}: not running\n"));
+    assert_eq!(out.stdout, not_running);
 }
 
 #[test]

@@ -454,7 +454,7 @@ fn during_a_backoff_wait_status_names_no_child_and_counts_down_to_the_next() {
         now.child, None,
         "no child runs the body during the wait; {crashed} ended"
     );
-    let said = fx.run("api status").line().to_owned();
+    let said = fx.run("status").line().to_owned();
     let countdown = said
         .split_once("restarting in ")
         .and_then(|(_, rest)| rest.split_once(" s (restart 1, last: exit code 1"))

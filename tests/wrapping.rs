@@ -457,7 +457,13 @@ fn the_pidfile_option_before_the_command_names_another_pidfile() {
     );
     let out = fx.run(&format!("--pidfile={} status", other.display()));
     assert_eq!(out.code(), Some(0), "--pidfile=PATH too: {out:?}");
-    assert_eq!(fx.run("stop").stdout, format!("{NAME}: not running\n"));
+    assert_eq!(
+        fx.run("stop").stdout,
+        format!(
+            "{NAME}: not running (no daemon holds pidfile {})\n",
+            fx.pidfile().display()
+        )
+    );
 
     let out = with("stop");
     assert_eq!(out.code(), Some(0), "{out:?}");

@@ -131,6 +131,48 @@ impl Stopped {
     pub fn was_killed(&self) -> bool {
         matches!(self, Stopped::Killed { .. })
     }
+
+    /// The same words as [`Display`](fmt::Display), naming `pidfile` when nothing was running:
+    /// what [`cli`](crate::cli) prints, so that a pidfile path that differs from the daemon's
+    /// (a relative path, another runtime directory) shows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::control::Stopped;
+    /// use std::path::Path;
+    ///
+    /// assert_eq!(
+    ///     Stopped::NotRunning.with_pidfile(Path::new("/run/x.pid")).to_string(),
+    ///     "not running (no daemon holds pidfile /run/x.pid)"
+    /// );
+    /// ```
+    #[must_use]
+    pub fn with_pidfile<'a>(&'a self, pidfile: &'a Path) -> impl fmt::Display + 'a {
+        StoppedWords {
+            stopped: self,
+            pidfile,
+        }
+    }
+}
+
+/// The words of a [`Stopped`], with the pidfile looked at.
+struct StoppedWords<'a> {
+    stopped: &'a Stopped,
+    pidfile: &'a Path,
+}
+
+impl fmt::Display for StoppedWords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.stopped {
+            Stopped::NotRunning => write!(
+                f,
+                "not running (no daemon holds pidfile {})",
+                self.pidfile.display()
+            ),
+            stopped => stopped.fmt(f),
+        }
+    }
 }
 
 impl fmt::Display for Stopped {

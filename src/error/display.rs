@@ -140,6 +140,21 @@ impl Error {
                 "not running (no process holds pidfile {}): start it first",
                 pidfile.display()
             ),
+            Error::OtherProgram {
+                pidfile,
+                pid,
+                program,
+            } => write!(
+                f,
+                "pidfile {} is held by pid {pid}, which runs {}, another program than this one: nothing was signalled (give each program a pidfile of its own; stop that one with its own command)",
+                pidfile.display(),
+                program.display()
+            ),
+            Error::NotPermitted { pidfile, pid, user } => write!(
+                f,
+                "not permitted to signal pid {pid} (pidfile {}), which user {user} started: run this as {user} (`sudo -u {user} ...`)",
+                pidfile.display()
+            ),
             Error::MissingDirectory { path, action, .. } => write!(
                 f,
                 "cannot {action} {}: the directory does not exist (create it first, or choose another path)",

@@ -161,6 +161,28 @@ pub enum Error {
         /// The pidfile.
         pidfile: PathBuf,
     },
+    /// The pidfile is held by a process that runs another program than the caller: two
+    /// programs were given one pidfile. The handle neither counts it as its daemon nor signals
+    /// it. (A program upgraded in place, or the same program installed at another path, is not
+    /// another program.)
+    OtherProgram {
+        /// The pidfile.
+        pidfile: PathBuf,
+        /// The process that holds it.
+        pid: Pid,
+        /// The executable that process runs.
+        program: PathBuf,
+    },
+    /// The system refused to signal the daemon (`EPERM`): it runs as another user than the
+    /// caller, who is not root.
+    NotPermitted {
+        /// The pidfile.
+        pidfile: PathBuf,
+        /// The daemon.
+        pid: Pid,
+        /// The user who owns the pidfile (who started the daemon), by name where it has one.
+        user: String,
+    },
     /// The directory that should contain a file does not exist.
     MissingDirectory {
         /// The file that could not be created.
@@ -410,6 +432,8 @@ impl Error {
         match self {
             Error::AlreadyRunning { pidfile, .. }
             | Error::NotRunning { pidfile }
+            | Error::OtherProgram { pidfile, .. }
+            | Error::NotPermitted { pidfile, .. }
             | Error::Unverified { pidfile, .. }
             | Error::ForeignProc { pidfile, .. }
             | Error::Handover { pidfile, .. } => Some(pidfile),

@@ -123,6 +123,8 @@ codec! {
     Unverified { pidfile, named, holder, command },
     ForeignProc { pidfile, reason },
     NotRunning { pidfile },
+    OtherProgram { pidfile, pid, program },
+    NotPermitted { pidfile, pid, user },
     MissingDirectory { path, action, source },
     Symlink { path, action, source },
     NotAFile { path, action, source },

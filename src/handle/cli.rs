@@ -26,9 +26,9 @@
 //! | `run` | ran in the foreground and stopped cleanly | 0 |
 //! | `status` | running | 0 |
 //! | `status` | not running, but a stale pidfile is left (with the reason, when it failed) | 1 |
-//! | `status` | not running | 3 |
-//! | `status` | unknown (the pidfile cannot be read or trusted, or its lock is held by a process that is not the daemon) | 4 |
-//! | any | failed: the error goes to stderr | 1 |
+//! | `status` | not running (the line names the pidfile it looked at) | 3 |
+//! | `status` | unknown (the pidfile cannot be read or trusted, its lock is held by a process that is not the daemon, or the daemon is another program's) | 4 |
+//! | any | failed: the error goes to stderr (another program's pidfile, another user's daemon: nothing is signalled) | 1 |
 //! | none, unknown, or followed by more arguments | usage printed to stderr | 2 |
 //! | `help`, `--help`, `-h` | usage printed to stdout | 0 |
 //!
@@ -179,7 +179,7 @@ impl Daemon {
     }
 
     fn say_stopped(&self, stopped: Stopped) {
-        println!("{}: {stopped}", self.name());
+        println!("{}: {}", self.name(), stopped.with_pidfile(self.pidfile()));
     }
 
     /// A restart: the listening sockets handed over, or a stop (said at once, with the reason

@@ -2,6 +2,7 @@
 //! `restart.rs`).
 
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::{Pid, Signal};
@@ -11,6 +12,7 @@ use crate::detach::{Side, detach, inherited_fds};
 use crate::engine::{Detached, Engine};
 use crate::error::Error;
 use crate::pidfile::Status;
+use crate::sys;
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
 ///
@@ -133,6 +135,7 @@ impl Daemon {
             return Err(Error::InsideRuntime);
         }
         if let Some(pid) = self.engine.pidfile().probe()?.pid() {
+            self.same_program(pid)?;
             return Err(Error::AlreadyRunning {
                 pidfile: self.pidfile().to_path_buf(),
                 pid: Some(pid),
@@ -235,7 +238,10 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::StillAlive`] if even SIGKILL did not end it; [`Error::Untrusted`] and the other
+    /// [`Error::OtherProgram`] when the pidfile's holder runs another program, and
+    /// [`Error::NotPermitted`] when the system refuses the signal (another user's daemon):
+    /// nothing is signalled then. [`Error::StillAlive`] if even SIGKILL did not end it;
+    /// [`Error::Untrusted`] and the other
     /// pidfile errors.
     ///
     /// # Examples
@@ -246,14 +252,18 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn stop(&self) -> Result<Stopped, Error> {
+        let holder = self.holder()?;
         control::stop(&self.engine.pidfile(), self.engine.settings().stop_timeout)
+            .map_err(|e| self.not_permitted(e, holder))
     }
 
     /// Whether the daemon runs, judged by the pidfile's lock rather than by the pid in it.
     ///
     /// # Errors
     ///
-    /// [`Error::Symlink`], [`Error::NotAFile`] or [`Error::Untrusted`] for a pidfile that cannot
+    /// [`Error::OtherProgram`] when the pidfile's holder runs another program than this one (two
+    /// programs given one pidfile). [`Error::Symlink`], [`Error::NotAFile`] or
+    /// [`Error::Untrusted`] for a pidfile that cannot
     /// be trusted.
     ///
     /// # Examples
@@ -264,7 +274,67 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn status(&self) -> Result<Status, Error> {
-        self.engine.pidfile().probe()
+        let status = self.engine.pidfile().probe()?;
+        if let Some(pid) = status.pid() {
+            self.same_program(pid)?;
+        }
+        Ok(status)
+    }
+
+    /// The daemon's pid before a signal goes to it, if the probe can tell; an error only when it
+    /// is another program's. Where the probe cannot tell, the signal's own way through the
+    /// process gate says why.
+    fn holder(&self) -> Result<Option<Pid>, Error> {
+        match self.status() {
+            Ok(status) => Ok(status.pid()),
+            Err(e @ Error::OtherProgram { .. }) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// [`Error::OtherProgram`] when `pid`, the pidfile's holder, runs another program than this
+    /// one. The executables are compared by path and, where the paths differ, by file name: a
+    /// program upgraded in place (`/proc` says "(deleted)" of the old file) or the same program
+    /// installed elsewhere (`target/release/counter` and `/usr/local/bin/counter`) is the same
+    /// program. Where either executable cannot be read (another user's process), nothing is
+    /// claimed.
+    fn same_program(&self, pid: Pid) -> Result<(), Error> {
+        let (Some(theirs), Some(ours)) = (sys::executable(pid), sys::executable(Pid::this()))
+        else {
+            return Ok(());
+        };
+        if theirs == ours || theirs.file_name() == ours.file_name() {
+            return Ok(());
+        }
+        Err(Error::OtherProgram {
+            pidfile: self.pidfile().to_path_buf(),
+            pid,
+            program: theirs,
+        })
+    }
+
+    /// `error`, or [`Error::NotPermitted`] when it is the system's refusal to signal `holder`,
+    /// naming the pidfile's owner, who started the daemon and may stop it.
+    fn not_permitted(&self, error: Error, holder: Option<Pid>) -> Error {
+        match (&error, holder) {
+            (Error::Sys { source, .. }, Some(pid))
+                if source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                let uid = std::fs::metadata(self.pidfile()).map(|m| m.uid()).ok();
+                let user = uid.map_or("another user".to_owned(), |uid| {
+                    nix::unistd::User::from_uid(uid.into())
+                        .ok()
+                        .flatten()
+                        .map_or(uid.to_string(), |user| user.name)
+                });
+                Error::NotPermitted {
+                    pidfile: self.pidfile().to_path_buf(),
+                    pid,
+                    user,
+                }
+            }
+            _ => error,
+        }
     }
 
     /// The running daemon's pid, or `None` when it is not running.
@@ -289,7 +359,8 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::NotRunning`] when the daemon does not run.
+    /// [`Error::NotRunning`] when the daemon does not run; [`Error::OtherProgram`] and
+    /// [`Error::NotPermitted`] as for [`stop`](Daemon::stop).
     ///
     /// # Examples
     ///
@@ -301,7 +372,8 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn send(&self, signal: Signal) -> Result<Pid, Error> {
-        control::send(&self.engine.pidfile(), signal)
+        let holder = self.holder()?;
+        control::send(&self.engine.pidfile(), signal).map_err(|e| self.not_permitted(e, holder))
     }
 }
 

@@ -217,6 +217,11 @@ impl Status {
     ///     killed.with_pidfile(Path::new("/run/x.pid")).to_string(),
     ///     "not running, but pidfile /run/x.pid is left, it names pid 42"
     /// );
+    /// // Where it looked, so that a pidfile path that differs from the daemon's shows.
+    /// assert_eq!(
+    ///     Status::NotRunning.with_pidfile(Path::new("/run/x.pid")).to_string(),
+    ///     "not running (no daemon holds pidfile /run/x.pid)"
+    /// );
     /// ```
     #[must_use]
     pub fn with_pidfile<'a>(&'a self, pidfile: &'a Path) -> impl fmt::Display + 'a {
@@ -261,7 +266,14 @@ impl fmt::Display for Words<'_> {
                     None => Ok(()),
                 }
             }
-            Status::NotRunning => f.write_str("not running"),
+            Status::NotRunning => match self.pidfile {
+                Some(pidfile) => write!(
+                    f,
+                    "not running (no daemon holds pidfile {})",
+                    pidfile.display()
+                ),
+                None => f.write_str("not running"),
+            },
             Status::Supervised {
                 pid,
                 child,

@@ -211,6 +211,18 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
     .collect()
 }
 
+/// The executable that `pid` runs: `kern.proc.pathname`, where it can be read.
+pub(crate) fn executable(pid: Pid) -> Option<std::path::PathBuf> {
+    let path = sysctl(&[
+        libc::CTL_KERN,
+        libc::KERN_PROC,
+        libc::KERN_PROC_PATHNAME,
+        pid.as_raw(),
+    ])
+    .ok()?;
+    super::portable::path_of_c_bytes(&path)
+}
+
 /// The command name of `pid`: `ki_comm`.
 pub(crate) fn command(pid: Pid) -> Option<String> {
     Some(super::portable::c_name(&process(pid)?.ki_comm)).filter(|c| !c.is_empty())

@@ -149,6 +149,13 @@ pub(crate) fn ns_pids(pid: Pid) -> Option<Vec<i32>> {
     line.split_whitespace().map(|n| n.parse().ok()).collect()
 }
 
+/// The executable that `pid` runs, from `/proc/PID/exe`, where it can be read (another user's
+/// process is not, except by root).
+pub(crate) fn executable(pid: Pid) -> Option<PathBuf> {
+    let link = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(super::without_deleted(link))
+}
+
 /// The command name of `pid`, where it can be read.
 pub(crate) fn command(pid: Pid) -> Option<String> {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;

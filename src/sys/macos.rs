@@ -175,6 +175,17 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
         .collect()
 }
 
+/// The executable that `pid` runs, from `proc_pidpath`, where it can be read.
+pub(crate) fn executable(pid: Pid) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut path = vec![0u8; libc::PROC_PIDPATHINFO_MAXSIZE as usize];
+    // SAFETY: the buffer is `path`, of the size given, which the call fills at most.
+    let n =
+        unsafe { libc::proc_pidpath(pid.as_raw(), path.as_mut_ptr().cast(), path.len() as u32) };
+    let n = usize::try_from(n).ok().filter(|&n| n > 0)?;
+    Some(std::ffi::OsStr::from_bytes(&path[..n.min(path.len())]).into())
+}
+
 /// The command name of `pid`, from `proc_name`.
 pub(crate) fn command(pid: Pid) -> Option<String> {
     let mut name = [0u8; 256];

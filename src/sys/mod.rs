@@ -110,8 +110,8 @@ pub(crate) use socket::{
 pub(crate) use socket::socket_path_max;
 
 pub(crate) use os::{
-    command, has_open, kernel_file_system, parent_of, process_group_members, rename_unless_exists,
-    thread_count,
+    command, executable, has_open, kernel_file_system, parent_of, process_group_members,
+    rename_unless_exists, thread_count,
 };
 
 #[cfg(target_os = "linux")]
@@ -154,3 +154,15 @@ pub(crate) const SIGNALS_PINNED: bool = cfg!(all(target_os = "linux", not(daemon
 
 #[cfg(test)]
 mod tests;
+
+/// A link's target without the ` (deleted)` that Linux adds once the file is replaced or
+/// removed: an executable upgraded in place is still the same program.
+#[cfg(target_os = "linux")]
+fn without_deleted(link: std::path::PathBuf) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = link.as_os_str().as_bytes();
+    match bytes.strip_suffix(b" (deleted)") {
+        Some(kept) => std::ffi::OsStr::from_bytes(kept).into(),
+        None => link,
+    }
+}

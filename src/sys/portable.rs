@@ -242,3 +242,11 @@ mod tests {
         assert_eq!(fs::read_to_string(&to).expect("read"), "1");
     }
 }
+
+/// A path that a system call wrote as C bytes, up to its first NUL; `None` when empty.
+#[cfg(any(target_os = "freebsd", target_os = "netbsd"))]
+pub(crate) fn path_of_c_bytes(bytes: &[u8]) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    (end > 0).then(|| std::ffi::OsStr::from_bytes(&bytes[..end]).into())
+}
