@@ -114,11 +114,12 @@ fn abstract_address(_name: &[u8]) -> io::Result<SocketAddr> {
 /// The first descriptor that a service manager passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
-/// The listening sockets that the service manager passed to this process (sd_listen_fds(3)):
-/// descriptors from 3, as many as `$LISTEN_FDS` says, when `$LISTEN_PID` is this process.
-/// They are made close-on-exec, and the three variables are removed from the environment so
-/// that the body's children do not take them too, where that is safe (a single thread).
-pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
+/// The sockets that the service manager passed to this process (sd_listen_fds(3)), with the
+/// names it gave them (`$LISTEN_FDNAMES`, `None` where it gave none): descriptors from 3, as
+/// many as `$LISTEN_FDS` says, when `$LISTEN_PID` is this process. They are made close-on-exec,
+/// and the three variables are removed from the environment so that the body's children do not
+/// take them too, where that is safe (a single thread).
+pub(crate) fn listen_fds() -> Vec<(std::os::fd::OwnedFd, Option<String>)> {
     let me = std::process::id().to_string();
     if std::env::var("LISTEN_PID").ok().as_deref() != Some(me.as_str()) {
         return Vec::new();
@@ -128,6 +129,16 @@ pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0 && n < 4096)
         .unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names: Vec<Option<String>> = names
+        .split(':')
+        .map(|name| Some(name.to_string()).filter(|n| !n.is_empty()))
+        .collect();
+    // Names that do not go with the descriptors one to one name none of them.
+    if names.len() != count as usize {
+        names = Vec::new();
+    }
+    names.resize(count as usize, None);
     crate::sys::remove_env_if_alone(&["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
     // A process with other threads keeps the variables: a second call (a second `run()`) must
     // not adopt the same descriptors again.
@@ -138,7 +149,15 @@ pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
     // SAFETY: the service manager passed these descriptors to this process for it to own, and
     // they are adopted once (above); sd_listen_fds(3) has any other reader of them unset
     // `$LISTEN_PID`, so nothing else in this process has taken them.
-    unsafe { crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count) }
+    let fds = unsafe { crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count) };
+    // A descriptor that is not open is left out, and its name with it.
+    fds.into_iter()
+        .map(|fd| {
+            let at = std::os::fd::AsRawFd::as_raw_fd(&fd) - LISTEN_FDS_START;
+            let name = names.get(at as usize).cloned().flatten();
+            (fd, name)
+        })
+        .collect()
 }
 
 /// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is

@@ -382,25 +382,35 @@ impl DaemonBuilder {
         self.set(|s| s.restart(policy))
     }
 
-    /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix
-    /// stream socket); any number of times. The daemon binds before it reports ready, so
-    /// `start()` fails with [`Error::Listen`](crate::Error::Listen) when the address is taken, and a client that
-    /// connects once `start()` has returned is never refused. As root, the socket is bound
-    /// before privileges are dropped, so a port below 1024 works for a daemon that runs as a user.
+    /// Listen on `address`: `host:port` (or `tcp:host:port`) for TCP, `udp:host:port` for a UDP
+    /// socket, an absolute path or `unix:PATH` for a Unix stream socket; `NAME=` before it
+    /// names the socket (`web=127.0.0.1:8080`). Any number of times. The daemon binds before it
+    /// reports ready, so `start()` fails with [`Error::Listen`](crate::Error::Listen) when the
+    /// address is taken, and a client that connects once `start()` has returned is never
+    /// refused. As root, the socket is bound before privileges are dropped, so a port below
+    /// 1024 works for a daemon that runs as a user.
     ///
     /// Under a service manager that passes sockets (systemd's `.socket` units, sd_listen_fds(3):
-    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), the
-    /// passed socket with the same address is taken instead of binding, else the passed ones in
-    /// order; the variables are removed from the environment. The body gets the sockets with
-    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener) and
-    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener), in the order of the `listen` calls.
+    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), a
+    /// named address takes the passed socket of that name (`FileDescriptorName=`,
+    /// `$LISTEN_FDNAMES`), each address the passed socket bound to it, and the addresses left
+    /// without a name take the passed ones left, in order; the variables are removed from the
+    /// environment. Every passed descriptor is checked: one that is not a socket the daemon
+    /// serves (a connection, from a socket unit with `Accept=yes`), or not the kind its address
+    /// asks for (a datagram socket for a TCP address), fails the start with `Error::Listen`,
+    /// which names the descriptor and says what it is. The body gets the sockets with
+    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener),
+    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener) and
+    /// [`ctl.udp_socket(i)`](crate::Ctl::udp_socket), in the order of the `listen` calls, and
+    /// finds a named one with [`ctl.listener_index(name)`](crate::Ctl::listener_index).
     ///
     /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder()
     ///     .listen("127.0.0.1:7000")
-    ///     .listen("/run/echo.sock");
+    ///     .listen("admin=/run/echo.sock")
+    ///     .listen("udp:127.0.0.1:5353");
     /// ```
     pub fn listen(mut self, address: impl Into<String>) -> Self {
         self.listen.push(address.into());

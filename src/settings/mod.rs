@@ -9,7 +9,7 @@ mod address;
 mod supervision;
 
 pub use account::Account;
-pub(crate) use address::Address;
+pub(crate) use address::{Address, Listen};
 pub use supervision::Restart;
 
 use std::os::fd::RawFd;
@@ -76,7 +76,7 @@ pub(crate) struct Settings {
     pub(crate) restart: Option<Restart>,
     /// Filled by the public builder, which collects them one `listen` call at a time.
     #[builder(setter(skip), default)]
-    pub(crate) listen: Vec<Address>,
+    pub(crate) listen: Vec<Listen>,
 }
 
 impl Settings {
