@@ -95,7 +95,7 @@ mod sys;
 pub use control::Stopped;
 pub use engine::{Ctl, Fetch, Outcome, StopFuture};
 pub use error::{Action, Error, HandoverKind, NotSignalled};
-pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
+pub use handle::{Daemon, DaemonBuilder, Health, Restarted, step, wrap};
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use pidfile::{Pidfile, PidfileLock, Status};

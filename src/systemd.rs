@@ -163,8 +163,14 @@ pub(crate) fn listen_fds() -> Vec<(std::os::fd::OwnedFd, Option<String>)> {
 /// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is
 /// unset or names this process.
 pub(crate) fn watchdog_period() -> Option<Duration> {
-    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
-        && pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id())
+    watchdog_period_for(std::process::id())
+}
+
+/// The watchdog period the service manager asks of process `pid`: `$WATCHDOG_USEC`, if
+/// `$WATCHDOG_PID` is unset or names `pid` (a supervised child asks for its supervisor's).
+pub(crate) fn watchdog_period_for(pid: u32) -> Option<Duration> {
+    if let Some(named) = std::env::var_os("WATCHDOG_PID")
+        && named.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(pid)
     {
         return None;
     }

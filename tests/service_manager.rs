@@ -459,3 +459,40 @@ fn logrotate_with_the_guides_stanza_loses_no_line() {
         "no line was lost or doubled across the rotation"
     );
 }
+
+#[test]
+fn a_supervised_daemon_tells_ready_reloads_and_stop_as_the_main_process() {
+    // READY=1 with MAINPID the supervisor (the process that the manager started) once the
+    // child is ready, RELOADING=1 and READY=1 around the child's SIGHUP handlers, STOPPING=1.
+    let fx = Fixture::new().with("FIXTURE_RESTART", "on-failure");
+    let manager = Manager::at_path(&fx);
+    ready_reload_stop(&fx, &manager);
+}
+
+#[test]
+fn a_supervised_body_pings_the_watchdog_through_its_supervisor_until_it_wedges() {
+    let fx = Fixture::new()
+        .with("FIXTURE_RESTART", "on-failure")
+        .with("FIXTURE_BODY", "wedge")
+        .with("FIXTURE_WEDGE_AFTER_MS", "1000");
+    let manager = Manager::at_path(&fx);
+    let _fg = manager.run(&fx, &[("WATCHDOG_USEC", OsStr::new("200000"))]);
+    manager.until("READY=1");
+    // Healthy: pings at half the period, sent by the supervisor for its child.
+    for _ in 0..3 {
+        manager.until("WATCHDOG=1");
+    }
+    assert!(
+        wait_until(DEADLINE, || fx.count_prefix("wedged ") == 1),
+        "the body wedges: {:?}",
+        fx.marks()
+    );
+    // A ping sent just before the wedge may still be on its way; then none comes.
+    while manager.next(Duration::from_millis(150)).is_some() {}
+    let mut after = Vec::new();
+    let quiet = Instant::now() + Duration::from_millis(600);
+    while let Some(datagram) = manager.next(quiet.saturating_duration_since(Instant::now())) {
+        after.push(datagram);
+    }
+    assert_eq!(pings(&after), 0, "no ping for a wedged body: {after:?}");
+}

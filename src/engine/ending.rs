@@ -104,6 +104,13 @@ impl Ending {
         &self.pidfile
     }
 
+    /// Mark the pidfile as the body's sign of life (see `health`).
+    pub(in crate::engine) fn mark_alive(&self) {
+        if let Some(pidfile) = lock(&self.pidfile).as_ref() {
+            pidfile.touch();
+        }
+    }
+
     pub(in crate::engine) fn successors(&self) -> &Successors {
         &self.successors
     }

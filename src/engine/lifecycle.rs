@@ -57,16 +57,12 @@ impl Woke {
 }
 
 impl Lifecycle {
-    /// A daemon's life that tells the service manager it stops, and pings its watchdog every
-    /// `watchdog` (half the period it asked for).
+    /// A daemon's life that tells the service manager it stops, and whose body pings
+    /// `watchdog`.
     pub(in crate::engine) fn new(
         notifier: Option<Arc<Notifier>>,
-        watchdog: Option<Duration>,
+        watchdog: Option<Watchdog>,
     ) -> io::Result<Arc<Lifecycle>> {
-        let watchdog = notifier
-            .as_ref()
-            .zip(watchdog)
-            .map(|(notifier, every)| Watchdog::new(notifier.clone(), every));
         let (wake_read, wake_write) = sys::pipe(true)?;
         Ok(Arc::new(Lifecycle {
             stopping: AtomicBool::new(false),

@@ -55,10 +55,13 @@ impl Readiness {
         if self.told.swap(true, Ordering::AcqRel) {
             return;
         }
-        let reporter = lock(&self.waiting).take();
-        if let Some(reporter) = reporter {
+        // `R` is written with the lock held: an event for the supervisor, which must come after
+        // it, waits until it is written (see `tell_supervisor_event`).
+        let mut waiting = lock(&self.waiting);
+        if let Some(reporter) = waiting.take() {
             reporter.ready();
         }
+        drop(waiting);
         if let Some(notifier) = &self.notifier {
             let _ = notifier.ready();
         }
@@ -71,6 +74,18 @@ impl Readiness {
             return None;
         }
         lock(&self.waiting).take().map(Waiting)
+    }
+
+    /// Tell a supervised child's supervisor of an event (`report::RELOADED`, `report::ALIVE`),
+    /// once it has heard that the child is ready: the events follow `R` in the report.
+    pub(in crate::engine) fn tell_supervisor_event(&self, event: u8) {
+        let waiting = lock(&self.waiting);
+        if !self.told.load(Ordering::Acquire) || waiting.is_some() {
+            return;
+        }
+        if let Some(pipe) = lock(&self.supervisor).as_mut() {
+            let _ = pipe.write_all(&[event]);
+        }
     }
 
     /// Tell a supervised child's supervisor why the body failed.

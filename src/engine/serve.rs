@@ -23,6 +23,7 @@ use crate::engine::role::Role;
 use crate::engine::signals::{CaughtSignals, Reload, catch_signals};
 use crate::engine::successors::{Handover, Successors};
 use crate::engine::supervise::{Child, Supervisor};
+use crate::engine::watchdog::Watchdog;
 use crate::engine::{Detached, Engine};
 use crate::error::{Action, Error};
 use crate::handover;
@@ -205,6 +206,15 @@ impl Engine {
             },
             log: self.log.clone(),
         });
+        // Each ping of the body marks the pidfile, for the `health` check: the end holds it.
+        if let Some(watchdog) = ending.lifecycle().watchdog() {
+            let end = Arc::downgrade(&ending);
+            watchdog.on_ping(move || {
+                if let Some(end) = end.upgrade() {
+                    end.mark_alive();
+                }
+            });
+        }
         let wrapped = lock(&self.body).is_wrapped();
         let grace = if wrapped {
             Duration::ZERO
@@ -371,19 +381,32 @@ impl Engine {
         role: Role,
     ) -> Result<Prepared, Error> {
         let notifier = notifier.map(Arc::new);
-        let lifecycle =
-            Lifecycle::new(notifier.clone(), watchdog_period().map(|period| period / 2)).map_err(
-                |e| Error::Sys {
-                    call: "pipe",
-                    source: e,
-                },
-            )?;
-        let readiness = Arc::new(Readiness::new(notifier));
+        let readiness = Arc::new(Readiness::new(notifier.clone()));
+        // A supervised child's pings go to its supervisor, which the service manager knows as
+        // its main process: the child pings at the period that the manager asked of it.
+        let supervised = matches!(role, Role::SupervisedChild { .. });
+        let manager_period = match supervised {
+            true => systemd::watchdog_period_for(nix::unistd::getppid().as_raw() as u32),
+            false => watchdog_period(),
+        };
+        let period = manager_period.map_or(self.settings.health_period, |p| {
+            p.min(self.settings.health_period)
+        });
+        let watchdog = Watchdog::new(
+            period / 2,
+            notifier.clone().filter(|_| manager_period.is_some()),
+            supervised.then(|| readiness.clone()),
+        );
+        let lifecycle = Lifecycle::new(notifier, Some(watchdog)).map_err(|e| Error::Sys {
+            call: "pipe",
+            source: e,
+        })?;
         let listeners = Arc::new(listeners);
         let ctl = Ctl::new(lifecycle.clone(), readiness.clone(), listeners.clone());
         let reload = Reload {
             notifier: lifecycle.notifier(),
             logs: role.has_log_files().then(|| self.logs()),
+            supervisor: supervised.then(|| readiness.clone()),
         };
         let signals = catch_signals(&self.handlers, &lifecycle, role, &reload)?;
         if let Some(pidfile) = pidfile.as_mut() {

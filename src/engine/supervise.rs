@@ -105,6 +105,10 @@ impl<'a> Supervisor<'a> {
         let mut failures: Vec<Instant> = Vec::new();
         let mut backoff = self.policy.first;
         let mut stopping = false;
+        // The service manager hears READY=1 once, when the first child is ready; after that the
+        // daemon stays ready across children, and hears of reloads and of the body's life.
+        let mut told_ready = false;
+        let watchdog = crate::systemd::watchdog_period().is_some();
         loop {
             let mut running = match self.spawn(restarts) {
                 Ok(Spawned::Parent(running)) => running,
@@ -133,15 +137,26 @@ impl<'a> Supervisor<'a> {
                 let (signal_ready, report_ready) =
                     wait(signals.fd(), running.child.exit_fd(), report, None);
                 if report_ready {
-                    running.listen();
-                    if running.ready
-                        && !stopping
-                        && let Some(reporter) = first_report.take()
-                    {
-                        reporter.ready();
+                    let (reloads, alive) = running.listen();
+                    if running.ready && !stopping && !told_ready {
+                        told_ready = true;
+                        if let Some(reporter) = first_report.take() {
+                            reporter.ready();
+                        }
                         if let Some(notifier) = &notifier {
                             let _ = notifier.ready();
                         }
+                    }
+                    if let Some(notifier) = &notifier {
+                        if reloads > 0 && !stopping {
+                            let _ = notifier.send("READY=1");
+                        }
+                        if alive && watchdog {
+                            let _ = notifier.send("WATCHDOG=1");
+                        }
+                    }
+                    if alive {
+                        self.lock.touch();
                     }
                 }
                 if signal_ready {
@@ -156,6 +171,10 @@ impl<'a> Supervisor<'a> {
                                 let _ = running.child.signal(signal);
                             }
                             Signal::SIGHUP => {
+                                // The child says when its handlers have run (READY=1 then).
+                                if told_ready && let Some(notifier) = &notifier {
+                                    let _ = notifier.reloading();
+                                }
                                 self.reopen_logs();
                                 let _ = running.child.signal(signal);
                             }
@@ -240,6 +259,9 @@ impl<'a> Supervisor<'a> {
                 }
                 for signal in signals.pending() {
                     if STOP_SIGNALS.contains(&signal) {
+                        if let Some(notifier) = &notifier {
+                            let _ = notifier.send("STOPPING=1");
+                        }
                         self.lock.unlink()?;
                         return Ok(());
                     }
@@ -326,8 +348,9 @@ enum Spawned {
 }
 
 impl Running {
-    /// Read what the child said so far.
-    fn listen(&mut self) {
+    /// Read what the child said so far; returns the events it sent since (how many reloads
+    /// ended, and whether its body showed life).
+    fn listen(&mut self) -> (usize, bool) {
         let mut buf = [0u8; 4096];
         loop {
             match self.report.read(&mut buf) {
@@ -339,9 +362,11 @@ impl Running {
                 Err(_) => break,
             }
         }
+        let events = report::take_events(&mut self.heard);
         if let (_, Some(Ok(()))) = report::parse(&self.heard) {
             self.ready = true;
         }
+        events
     }
 
     /// Reap the child if it has ended.

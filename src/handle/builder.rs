@@ -302,6 +302,24 @@ impl DaemonBuilder {
         self.set(|s| s.grace(grace))
     }
 
+    /// How long the body's loop may go without a sign of life before
+    /// [`health`](crate::Daemon::health) (the command line's `health`, for a Kubernetes exec
+    /// probe or a Docker `HEALTHCHECK`) says it is wedged. Default: 30 s. The signs are those
+    /// the systemd watchdog hears: [`ctl.running()`](crate::Ctl::running), `ctl.sleep`,
+    /// `ctl.readable`, each step, an idle messages body, a task on an async body's runtime. A
+    /// `run` body that blocks longer than this (in `accept`, say) must wait with a timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let b = daemons::Daemon::builder().health_period(Duration::from_secs(10));
+    /// ```
+    pub fn health_period(self, period: Duration) -> Self {
+        self.set(|s| s.health_period(period))
+    }
+
     /// Set-up that runs in the daemon once it is detached (its stdio redirected, its privileges
     /// dropped, its signals caught) and before it reports ready: loggers, connections, the
     /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What

@@ -111,6 +111,7 @@ impl Daemon {
             Some("stop") => self.cli_stop(),
             Some("restart") => self.cli_restart(),
             Some("status") => self.cli_status(),
+            Some("health") => self.cli_health(),
             Some("reload") => self.cli_reload(),
             Some("run") => self.cli_run(),
             Some("help" | "--help" | "-h") => {
@@ -127,11 +128,12 @@ impl Daemon {
 
     fn usage(&self) -> String {
         format!(
-            "usage: {} [--pidfile PATH] start|stop|restart|status|reload|run|help\n\
+            "usage: {} [--pidfile PATH] start|stop|restart|status|health|reload|run|help\n\
              \x20 start    start in the background (pidfile {})\n\
              \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
              \x20 restart  stop if running, then start (listening sockets: handed to the new instance)\n\
              \x20 status   exit 0 running, 1 dead with a pidfile left, 3 not running, 4 unknown\n\
+             \x20 health   exit 0 only while running and its body showed life lately\n\
              \x20 reload   send SIGHUP\n\
              \x20 run      run in the foreground (Ctrl-C stops)",
             self.name(),
@@ -210,6 +212,25 @@ impl Daemon {
             Ok(Restarted::StoppedThenStarted { pid, .. }) => self.say_started(Ok(pid)),
             Err(e) if stopped => self.say_started(Err(e)),
             Err(e) => self.fail(&e),
+        }
+    }
+
+    /// `health`: 0 while the body shows life, 1 wedged, 3 not running, 4 unknown.
+    fn cli_health(&self) -> u8 {
+        let name = self.name();
+        match self.health() {
+            Ok(health) => {
+                println!("{name}: {health}");
+                match health {
+                    crate::Health::Healthy { .. } => 0,
+                    crate::Health::Wedged { .. } => 1,
+                    crate::Health::NotRunning => 3,
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: health unknown: {e}");
+                4
+            }
         }
     }
 

@@ -74,6 +74,10 @@ pub(crate) struct Settings {
     pub(crate) grace: Option<Duration>,
     #[builder(setter(strip_option), default)]
     pub(crate) restart: Option<Restart>,
+    /// How long the body's loop may go without a sign of life before `health` says it is not
+    /// well.
+    #[builder(default = "Duration::from_secs(30)")]
+    pub(crate) health_period: Duration,
     /// Filled by the public builder, which collects them one `listen` call at a time.
     #[builder(setter(skip), default)]
     pub(crate) listen: Vec<Listen>,
