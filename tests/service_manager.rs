@@ -496,3 +496,92 @@ fn a_supervised_body_pings_the_watchdog_through_its_supervisor_until_it_wedges()
     }
     assert_eq!(pings(&after), 0, "no ping for a wedged body: {after:?}");
 }
+
+/// Every datagram with the pid of the process that sent it (`SO_PASSCRED`), until one has the
+/// line `line`.
+fn until_with_senders(manager: &Manager, line: &str) -> Vec<(String, i32)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    setsockopt(&manager.socket, sockopt::PassCred, &true).expect("SO_PASSCRED");
+    let end = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+        let received = recvmsg::<()>(
+            manager.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        );
+        let Ok(message) = received else { continue };
+        let sender = message
+            .cmsgs()
+            .expect("control messages")
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmCredentials(creds) => Some(creds.pid()),
+                _ => None,
+            })
+            .expect("the sender's credentials");
+        let n = message.bytes;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let found = text.lines().any(|l| l == line);
+        seen.push((text, sender));
+        if found {
+            return seen;
+        }
+    }
+    panic!("no {line} within {DEADLINE:?}; received {seen:?}");
+}
+
+#[test]
+fn a_restart_under_type_notify_names_the_new_main_process_and_never_says_stopping() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "listen-echo")
+        .with("FIXTURE_LISTEN", format!("127.0.0.1:{port}"));
+    let manager = Manager::at_path(&fx);
+    let mut fg = manager.run(&fx, &[]);
+    let old = fg.pid().as_raw();
+    let first = until_with_senders(&manager, "READY=1");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1, old);
+
+    // `ExecReload=... restart`: the command runs with the service's NOTIFY_SOCKET.
+    let mut restart = fx.command("restart");
+    restart.env("NOTIFY_SOCKET", &manager.address);
+    let reply = fx.execute(&mut restart);
+    assert_eq!(reply.code(), Some(0), "{reply:?}");
+    let heard = until_with_senders(&manager, "READY=1");
+    let new = heard[0].1;
+    assert_ne!(new, old, "{heard:?}");
+    assert_eq!(
+        heard[0].0,
+        format!("MAINPID={new}"),
+        "the new instance names itself first: {heard:?}"
+    );
+    assert!(
+        heard.iter().all(|(_, sender)| *sender == new),
+        "only the new instance spoke: {heard:?}"
+    );
+    assert_eq!(
+        fg.wait().code(),
+        Some(0),
+        "the old instance stopped cleanly"
+    );
+    assert!(
+        heard.iter().all(|(text, _)| !text.contains("STOPPING=1")),
+        "{heard:?}"
+    );
+    assert_eq!(
+        manager.next(Duration::from_millis(200)),
+        None,
+        "the outgoing instance says nothing, STOPPING=1 least of all"
+    );
+    assert_eq!(echo(port), "hello daemon", "the new instance serves");
+    assert_eq!(fx.run("stop").code(), Some(0));
+}

@@ -133,6 +133,13 @@ impl Lifecycle {
         }
     }
 
+    /// Never tell the service manager that this instance stops: it hands the service to a
+    /// successor, and systemd keeps the last READY=1 or STOPPING=1 it hears during a reload,
+    /// stopping the unit if that was STOPPING=1.
+    pub(in crate::engine) fn stop_silently(&self) {
+        self.stopping_told.store(true, Ordering::Release);
+    }
+
     pub(in crate::engine) fn notifier(&self) -> Option<Arc<Notifier>> {
         self.notifier.clone()
     }

@@ -236,8 +236,22 @@ impl Engine {
         let successors = ending.successors();
         let keeper = match handover {
             Handover::Takeover(takeover) => keeper.and_then(|keeper| {
+                // A service manager that follows a new main process (systemd's `Type=notify`
+                // with `NotifyAccess=all`) must hear of it before the running instance stops,
+                // or that exit ends the service; READY=1 follows once this one is ready. If the
+                // takeover fails, the running instance is the main process again.
+                let notifier = ending.lifecycle().notifier();
+                let predecessor = takeover.predecessor_pid();
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.send(&format!("MAINPID={}", std::process::id()));
+                }
                 successors
                     .take_over(ending.pidfile(), takeover)
+                    .inspect_err(|_| {
+                        if let (Some(notifier), Some(pid)) = (&notifier, predecessor) {
+                            let _ = notifier.send(&format!("MAINPID={pid}"));
+                        }
+                    })
                     .map(|()| keeper)
             }),
             Handover::Offer(Ok(offer)) => {

@@ -170,6 +170,7 @@ impl Successors {
                 self.log.log(&format!(
                     "handed the listening sockets and the pidfile to {successor}, which took over: stopping"
                 ));
+                lifecycle.stop_silently();
                 lifecycle.request_stop(Some(Signal::SIGTERM));
                 None
             }
