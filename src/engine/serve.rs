@@ -78,7 +78,7 @@ impl Engine {
         // The daemon proper, here or under a PID 1 that reaps for it: the caller's code goes on
         // in it after `run()`, as it would without the split.
         if let Split::Unsplit(why) = init::split()? {
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "running as PID 1 without an init of its own ({why}): orphans of this pid namespace are not reaped (run it under tini, or `docker run --init`)"
             ));
         }
@@ -111,7 +111,7 @@ impl Engine {
         };
         let notifier = Notifier::from_env().unwrap_or_else(|e| {
             self.log
-                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+                .warn(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
             None
         });
         if let Some(policy) = self.settings.restart {
@@ -261,7 +261,7 @@ impl Engine {
                 keeper
             }
             Handover::Offer(Err(e)) => {
-                self.log.log(&format!(
+                self.log.warn(&format!(
                     "cannot offer the listening sockets to a successor ({e}): a restart will stop, then start"
                 ));
                 keeper

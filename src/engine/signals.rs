@@ -127,7 +127,7 @@ pub(in crate::engine) fn reopen_logs(logs: &Logs, log: &Log) {
     if !logs.is_none()
         && let Err(e) = logs.reopen()
     {
-        log.log(&format!("keeping the old log files: {e}"));
+        log.warn(&format!("keeping the old log files: {e}"));
     }
 }
 

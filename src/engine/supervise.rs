@@ -124,7 +124,7 @@ impl<'a> Supervisor<'a> {
                         Some(mut reporter) => reporter.fail(&error),
                         None => self
                             .log
-                            .log(&format!("cannot start the body's process again: {error}")),
+                            .error(&format!("cannot start the body's process again: {error}")),
                     }
                     let _ = self.lock.unlink();
                     return Err(error);
@@ -233,7 +233,7 @@ impl<'a> Supervisor<'a> {
                         "gave up after {} failures within {within:?}; the last: {cause}",
                         failures.len()
                     );
-                    self.log.log(&reason);
+                    self.log.error(&reason);
                     let _ = self.lock.keep_with_failure(&reason);
                     return Err(Error::Body { message: reason });
                 }
@@ -241,7 +241,7 @@ impl<'a> Supervisor<'a> {
             restarts += 1;
             // No child runs during the wait: `status` says so.
             // The log line first: whoever reads the count in the pidfile finds its line logged.
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
                 running.child.pid()
             ));

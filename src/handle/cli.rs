@@ -142,7 +142,13 @@ impl Daemon {
     }
 
     fn fail(&self, e: &Error) -> u8 {
-        eprintln!("{}: {e}", self.name());
+        // Under systemd, `run`'s failure is an error in the journal (`journalctl -p err`).
+        let priority = if crate::engine::stderr_is_journal() {
+            "<3>"
+        } else {
+            ""
+        };
+        eprintln!("{priority}{}: {e}", self.name());
         1
     }
 
