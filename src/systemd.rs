@@ -85,6 +85,31 @@ impl Notifier {
         self.send(&format!("READY=1\nMAINPID={}", std::process::id()))
     }
 
+    /// Why the daemon fails before it is ready, before it exits: `STATUS=` the reason and
+    /// `ERRNO=` the system's error where there is one, `EIO` otherwise (start-stop-daemon's
+    /// `--notify-await` ends its wait on `ERRNO=`, not on an exit).
+    pub(crate) fn failed(&self, error: &crate::Error) -> io::Result<()> {
+        let mut errno = None;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(at) = source {
+            if let Some(io) = at.downcast_ref::<io::Error>()
+                && let Some(code) = io.raw_os_error()
+            {
+                errno = Some(code);
+                break;
+            }
+            source = at.source();
+        }
+        let status = error.to_string().replace('\n', " ");
+        let errno = errno.unwrap_or(libc::EIO);
+        self.send(&format!("STATUS={status}\nERRNO={errno}"))
+    }
+
+    /// Ask for `more` time to start than the manager would give (`EXTEND_TIMEOUT_USEC=`).
+    pub(crate) fn extend_start(&self, more: Duration) -> io::Result<()> {
+        self.send(&format!("EXTEND_TIMEOUT_USEC={}", more.as_micros()))
+    }
+
     /// `RELOADING=1`, with the monotonic timestamp that `Type=notify-reload` expects.
     pub(crate) fn reloading(&self) -> io::Result<()> {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)

@@ -585,3 +585,112 @@ fn a_restart_under_type_notify_names_the_new_main_process_and_never_says_stoppin
     assert_eq!(echo(port), "hello daemon", "the new instance serves");
     assert_eq!(fx.run("stop").code(), Some(0));
 }
+
+/// The `STATUS=` and `ERRNO=` that a daemon failing before ready sends before it exits 1.
+fn failure_heard(fx: &Fixture) -> (String, String) {
+    let manager = Manager::at_path(fx);
+    let mut fg = manager.run(fx, &[]);
+    let status = fg.wait();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let mut heard = Vec::new();
+    while let Some(datagram) = manager.next(Duration::from_millis(100)) {
+        heard.push(datagram);
+    }
+    let failure = heard
+        .iter()
+        .find(|d| field(d, "ERRNO").is_some())
+        .unwrap_or_else(|| panic!("an ERRNO= before the exit: {heard:?}"));
+    assert!(
+        heard.iter().all(|d| field(d, "READY").is_none()),
+        "{heard:?}"
+    );
+    (
+        field(failure, "STATUS").unwrap_or_default().to_string(),
+        field(failure, "ERRNO").unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_taken_address_reaches_the_manager_with_its_errno() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "listen-echo")
+        .with("FIXTURE_LISTEN", &address);
+    let (status, errno) = failure_heard(&fx);
+    assert!(
+        status.contains(&format!("cannot listen on {address}")),
+        "{status}"
+    );
+    assert_eq!(errno, libc::EADDRINUSE.to_string());
+}
+
+#[test]
+fn a_failed_setup_reaches_the_manager_with_a_generic_errno() {
+    let fx = Fixture::new().with("FIXTURE_SETUP", "fail");
+    let (status, errno) = failure_heard(&fx);
+    assert!(status.contains("no database"), "{status}");
+    assert_eq!(errno, libc::EIO.to_string());
+}
+
+#[test]
+fn a_supervised_first_child_that_fails_reaches_the_manager() {
+    let fx = Fixture::new()
+        .with("FIXTURE_RESTART", "on-failure")
+        .with("FIXTURE_BODY", "fail-before-ready");
+    let (status, errno) = failure_heard(&fx);
+    assert!(status.contains("no database"), "{status}");
+    assert_eq!(errno, libc::EIO.to_string());
+}
+
+#[test]
+fn a_ready_timeout_longer_than_the_managers_asks_for_more_time() {
+    let fx = Fixture::new().with("FIXTURE_READY_TIMEOUT_MS", "150000");
+    let manager = Manager::at_path(&fx);
+    let mut fg = manager.run(&fx, &[]);
+    let heard = manager.until("READY=1");
+    assert_eq!(
+        field(&heard[0], "EXTEND_TIMEOUT_USEC"),
+        Some("150000000"),
+        "{heard:?}"
+    );
+    fg.signal(Signal::SIGTERM);
+    assert_eq!(fg.wait().code(), Some(0));
+}
+
+#[test]
+fn start_stop_daemon_notify_await_hears_a_failed_start_at_once() {
+    if !common::require_tool("start-stop-daemon") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "listen-echo")
+        .with("FIXTURE_LISTEN", &address);
+    let mut command = std::process::Command::new(common::tool_path("start-stop-daemon"));
+    command
+        .args(["--start", "--background", "--notify-await"])
+        // Without ERRNO= it would wait this long, then say it timed out.
+        .args(["--notify-timeout", "300"])
+        // Matched by its pidfile only: other tests run the same binary.
+        .arg("--pidfile")
+        .arg(fx.pidfile())
+        .arg("--startas")
+        .arg(common::fixture_binary())
+        .args(["--", "run"])
+        .env_clear()
+        .envs(
+            fx.command("run")
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        );
+    let reply = fx.execute(&mut command);
+    assert_ne!(reply.code(), Some(0), "{reply:?}");
+    assert!(
+        reply
+            .stderr
+            .contains("program failed to initialize (Address already in use)"),
+        "{reply:?}"
+    );
+}

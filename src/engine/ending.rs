@@ -207,6 +207,7 @@ impl Ending {
         }
         if let Err(e) = &result {
             self.readiness.tell_supervisor(e);
+            self.readiness.tell_manager_failure(e);
         }
         // A caller of `start()` still waiting hears the failure itself: nothing is left then.
         let waiting = self.readiness.still_waiting();

@@ -67,6 +67,15 @@ impl Readiness {
         }
     }
 
+    /// Tell the service manager why the daemon fails, if it never said that it was ready.
+    pub(in crate::engine) fn tell_manager_failure(&self, error: &Error) {
+        if !self.told.load(Ordering::Acquire)
+            && let Some(notifier) = &self.notifier
+        {
+            let _ = notifier.failed(error);
+        }
+    }
+
     /// The caller, if readiness was never reported: it is still waiting, and should hear why the
     /// daemon ends.
     pub(in crate::engine) fn still_waiting(&self) -> Option<Waiting> {

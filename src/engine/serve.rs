@@ -32,6 +32,10 @@ use crate::pidfile::PidfileLock;
 use crate::sync::lock;
 use crate::systemd::{self, Notifier, watchdog_period};
 
+/// systemd's default start timeout (`DefaultTimeoutStartSec=`): a longer ready timeout asks the
+/// manager for more time (`EXTEND_TIMEOUT_USEC=`).
+const MANAGER_START_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// What [`Engine::take_process`] got: the pidfile, the listening sockets, and the instance's
 /// part in restarts.
 struct Taken {
@@ -96,6 +100,17 @@ impl Engine {
             Some(d) => (Some(d.reporter), Some(d.inherited), d.successor),
             None => (None, None, false),
         };
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            self.log
+                .warn(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+            None
+        });
+        // A set-up allowed longer than systemd's default start timeout (90 s) asks for it.
+        if self.settings.ready_timeout > MANAGER_START_TIMEOUT
+            && let Some(notifier) = &notifier
+        {
+            let _ = notifier.extend_start(self.settings.ready_timeout);
+        }
         let Taken {
             lock,
             listeners,
@@ -106,14 +121,12 @@ impl Engine {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
                 }
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.failed(&error);
+                }
                 return Err(error);
             }
         };
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            self.log
-                .warn(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
-            None
-        });
         if let Some(policy) = self.settings.restart {
             drop(handover);
             let supervisor = Supervisor {
@@ -155,6 +168,11 @@ impl Engine {
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
+                }
+                if !matches!(role, Role::SupervisedChild { .. })
+                    && let Ok(Some(notifier)) = Notifier::from_env()
+                {
+                    let _ = notifier.failed(&error);
                 }
                 return Err(error);
             }

@@ -118,6 +118,9 @@ impl<'a> Supervisor<'a> {
                     self.serve_child(child, report)
                 }
                 Err(error) => {
+                    if !told_ready && let Some(notifier) = &notifier {
+                        let _ = notifier.failed(&error);
+                    }
                     // The first child: `start()` fails with the fork's error. A later one: the
                     // log says why the body is not started again.
                     match first_report.take() {
@@ -203,10 +206,16 @@ impl<'a> Supervisor<'a> {
                 self.lock.unlink()?;
                 return Ok(());
             }
-            if let Some(mut reporter) = first_report.take() {
-                // The first child did not get as far as ready: `start()` fails with its error.
+            if !told_ready {
+                // The first child did not get as far as ready: `start()` fails with its error,
+                // and the service manager hears it.
                 let error = running.startup_error().unwrap_or(Error::DaemonVanished);
-                reporter.fail(&error);
+                if let Some(mut reporter) = first_report.take() {
+                    reporter.fail(&error);
+                }
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.failed(&error);
+                }
                 let _ = self.lock.unlink();
                 return Err(error);
             }
