@@ -211,6 +211,29 @@ fn a_start_that_fails_exits_1_and_names_the_path() {
 }
 
 #[test]
+fn a_failing_command_says_the_reason_the_system_gave() {
+    // The pidfile's directory is a regular file: the kernel's reason (ENOTDIR) is the one thing
+    // that tells the operator what is wrong, so it follows the message, as `{:#}` prints it.
+    let mut fx = Fixture::new();
+    fs::write(fx.path("plain"), "").expect("a regular file");
+    let pidfile = fx.path("plain/daemon.pid");
+    fx.set("FIXTURE_PIDFILE", &pidfile);
+    for command in ["start", "status", "stop"] {
+        let out = fx.run(command);
+        assert_ne!(out.code(), Some(0), "{command}: {out:?}");
+        assert!(
+            out.stderr.contains(&pidfile.display().to_string()),
+            "{command}: the error names the path: {out:?}"
+        );
+        assert!(
+            out.stderr.contains("Not a directory (os error 20)"),
+            "{command}: the error says the system's reason: {out:?}"
+        );
+    }
+    assert_eq!(fx.processes(), vec![], "no daemon is left");
+}
+
+#[test]
 fn stop_kills_a_daemon_that_ignores_sigterm_after_the_stop_timeout() {
     // The body ignores the stop and is abandoned after the grace period, but a stop handler
     // never returns: only SIGKILL ends it.

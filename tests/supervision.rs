@@ -1,4 +1,4 @@
-//! Supervision (`.restart(Restart::...)`), checked from outside: the supervisor holds the
+//! Supervision (`.supervise(Supervision::...)`), checked from outside: the supervisor holds the
 //! pidfile and runs the body in a child, which comes back after a crash with a backoff that
 //! doubles, until the limit; signals reach the child, a stop ends both, and nothing is left.
 //!

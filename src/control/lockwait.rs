@@ -6,7 +6,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+use crate::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
@@ -253,7 +254,7 @@ mod tests {
         drop(waiter);
         // Killed and reaped: no such child any more.
         if let Some(child) = child {
-            assert!(waitpid(child, Some(WaitPidFlag::WNOHANG)).is_err());
+            assert!(waitpid(child.nix(), Some(WaitPidFlag::WNOHANG)).is_err());
         }
         drop(holder);
         assert!(lockable(&path));

@@ -220,11 +220,12 @@ impl Ctl {
     /// ```
     /// let daemon = daemons::Daemon::builder()
     ///     .pidfile("/tmp/doc-listeners.pid")
-    ///     .run(|ctl| assert_eq!(ctl.listeners(), 0))
+    ///     .run(|ctl| assert_eq!(ctl.listener_count(), 0))
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
-    pub fn listeners(&self) -> usize {
+    #[must_use]
+    pub fn listener_count(&self) -> usize {
         self.listeners.len()
     }
 
@@ -234,6 +235,7 @@ impl Ctl {
     ///
     /// See [`Ctl`].
     #[inline]
+    #[must_use]
     pub fn running(&self) -> bool {
         if let Some(watchdog) = self.lifecycle.watchdog() {
             watchdog.ping_if_due();
@@ -424,6 +426,7 @@ impl Ctl {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use]
     pub fn stop_fd(&self) -> BorrowedFd<'_> {
         self.lifecycle.wake_fd()
     }
@@ -456,7 +459,7 @@ fn not_the_kind(index: usize, found: &Socket, wanted: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
+    use crate::Signal;
     use std::thread;
 
     #[test]

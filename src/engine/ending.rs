@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::{Pid, getpgrp};
+use crate::{Pid, Signal};
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
@@ -201,7 +200,7 @@ impl Ending {
             result = result.and(Err(Error::StopHandler { message }));
         }
         if let Some(grace) = self.leaving.stop_children
-            && (role.owns_process() || getpgrp() == Pid::this())
+            && (role.owns_process() || sys::process_group() == Pid::this())
         {
             stop_children(grace, &self.log);
         }
@@ -241,7 +240,7 @@ impl Ending {
 /// exits after the group was read, and whose pid another process gets, is not that process.
 /// The wait wakes as each exits.
 fn stop_children(grace: Duration, log: &Log) {
-    let group = getpgrp();
+    let group = sys::process_group();
     let members: Vec<Target> = sys::process_group_members(group)
         .into_iter()
         .filter_map(|pid| {
@@ -283,7 +282,7 @@ fn stop_children(grace: Duration, log: &Log) {
 
 /// Whether `pid` is in process group `group`; what it is in instead.
 fn in_group(pid: Pid, group: Pid) -> Result<(), String> {
-    match nix::unistd::getpgid(Some(pid)) {
+    match sys::process_group_of(pid) {
         Ok(found) if found == group => Ok(()),
         Ok(found) => Err(format!(
             "pid {pid} is in process group {found}, not in the daemon's group {group}"

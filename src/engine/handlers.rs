@@ -5,7 +5,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
 use crate::engine::body::outcome::panic_message;
 use crate::engine::log::Log;

@@ -15,10 +15,10 @@
 //!
 //! [`SignalPipe`]: crate::engine::signals::SignalPipe
 
+use crate::{Pid, Signal};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::engine::role::Role;
 use crate::error::Error;
@@ -55,9 +55,9 @@ pub(in crate::engine) fn split() -> Result<Split, Error> {
     }
     let mut set = SigSet::empty();
     for signal in FORWARDED {
-        set.add(signal);
+        set.add(signal.nix());
     }
-    set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGCHLD.nix());
     // Blocked before the fork: what arrives meanwhile waits for the init to forward it.
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
@@ -80,18 +80,18 @@ pub(in crate::engine) fn split() -> Result<Split, Error> {
 /// (128 + the signal's number if a signal ended it) is the init's.
 fn serve_as_init(mut daemon: Child, set: &SigSet) -> i32 {
     loop {
-        match set.wait() {
-            Ok(Signal::SIGCHLD) => {
+        match set.wait().map(Signal::from_nix) {
+            Ok(Some(Signal::SIGCHLD)) => {
                 if let Some(code) = reap(&mut daemon) {
                     // The daemon is gone; the namespace ends with PID 1, which takes the other
                     // processes with it.
                     return code;
                 }
             }
-            Ok(signal) => {
+            Ok(Some(signal)) => {
                 let _ = daemon.signal(signal);
             }
-            Err(_) => {}
+            Ok(None) | Err(_) => {}
         }
     }
 }
@@ -101,8 +101,10 @@ fn reap(daemon: &mut Child) -> Option<i32> {
     let mut code = None;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, status)) if daemon.reaped_as(pid) => code = Some(status),
-            Ok(WaitStatus::Signaled(pid, signal, _)) if daemon.reaped_as(pid) => {
+            Ok(WaitStatus::Exited(pid, status)) if daemon.reaped_as(Pid::from_nix(pid)) => {
+                code = Some(status)
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if daemon.reaped_as(Pid::from_nix(pid)) => {
                 code = Some(128 + signal as i32)
             }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return code,

@@ -12,7 +12,7 @@ use std::task::Waker;
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
 use crate::engine::watchdog::Watchdog;
 use crate::sync::lock;

@@ -28,6 +28,7 @@ mod watchdog;
 
 #[cfg(feature = "tokio")]
 pub(crate) use body::asynchronous;
+pub(crate) use body::outcome::outcome_text;
 pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;
@@ -39,7 +40,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;

@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use nix::sys::stat::{Mode, umask};
-use nix::unistd::{Pid, chdir};
+use nix::unistd::chdir;
 
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds};
 use crate::engine::body::outcome::panic_message;
@@ -127,7 +127,7 @@ impl Engine {
                 return Err(error);
             }
         };
-        if let Some(policy) = self.settings.restart {
+        if let Some(policy) = self.settings.supervision {
             drop(handover);
             let supervisor = Supervisor {
                 policy,
@@ -460,7 +460,7 @@ impl Child for Engine {
     fn serve_child(&self, report: Reporter, role: Role, listeners: &Listeners) -> i32 {
         // Its own process group, so that `stop_children` ends the body's children, never the
         // supervisor; signals come through the supervisor.
-        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        let _ = crate::sys::own_process_group();
         // The body's process must never unwind into the supervisor's code, a copy of which it is.
         let served = catch_unwind(AssertUnwindSafe(|| {
             let listeners = listeners.duplicate().map_err(|e| Error::Sys {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 use signal_hook::SigId;
 use signal_hook::iterator::backend::{Handle, SignalDelivery};
 use signal_hook::iterator::exfiltrator::SignalOnly;
@@ -276,7 +276,7 @@ impl CaughtSignals {
                 pipe
             })
             .map_err(|e| Error::Sys {
-                call: "spawn the control thread",
+                call: "spawn the signal thread",
                 source: e,
             })?;
         Ok(SignalThread {

@@ -8,8 +8,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;

@@ -1,4 +1,4 @@
-//! Supervision: with a [`Restart`] policy the daemon is a small supervisor that holds the
+//! Supervision: with a [`Supervision`] policy the daemon is a small supervisor that holds the
 //! pidfile and runs the body in a child process, started again after a crash, with a backoff
 //! that doubles and a limit.
 //!
@@ -13,8 +13,9 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use crate::Signal;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
@@ -28,7 +29,7 @@ use crate::gate::process;
 use crate::listen::Listeners;
 use crate::pidfile::{Note, PidfileLock};
 use crate::report;
-use crate::settings::Restart;
+use crate::settings::Supervision;
 use crate::sync::Deadline;
 use crate::sys;
 use crate::systemd::Notifier;
@@ -64,7 +65,7 @@ pub(in crate::engine) trait Child {
 
 /// The supervisor's world: its pidfile, its signals, its log.
 pub(in crate::engine) struct Supervisor<'a> {
-    pub(in crate::engine) policy: Restart,
+    pub(in crate::engine) policy: Supervision,
     pub(in crate::engine) lock: PidfileLock,
     /// The listening sockets: the supervisor keeps them open across children, so that no
     /// connection is refused while a child is started again.
@@ -304,7 +305,7 @@ impl<'a> Supervisor<'a> {
         // anything in the child, and a stop forwarded at that moment would be lost.
         let mut caught = SigSet::empty();
         for &signal in self.forwarded.iter().chain([&Signal::SIGCHLD]) {
-            caught.add(signal);
+            caught.add(signal.nix());
         }
         let mut mask = SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&caught), Some(&mut mask))
@@ -382,7 +383,9 @@ impl Running {
     fn reap(&mut self) -> Option<Exit> {
         match self.child.try_wait() {
             Ok(Some(WaitStatus::Exited(_, code))) => Some(Exit::Code(code)),
-            Ok(Some(WaitStatus::Signaled(_, signal, _))) => Some(Exit::Signal(signal)),
+            Ok(Some(WaitStatus::Signaled(_, signal, _))) => {
+                Some(Signal::from_nix(signal).map_or(Exit::Code(128 + signal as i32), Exit::Signal))
+            }
             Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(1)),
             _ => None,
         }

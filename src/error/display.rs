@@ -55,14 +55,28 @@ impl Error {
                 "{signal} cannot be handled: the kernel does not let a process catch it (or catching it hides a crash); register handlers for other signals"
             ),
             Error::InvalidSetting { setting, reason } => write!(f, ".{setting}(): {reason}"),
-            Error::Threads { count: Some(count) } => write!(
-                f,
-                "cannot fork: this process runs {count} threads, and fork copies only one of them; start() and a supervised run() fork: call them before spawning threads or building a runtime, and create those inside the body"
-            ),
-            Error::Threads { count: None } => write!(
-                f,
-                "cannot fork: this process cannot tell how many threads it runs (on Linux, /proc/self/task cannot be read: mount /proc), and fork is only safe with one"
-            ),
+            Error::Threads {
+                count,
+                test_harness,
+            } => {
+                match count {
+                    Some(count) => write!(
+                        f,
+                        "cannot fork: this process runs {count} threads, and fork copies only one of them; start() and a supervised run() fork: call them before spawning threads or building a runtime, and create those inside the body"
+                    )?,
+                    None => write!(
+                        f,
+                        "cannot fork: this process cannot tell how many threads it runs (on Linux, /proc/self/task cannot be read: mount /proc), and fork is only safe with one"
+                    )?,
+                }
+                if *test_harness {
+                    write!(
+                        f,
+                        "; this is a test harness, whose tests run among its threads: start the daemon from a program of its own (an example or a binary the test runs), or from a doc-test, which runs as a process of its own (see the guide's section \"Testing a daemon\", daemons::guide#testing-a-daemon)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Fork { source } => {
                 write!(f, "fork failed")?;
                 if source.raw_os_error() == Some(libc::EAGAIN) {

@@ -48,8 +48,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 pub use action::Action;
 
@@ -109,12 +108,16 @@ pub enum Error {
     },
     /// A fork was refused: the process runs other threads, or cannot tell how many it runs.
     /// `fork` would copy only the calling thread and leave any lock the others hold locked
-    /// forever. `start()` forks, and so does `run()` with [`restart`](crate::DaemonBuilder::restart)
+    /// forever. `start()` forks, and so does `run()` with [`supervise`](crate::DaemonBuilder::supervise)
     /// (for each body).
     Threads {
         /// How many threads the process runs; `None` when the system does not tell (on Linux,
         /// `/proc` is not mounted), which is refused too.
         count: Option<usize>,
+        /// Whether the process looks like a test harness (libtest names its threads after the
+        /// tests, and is given `--test-threads` or `RUST_TEST_THREADS`): a `#[test]` always runs
+        /// among other threads, and the message then says how to test a daemon instead.
+        test_harness: bool,
     },
     /// `fork` failed: the process limit of the user (`RLIMIT_NPROC`, `ulimit -u`) is reached, or
     /// the system is short of memory or processes.
@@ -405,6 +408,7 @@ impl Error {
     /// let err = Pidfile::new("/no/such/dir/x.pid").acquire().unwrap_err();
     /// assert_eq!(err.path().unwrap(), std::path::Path::new("/no/such/dir/x.pid"));
     /// ```
+    #[must_use]
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::AlreadyRunning { pidfile, .. }
@@ -433,6 +437,7 @@ impl Error {
     /// let err = Error::StillAlive { pid: Pid::from_raw(42) };
     /// assert_eq!(err.pid(), Some(Pid::from_raw(42)));
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Error::AlreadyRunning { pid, .. } | Error::StartTimeout { pid, .. } => *pid,
@@ -455,6 +460,7 @@ impl Error {
     /// assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(libc::EISDIR));
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[must_use]
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             Error::Io { source, .. }
@@ -590,9 +596,15 @@ mod tests {
             e.io_error().and_then(io::Error::raw_os_error),
             Some(libc::ENOENT)
         );
-        let e = Error::Threads { count: Some(3) };
+        let e = Error::Threads {
+            count: Some(3),
+            test_harness: false,
+        };
         assert!(e.to_string().contains("3 threads"));
-        let e = Error::Threads { count: None };
+        let e = Error::Threads {
+            count: None,
+            test_harness: false,
+        };
         assert!(e.to_string().contains("mount /proc"));
         let e = Error::Fork {
             source: io::Error::from_raw_os_error(libc::EAGAIN),
@@ -624,7 +636,13 @@ mod tests {
                 "{shown}"
             );
         }
-        let threads = format!("{:?}", Error::Threads { count: Some(2) });
+        let threads = format!(
+            "{:?}",
+            Error::Threads {
+                count: Some(2),
+                test_harness: false
+            }
+        );
         assert!(
             threads.starts_with("Threads { message: \"cannot fork: this process runs 2 threads"),
             "{threads}"

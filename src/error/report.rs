@@ -15,8 +15,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use super::{Action, Error, HandoverKind, NotSignalled};
 
@@ -141,7 +140,7 @@ codec! {
     SeveralBodies {},
     ForbiddenSignal { signal },
     InvalidSetting { setting, reason },
-    Threads { count },
+    Threads { count, test_harness },
     Fork { source },
     InsideRuntime {},
     AlreadyRunning { pidfile, pid },
@@ -190,7 +189,7 @@ const NAMES: &[&str] = &[
     "read /proc",
     "setsid",
     "sigprocmask",
-    "spawn the control thread",
+    "spawn the signal thread",
     "spawn the keeper thread",
     // Settings: the builder's methods.
     "group",
@@ -249,7 +248,7 @@ impl Field for &'static str {
     }
     #[cfg(test)]
     fn sample() -> Self {
-        "spawn the control thread"
+        "spawn the signal thread"
     }
 }
 
@@ -289,6 +288,19 @@ impl Field for usize {
     #[cfg(test)]
     fn sample() -> Self {
         7
+    }
+}
+
+impl Field for bool {
+    fn put(&self, w: &mut Writer) {
+        w.number(u8::from(*self));
+    }
+    fn take(r: &mut Reader<'_>) -> Option<Self> {
+        Some(r.number::<u8>()? != 0)
+    }
+    #[cfg(test)]
+    fn sample() -> Self {
+        true
     }
 }
 
@@ -483,7 +495,10 @@ mod tests {
             not_killed,
         };
         for error in [
-            Error::Threads { count: None },
+            Error::Threads {
+                count: None,
+                test_harness: true,
+            },
             Error::Unverified {
                 pidfile: "/run/x.pid".into(),
                 named: None,

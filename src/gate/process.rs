@@ -24,10 +24,9 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
+use crate::{Pid, Signal};
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::error::NotSignalled;
 use crate::sync::Deadline;
@@ -235,11 +234,10 @@ const SEND_CALL: &str = if sys::SIGNALS_PINNED {
 
 /// Send `signal` to `pid` through its pin when there is one, by pid otherwise (the callers say
 /// why the pid is safe then), and tell an exited process from a refusal.
-#[allow(clippy::disallowed_methods)]
 fn deliver(pin: Option<&ExitWatch>, pid: Pid, signal: Signal) -> Result<(), Refused> {
     let sent = match pin {
         Some(watch) => send(watch, pid, signal),
-        None => nix::sys::signal::kill(pid, signal).map_err(io::Error::from),
+        None => kill(pid, signal),
     };
     sent.map_err(|e| match e.raw_os_error() {
         Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
@@ -277,12 +275,18 @@ fn send(watch: &ExitWatch, _pid: Pid, signal: Signal) -> io::Result<()> {
 /// look and the `kill`, in which the process would have to exit, be reaped and its pid be given
 /// to a new process.
 #[cfg(any(not(target_os = "linux"), daemons_portable))]
-#[allow(clippy::disallowed_methods)]
 fn send(watch: &ExitWatch, pid: Pid, signal: Signal) -> io::Result<()> {
     if watch.exited(Duration::ZERO)? {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
-    nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
+    kill(pid, signal)
+}
+
+/// `kill(2)`: only where the pin is not a handle, once the check holds (see [`Pinned`]), or to
+/// a child not yet reaped. The door's one `kill`.
+#[allow(clippy::disallowed_methods)]
+fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
+    nix::sys::signal::kill(pid.nix(), signal.nix()).map_err(io::Error::from)
 }
 
 /// Wait at most `timeout` until every one of `targets` has exited. Returns which have not, by
@@ -402,7 +406,7 @@ impl Child {
             return Err(Errno::ECHILD);
         }
         loop {
-            match waitpid(self.pid, flags) {
+            match waitpid(self.pid.nix(), flags) {
                 Ok(WaitStatus::StillAlive) => return Ok(None),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     self.reaped = true;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{Body, Ctl, Fetch, Outcome, pool};
+use crate::engine::{Body, Ctl, Fetch, Outcome, outcome_text, pool};
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -36,13 +36,14 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn wrap<F, R>(mut self, function: F) -> Self
     where
         F: FnOnce() -> R + Send + 'static,
         R: Outcome,
     {
         self.bodies
-            .push(Body::Wrap(Some(Box::new(move || function().into_result()))));
+            .push(Body::Wrap(Some(Box::new(move || outcome_text(function())))));
         self
     }
 
@@ -69,13 +70,14 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn run<F, R>(mut self, mut body: F) -> Self
     where
         F: FnMut(&Ctl) -> R + Send + 'static,
         R: Outcome,
     {
         self.bodies
-            .push(Body::Run(Box::new(move |ctl| body(ctl).into_result())));
+            .push(Body::Run(Box::new(move |ctl| outcome_text(body(ctl)))));
         self
     }
 
@@ -96,13 +98,14 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn step<F, R>(mut self, mut step: F) -> Self
     where
         F: FnMut() -> R + Send + 'static,
         R: Outcome,
     {
         self.bodies
-            .push(Body::Step(Box::new(move || step().into_result())));
+            .push(Body::Step(Box::new(move || outcome_text(step()))));
         self
     }
 
@@ -141,6 +144,7 @@ impl DaemonBuilder {
     /// # drop(tx);
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn messages<M, G, F, H, R>(mut self, get: G, handle: H) -> Self
     where
         M: Send + 'static,
@@ -188,6 +192,7 @@ impl DaemonBuilder {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     #[cfg(feature = "tokio")]
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn run_async<F, Fut, R>(mut self, body: F) -> Self
     where
         F: FnMut(Ctl) -> Fut + Send + 'static,
@@ -246,6 +251,7 @@ impl DaemonBuilder {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     #[cfg(feature = "tokio")]
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn messages_async<M, G, GF, F, H, HF, R>(mut self, get: G, handle: H) -> Self
     where
         M: Send + 'static,
@@ -276,6 +282,7 @@ impl DaemonBuilder {
     ///     .worker_threads(4);
     /// ```
     #[cfg(feature = "tokio")]
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn worker_threads(self, workers: usize) -> Self {
         self.runtime.set(workers);
         self

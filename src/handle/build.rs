@@ -264,7 +264,7 @@ fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
+    use crate::Signal;
     use std::time::Duration;
 
     #[test]

@@ -6,11 +6,11 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
-use crate::engine::{Body, Handler, Outcome, SetupFn};
+use crate::engine::{Body, Handler, Outcome, SetupFn, outcome_text};
 use crate::handle::daemon::Daemon;
-use crate::settings::{Account, Restart, SettingsBuilder};
+use crate::settings::{Account, SettingsBuilder, Supervision};
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///
@@ -73,6 +73,7 @@ impl Daemon {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder does nothing until .build()"]
     pub fn builder() -> DaemonBuilder {
         DaemonBuilder::default()
     }
@@ -96,6 +97,7 @@ impl DaemonBuilder {
     /// let b = daemons::Daemon::builder().pidfile("~/.tool.pid");
     /// let b = daemons::Daemon::builder().pidfile(daemons::pidfile::runtime_dir().join("tool.pid"));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn pidfile(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.pidfile(path))
     }
@@ -108,6 +110,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().workdir("/var/lib/tool");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn workdir(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.workdir(path))
     }
@@ -120,6 +123,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().umask(0o077);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn umask(self, mask: u32) -> Self {
         self.set(|s| s.umask(mask))
     }
@@ -132,6 +136,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stdout("/var/log/tool.log");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stdout(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.stdout(path))
     }
@@ -144,6 +149,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stderr("/var/log/tool.err");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stderr(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.stderr(path))
     }
@@ -155,6 +161,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stop_timeout(std::time::Duration::from_secs(30));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stop_timeout(self, timeout: Duration) -> Self {
         self.set(|s| s.stop_timeout(timeout))
     }
@@ -167,6 +174,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().ready_timeout(std::time::Duration::from_secs(5));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn ready_timeout(self, timeout: Duration) -> Self {
         self.set(|s| s.ready_timeout(timeout))
     }
@@ -179,6 +187,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().step(|| {}).interval(std::time::Duration::from_secs(1));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn interval(self, pause: Duration) -> Self {
         self.set(|s| s.interval(pause))
     }
@@ -193,6 +202,7 @@ impl DaemonBuilder {
     ///     .step(|| std::fs::metadata("/maybe").map(drop))
     ///     .keep_going(true);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn keep_going(self, keep_going: bool) -> Self {
         self.set(|s| s.keep_going(keep_going))
     }
@@ -205,6 +215,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().name("counter");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn name(self, name: impl Into<String>) -> Self {
         self.set(|s| s.name(name))
     }
@@ -222,6 +233,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().messages(|| None::<u32>, |_n| {}).pool_size(16);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn pool_size(self, workers: usize) -> Self {
         self.set(|s| s.pool_size(workers))
     }
@@ -236,6 +248,7 @@ impl DaemonBuilder {
     ///     .messages(|| None::<u32>, |_n| {})
     ///     .idle_time(std::time::Duration::from_secs(1));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn idle_time(self, wait: Duration) -> Self {
         self.set(|s| s.idle_time(wait))
     }
@@ -250,6 +263,7 @@ impl DaemonBuilder {
     /// let b = daemons::Daemon::builder().user("nobody");
     /// let b = daemons::Daemon::builder().user(65534);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn user(self, user: impl Into<Account>) -> Self {
         self.set(|s| s.user(user))
     }
@@ -261,6 +275,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().group("nogroup");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn group(self, group: impl Into<Account>) -> Self {
         self.set(|s| s.group(group))
     }
@@ -278,6 +293,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().keep_fds([3]);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn keep_fds(self, fds: impl IntoIterator<Item = RawFd>) -> Self {
         let fds: Vec<RawFd> = fds.into_iter().collect();
         self.set(|s| s.keep_fds(fds))
@@ -298,6 +314,7 @@ impl DaemonBuilder {
     ///     .stop_timeout(Duration::from_secs(30))
     ///     .stop_grace(Duration::from_secs(20));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stop_grace(self, grace: Duration) -> Self {
         self.set(|s| s.grace(grace))
     }
@@ -359,18 +376,19 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn setup<F, R>(mut self, mut setup: F) -> Self
     where
         F: FnMut() -> R + Send + 'static,
         R: Outcome,
     {
-        self.setup = Some(Box::new(move || setup().into_result()));
+        self.setup = Some(Box::new(move || outcome_text(setup())));
         self
     }
 
     /// Supervise the body: the daemon becomes a small supervisor that holds the pidfile and runs
     /// the body in a child process, started again after it fails (or whenever it ends, with
-    /// [`Restart::always`]), after a backoff, until the policy's limit. Without it, a failed
+    /// [`Supervision::always`]), after a backoff, until the policy's limit. Without it, a failed
     /// body ends the daemon.
     ///
     /// Signals sent to the daemon (`send`, `reload`, the stop signals) are passed on to the
@@ -388,16 +406,17 @@ impl DaemonBuilder {
     /// # Examples
     ///
     /// ```
-    /// use daemons::{Daemon, Restart};
+    /// use daemons::{Daemon, Supervision};
     /// use std::time::Duration;
     ///
     /// let b = Daemon::builder()
     ///     .pidfile("/tmp/doc-supervised.pid")
-    ///     .restart(Restart::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
+    ///     .supervise(Supervision::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
     ///     .step(|| {});
     /// ```
-    pub fn restart(self, policy: Restart) -> Self {
-        self.set(|s| s.restart(policy))
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn supervise(self, policy: Supervision) -> Self {
+        self.set(|s| s.supervision(policy))
     }
 
     /// Listen on `address`: `host:port` (or `tcp:host:port`) for TCP, `udp:host:port` for a UDP
@@ -430,6 +449,7 @@ impl DaemonBuilder {
     ///     .listen("admin=/run/echo.sock")
     ///     .listen("udp:127.0.0.1:5353");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn listen(mut self, address: impl Into<String>) -> Self {
         self.listen.push(address.into());
         self
@@ -453,6 +473,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stop_children(true);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stop_children(self, stop: bool) -> Self {
         self.set(|s| s.stop_children(stop))
     }
@@ -467,12 +488,13 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().manual_ready(true);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn manual_ready(self, manual: bool) -> Self {
         self.set(|s| s.manual_ready(manual))
     }
 
     /// Run `handler` when the daemon receives `signal`. Any number of handlers may be registered
-    /// for one signal; they run in registration order, one at a time, on a control thread (not
+    /// for one signal; they run in registration order, one at a time, on a signal thread (not
     /// in signal context: they may allocate, lock and log).
     ///
     /// Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
@@ -492,6 +514,7 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn on(mut self, signal: Signal, handler: impl FnMut() + Send + 'static) -> Self {
         self.handlers.push((signal, Handler::new(handler)));
         self

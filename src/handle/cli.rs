@@ -41,10 +41,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
-use crate::control::{Stopped, human};
+use crate::control::Stopped;
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -63,7 +62,7 @@ impl Daemon {
     ///     match daemons::Daemon::builder().pidfile("/tmp/x.pid").step(|| {}).build() {
     ///         Ok(daemon) => daemon.cli(),
     ///         Err(e) => {
-    ///             eprintln!("{e}");
+    ///             eprintln!("{e:#}");
     ///             ExitCode::FAILURE
     ///         }
     ///     }
@@ -141,6 +140,8 @@ impl Daemon {
         )
     }
 
+    /// Say an error with its sources (`{:#}`): the system's own reason (`Not a directory`,
+    /// `Read-only file system`) is often what tells the operator what to do.
     fn fail(&self, e: &Error) -> u8 {
         // Under systemd, `run`'s failure is an error in the journal (`journalctl -p err`).
         let priority = if crate::engine::stderr_is_journal() {
@@ -148,7 +149,7 @@ impl Daemon {
         } else {
             ""
         };
-        eprintln!("{priority}{}: {e}", self.name());
+        eprintln!("{priority}{}: {e:#}", self.name());
         1
     }
 
@@ -186,16 +187,7 @@ impl Daemon {
     }
 
     fn say_stopped(&self, stopped: Stopped) {
-        let name = self.name();
-        match stopped {
-            Stopped::NotRunning => println!("{name}: not running"),
-            Stopped::Exited { pid, after } => {
-                println!("{name}: stopped (pid {pid}, after {})", human(after))
-            }
-            Stopped::Killed { pid, after } => {
-                println!("{name}: stopped (pid {pid}, killed after {})", human(after))
-            }
-        }
+        println!("{}: {stopped}", self.name());
     }
 
     /// A restart: the listening sockets handed over, or a stop (said at once, with the reason
@@ -205,7 +197,7 @@ impl Daemon {
         let mut stopped = false;
         let restarted = self.restart_saying(|how, fallback| {
             if let Some(why) = fallback {
-                eprintln!("{name}: {why}; stopping, then starting instead");
+                eprintln!("{name}: {why:#}; stopping, then starting instead");
             }
             self.say_stopped(*how);
             stopped = true;
@@ -244,33 +236,13 @@ impl Daemon {
         let name = self.name();
         match self.status() {
             Ok(status) => {
-                println!("{name}: {}", self.describe(&status));
+                println!("{name}: {}", status.with_pidfile(self.pidfile()));
                 exit_code(&status)
             }
             Err(e) => {
-                eprintln!("{name}: status unknown: {e}");
+                eprintln!("{name}: status unknown: {e:#}");
                 4
             }
-        }
-    }
-
-    /// How the command line says a status: as `Status` displays it, but for a dead daemon,
-    /// which it names with its pidfile.
-    fn describe(&self, status: &Status) -> String {
-        let pidfile = self.pidfile().display();
-        match status {
-            Status::Dead {
-                pid,
-                failure: Some(failure),
-            } => {
-                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
-                format!("failed{pid}: {failure}; pidfile {pidfile} is left")
-            }
-            Status::Dead { pid, failure: None } => {
-                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
-                format!("not running, but pidfile {pidfile} is left{named}")
-            }
-            status => status.to_string(),
         }
     }
 
@@ -307,6 +279,7 @@ impl DaemonBuilder {
     ///         .cli()
     /// }
     /// ```
+    #[must_use]
     pub fn cli(self) -> ExitCode {
         self.cli_from(std::env::args_os().skip(1))
     }
@@ -342,7 +315,7 @@ impl DaemonBuilder {
         match self.build() {
             Ok(daemon) => daemon.cli_from(args),
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("{e:#}");
                 ExitCode::FAILURE
             }
         }

@@ -5,8 +5,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};
@@ -204,7 +203,7 @@ impl Daemon {
     ///
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
     /// panicked or a step failed; [`Error::StopHandler`] when a stop signal's handler panicked.
-    /// With [`restart`](crate::DaemonBuilder::restart), the body runs in a child process:
+    /// With [`supervise`](crate::DaemonBuilder::supervise), the body runs in a child process:
     /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
     /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.
     ///

@@ -46,7 +46,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::unistd::{Pid, geteuid};
+use crate::Pid;
+use nix::unistd::geteuid;
 
 use crate::error::{Action, Error, HandoverKind};
 use crate::listen::Listeners;

@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// What a pidfile says after its pid.
 #[derive(Debug, Clone, PartialEq, Eq)]

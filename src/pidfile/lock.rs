@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 use super::Pidfile;
 use super::content::{Note, render};
@@ -38,6 +38,7 @@ use crate::sys;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "the pidfile is locked while this lives: dropping it releases the lock"]
 pub struct PidfileLock {
     file: Option<File>,
     path: PathBuf,
@@ -106,6 +107,7 @@ impl PidfileLock {
     /// assert!(lock.path().ends_with("p.pid"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

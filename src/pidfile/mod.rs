@@ -71,7 +71,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::unistd::{Pid, geteuid};
+use crate::Pid;
+use nix::unistd::geteuid;
 
 use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
@@ -128,6 +129,7 @@ pub struct Pidfile {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// The daemon runs with this pid: it holds the pidfile's lock.
     Running(Pid),
@@ -147,7 +149,7 @@ pub enum Status {
     /// There is no pidfile: the daemon is not running.
     NotRunning,
     /// A supervisor runs with this pid (it holds the pidfile's lock), and runs the body in
-    /// `child` (see [`Restart`](crate::Restart)). `restarts` counts the children it started
+    /// `child` (see [`Supervision`](crate::Supervision)). `restarts` counts the children it started
     /// again after the first.
     Supervised {
         /// The supervisor: what `stop()` and `send()` signal.
@@ -169,6 +171,7 @@ impl Status {
     /// assert!(!daemons::Status::NotRunning.is_running());
     /// assert!(daemons::Status::Starting.is_running());
     /// ```
+    #[must_use]
     pub fn is_running(&self) -> bool {
         matches!(
             self,
@@ -186,6 +189,7 @@ impl Status {
     /// assert_eq!(Status::Running(Pid::from_raw(7)).pid(), Some(Pid::from_raw(7)));
     /// assert_eq!(Status::Dead { pid: Some(Pid::from_raw(7)), failure: None }.pid(), None);
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Status::Running(pid) | Status::Supervised { pid, .. } => Some(*pid),
@@ -210,6 +214,7 @@ impl Status {
     ///     "not running, but pidfile /run/x.pid is left, it names pid 42"
     /// );
     /// ```
+    #[must_use]
     pub fn with_pidfile<'a>(&'a self, pidfile: &'a Path) -> impl fmt::Display + 'a {
         Words {
             status: self,
@@ -343,6 +348,7 @@ impl Pidfile {
     /// ```
     /// assert!(daemons::Pidfile::new("x.pid").path().ends_with("x.pid"));
     /// ```
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// The value of the sysctl `mib`, whose size may change between two calls (a process opening
 /// files meanwhile): asked for its size, then read with room to spare, again if it grew.

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// Whether `pid` has the file of `meta` open, from `/proc/PID/fd`: a `stat` through
 /// `/proc/PID/fd/N` is the same view of the file system as the caller's `stat`. `None` when that

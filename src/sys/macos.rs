@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// `struct proc_fileinfo` of `<sys/proc_info.h>`, which libc does not have. Only its layout is
 /// needed: the kernel fills it, nothing reads it.

@@ -43,6 +43,7 @@ mod env;
 mod exit;
 mod fds;
 mod groups;
+mod ids;
 mod peer;
 mod pipe;
 mod poll;
@@ -86,10 +87,11 @@ use macos as os;
 use netbsd as os;
 
 pub(crate) use atfork::{close_in_forked_children, forget_in_forked_children};
-pub(crate) use env::remove_env_if_alone;
+pub(crate) use env::{in_test_harness, remove_env_if_alone};
 pub(crate) use exit::{die_with_parent, exit, flush_stdio};
 pub(crate) use fds::{adopt_passed_fds, close_copy, close_unowned, is_cloexec};
 pub(crate) use groups::{init_groups, set_groups};
+pub(crate) use ids::{own_process_group, process_group, process_group_of, session_of};
 pub(crate) use peer::peer;
 pub(crate) use pipe::pipe;
 // `wait_any_readable` is a thin call of `poll_readable`, kept for the upper floors until they

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// `DTYPE_VNODE` of `<sys/file.h>`.
 const DTYPE_VNODE: u32 = 1;

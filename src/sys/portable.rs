@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 #[cfg(target_os = "linux")]
 use crate::sync::Backoff;

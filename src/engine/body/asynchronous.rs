@@ -26,7 +26,7 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
 use crate::engine::body::RunFn;
-use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::body::outcome::{Fetch, Outcome, fetch_text, outcome_text, panic_message};
 use crate::engine::body::pool::{MessagesFn, PoolSize};
 use crate::engine::ctl::Ctl;
 use crate::engine::lifecycle::Lifecycle;
@@ -100,7 +100,7 @@ where
             let _entered = runtime.enter();
             body(ctl.clone())
         };
-        on_runtime(runtime, ctl, future).into_result()
+        outcome_text(on_runtime(runtime, ctl, future))
     })
 }
 
@@ -183,7 +183,7 @@ where
             Some(Err(_)) | None => break Ok(()),
         }
         let slot = Slot(shared.clone());
-        let fetched = match race(&mut stop, caught(async { get().await.into_message() })).await {
+        let fetched = match race(&mut stop, caught(async { fetch_text(get().await) })).await {
             None => break Ok(()),
             Some(fetched) => fetched,
         };
@@ -213,7 +213,7 @@ where
         tokio::spawn(async move {
             match caught(work).await {
                 Ok(outcome) => {
-                    if let Err(e) = outcome.into_result() {
+                    if let Err(e) = outcome_text(outcome) {
                         let log = &slot.0.log;
                         log.error(&format!("message #{number}: the handler failed: {e}"));
                     }

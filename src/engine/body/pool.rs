@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crossbeam_utils::Backoff;
 
-use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
+use crate::engine::body::outcome::{Fetch, Outcome, fetch_text, outcome_text, panic_message};
 use crate::engine::ctl::Ctl;
 use crate::engine::log::Log;
 
@@ -42,8 +42,8 @@ where
     H: Fn(M) -> R + Send + Sync + 'static,
     R: Outcome,
 {
-    let handle: Arc<HandleFn<M>> = Arc::new(move |m| handle(m).into_result());
-    Box::new(move |ctl, pool, log| serve(ctl, pool, &mut || get().into_message(), &handle, log))
+    let handle: Arc<HandleFn<M>> = Arc::new(move |m| outcome_text(handle(m)));
+    Box::new(move |ctl, pool, log| serve(ctl, pool, &mut || fetch_text(get()), &handle, log))
 }
 
 type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
