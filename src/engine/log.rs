@@ -84,10 +84,10 @@ pub(crate) fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // `st_dev` and `st_ino` are `u64` on Linux, narrower elsewhere.
-    #[allow(clippy::useless_conversion)]
+    // `st_dev` is `u64` on Linux, a signed `i32` on macOS: systemd prints it unsigned.
+    #[allow(clippy::unnecessary_cast)]
     nix::sys::stat::fstat(std::io::stderr())
-        .is_ok_and(|st| u64::from(st.st_dev) == dev && u64::from(st.st_ino) == ino)
+        .is_ok_and(|st| st.st_dev as u64 == dev && st.st_ino as u64 == ino)
 }
 
 impl fmt::Debug for Log {
