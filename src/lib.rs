@@ -97,7 +97,7 @@ mod sys;
 pub use control::Stopped;
 pub use engine::{Ctl, Fetch, Outcome, StopFuture};
 pub use error::{Action, Error, HandoverKind, NotSignalled};
-pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
+pub use handle::{Daemon, DaemonBuilder, Health, Restarted, step, wrap};
 pub use pid::Pid;
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use settings::{Account, Supervision};

@@ -159,7 +159,7 @@ fn no_command_or_an_unknown_one_prints_usage_to_stderr_and_exits_2() {
         assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
         assert!(
             out.stderr.starts_with(&format!(
-                "usage: {NAME} [--pidfile PATH] start|stop|restart|status|reload|run"
+                "usage: {NAME} [--pidfile PATH] start|stop|restart|status|health|reload|run"
             )),
             "{args:?}: {out:?}"
         );

@@ -103,6 +103,13 @@ impl Ending {
         &self.pidfile
     }
 
+    /// Mark the pidfile as the body's sign of life (see `health`).
+    pub(in crate::engine) fn mark_alive(&self) {
+        if let Some(pidfile) = lock(&self.pidfile).as_ref() {
+            pidfile.touch();
+        }
+    }
+
     pub(in crate::engine) fn successors(&self) -> &Successors {
         &self.successors
     }
@@ -149,7 +156,7 @@ impl Ending {
             return None;
         }
         if !wrapped {
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "the body did not return within {grace:?} of the stop request; running the stop handlers and exiting"
             ));
         }
@@ -184,7 +191,7 @@ impl Ending {
         {
             // In the foreground the caller of `run()` gets the error, and a supervisor logs its
             // child's: it is not logged twice.
-            self.log.log(&format!("stopping: {message}"));
+            self.log.error(&format!("stopping: {message}"));
         }
         if let Some(signal) = lifecycle.stop_signal()
             && let Some(handlers) = &handlers
@@ -199,6 +206,7 @@ impl Ending {
         }
         if let Err(e) = &result {
             self.readiness.tell_supervisor(e);
+            self.readiness.tell_manager_failure(e);
         }
         // A caller of `start()` still waiting hears the failure itself: nothing is left then.
         let waiting = self.readiness.still_waiting();
@@ -216,7 +224,7 @@ impl Ending {
             // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
             // `stop()` removes it after the exit.
             Err(e) if self.leaving.dropped_privileges && e.is_permission_denied() => {}
-            Err(e) => self.log.log(&e.to_string()),
+            Err(e) => self.log.warn(&e.to_string()),
             Ok(()) => {}
         }
         if let Some(waiting) = waiting {
@@ -243,7 +251,7 @@ fn stop_children(grace: Duration, log: &Log) {
                 // Gone, or no longer a member: not the daemon's to stop.
                 Err(Refused::Not(NotSignalled::Exited | NotSignalled::Unverified { .. })) => None,
                 Err(refused) => {
-                    log.log(&format!(
+                    log.warn(&format!(
                         "stopping the daemon's children: pid {pid} is left alone: {}",
                         refused.into_not_signalled()
                     ));
@@ -262,7 +270,7 @@ fn stop_children(grace: Duration, log: &Log) {
     let left = process::wait_all_exited(&members, grace);
     if !left.is_empty() {
         let pids: Vec<String> = left.iter().map(|&i| members[i].pid().to_string()).collect();
-        log.log(&format!(
+        log.warn(&format!(
             "stopping the daemon's children: pid {} outlived SIGTERM by {grace:?}, sending SIGKILL",
             pids.join(", ")
         ));

@@ -65,7 +65,7 @@ impl Handlers {
         for handler in list {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (handler.0)())) {
                 let message = format!("a {signal} handler panicked: {}", panic_message(&*panic));
-                log.log(&message);
+                log.error(&message);
                 first_failure.get_or_insert(message);
             }
         }

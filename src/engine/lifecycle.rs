@@ -57,16 +57,12 @@ impl Woke {
 }
 
 impl Lifecycle {
-    /// A daemon's life that tells the service manager it stops, and pings its watchdog every
-    /// `watchdog` (half the period it asked for).
+    /// A daemon's life that tells the service manager it stops, and whose body pings
+    /// `watchdog`.
     pub(in crate::engine) fn new(
         notifier: Option<Arc<Notifier>>,
-        watchdog: Option<Duration>,
+        watchdog: Option<Watchdog>,
     ) -> io::Result<Arc<Lifecycle>> {
-        let watchdog = notifier
-            .as_ref()
-            .zip(watchdog)
-            .map(|(notifier, every)| Watchdog::new(notifier.clone(), every));
         let (wake_read, wake_write) = sys::pipe(true)?;
         Ok(Arc::new(Lifecycle {
             stopping: AtomicBool::new(false),
@@ -135,6 +131,13 @@ impl Lifecycle {
         {
             let _ = notifier.send("STOPPING=1");
         }
+    }
+
+    /// Never tell the service manager that this instance stops: it hands the service to a
+    /// successor, and systemd keeps the last READY=1 or STOPPING=1 it hears during a reload,
+    /// stopping the unit if that was STOPPING=1.
+    pub(in crate::engine) fn stop_silently(&self) {
+        self.stopping_told.store(true, Ordering::Release);
     }
 
     pub(in crate::engine) fn notifier(&self) -> Option<Arc<Notifier>> {

@@ -108,6 +108,10 @@ impl<'a> Supervisor<'a> {
         let mut failures: Vec<Instant> = Vec::new();
         let mut backoff = self.policy.first;
         let mut stopping = false;
+        // The service manager hears READY=1 once, when the first child is ready; after that the
+        // daemon stays ready across children, and hears of reloads and of the body's life.
+        let mut told_ready = false;
+        let watchdog = crate::systemd::watchdog_period().is_some();
         loop {
             let mut running = match self.spawn(restarts, last_end.as_deref()) {
                 Ok(Spawned::Parent(running)) => running,
@@ -117,13 +121,16 @@ impl<'a> Supervisor<'a> {
                     self.serve_child(child, report)
                 }
                 Err(error) => {
+                    if !told_ready && let Some(notifier) = &notifier {
+                        let _ = notifier.failed(&error);
+                    }
                     // The first child: `start()` fails with the fork's error. A later one: the
                     // log says why the body is not started again.
                     match first_report.take() {
                         Some(mut reporter) => reporter.fail(&error),
                         None => self
                             .log
-                            .log(&format!("cannot start the body's process again: {error}")),
+                            .error(&format!("cannot start the body's process again: {error}")),
                     }
                     let _ = self.lock.unlink();
                     return Err(error);
@@ -136,15 +143,26 @@ impl<'a> Supervisor<'a> {
                 let (signal_ready, report_ready) =
                     wait(signals.fd(), running.child.exit_fd(), report, None);
                 if report_ready {
-                    running.listen();
-                    if running.ready
-                        && !stopping
-                        && let Some(reporter) = first_report.take()
-                    {
-                        reporter.ready();
+                    let (reloads, alive) = running.listen();
+                    if running.ready && !stopping && !told_ready {
+                        told_ready = true;
+                        if let Some(reporter) = first_report.take() {
+                            reporter.ready();
+                        }
                         if let Some(notifier) = &notifier {
                             let _ = notifier.ready();
                         }
+                    }
+                    if let Some(notifier) = &notifier {
+                        if reloads > 0 && !stopping {
+                            let _ = notifier.send("READY=1");
+                        }
+                        if alive && watchdog {
+                            let _ = notifier.send("WATCHDOG=1");
+                        }
+                    }
+                    if alive {
+                        self.lock.touch();
                     }
                 }
                 if signal_ready {
@@ -159,6 +177,10 @@ impl<'a> Supervisor<'a> {
                                 let _ = running.child.signal(signal);
                             }
                             Signal::SIGHUP => {
+                                // The child says when its handlers have run (READY=1 then).
+                                if told_ready && let Some(notifier) = &notifier {
+                                    let _ = notifier.reloading();
+                                }
                                 self.reopen_logs();
                                 let _ = running.child.signal(signal);
                             }
@@ -187,10 +209,16 @@ impl<'a> Supervisor<'a> {
                 self.lock.unlink()?;
                 return Ok(());
             }
-            if let Some(mut reporter) = first_report.take() {
-                // The first child did not get as far as ready: `start()` fails with its error.
+            if !told_ready {
+                // The first child did not get as far as ready: `start()` fails with its error,
+                // and the service manager hears it.
                 let error = running.startup_error().unwrap_or(Error::DaemonVanished);
-                reporter.fail(&error);
+                if let Some(mut reporter) = first_report.take() {
+                    reporter.fail(&error);
+                }
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.failed(&error);
+                }
                 let _ = self.lock.unlink();
                 return Err(error);
             }
@@ -217,7 +245,7 @@ impl<'a> Supervisor<'a> {
                         "gave up after {} failures within {within:?}; the last: {cause}",
                         failures.len()
                     );
-                    self.log.log(&reason);
+                    self.log.error(&reason);
                     let _ = self.lock.keep_with_failure(&reason);
                     return Err(Error::Body { message: reason });
                 }
@@ -225,7 +253,7 @@ impl<'a> Supervisor<'a> {
             restarts += 1;
             // No child runs during the wait: `status` says so.
             // The log line first: whoever reads the count in the pidfile finds its line logged.
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
                 running.child.pid()
             ));
@@ -246,6 +274,9 @@ impl<'a> Supervisor<'a> {
                 }
                 for signal in signals.pending() {
                     if STOP_SIGNALS.contains(&signal) {
+                        if let Some(notifier) = &notifier {
+                            let _ = notifier.send("STOPPING=1");
+                        }
                         self.lock.unlink()?;
                         return Ok(());
                     }
@@ -334,8 +365,9 @@ enum Spawned {
 }
 
 impl Running {
-    /// Read what the child said so far.
-    fn listen(&mut self) {
+    /// Read what the child said so far; returns the events it sent since (how many reloads
+    /// ended, and whether its body showed life).
+    fn listen(&mut self) -> (usize, bool) {
         let mut buf = [0u8; 4096];
         loop {
             match self.report.read(&mut buf) {
@@ -347,9 +379,11 @@ impl Running {
                 Err(_) => break,
             }
         }
+        let events = report::take_events(&mut self.heard);
         if let (_, Some(Ok(()))) = report::parse(&self.heard) {
             self.ready = true;
         }
+        events
     }
 
     /// Reap the child if it has ended.

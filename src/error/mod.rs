@@ -255,9 +255,12 @@ pub enum Error {
         source: io::Error,
     },
     /// The daemon could not listen on an address given to
-    /// [`listen`](crate::DaemonBuilder::listen).
+    /// [`listen`](crate::DaemonBuilder::listen), or a descriptor that the service manager
+    /// passed is not a socket it can serve, or not the one its address asks for.
     Listen {
-        /// The address, as given.
+        /// The address, as given; for a passed descriptor, its number and name and what it
+        /// is (`descriptor 3 passed by the service manager: it is a TCP stream socket that
+        /// does not listen: ...`).
         address: String,
         /// The system's error (`EADDRINUSE`: another process listens there).
         source: io::Error,

@@ -21,6 +21,30 @@ use super::{Action, Error, HandoverKind, NotSignalled};
 
 pub(crate) const READY: u8 = b'R';
 pub(crate) const FAILED: u8 = b'E';
+/// After `R`, from a supervised child: its SIGHUP handlers have run.
+pub(crate) const RELOADED: u8 = b'L';
+/// After `R`, from a supervised child: its body's loop showed life (the watchdog's ping).
+pub(crate) const ALIVE: u8 = b'W';
+
+/// The events that a supervised child sent after `R` and before any final word, taken out of
+/// what was heard so that the final word follows `R` again: how many reloads ended, and whether
+/// the body showed life.
+pub(crate) fn take_events(heard: &mut Vec<u8>) -> (usize, bool) {
+    let Some(newline) = heard.iter().position(|&b| b == b'\n') else {
+        return (0, false);
+    };
+    if heard.get(newline + 1) != Some(&READY) {
+        return (0, false);
+    }
+    let from = newline + 2;
+    let events = heard[from..]
+        .iter()
+        .take_while(|&&b| b == RELOADED || b == ALIVE)
+        .count();
+    let taken: Vec<u8> = heard.drain(from..from + events).collect();
+    let reloads = taken.iter().filter(|&&b| b == RELOADED).count();
+    (reloads, taken.contains(&ALIVE))
+}
 
 /// The pid line that opens every report.
 pub(crate) fn pid_line(pid: Pid) -> Vec<u8> {

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
 use crate::privileges::Credentials;
-use crate::settings::{Address, BodySettings, Settings};
+use crate::settings::{Address, BodySettings, Listen, Settings};
 
 impl DaemonBuilder {
     /// Check every setting and build the [`Daemon`]. Relative paths become absolute here, against
@@ -79,11 +79,11 @@ impl DaemonBuilder {
             }
         }
         for given in &listen {
-            let address = match Address::parse(given).map_err(|e| Error::setting("listen", e))? {
-                Address::Unix(path) => Address::Unix(absolute(&path, "listen")?),
-                tcp => tcp,
-            };
-            settings.listen.push(address);
+            let mut listen = Listen::parse(given).map_err(|e| Error::setting("listen", e))?;
+            if let Address::Unix(path) = &listen.address {
+                listen.address = Address::Unix(absolute(path, "listen")?);
+            }
+            settings.listen.push(listen);
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
         let mut handlers = Handlers::default();

@@ -319,6 +319,24 @@ impl DaemonBuilder {
         self.set(|s| s.grace(grace))
     }
 
+    /// How long the body's loop may go without a sign of life before
+    /// [`health`](crate::Daemon::health) (the command line's `health`, for a Kubernetes exec
+    /// probe or a Docker `HEALTHCHECK`) says it is wedged. Default: 30 s. The signs are those
+    /// the systemd watchdog hears: [`ctl.running()`](crate::Ctl::running), `ctl.sleep`,
+    /// `ctl.readable`, each step, an idle messages body, a task on an async body's runtime. A
+    /// `run` body that blocks longer than this (in `accept`, say) must wait with a timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let b = daemons::Daemon::builder().health_period(Duration::from_secs(10));
+    /// ```
+    pub fn health_period(self, period: Duration) -> Self {
+        self.set(|s| s.health_period(period))
+    }
+
     /// Set-up that runs in the daemon once it is detached (its stdio redirected, its privileges
     /// dropped, its signals caught) and before it reports ready: loggers, connections, the
     /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What
@@ -401,25 +419,35 @@ impl DaemonBuilder {
         self.set(|s| s.supervision(policy))
     }
 
-    /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix
-    /// stream socket); any number of times. The daemon binds before it reports ready, so
-    /// `start()` fails with [`Error::Listen`](crate::Error::Listen) when the address is taken, and a client that
-    /// connects once `start()` has returned is never refused. As root, the socket is bound
-    /// before privileges are dropped, so a port below 1024 works for a daemon that runs as a user.
+    /// Listen on `address`: `host:port` (or `tcp:host:port`) for TCP, `udp:host:port` for a UDP
+    /// socket, an absolute path or `unix:PATH` for a Unix stream socket; `NAME=` before it
+    /// names the socket (`web=127.0.0.1:8080`). Any number of times. The daemon binds before it
+    /// reports ready, so `start()` fails with [`Error::Listen`](crate::Error::Listen) when the
+    /// address is taken, and a client that connects once `start()` has returned is never
+    /// refused. As root, the socket is bound before privileges are dropped, so a port below
+    /// 1024 works for a daemon that runs as a user.
     ///
     /// Under a service manager that passes sockets (systemd's `.socket` units, sd_listen_fds(3):
-    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), the
-    /// passed socket with the same address is taken instead of binding, else the passed ones in
-    /// order; the variables are removed from the environment. The body gets the sockets with
-    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener) and
-    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener), in the order of the `listen` calls.
+    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), a
+    /// named address takes the passed socket of that name (`FileDescriptorName=`,
+    /// `$LISTEN_FDNAMES`), each address the passed socket bound to it, and the addresses left
+    /// without a name take the passed ones left, in order; the variables are removed from the
+    /// environment. Every passed descriptor is checked: one that is not a socket the daemon
+    /// serves (a connection, from a socket unit with `Accept=yes`), or not the kind its address
+    /// asks for (a datagram socket for a TCP address), fails the start with `Error::Listen`,
+    /// which names the descriptor and says what it is. The body gets the sockets with
+    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener),
+    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener) and
+    /// [`ctl.udp_socket(i)`](crate::Ctl::udp_socket), in the order of the `listen` calls, and
+    /// finds a named one with [`ctl.listener_index(name)`](crate::Ctl::listener_index).
     ///
     /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder()
     ///     .listen("127.0.0.1:7000")
-    ///     .listen("/run/echo.sock");
+    ///     .listen("admin=/run/echo.sock")
+    ///     .listen("udp:127.0.0.1:5353");
     /// ```
     #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn listen(mut self, address: impl Into<String>) -> Self {

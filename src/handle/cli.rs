@@ -110,6 +110,7 @@ impl Daemon {
             Some("stop") => self.cli_stop(),
             Some("restart") => self.cli_restart(),
             Some("status") => self.cli_status(),
+            Some("health") => self.cli_health(),
             Some("reload") => self.cli_reload(),
             Some("run") => self.cli_run(),
             Some("help" | "--help" | "-h") => {
@@ -126,11 +127,12 @@ impl Daemon {
 
     fn usage(&self) -> String {
         format!(
-            "usage: {} [--pidfile PATH] start|stop|restart|status|reload|run|help\n\
+            "usage: {} [--pidfile PATH] start|stop|restart|status|health|reload|run|help\n\
              \x20 start    start in the background (pidfile {})\n\
              \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
              \x20 restart  stop if running, then start (listening sockets: handed to the new instance)\n\
              \x20 status   exit 0 running, 1 dead with a pidfile left, 3 not running, 4 unknown\n\
+             \x20 health   exit 0 only while running and its body showed life lately\n\
              \x20 reload   send SIGHUP\n\
              \x20 run      run in the foreground (Ctrl-C stops)",
             self.name(),
@@ -141,7 +143,13 @@ impl Daemon {
     /// Say an error with its sources (`{:#}`): the system's own reason (`Not a directory`,
     /// `Read-only file system`) is often what tells the operator what to do.
     fn fail(&self, e: &Error) -> u8 {
-        eprintln!("{}: {e:#}", self.name());
+        // Under systemd, `run`'s failure is an error in the journal (`journalctl -p err`).
+        let priority = if crate::engine::stderr_is_journal() {
+            "<3>"
+        } else {
+            ""
+        };
+        eprintln!("{priority}{}: {e:#}", self.name());
         1
     }
 
@@ -202,6 +210,25 @@ impl Daemon {
             Ok(Restarted::StoppedThenStarted { pid, .. }) => self.say_started(Ok(pid)),
             Err(e) if stopped => self.say_started(Err(e)),
             Err(e) => self.fail(&e),
+        }
+    }
+
+    /// `health`: 0 while the body shows life, 1 wedged, 3 not running, 4 unknown.
+    fn cli_health(&self) -> u8 {
+        let name = self.name();
+        match self.health() {
+            Ok(health) => {
+                println!("{name}: {health}");
+                match health {
+                    crate::Health::Healthy { .. } => 0,
+                    crate::Health::Wedged { .. } => 1,
+                    crate::Health::NotRunning => 3,
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: health unknown: {e}");
+                4
+            }
         }
     }
 

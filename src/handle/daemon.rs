@@ -4,6 +4,7 @@
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::{Pid, Signal};
 
@@ -337,6 +338,41 @@ impl Daemon {
         }
     }
 
+    /// Whether the daemon runs and its body showed life within the
+    /// [`health_period`](crate::DaemonBuilder::health_period): the liveness that a container's
+    /// health check wants, which sees a wedged body, not only a dead one. Each sign of life of
+    /// the body (see `health_period`) sets the pidfile's modification time, which this reads; a
+    /// supervised body's signs reach its supervisor, which sets it.
+    ///
+    /// # Errors
+    ///
+    /// As [`status`](Daemon::status).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Health;
+    ///
+    /// let daemon = daemons::Daemon::builder().pidfile("/tmp/doc-health.pid").step(|| {}).build()?;
+    /// assert_eq!(daemon.health()?, Health::NotRunning);
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn health(&self) -> Result<Health, Error> {
+        let status = self.status()?;
+        let Some(pid) = status.pid().filter(|_| status.is_running()) else {
+            return Ok(Health::NotRunning);
+        };
+        let period = self.engine.settings().health_period;
+        let quiet = std::fs::symlink_metadata(self.pidfile())
+            .and_then(|m| m.modified())
+            .map(|at| at.elapsed().unwrap_or_default())
+            .map_err(|e| Error::io(crate::Action::OpenPidfile, self.pidfile(), e))?;
+        Ok(match quiet <= period {
+            true => Health::Healthy { pid, quiet },
+            false => Health::Wedged { pid, quiet, period },
+        })
+    }
+
     /// The running daemon's pid, or `None` when it is not running.
     ///
     /// # Errors
@@ -385,5 +421,56 @@ mod tests {
     fn the_handle_can_be_shared_between_threads() {
         fn shareable<T: Send + Sync>() {}
         shareable::<Daemon>();
+    }
+}
+
+/// What [`Daemon::health`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The daemon runs, and its body showed life `quiet` ago.
+    Healthy {
+        /// The daemon's pid.
+        pid: Pid,
+        /// How long ago the body last showed life.
+        quiet: Duration,
+    },
+    /// The daemon runs, but its body has shown no life for `quiet`, longer than `period`.
+    Wedged {
+        /// The daemon's pid.
+        pid: Pid,
+        /// How long ago the body last showed life.
+        quiet: Duration,
+        /// The health period it exceeds.
+        period: Duration,
+    },
+    /// No daemon runs.
+    NotRunning,
+}
+
+impl std::fmt::Display for Health {
+    /// What the command line's `health` prints.
+    ///
+    /// ```
+    /// use daemons::{Health, Pid};
+    /// use std::time::Duration;
+    ///
+    /// let h = Health::Healthy { pid: Pid::from_raw(42), quiet: Duration::from_millis(1500) };
+    /// assert_eq!(h.to_string(), "healthy (pid 42; alive 1.5s ago)");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Healthy { pid, quiet } => write!(
+                f,
+                "healthy (pid {pid}; alive {:.1}s ago)",
+                quiet.as_secs_f64()
+            ),
+            Health::Wedged { pid, quiet, period } => write!(
+                f,
+                "wedged (pid {pid}): its body has shown no life for {:.1}s, longer than {:.1}s",
+                quiet.as_secs_f64(),
+                period.as_secs_f64()
+            ),
+            Health::NotRunning => write!(f, "not running"),
+        }
     }
 }

@@ -156,6 +156,16 @@ impl PidfileLock {
         lock
     }
 
+    /// Set the file's modification time to now, through the locked descriptor: the daemon's
+    /// sign of life, which [`Pidfile::health`](crate::Pidfile::health) reads. A file that this
+    /// process may not change (root's, after privileges were dropped) keeps its time.
+    pub(crate) fn touch(&self) {
+        if let Some(file) = &self.file {
+            let now = nix::sys::time::TimeSpec::UTIME_NOW;
+            let _ = nix::sys::stat::futimens(file, &now, &now);
+        }
+    }
+
     /// The locked descriptor, to send to a successor.
     pub(crate) fn descriptor(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;

@@ -9,7 +9,7 @@ mod address;
 mod supervision;
 
 pub use account::Account;
-pub(crate) use address::Address;
+pub(crate) use address::{Address, Listen};
 pub use supervision::Supervision;
 
 use std::os::fd::RawFd;
@@ -74,9 +74,13 @@ pub(crate) struct Settings {
     pub(crate) grace: Option<Duration>,
     #[builder(setter(strip_option), default)]
     pub(crate) supervision: Option<Supervision>,
+    /// How long the body's loop may go without a sign of life before `health` says it is not
+    /// well.
+    #[builder(default = "Duration::from_secs(30)")]
+    pub(crate) health_period: Duration,
     /// Filled by the public builder, which collects them one `listen` call at a time.
     #[builder(setter(skip), default)]
-    pub(crate) listen: Vec<Address>,
+    pub(crate) listen: Vec<Listen>,
 }
 
 impl Settings {

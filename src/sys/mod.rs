@@ -102,8 +102,7 @@ pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
 pub(crate) use scm::{receive_with_fds, send_with_fds};
 pub(crate) use socket::{
-    connect_without_blocking, is_listening_stream, is_listening_unix_stream, nobody_listens,
-    socket_path,
+    connect_without_blocking, is_listening_unix_stream, nobody_listens, socket_path,
 };
 // Only Linux reaches a socket through its directory's descriptor (`gate::path`).
 #[cfg(target_os = "linux")]

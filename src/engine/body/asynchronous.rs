@@ -206,7 +206,7 @@ where
         let work = match catch_unwind(AssertUnwindSafe(|| handle(message))) {
             Ok(work) => work,
             Err(panic) => {
-                log.log(&lost(number, &*panic));
+                log.error(&lost(number, &*panic));
                 continue;
             }
         };
@@ -215,10 +215,10 @@ where
                 Ok(outcome) => {
                     if let Err(e) = outcome_text(outcome) {
                         let log = &slot.0.log;
-                        log.log(&format!("message #{number}: the handler failed: {e}"));
+                        log.error(&format!("message #{number}: the handler failed: {e}"));
                     }
                 }
-                Err(panic) => slot.0.log.log(&lost(number, &*panic)),
+                Err(panic) => slot.0.log.error(&lost(number, &*panic)),
             }
             // Its slot frees only once the message is handled, or lost.
             drop(slot);

@@ -95,7 +95,7 @@ fn step_loop(
             if !keep_going {
                 return Err(format!("a step failed: {e}"));
             }
-            log.log(&format!("a step failed: {e} (going on)"));
+            log.warn(&format!("a step failed: {e} (going on)"));
         }
         if !interval.is_zero() {
             ctl.sleep(interval);

@@ -171,7 +171,7 @@ fn serve<M: Send + 'static>(
                     if slots.live.load(Ordering::SeqCst) == 0 {
                         break Err(format!("cannot spawn a worker thread: {e}"));
                     }
-                    log.log(&format!("cannot spawn another worker thread: {e}"));
+                    log.warn(&format!("cannot spawn another worker thread: {e}"));
                 }
             }
         }
@@ -194,8 +194,8 @@ fn serve<M: Send + 'static>(
 fn handle_one<M>(handle: &HandleFn<M>, log: &Log, number: u64, message: M) {
     match catch_unwind(AssertUnwindSafe(|| handle(message))) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
-        Err(panic) => log.log(&format!(
+        Ok(Err(e)) => log.error(&format!("message #{number}: the handler failed: {e}")),
+        Err(panic) => log.error(&format!(
             "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
             panic_message(&*panic)
         )),
