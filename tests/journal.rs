@@ -7,15 +7,17 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::Fixture;
+use common::{DEADLINE, Fixture, wait_until};
 
-/// Run a supervised body that fails every time until the supervisor gives up, its stderr in
+/// Run a supervised body that fails every time until the supervisor gives up (after 3), its stderr in
 /// `run.err`; with `journal`, `JOURNAL_STREAM` names that file (else another file).
 fn failing_run(journal: bool) -> String {
     let fx = Fixture::new()
         .with("FIXTURE_RESTART", "on-failure")
         .with("FIXTURE_BODY", "step-error")
-        .with("FIXTURE_BACKOFF_MS", "1");
+        .with("FIXTURE_BACKOFF_MS", "1")
+        .with("FIXTURE_LIMIT", "3")
+        .with("FIXTURE_LIMIT_MS", "60000");
     let stderr = fs::File::create(fx.path("run.err")).expect("run.err");
     let named = match journal {
         true => stderr.metadata().expect("fstat"),
@@ -28,8 +30,18 @@ fn failing_run(journal: bool) -> String {
     command
         .env("JOURNAL_STREAM", format!("{}:{}", named.dev(), named.ino()))
         .stderr(stderr);
-    let status = command.status().expect("run the fixture");
-    assert_eq!(status.code(), Some(1));
+    let mut run = command.spawn().expect("run the fixture");
+    let mut status = None;
+    let ended = wait_until(DEADLINE, || {
+        status = run.try_wait().expect("wait for the fixture");
+        status.is_some()
+    });
+    if !ended {
+        let _ = run.kill();
+        let _ = run.wait();
+    }
+    assert!(ended, "the supervisor gave up and run() returned");
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
     fs::read_to_string(fx.path("run.err")).expect("run.err")
 }
 
