@@ -50,6 +50,9 @@ impl DaemonBuilder {
     /// The body: a closure that loops by itself and returns when `ctl.running()` turns false (or
     /// whenever it likes: the daemon stops when it returns). It may return `()` or a `Result`.
     ///
+    /// (Not to be confused with [`Daemon::run`](crate::Daemon::run), which runs a built daemon
+    /// in the foreground: why both keep the name is said there.)
+    ///
     /// Threads and async runtimes belong inside the body: `start()` forks, and a fork copies only
     /// the calling thread. A child that the body forks without `exec` inherits the pidfile's
     /// lock; it must not outlive the daemon, or the pidfile stays locked.

@@ -180,6 +180,16 @@ impl Daemon {
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
     ///
+    /// # Two meanings of `run`, kept on purpose
+    ///
+    /// `Daemon::run()` runs the daemon in the foreground, as the command line's `run` does;
+    /// [`DaemonBuilder::run`](crate::DaemonBuilder::run) gives the daemon a body that loops by
+    /// itself. The two never meet in one place (a builder's method that takes a closure, a
+    /// handle's that takes nothing); the commands of [`cli`](Daemon::cli) are named after the
+    /// handle's methods (`start`, `stop`, `restart`, `status`, `run`), a correspondence that a
+    /// rename of either would break; and the body keeps the name of the Python original's
+    /// `RunDaemon`, whose users look for it.
+    ///
     /// # PID 1
     ///
     /// As the first process of a pid namespace (a container's entrypoint), `run()` forks: PID 1
