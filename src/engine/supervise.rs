@@ -23,7 +23,7 @@ use crate::engine::handlers::STOP_SIGNALS;
 use crate::engine::log::Log;
 use crate::engine::role::Role;
 use crate::engine::signals::{SignalPipe, reopen_logs};
-use crate::error::Error;
+use crate::error::{Error, Failure};
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process;
 use crate::listen::Listeners;
@@ -197,7 +197,9 @@ impl<'a> Supervisor<'a> {
                 return if ended.is_clean() {
                     Ok(())
                 } else {
-                    Err(Error::Body { message: cause })
+                    Err(Error::Body {
+                        source: Failure::text(cause),
+                    })
                 };
             }
             // A child that ran long enough was well: its failure starts the backoff over.
@@ -217,7 +219,9 @@ impl<'a> Supervisor<'a> {
                     );
                     self.log.log(&reason);
                     let _ = self.lock.keep_with_failure(&reason);
-                    return Err(Error::Body { message: reason });
+                    return Err(Error::Body {
+                        source: Failure::text(reason),
+                    });
                 }
             }
             restarts += 1;
@@ -368,7 +372,7 @@ impl Running {
     /// Why the child ended, with its own words where it left some.
     fn cause(&self, ended: &Exit) -> String {
         match report::last_words(&self.heard).or_else(|| self.startup_error()) {
-            Some(words) => format!("{ended} ({words})"),
+            Some(words) => format!("{ended} ({words:#})"),
             None => ended.to_string(),
         }
     }

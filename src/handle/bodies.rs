@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{Body, Ctl, Fetch, Outcome, outcome_text, pool};
+use crate::engine::{Body, Ctl, Fetch, Outcome, pool};
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -43,7 +43,7 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.bodies
-            .push(Body::Wrap(Some(Box::new(move || outcome_text(function())))));
+            .push(Body::Wrap(Some(Box::new(move || function().into_result()))));
         self
     }
 
@@ -80,7 +80,7 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.bodies
-            .push(Body::Run(Box::new(move |ctl| outcome_text(body(ctl)))));
+            .push(Body::Run(Box::new(move |ctl| body(ctl).into_result())));
         self
     }
 
@@ -108,7 +108,7 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.bodies
-            .push(Body::Step(Box::new(move || outcome_text(step()))));
+            .push(Body::Step(Box::new(move || step().into_result())));
         self
     }
 

@@ -211,7 +211,9 @@ impl Daemon {
     /// # Errors
     ///
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
-    /// panicked or a step failed; [`Error::StopHandler`] when a stop signal's handler panicked.
+    /// failed or panicked: unsupervised, its `source()` is the body's own error value (for a step
+    /// or `get`, the source of one that says which), for `downcast_ref`; [`Error::StopHandler`]
+    /// when a stop signal's handler panicked.
     /// With [`supervise`](crate::DaemonBuilder::supervise), the body runs in a child process:
     /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
     /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.
