@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{Pid, Signal};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
 use crate::error::{Action, Error, NotSignalled};
@@ -537,27 +536,11 @@ pub(crate) unsafe fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn reset_signals(keep: &[Signal]) -> Result<(), Error> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| Error::sys("sigprocmask", e))?;
-    for &signal in Signal::ALL {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        let wanted = if signal == Signal::SIGPIPE {
-            SigHandler::SigIgn
-        } else {
-            SigHandler::SigDfl
-        };
-        // SAFETY: the dispositions set here are SIG_DFL and SIG_IGN, which run no code of ours.
-        let Ok(previous) = (unsafe { nix::sys::signal::signal(signal.nix(), wanted) }) else {
-            continue;
-        };
-        let own_handler = matches!(previous, SigHandler::Handler(_) | SigHandler::SigAction(_));
-        if own_handler && keep.contains(&signal) {
-            // SAFETY: this puts back the handler that was installed a moment ago.
-            let _ = unsafe { nix::sys::signal::signal(signal.nix(), previous) };
-        }
-    }
+    sys::unblock_all().map_err(|source| Error::Sys {
+        call: "sigprocmask",
+        source,
+    })?;
+    sys::reset_dispositions(keep);
     Ok(())
 }
 

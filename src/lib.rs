@@ -101,7 +101,7 @@ pub use handle::{Daemon, DaemonBuilder, Health, Restarted, step, wrap};
 pub use pid::Pid;
 pub use pidfile::{Pidfile, PidfileLock, Status};
 pub use settings::{Account, Supervision};
-pub use signal::{Signal, UnknownSignal};
+pub use signal::{Signal, UnknownSignal, UnknownSignalName};
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

@@ -178,6 +178,67 @@ impl TryFrom<i32> for Signal {
     }
 }
 
+/// A signal by its name, as C writes it or without the `SIG`, in any case: `"SIGHUP"`, `"HUP"`,
+/// `"hup"`. Numbers are not names: `Signal::try_from(1)` takes those.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Signal, UnknownSignalName};
+///
+/// assert_eq!("SIGHUP".parse(), Ok(Signal::SIGHUP));
+/// assert_eq!("term".parse(), Ok(Signal::SIGTERM));
+/// assert_eq!(
+///     "SIGNOPE".parse::<Signal>(),
+///     Err(UnknownSignalName("SIGNOPE".into()))
+/// );
+/// ```
+impl std::str::FromStr for Signal {
+    type Err = UnknownSignalName;
+
+    fn from_str(name: &str) -> Result<Signal, UnknownSignalName> {
+        let bare = |n: &'static str| n.strip_prefix("SIG").unwrap_or(n);
+        let given = match name.get(..3) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("SIG") => &name[3..],
+            _ => name,
+        };
+        Signal::ALL
+            .iter()
+            .copied()
+            .find(|s| bare(s.name()).eq_ignore_ascii_case(given))
+            .ok_or_else(|| UnknownSignalName(name.to_string()))
+    }
+}
+
+/// A name that names no [`Signal`] of this platform: what [`str::parse`] gives for one.
+///
+/// # Examples
+///
+/// ```
+/// use daemons::{Signal, UnknownSignalName};
+///
+/// let e = "SIGNOPE".parse::<Signal>().unwrap_err();
+/// assert_eq!(e, UnknownSignalName("SIGNOPE".into()));
+/// assert_eq!(
+///     e.to_string(),
+///     "\"SIGNOPE\" is not the name of a signal of this platform (write SIGHUP, HUP or hup)"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownSignalName(pub String);
+
+impl fmt::Display for UnknownSignalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not the name of a signal of this platform (write SIGHUP, HUP or hup)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownSignalName {}
+
 impl From<Signal> for i32 {
     fn from(signal: Signal) -> i32 {
         signal.as_raw()
@@ -232,6 +293,27 @@ mod tests {
             assert_eq!(theirs as i32, signal.as_raw());
             assert_eq!(theirs.as_str(), signal.name());
             assert_eq!(Signal::from_nix(theirs), Some(signal));
+            assert_eq!(signal.name().parse(), Ok(signal));
+            assert_eq!(signal.name().to_lowercase().parse(), Ok(signal));
+            assert_eq!(signal.name()[3..].parse(), Ok(signal));
+        }
+        assert_eq!("SigHup".parse(), Ok(Signal::SIGHUP));
+        for wrong in [
+            "",
+            "SIG",
+            "é",
+            "sigé",
+            "sig",
+            "SIGSIGHUP",
+            "1",
+            "HUP ",
+            "SIGHUPX",
+        ] {
+            assert_eq!(
+                wrong.parse::<Signal>(),
+                Err(UnknownSignalName(wrong.to_string())),
+                "{wrong:?}"
+            );
         }
         for theirs in nix::sys::signal::Signal::iterator() {
             assert!(Signal::from_nix(theirs).is_some(), "{theirs} is named");

@@ -16,7 +16,7 @@ use crate::engine::readiness::Readiness;
 use crate::engine::role::Role;
 use crate::engine::signals::SignalThread;
 use crate::engine::successors::Successors;
-use crate::error::{Error, NotSignalled};
+use crate::error::{Error, Failure, NotSignalled, UserError, chain_text};
 use crate::gate::process::{self, Pinned, Refused, Target};
 use crate::pidfile::PidfileLock;
 use crate::sync::lock;
@@ -69,7 +69,7 @@ struct Claim {
 /// How the daemon's body ended, for [`Ending::finish`].
 enum Ended {
     /// It returned, with this outcome.
-    Returned(Result<(), String>),
+    Returned(Result<(), UserError>),
     /// It was abandoned after a stop request.
     Abandoned {
         /// A wrapped function: abandoning it is how it stops, not a failure.
@@ -126,7 +126,7 @@ impl Ending {
     /// the keeper is ending it already (`None`), in which case it must be let finish.
     pub(in crate::engine) fn body_returned(
         &self,
-        outcome: Result<(), String>,
+        outcome: Result<(), UserError>,
     ) -> Option<Result<(), Error>> {
         *lock(&self.claim.body_done) = true;
         self.claim.body_returned.notify_all();
@@ -181,23 +181,26 @@ impl Ending {
         let asked = lifecycle.stop_signal().is_some();
         let mut result = match ended {
             Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } => Ok(()),
-            Ended::Returned(Err(message)) => Err(Error::Body { message }),
+            Ended::Returned(Err(source)) => Err(Error::Body { source }),
             Ended::Abandoned { wrapped: false } => Err(Error::Body {
-                message: "it did not return after the stop request, and was abandoned".into(),
+                source: Failure::text(
+                    "it did not return after the stop request, and was abandoned",
+                ),
             }),
         };
-        if let Err(Error::Body { message }) = &result
+        if let Err(Error::Body { source }) = &result
             && role == Role::Detached
         {
             // In the foreground the caller of `run()` gets the error, and a supervisor logs its
             // child's: it is not logged twice.
-            self.log.error(&format!("stopping: {message}"));
+            self.log
+                .error(&format!("stopping: {}", chain_text(&**source)));
         }
         if let Some(signal) = lifecycle.stop_signal()
             && let Some(handlers) = &handlers
-            && let Err(message) = lock(handlers).call(signal, &self.log)
+            && let Err(source) = lock(handlers).call(signal, &self.log)
         {
-            result = result.and(Err(Error::StopHandler { message }));
+            result = result.and(Err(Error::StopHandler { source }));
         }
         if let Some(grace) = self.leaving.stop_children
             && (role.owns_process() || sys::process_group() == Pid::this())
@@ -216,7 +219,7 @@ impl Ending {
             (None, _) => Ok(()),
             // The daemon failed by itself: the reason stays in its pidfile until the next start.
             (Some(pidfile), Err(e @ Error::Body { .. })) if !asked && waiting.is_none() => {
-                pidfile.keep_with_failure(&e.to_string())
+                pidfile.keep_with_failure(&format!("{e:#}"))
             }
             (Some(pidfile), _) => pidfile.unlink(),
         };

@@ -28,7 +28,6 @@ mod watchdog;
 
 #[cfg(feature = "tokio")]
 pub(crate) use body::asynchronous;
-pub(crate) use body::outcome::outcome_text;
 pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;
@@ -45,7 +44,7 @@ use crate::Signal;
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;
 use crate::engine::log::Log;
-use crate::error::Error;
+use crate::error::{Error, UserError};
 use crate::pidfile::Pidfile;
 use crate::privileges::Credentials;
 use crate::settings::Settings;
@@ -65,7 +64,7 @@ pub(crate) struct Engine {
 }
 
 /// The user's set-up, run in the daemon before it is ready.
-pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), String> + Send>;
+pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), UserError> + Send>;
 
 /// What `start()` hands to the daemon's side of its fork.
 pub(crate) struct Detached {

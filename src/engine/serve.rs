@@ -25,7 +25,7 @@ use crate::engine::successors::{Handover, Successors};
 use crate::engine::supervise::{Child, Supervisor};
 use crate::engine::watchdog::Watchdog;
 use crate::engine::{Detached, Engine};
-use crate::error::{Action, Error};
+use crate::error::{Action, Error, Failure};
 use crate::handover;
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
@@ -311,9 +311,9 @@ impl Engine {
         };
         match catch_unwind(AssertUnwindSafe(setup)) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(Error::Setup { message }),
+            Ok(Err(source)) => Err(Error::Setup { source }),
             Err(panic) => Err(Error::Setup {
-                message: format!("it panicked: {}", panic_message(&*panic)),
+                source: Failure::panicked(&panic_message(&*panic)),
             }),
         }
     }

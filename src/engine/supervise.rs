@@ -15,23 +15,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::Signal;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;
 use crate::engine::log::Log;
 use crate::engine::role::Role;
 use crate::engine::signals::{SignalPipe, reopen_logs};
-use crate::error::Error;
+use crate::error::{Error, Failure};
 use crate::gate::fork::{Forked, fork};
-use crate::gate::process;
+use crate::gate::process::{self, Ended};
 use crate::listen::Listeners;
 use crate::pidfile::{Note, PidfileLock};
 use crate::report;
 use crate::settings::Supervision;
 use crate::sync::Deadline;
-use crate::sys;
+use crate::sys::{self, SignalSet};
 use crate::systemd::Notifier;
 
 /// How a child ended.
@@ -227,7 +225,9 @@ impl<'a> Supervisor<'a> {
                 return if ended.is_clean() {
                     Ok(())
                 } else {
-                    Err(Error::Body { message: cause })
+                    Err(Error::Body {
+                        source: Failure::text(cause),
+                    })
                 };
             }
             // A child that ran long enough was well: its failure starts the backoff over.
@@ -247,7 +247,9 @@ impl<'a> Supervisor<'a> {
                     );
                     self.log.error(&reason);
                     let _ = self.lock.keep_with_failure(&reason);
-                    return Err(Error::Body { message: reason });
+                    return Err(Error::Body {
+                        source: Failure::text(reason),
+                    });
                 }
             }
             restarts += 1;
@@ -308,18 +310,16 @@ impl<'a> Supervisor<'a> {
         // them itself (its engine clears the mask once its own actions are in place): one that
         // came in between would reach the supervisor's inherited action, which no longer acts on
         // anything in the child, and a stop forwarded at that moment would be lost.
-        let mut caught = SigSet::empty();
-        for &signal in self.forwarded.iter().chain([&Signal::SIGCHLD]) {
-            caught.add(signal.nix());
-        }
-        let mut mask = SigSet::empty();
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&caught), Some(&mut mask))
-            .map_err(|e| Error::sys("sigprocmask", e))?;
+        let caught = SignalSet::of(self.forwarded.iter().copied().chain([Signal::SIGCHLD]));
+        let mask = caught.block().map_err(|source| Error::Sys {
+            call: "sigprocmask",
+            source,
+        })?;
         // The supervisor runs a single thread (it spawns none; see the module's documentation):
         // the fork gate lets it fork. A caller of `run()` that runs threads is refused.
         let forked = fork();
         if !matches!(forked, Ok(Forked::Child(_))) {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+            let _ = mask.restore();
         }
         match forked? {
             Forked::Child(_) => Ok(Spawned::Child(File::from(write))),
@@ -389,11 +389,11 @@ impl Running {
     /// Reap the child if it has ended.
     fn reap(&mut self) -> Option<Exit> {
         match self.child.try_wait() {
-            Ok(Some(WaitStatus::Exited(_, code))) => Some(Exit::Code(code)),
-            Ok(Some(WaitStatus::Signaled(_, signal, _))) => {
-                Some(Signal::from_nix(signal).map_or(Exit::Code(128 + signal as i32), Exit::Signal))
+            Ok(Some(Ended::Exited(code))) => Some(Exit::Code(code)),
+            Ok(Some(ended @ Ended::Signaled(raw))) => {
+                Some(Signal::try_from(raw).map_or(Exit::Code(ended.code()), Exit::Signal))
             }
-            Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(1)),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Some(Exit::Code(1)),
             _ => None,
         }
     }
@@ -409,7 +409,7 @@ impl Running {
     /// Why the child ended, with its own words where it left some.
     fn cause(&self, ended: &Exit) -> String {
         match report::last_words(&self.heard).or_else(|| self.startup_error()) {
-            Some(words) => format!("{ended} ({words})"),
+            Some(words) => format!("{ended} ({words:#})"),
             None => ended.to_string(),
         }
     }

@@ -242,15 +242,13 @@ impl Error {
                 f,
                 "pid {pid} is still alive after SIGTERM and SIGKILL (stuck in the kernel?); look at /proc/{pid}/stack"
             ),
-            Error::Body { message } => write!(f, "the daemon's body failed: {message}"),
-            Error::Setup { message } => write!(f, "the daemon's set-up failed: {message}"),
+            Error::Body { .. } => write!(f, "the daemon's body failed"),
+            Error::Setup { .. } => write!(f, "the daemon's set-up failed"),
             Error::ReturnedBeforeReady => write!(
                 f,
                 "the body returned before it called ctl.ready(): call it once the daemon can serve, or leave out .manual_ready(true)"
             ),
-            Error::StopHandler { message } => {
-                write!(f, "a stop-signal handler failed: {message}")
-            }
+            Error::StopHandler { .. } => write!(f, "a stop-signal handler failed"),
             Error::Handover {
                 pidfile,
                 kind,

@@ -41,6 +41,7 @@ macro_rules! worded {
 
 mod action;
 mod display;
+mod failure;
 pub(crate) mod report;
 
 use std::fmt;
@@ -51,6 +52,7 @@ use std::time::Duration;
 use crate::{Pid, Signal};
 
 pub use action::Action;
+pub(crate) use failure::{Failure, UserError, chain_text};
 
 /// Everything that can go wrong when building, starting, probing or stopping a daemon.
 ///
@@ -297,22 +299,60 @@ pub enum Error {
         pid: Pid,
     },
     /// The daemon's body failed: the body, a step or `get` returned an error or panicked.
+    ///
+    /// `source()` gives what failed, and its sources: the body's own error, or, for a step or
+    /// `get`, an error that says which with the user's as its source; a panic is an error that
+    /// says `panicked: MESSAGE`. In the foreground ([`Daemon::run`](crate::Daemon::run)) these
+    /// are the user's error values themselves; from a daemon that `start()` detached, its
+    /// supervisor or the pidfile, they come back as their texts, each the source of the one
+    /// before, so that `{:#}` says the same chain in both.
+    ///
+    /// ```
+    /// use daemons::Error;
+    ///
+    /// let err = Error::Body { source: "disk full".into() };
+    /// assert_eq!(err.to_string(), "the daemon's body failed");
+    /// assert_eq!(format!("{err:#}"), "the daemon's body failed: disk full");
+    /// assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "disk full");
+    /// ```
+    ///
+    /// In the foreground, the body's error is there as itself:
+    ///
+    /// ```rust,standalone_crate
+    /// use daemons::{Daemon, Error};
+    /// use std::io;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let daemon = Daemon::builder()
+    ///     .pidfile(dir.path().join("full.pid"))
+    ///     .run(|_ctl| Err::<(), _>(io::Error::from_raw_os_error(libc::ENOSPC)))
+    ///     .build()?;
+    /// match daemon.run() {
+    ///     Err(Error::Body { source }) => {
+    ///         let io = source.downcast_ref::<io::Error>().expect("the body's own error");
+    ///         assert_eq!(io.raw_os_error(), Some(libc::ENOSPC));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     Body {
-        /// The error's or the panic's message, saying which it was.
-        message: String,
+        /// What failed, with its sources.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The set-up given to [`setup`](crate::DaemonBuilder::setup) failed: the daemon did not
     /// start.
     Setup {
-        /// The set-up's error, or its panic's message.
-        message: String,
+        /// The set-up's error, with its sources, or its panic (`panicked: MESSAGE`), as
+        /// [`Error::Body`] carries the body's.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// With manual readiness, the body returned without calling `ctl.ready()`.
     ReturnedBeforeReady,
     /// A handler of the stop signal panicked while the daemon was shutting down.
     StopHandler {
-        /// The panic message.
-        message: String,
+        /// Which handler panicked, and the panic's message.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The listening sockets could not be handed to a new instance at a restart. `kind` says
     /// why; [`Daemon::restart`](crate::Daemon::restart) falls back to a stop, then a start, for
@@ -585,7 +625,12 @@ const NOFOLLOW_ERRNO: Option<i32> = None;
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.io_error().map(|e| e as _)
+        match self {
+            Error::Body { source } | Error::Setup { source } | Error::StopHandler { source } => {
+                Some(&**source)
+            }
+            _ => self.io_error().map(|e| e as _),
+        }
     }
 }
 
@@ -595,8 +640,8 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = f.debug_struct(self.name());
         shown.field("message", &self.to_string());
-        if let Some(source) = self.io_error() {
-            shown.field("source", source);
+        if let Some(source) = std::error::Error::source(self) {
+            shown.field("source", &source);
         }
         shown.finish()
     }
@@ -652,7 +697,7 @@ mod tests {
             let (message, cause) = (error.to_string(), source.to_string());
             assert!(!message.contains(&cause), "{message:?} repeats {cause:?}");
             let chained = format!("{error:#}");
-            assert_eq!(chained, format!("{message}: {cause}"));
+            assert_eq!(chained, format!("{message}: {}", chain_text(source)));
             let shown = format!("{error:?}");
             assert!(shown.starts_with(error.name()), "{shown}");
             assert!(

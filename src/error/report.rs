@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::{Pid, Signal};
 
+use super::failure::{Failure, UserError, sources};
 use super::{Action, Error, HandoverKind, NotSignalled};
 
 pub(crate) const READY: u8 = b'R';
@@ -162,10 +163,10 @@ codec! {
     StartTimeout { after, pid, not_killed },
     DaemonVanished {},
     StillAlive { pid },
-    Body { message },
-    Setup { message },
+    Body { source },
+    Setup { source },
     ReturnedBeforeReady {},
-    StopHandler { message },
+    StopHandler { source },
     Handover { pidfile, kind, reason },
 }
 
@@ -352,6 +353,33 @@ impl Field for io::Error {
     #[cfg(test)]
     fn sample() -> Self {
         io::Error::from_raw_os_error(libc::EAGAIN)
+    }
+}
+
+/// A user's error: the texts of its chain, which come back as [`Failure`]s, each the source of
+/// the one before, so that the caller says the same chain as the daemon.
+impl Field for UserError {
+    fn put(&self, w: &mut Writer) {
+        let texts: Vec<String> = sources(&**self).map(ToString::to_string).collect();
+        w.number(texts.len());
+        for text in &texts {
+            w.text(text);
+        }
+    }
+    fn take(r: &mut Reader<'_>) -> Option<Self> {
+        let count: usize = r.number()?;
+        // No more texts than the bytes left could hold: a count that lies allocates nothing.
+        let texts = (0..count.min(r.0.len()))
+            .map(|_| r.text())
+            .collect::<Option<Vec<String>>>()?;
+        Failure::chain(texts)
+    }
+    #[cfg(test)]
+    fn sample() -> Self {
+        Failure::because(
+            "cannot save the counter",
+            Box::new(io::Error::from_raw_os_error(libc::ENOSPC)),
+        )
     }
 }
 
@@ -650,9 +678,11 @@ mod tests {
         let mut message = b"42\nR".to_vec();
         assert!(last_words(&message).is_none());
         message.extend(failure(&Error::Body {
-            message: "boom".into(),
+            source: "boom".into(),
         }));
-        assert!(matches!(last_words(&message), Some(Error::Body { message }) if message == "boom"));
+        assert!(
+            matches!(last_words(&message), Some(Error::Body { source }) if source.to_string() == "boom")
+        );
         assert!(matches!(parse(&message).1, Some(Ok(()))), "still ready");
     }
 

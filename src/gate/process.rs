@@ -32,6 +32,52 @@ use crate::error::NotSignalled;
 use crate::sync::Deadline;
 use crate::sys::{self, ExitWatch};
 
+/// How a child ended: its exit code, or the number of the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Ended {
+    /// The child's pid and how it ended, if the status says it ended (not stopped or continued).
+    fn of(status: WaitStatus) -> Option<(Pid, Ended)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((Pid::from_nix(pid), Ended::Exited(code))),
+            WaitStatus::Signaled(pid, signal, _) => {
+                Some((Pid::from_nix(pid), Ended::Signaled(signal as i32)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The exit code a shell would give: the code, or 128 plus the signal's number.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            Ended::Exited(code) => code,
+            Ended::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Reap one child of this process that has ended, whichever it is (PID 1 reaps orphans too):
+/// its pid and how it ended; `None` once no child has ended (or none is left).
+pub(crate) fn reap_any() -> Option<(Pid, Ended)> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return None,
+            // Stopped or continued: look again.
+            Ok(status) => {
+                if let Some(reaped) = Ended::of(status) {
+                    return Some(reaped);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Why the gate did not signal a process: what [`NotSignalled`] says, or the system's error.
 #[derive(Debug)]
 pub(crate) enum Refused {
@@ -384,8 +430,8 @@ impl Child {
     ///
     /// `ECHILD` when it was reaped elsewhere (by the kernel, where SIGCHLD is ignored); it
     /// counts as reaped from then on.
-    pub(crate) fn try_wait(&mut self) -> nix::Result<Option<WaitStatus>> {
-        self.reap(Some(WaitPidFlag::WNOHANG))
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<Ended>> {
+        Ok(self.reap(Some(WaitPidFlag::WNOHANG))?)
     }
 
     /// Wait for the child to end and reap it.
@@ -393,15 +439,15 @@ impl Child {
     /// # Errors
     ///
     /// As [`try_wait`](Child::try_wait).
-    pub(crate) fn wait(&mut self) -> nix::Result<WaitStatus> {
+    pub(crate) fn wait(&mut self) -> io::Result<Ended> {
         loop {
-            if let Some(status) = self.reap(None)? {
-                return Ok(status);
+            if let Some(ended) = self.reap(None)? {
+                return Ok(ended);
             }
         }
     }
 
-    fn reap(&mut self, flags: Option<WaitPidFlag>) -> nix::Result<Option<WaitStatus>> {
+    fn reap(&mut self, flags: Option<WaitPidFlag>) -> nix::Result<Option<Ended>> {
         if self.reaped {
             return Err(Errno::ECHILD);
         }
@@ -410,7 +456,7 @@ impl Child {
                 Ok(WaitStatus::StillAlive) => return Ok(None),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     self.reaped = true;
-                    return Ok(Some(status));
+                    return Ok(Ended::of(status).map(|(_, ended)| ended));
                 }
                 // Stopped or continued: still running, for this purpose.
                 Ok(_) if flags.is_some() => return Ok(None),

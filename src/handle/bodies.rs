@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{Body, Ctl, Fetch, Outcome, outcome_text, pool};
+use crate::engine::{Body, Ctl, Fetch, Outcome, pool};
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -43,12 +43,15 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.bodies
-            .push(Body::Wrap(Some(Box::new(move || outcome_text(function())))));
+            .push(Body::Wrap(Some(Box::new(move || function().into_result()))));
         self
     }
 
     /// The body: a closure that loops by itself and returns when `ctl.running()` turns false (or
     /// whenever it likes: the daemon stops when it returns). It may return `()` or a `Result`.
+    ///
+    /// (Not to be confused with [`Daemon::run`](crate::Daemon::run), which runs a built daemon
+    /// in the foreground: why both keep the name is said there.)
     ///
     /// Threads and async runtimes belong inside the body: `start()` forks, and a fork copies only
     /// the calling thread. A child that the body forks without `exec` inherits the pidfile's
@@ -77,7 +80,7 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.bodies
-            .push(Body::Run(Box::new(move |ctl| outcome_text(body(ctl)))));
+            .push(Body::Run(Box::new(move |ctl| body(ctl).into_result())));
         self
     }
 
@@ -105,7 +108,7 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.bodies
-            .push(Body::Step(Box::new(move || outcome_text(step()))));
+            .push(Body::Step(Box::new(move || step().into_result())));
         self
     }
 

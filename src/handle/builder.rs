@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::Signal;
 
-use crate::engine::{Body, Handler, Outcome, SetupFn, outcome_text};
+use crate::engine::{Body, Handler, Outcome, SetupFn};
 use crate::handle::daemon::Daemon;
 use crate::settings::{Account, SettingsBuilder, Supervision};
 
@@ -342,7 +342,8 @@ impl DaemonBuilder {
     /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What
     /// it makes is the daemon's own, created after the fork, where threads are safe.
     ///
-    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`](crate::Error::Setup) carrying its message; the
+    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`](crate::Error::Setup), whose
+    /// `source()` is the error with its sources (or `panicked: MESSAGE`); the
     /// pidfile is removed and nothing is left running. It may return `()` or a `Result`.
     ///
     /// # Examples
@@ -382,7 +383,7 @@ impl DaemonBuilder {
         F: FnMut() -> R + Send + 'static,
         R: Outcome,
     {
-        self.setup = Some(Box::new(move || outcome_text(setup())));
+        self.setup = Some(Box::new(move || setup().into_result()));
         self
     }
 

@@ -23,7 +23,7 @@
 //! | `stop` | stopped (after SIGTERM, or killed after the stop timeout), or was not running | 0 |
 //! | `restart` | stopped if it ran, then started; with listening sockets, handed to the new instance (`restarted (pid N, on the same sockets)`), or, when they cannot be, stopped, then started, with the reason on stderr | 0 |
 //! | `reload` | SIGHUP sent | 0 |
-//! | `run` | ran in the foreground and stopped cleanly | 0 |
+//! | `run` | ran in the foreground ([`Daemon::run`](crate::Daemon::run), not the body kind `.run(\|ctl\| ..)`) and stopped cleanly | 0 |
 //! | `status` | running | 0 |
 //! | `status` | not running, but a stale pidfile is left (with the reason, when it failed) | 1 |
 //! | `status` | not running (the line names the pidfile it looked at) | 3 |

@@ -184,6 +184,16 @@ impl Daemon {
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
     ///
+    /// # Two meanings of `run`, kept on purpose
+    ///
+    /// `Daemon::run()` runs the daemon in the foreground, as the command line's `run` does;
+    /// [`DaemonBuilder::run`](crate::DaemonBuilder::run) gives the daemon a body that loops by
+    /// itself. The two never meet in one place (a builder's method that takes a closure, a
+    /// handle's that takes nothing); the commands of [`cli`](Daemon::cli) are named after the
+    /// handle's methods (`start`, `stop`, `restart`, `status`, `run`), a correspondence that a
+    /// rename of either would break; and the body keeps the name of the Python original's
+    /// `RunDaemon`, whose users look for it.
+    ///
     /// # PID 1
     ///
     /// As the first process of a pid namespace (a container's entrypoint), `run()` forks: PID 1
@@ -205,7 +215,9 @@ impl Daemon {
     /// # Errors
     ///
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
-    /// panicked or a step failed; [`Error::StopHandler`] when a stop signal's handler panicked.
+    /// failed or panicked: unsupervised, its `source()` is the body's own error value (for a step
+    /// or `get`, the source of one that says which), for `downcast_ref`; [`Error::StopHandler`]
+    /// when a stop signal's handler panicked.
     /// With [`supervise`](crate::DaemonBuilder::supervise), the body runs in a child process:
     /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
     /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.

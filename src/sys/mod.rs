@@ -5,7 +5,7 @@
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
 //! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
-//! `groups`, `random`, `env`), and one per system or family of systems for what
+//! `groups`, `random`, `env`, `signals`), and one per system or family of systems for what
 //! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
 //! a function in each OS file.
 //!
@@ -49,6 +49,7 @@ mod pipe;
 mod poll;
 mod random;
 mod scm;
+mod signals;
 mod socket;
 
 // The wait on a pidfile's lock, which needs only flock.
@@ -101,6 +102,7 @@ pub(crate) use poll::{poll_readable, wait_any_readable};
 pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
 pub(crate) use scm::{receive_with_fds, send_with_fds};
+pub(crate) use signals::{SignalSet, reset_dispositions, unblock_all};
 pub(crate) use socket::{
     connect_without_blocking, is_listening_unix_stream, nobody_listens, socket_path,
 };

@@ -26,12 +26,13 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
 use crate::engine::body::RunFn;
-use crate::engine::body::outcome::{Fetch, Outcome, fetch_text, outcome_text, panic_message};
+use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
 use crate::engine::body::pool::{MessagesFn, PoolSize};
 use crate::engine::ctl::Ctl;
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
 use crate::engine::stop_future::StopFuture;
+use crate::error::{Failure, UserError, chain_text};
 use crate::sync::lock;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
@@ -54,7 +55,7 @@ impl RuntimeChoice {
 
     /// Build the runtime, with every driver tokio was compiled with (I/O if some crate of the
     /// program enabled `net`, the timers always).
-    fn build(&self) -> Result<Runtime, String> {
+    fn build(&self) -> Result<Runtime, UserError> {
         let mut builder = match self.workers() {
             None => Builder::new_current_thread(),
             Some(workers) => {
@@ -66,7 +67,7 @@ impl RuntimeChoice {
         builder
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot build the tokio runtime: {e}"))
+            .map_err(|e| Failure::because("cannot build the tokio runtime", e.into()))
     }
 }
 
@@ -100,7 +101,7 @@ where
             let _entered = runtime.enter();
             body(ctl.clone())
         };
-        outcome_text(on_runtime(runtime, ctl, future))
+        on_runtime(runtime, ctl, future).into_result()
     })
 }
 
@@ -153,7 +154,7 @@ async fn serve<M, G, GF, F, H, HF, R>(
     get: &mut G,
     handle: &mut H,
     log: &Log,
-) -> Result<(), String>
+) -> Result<(), UserError>
 where
     M: Send + 'static,
     G: FnMut() -> GF,
@@ -183,7 +184,7 @@ where
             Some(Err(_)) | None => break Ok(()),
         }
         let slot = Slot(shared.clone());
-        let fetched = match race(&mut stop, caught(async { fetch_text(get().await) })).await {
+        let fetched = match race(&mut stop, caught(async { get().await.into_message() })).await {
             None => break Ok(()),
             Some(fetched) => fetched,
         };
@@ -199,8 +200,13 @@ where
                 }
                 continue;
             }
-            Ok(Err(e)) => break Err(format!("get failed: {e}")),
-            Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
+            Ok(Err(e)) => break Err(Failure::because("get failed", e)),
+            Err(panic) => {
+                break Err(Failure::text(format!(
+                    "get panicked: {}",
+                    panic_message(&*panic)
+                )));
+            }
         };
         number += 1;
         let work = match catch_unwind(AssertUnwindSafe(|| handle(message))) {
@@ -213,9 +219,12 @@ where
         tokio::spawn(async move {
             match caught(work).await {
                 Ok(outcome) => {
-                    if let Err(e) = outcome_text(outcome) {
+                    if let Err(e) = outcome.into_result() {
                         let log = &slot.0.log;
-                        log.error(&format!("message #{number}: the handler failed: {e}"));
+                        log.error(&format!(
+                            "message #{number}: the handler failed: {}",
+                            chain_text(&*e)
+                        ));
                     }
                 }
                 Err(panic) => slot.0.log.error(&lost(number, &*panic)),
@@ -406,7 +415,7 @@ mod tests {
             RuntimeChoice::default(),
         );
         let err = body(&ctl, PoolSize::quick(8), &Log::quiet()).expect_err("get failed");
-        assert!(err.contains("queue unreachable"), "{err}");
+        assert_eq!(chain_text(&*err), "get failed: queue unreachable");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
 
@@ -453,7 +462,10 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        assert_eq!(body(&ctl), Err("bound nothing".to_string()));
+        assert_eq!(
+            body(&ctl).map_err(|e| e.to_string()),
+            Err("bound nothing".to_string())
+        );
 
         let multi = RuntimeChoice::default();
         multi.set(2);
@@ -466,7 +478,7 @@ mod tests {
             },
             multi,
         );
-        assert_eq!(body(&Ctl::for_tests()), Ok(()));
+        assert!(body(&Ctl::for_tests()).is_ok());
 
         let mut crate_body = crate::engine::body::Body::Run(run_adapter(
             |_ctl: Ctl| async {
@@ -483,7 +495,7 @@ mod tests {
         let err = crate_body
             .drive(&Ctl::for_tests(), &Log::quiet(), &settings)
             .unwrap_err();
-        assert!(err.contains("async boom"), "{err}");
+        assert_eq!(err.to_string(), "panicked: async boom");
     }
 
     #[test]

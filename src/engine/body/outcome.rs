@@ -7,8 +7,7 @@
 use std::any::Any;
 use std::error::Error as StdError;
 
-/// A user's error, kept with its chain of sources.
-pub(crate) type UserError = Box<dyn StdError + Send + Sync>;
+use crate::error::UserError;
 
 /// The traits of this module are the crate's to implement: what a closure may return is a
 /// promise of the crate, not an extension point.
@@ -152,29 +151,6 @@ impl<M, E: Into<Box<dyn StdError + Send + Sync>>> Fetch<M> for Result<Option<M>,
     }
 }
 
-/// What a closure returned, with its error as text (see [`chain_text`]).
-pub(crate) fn outcome_text(outcome: impl Outcome) -> Result<(), String> {
-    outcome.into_result().map_err(|e| chain_text(&*e))
-}
-
-/// What `get` returned, with its error as text (see [`chain_text`]).
-pub(crate) fn fetch_text<M>(fetched: impl Fetch<M>) -> Result<Option<M>, String> {
-    fetched.into_message().map_err(|e| chain_text(&*e))
-}
-
-/// The text of a user's error with its sources, each after a colon, as `{:#}` shows the
-/// crate's own errors: what the engine logs and the pidfile keeps.
-pub(crate) fn chain_text(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// The text of a panic payload: panics carry a `&str` or a `String`, anything else is opaque.
 pub(in crate::engine) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -189,6 +165,7 @@ pub(in crate::engine) fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::chain_text;
 
     #[test]
     fn outcomes_convert_and_keep_the_chain() {

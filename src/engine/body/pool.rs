@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crossbeam_utils::Backoff;
 
-use crate::engine::body::outcome::{Fetch, Outcome, fetch_text, outcome_text, panic_message};
+use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
 use crate::engine::ctl::Ctl;
 use crate::engine::log::Log;
+use crate::error::{Failure, UserError, chain_text};
 
 /// How large the pool may grow, and how long it rests when there is nothing to fetch.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +32,7 @@ pub(crate) struct PoolSize {
     pub(in crate::engine) idle_time: Duration,
 }
 
-pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), String> + Send>;
+pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), UserError> + Send>;
 
 /// Wrap the user's `get` and `handle` into a body that the engine can drive.
 pub(crate) fn adapter<M, G, F, H, R>(mut get: G, handle: H) -> MessagesFn
@@ -42,11 +43,11 @@ where
     H: Fn(M) -> R + Send + Sync + 'static,
     R: Outcome,
 {
-    let handle: Arc<HandleFn<M>> = Arc::new(move |m| outcome_text(handle(m)));
-    Box::new(move |ctl, pool, log| serve(ctl, pool, &mut || fetch_text(get()), &handle, log))
+    let handle: Arc<HandleFn<M>> = Arc::new(move |m| handle(m).into_result());
+    Box::new(move |ctl, pool, log| serve(ctl, pool, &mut || get().into_message(), &handle, log))
 }
 
-type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
+type HandleFn<M> = dyn Fn(M) -> Result<(), UserError> + Send + Sync;
 
 #[cfg(test)]
 impl PoolSize {
@@ -109,10 +110,10 @@ impl Slots {
 fn serve<M: Send + 'static>(
     ctl: &Ctl,
     pool: PoolSize,
-    get: &mut dyn FnMut() -> Result<Option<M>, String>,
+    get: &mut dyn FnMut() -> Result<Option<M>, UserError>,
     handle: &Arc<HandleFn<M>>,
     log: &Log,
-) -> Result<(), String> {
+) -> Result<(), UserError> {
     let slots = Arc::new(Slots {
         free: AtomicUsize::new(pool.workers),
         live: AtomicUsize::new(0),
@@ -147,8 +148,13 @@ fn serve<M: Send + 'static>(
                 ctl.sleep(pool.idle_time);
                 continue;
             }
-            Ok(Err(e)) => break Err(format!("get failed: {e}")),
-            Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
+            Ok(Err(e)) => break Err(Failure::because("get failed", e)),
+            Err(panic) => {
+                break Err(Failure::text(format!(
+                    "get panicked: {}",
+                    panic_message(&*panic)
+                )));
+            }
         };
         number += 1;
         let in_flight = pool.workers - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
@@ -169,7 +175,7 @@ fn serve<M: Send + 'static>(
                 Err(e) => {
                     slots.live.fetch_sub(1, Ordering::SeqCst);
                     if slots.live.load(Ordering::SeqCst) == 0 {
-                        break Err(format!("cannot spawn a worker thread: {e}"));
+                        break Err(Failure::because("cannot spawn a worker thread", e.into()));
                     }
                     log.warn(&format!("cannot spawn another worker thread: {e}"));
                 }
@@ -194,7 +200,10 @@ fn serve<M: Send + 'static>(
 fn handle_one<M>(handle: &HandleFn<M>, log: &Log, number: u64, message: M) {
     match catch_unwind(AssertUnwindSafe(|| handle(message))) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => log.error(&format!("message #{number}: the handler failed: {e}")),
+        Ok(Err(e)) => log.error(&format!(
+            "message #{number}: the handler failed: {}",
+            chain_text(&*e)
+        )),
         Err(panic) => log.error(&format!(
             "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
             panic_message(&*panic)
@@ -353,7 +362,7 @@ mod tests {
             },
         );
         let err = body(&ctl, PoolSize::quick(8), &quiet()).expect_err("get failed");
-        assert!(err.contains("queue unreachable"), "{err}");
+        assert_eq!(chain_text(&*err), "get failed: queue unreachable");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
 
