@@ -100,7 +100,7 @@ impl Notifier {
             }
             source = at.source();
         }
-        let status = error.to_string().replace('\n', " ");
+        let status = format!("{error:#}").replace('\n', " ");
         let errno = errno.unwrap_or(libc::EIO);
         self.send(&format!("STATUS={status}\nERRNO={errno}"))
     }
