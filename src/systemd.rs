@@ -14,8 +14,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::io;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -49,39 +51,60 @@ pub fn notify(state: &str) -> io::Result<bool> {
     }
 }
 
-/// A connection to the service manager's socket.
+/// What the service manager hears from the daemon: the sd_notify socket (`$NOTIFY_SOCKET`),
+/// and the readiness descriptor of s6 and dinit ([`ready_fd`]), either or both.
 #[derive(Debug)]
 pub(crate) struct Notifier {
-    socket: UnixDatagram,
-    address: SocketAddr,
+    socket: Option<(UnixDatagram, SocketAddr)>,
+    /// Written a newline, then closed, when the daemon is ready; closed without a word when it
+    /// fails first.
+    ready_fd: Mutex<Option<OwnedFd>>,
 }
 
 impl Notifier {
     /// The socket named by `$NOTIFY_SOCKET`, or `None` when it is unset or empty.
     pub(crate) fn from_env() -> io::Result<Option<Notifier>> {
-        let Some(name) = std::env::var_os("NOTIFY_SOCKET").filter(|n| !n.is_empty()) else {
+        Notifier::new(None)
+    }
+
+    /// The socket named by `$NOTIFY_SOCKET` and the readiness descriptor `ready_fd`; `None`
+    /// when there is neither.
+    pub(crate) fn new(ready_fd: Option<OwnedFd>) -> io::Result<Option<Notifier>> {
+        let socket = match std::env::var_os("NOTIFY_SOCKET").filter(|n| !n.is_empty()) {
+            Some(name) => {
+                let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+                let address = match bytes.strip_prefix(b"@") {
+                    Some(abstract_name) => abstract_address(abstract_name)?,
+                    None => SocketAddr::from_pathname(std::path::Path::new(&name))?,
+                };
+                Some((UnixDatagram::unbound()?, address))
+            }
+            None => None,
+        };
+        if socket.is_none() && ready_fd.is_none() {
             return Ok(None);
-        };
-        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
-        let address = match bytes.strip_prefix(b"@") {
-            Some(abstract_name) => abstract_address(abstract_name)?,
-            None => SocketAddr::from_pathname(std::path::Path::new(&name))?,
-        };
+        }
         Ok(Some(Notifier {
-            socket: UnixDatagram::unbound()?,
-            address,
+            socket,
+            ready_fd: Mutex::new(ready_fd),
         }))
     }
 
+    /// Send `state` on the sd_notify socket, if there is one.
     pub(crate) fn send(&self, state: &str) -> io::Result<()> {
-        self.socket
-            .send_to_addr(state.as_bytes(), &self.address)
-            .map(drop)
+        match &self.socket {
+            Some((socket, address)) => socket.send_to_addr(state.as_bytes(), address).map(drop),
+            None => Ok(()),
+        }
     }
 
-    /// `READY=1` with this process's pid: after a double fork the daemon is not the process the
-    /// service manager started.
+    /// `READY=1` with this process's pid (after a double fork the daemon is not the process the
+    /// service manager started), and a newline on the readiness descriptor, which is closed.
     pub(crate) fn ready(&self) -> io::Result<()> {
+        if let Some(fd) = crate::sync::lock(&self.ready_fd).take() {
+            // A reader that has gone (s6-supervise restarted) is no failure of the daemon.
+            let _ = std::fs::File::from(fd).write_all(b"\n");
+        }
         self.send(&format!("READY=1\nMAINPID={}", std::process::id()))
     }
 
@@ -100,6 +123,8 @@ impl Notifier {
             }
             source = at.source();
         }
+        // The readiness descriptor closed without a newline: never ready.
+        drop(crate::sync::lock(&self.ready_fd).take());
         let status = format!("{error:#}").replace('\n', " ");
         let errno = errno.unwrap_or(libc::EIO);
         self.send(&format!("STATUS={status}\nERRNO={errno}"))
@@ -201,4 +226,85 @@ pub(crate) fn watchdog_period_for(pid: u32) -> Option<Duration> {
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// The environment variable that names the readiness descriptor, when the builder names none.
+pub(crate) const NOTIFY_FD_VAR: &str = "DAEMONS_NOTIFY_FD";
+
+/// The readiness descriptor of s6 (`notification-fd`) and dinit (`ready-notification`): a pipe
+/// on which the daemon writes a newline once it is ready, then closes it. The one that
+/// `configured` names (the builder's [`notify_fd`](crate::DaemonBuilder::notify_fd)), else the
+/// one that `$DAEMONS_NOTIFY_FD` names, else the one that the file `notification-fd` in the
+/// working directory names (s6-supervise runs `./run` in the service directory), if that one
+/// is an open pipe for writing above 2. The descriptor is made close-on-exec, and the
+/// variable removed, so that the body's children neither inherit it nor think it theirs.
+///
+/// A descriptor that the builder or the variable names and that is not an open pipe for
+/// writing is an error (what it is instead): it says the daemon runs under a manager that
+/// waits for the newline, and never hearing it would leave that manager waiting.
+pub(crate) fn ready_fd(configured: Option<RawFd>) -> Result<Option<OwnedFd>, String> {
+    let variable = std::env::var(NOTIFY_FD_VAR).ok().filter(|v| !v.is_empty());
+    crate::sys::remove_env_if_alone(&[NOTIFY_FD_VAR]);
+    let (fd, named_by) = match (configured, variable) {
+        (Some(fd), _) => (fd, "notify_fd"),
+        (None, Some(value)) => match value.trim().parse::<RawFd>() {
+            Ok(fd) => (fd, NOTIFY_FD_VAR),
+            Err(_) => {
+                return Err(format!(
+                    "${NOTIFY_FD_VAR}={value:?} is not a descriptor's number (give the number of the readiness pipe, as s6's notification-fd names it)"
+                ));
+            }
+        },
+        (None, None) => {
+            let Some(fd) = std::fs::read_to_string("notification-fd")
+                .ok()
+                .and_then(|n| n.trim().parse::<RawFd>().ok())
+                .filter(|&fd| fd > 2)
+            else {
+                return Ok(None);
+            };
+            // A guess from a file in the working directory: a descriptor that is no pipe for
+            // writing is not s6's, and is left alone.
+            return Ok(adopt_ready_fd(fd).ok());
+        }
+    };
+    adopt_ready_fd(fd).map(Some).map_err(|what| {
+        format!("descriptor {fd} (named by {named_by}) is {what}, not the write end of a pipe: run the daemon under a manager that passes the readiness pipe there (s6's notification-fd, dinit's ready-notification), or name the one it passes")
+    })
+}
+
+/// Take `fd` as the readiness pipe if it is one, open for writing; else say what it is.
+fn adopt_ready_fd(fd: RawFd) -> Result<OwnedFd, String> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::sys::stat::{SFlag, fstat};
+    if fd < 0 {
+        return Err("no descriptor".into());
+    }
+    // SAFETY: the descriptor is only looked at here; it is adopted below, once, if it is the
+    // pipe that was passed for readiness.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let stat = match fstat(borrowed) {
+        Ok(stat) => stat,
+        Err(nix::errno::Errno::EBADF) => return Err("not open".into()),
+        Err(e) => return Err(format!("a descriptor that cannot be examined ({e})")),
+    };
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        return Err("not a pipe".into());
+    }
+    let flags = fcntl(borrowed, FcntlArg::F_GETFL).map_err(|e| format!("unreadable ({e})"))?;
+    if OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDONLY {
+        return Err("the read end of a pipe".into());
+    }
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if ADOPTED.swap(true, Ordering::AcqRel) {
+        return Err("already taken by an earlier run of the daemon in this process".into());
+    }
+    // SAFETY: the manager passed this pipe for the daemon to write its readiness on and close,
+    // and it is adopted once (above); the builder's documentation says that the descriptor it
+    // names becomes the daemon's.
+    let adopted = unsafe { crate::sys::adopt_passed_fds(fd..fd + 1) };
+    adopted
+        .into_iter()
+        .find(|owned| owned.as_raw_fd() == fd)
+        .ok_or_else(|| "not open".into())
 }

@@ -100,7 +100,20 @@ impl Engine {
             Some(d) => (Some(d.reporter), Some(d.inherited), d.successor),
             None => (None, None, false),
         };
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        let ready_fd = match systemd::ready_fd(self.settings.notify_fd) {
+            Ok(fd) => fd,
+            Err(reason) => {
+                let error = Error::InvalidSetting {
+                    setting: "notify_fd",
+                    reason,
+                };
+                if let Some(reporter) = reporter.as_mut() {
+                    reporter.fail(&error);
+                }
+                return Err(error);
+            }
+        };
+        let notifier = Notifier::new(ready_fd).unwrap_or_else(|e| {
             self.log
                 .warn(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
             None

@@ -337,6 +337,35 @@ impl DaemonBuilder {
         self.set(|s| s.health_period(period))
     }
 
+    /// The descriptor on which a supervisor of the s6 kind waits for readiness: once ready,
+    /// the daemon writes a newline there and closes it, as s6's `notification-fd` (the file
+    /// in the service directory that names the descriptor) and dinit's `ready-notification =
+    /// pipefd:N` ask, so that they need no polling check. The descriptor becomes the daemon's.
+    ///
+    /// Without it, the environment variable `DAEMONS_NOTIFY_FD` names the descriptor (dinit's
+    /// `ready-notification = pipevar:DAEMONS_NOTIFY_FD` sets it; so can a run script), and
+    /// without that, the file `notification-fd` in the working directory does, where s6
+    /// starts `./run`, if that descriptor is a pipe open for writing above 2. The variable is
+    /// removed, and the descriptor made close-on-exec, so that the body's children take
+    /// neither.
+    ///
+    /// A descriptor that this setting or the variable names and that is not the write end of
+    /// a pipe fails the start with [`Error::InvalidSetting`](crate::Error::InvalidSetting),
+    /// which says what it is instead. A daemon that fails before it is ready closes it without
+    /// a newline. Under supervision the supervisor writes the newline once its first child is
+    /// ready. It goes together with `$NOTIFY_SOCKET`: both are told.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // s6's service directory holds `notification-fd` with 3 in it.
+    /// let b = daemons::Daemon::builder().notify_fd(3);
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn notify_fd(self, fd: std::os::fd::RawFd) -> Self {
+        self.set(|s| s.notify_fd(fd))
+    }
+
     /// Set-up that runs in the daemon once it is detached (its stdio redirected, its privileges
     /// dropped, its signals caught) and before it reports ready: loggers, connections, the
     /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What

@@ -78,6 +78,9 @@ pub(crate) struct Settings {
     /// well.
     #[builder(default = "Duration::from_secs(30)")]
     pub(crate) health_period: Duration,
+    /// The readiness descriptor of s6 or dinit, when the builder names it.
+    #[builder(setter(strip_option), default)]
+    pub(crate) notify_fd: Option<RawFd>,
     /// Filled by the public builder, which collects them one `listen` call at a time.
     #[builder(setter(skip), default)]
     pub(crate) listen: Vec<Listen>,
