@@ -59,6 +59,9 @@ pub(crate) struct Notifier {
     /// Written a newline, then closed, when the daemon is ready; closed without a word when it
     /// fails first.
     ready_fd: Mutex<Option<OwnedFd>>,
+    /// Sockets for the manager's descriptor store (`FDSTORE=1`), with their `FDNAME=`, sent
+    /// once the daemon is ready.
+    store: Mutex<Vec<(OwnedFd, String)>>,
 }
 
 impl Notifier {
@@ -87,7 +90,42 @@ impl Notifier {
         Ok(Some(Notifier {
             socket,
             ready_fd: Mutex::new(ready_fd),
+            store: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Give the manager `sockets` to keep in its descriptor store once the daemon is ready, when
+    /// it keeps one ([`fd_store_wanted`]): the next instance gets them back in `LISTEN_FDS`,
+    /// so a `systemctl restart` refuses no connection.
+    pub(crate) fn store_when_ready(&self, sockets: Vec<(OwnedFd, String)>) {
+        if self.socket.is_some() && fd_store_wanted() {
+            *crate::sync::lock(&self.store) = sockets;
+        }
+    }
+
+    /// Send the sockets kept for the store, one message per socket (`FDNAME=` names all the
+    /// descriptors of its message).
+    fn store(&self) {
+        let sockets = std::mem::take(&mut *crate::sync::lock(&self.store));
+        let Some((_, address)) = &self.socket else {
+            return;
+        };
+        if sockets.is_empty() {
+            return;
+        }
+        let Ok(connected) =
+            UnixDatagram::unbound().and_then(|s| s.connect_addr(address).map(|()| s))
+        else {
+            return;
+        };
+        for (fd, name) in &sockets {
+            let message = format!("FDSTORE=1\nFDNAME={name}");
+            let _ = crate::sys::send_datagram_with_fds(
+                &connected,
+                message.as_bytes(),
+                &[std::os::fd::AsFd::as_fd(fd)],
+            );
+        }
     }
 
     /// Send `state` on the sd_notify socket, if there is one.
@@ -105,6 +143,7 @@ impl Notifier {
             // A reader that has gone (s6-supervise restarted) is no failure of the daemon.
             let _ = std::fs::File::from(fd).write_all(b"\n");
         }
+        self.store();
         self.send(&format!("READY=1\nMAINPID={}", std::process::id()))
     }
 
@@ -307,4 +346,15 @@ fn adopt_ready_fd(fd: RawFd) -> Result<OwnedFd, String> {
         .into_iter()
         .find(|owned| owned.as_raw_fd() == fd)
         .ok_or_else(|| "not open".into())
+}
+
+/// Whether the service manager keeps a descriptor store for the service: `$FDSTORE` is a
+/// number above 0 (systemd 254 and later set it from `FileDescriptorStoreMax=`; a unit for an
+/// older systemd sets it beside that, `Environment=FDSTORE=4`). Without it nothing is sent:
+/// a systemd without a store would log every attempt.
+pub(crate) fn fd_store_wanted() -> bool {
+    std::env::var("FDSTORE")
+        .ok()
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 0)
 }

@@ -140,6 +140,14 @@ impl Engine {
                 return Err(error);
             }
         };
+        if let Some(notifier) = &notifier {
+            match listeners.bound_for_store() {
+                Ok(sockets) => notifier.store_when_ready(sockets),
+                Err(e) => self.log.warn(&format!(
+                    "cannot keep the listening sockets in the service manager's store ({e}): a restart will bind them again"
+                )),
+            }
+        }
         if let Some(policy) = self.settings.supervision {
             drop(handover);
             let supervisor = Supervisor {

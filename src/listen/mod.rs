@@ -138,6 +138,8 @@ impl Address {
 struct Named {
     socket: Socket,
     name: Option<String>,
+    /// Bound by this instance, not passed by a service manager or handed over.
+    bound: bool,
 }
 
 /// A passed socket not taken yet, with its descriptor's number for messages.
@@ -171,6 +173,7 @@ impl Pending {
         Ok(Named {
             socket: self.socket,
             name: wanted.name.clone().or(self.name),
+            bound: false,
         })
     }
 }
@@ -258,6 +261,7 @@ impl Listeners {
         sockets.extend(pending.into_iter().flatten().map(|p| Named {
             socket: p.socket,
             name: p.name,
+            bound: false,
         }));
         Ok(Listeners(sockets))
     }
@@ -293,6 +297,7 @@ impl Listeners {
                         .map(|socket| Named {
                             socket,
                             name: want.name.clone(),
+                            bound: false,
                         });
                 }
             }
@@ -308,6 +313,7 @@ impl Listeners {
                 Ok(Named {
                     socket: named.socket.duplicate()?,
                     name: named.name.clone(),
+                    bound: named.bound,
                 })
             })
             .collect::<io::Result<_>>()
@@ -317,6 +323,21 @@ impl Listeners {
     /// The sockets' descriptors, to hand them to a successor.
     pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.0.iter().map(|named| named.socket.fd()).collect()
+    }
+
+    /// The sockets that this instance bound itself, each another handle, with the name to
+    /// keep it under in a service manager's descriptor store (`FDNAME=`): its own, or
+    /// `listen`. Those that a manager passed are its already, and those handed over were
+    /// stored by the instance that bound them.
+    pub(crate) fn bound_for_store(&self) -> io::Result<Vec<(OwnedFd, String)>> {
+        self.0
+            .iter()
+            .filter(|named| named.bound)
+            .map(|named| {
+                let name = named.name.clone().unwrap_or_else(|| "listen".into());
+                Ok((named.socket.fd().try_clone_to_owned()?, name))
+            })
+            .collect()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -368,6 +389,7 @@ fn bind_missing(
             None => Socket::bind(&want.address, trusted).map(|socket| Named {
                 socket,
                 name: want.name.clone(),
+                bound: true,
             }),
         })
         .collect()

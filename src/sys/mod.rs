@@ -101,7 +101,7 @@ pub(crate) use poll::{poll_readable, wait_any_readable};
 // One descriptor and a timeout: the lock waiter's and a test's shorthand of `poll_readable`.
 pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
-pub(crate) use scm::{receive_with_fds, send_with_fds};
+pub(crate) use scm::{receive_with_fds, send_datagram_with_fds, send_with_fds};
 pub(crate) use signals::{SignalSet, reset_dispositions, unblock_all};
 pub(crate) use socket::{
     connect_without_blocking, is_listening_unix_stream, nobody_listens, socket_path,

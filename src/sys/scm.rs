@@ -32,6 +32,25 @@ pub(crate) fn send_with_fds(
     Ok(())
 }
 
+/// Send `data` and `fds` in one datagram (`SCM_RIGHTS`) on a connected Unix datagram socket.
+pub(crate) fn send_datagram_with_fds(
+    socket: &std::os::unix::net::UnixDatagram,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let control: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(data)],
+        control,
+        MsgFlags::empty(),
+        None,
+    )?;
+    Ok(())
+}
+
 /// Receive what [`send_with_fds`] sent: at most `buf.len()` bytes of data (how many, returned)
 /// and the descriptors that came with them (at most 64), close-on-exec. Zero bytes and no
 /// descriptor is the end of the stream.
