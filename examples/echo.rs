@@ -20,8 +20,9 @@
 //! At a stop (or when a `restart`'s new instance has taken over) the daemon does what a server
 //! must do so that no request is lost and the stop is quick: it accepts no more, a connection
 //! that is idle between lines is closed at once (an HTTP server closes its idle keep-alive
-//! connections the same way), and one in the middle of a line gets that line's echo, then is
-//! closed. A client that never ends its line is given [`LINE_GRACE`]. The daemon then exits 0,
+//! connections the same way), and one in the middle of a line, or accepted and not yet heard
+//! from, gets that line's echo, then is closed. A client that never ends its line is given
+//! [`LINE_GRACE`]. The daemon then exits 0,
 //! well within its stop timeout, even with clients that stay connected and say nothing.
 //!
 //! Like every `.cli()` tool, it takes `--pidfile PATH` before the command to name another pidfile.
@@ -149,13 +150,16 @@ impl Listener {
 fn echo(ctl: &Ctl, mut stream: Box<dyn Connection>) -> io::Result<()> {
     let mut line = Vec::new();
     let mut buf = [0u8; 4096];
+    // A connection that has sent nothing yet is not idle: its client is sending its first
+    // line, and closing it would lose that line.
+    let mut fresh = true;
     loop {
         if ctl.running() {
             // Returns at once at a stop, and the loop looks again.
             if !ctl.readable(stream.as_fd(), Duration::from_secs(3600)) {
                 continue;
             }
-        } else if line.is_empty() {
+        } else if line.is_empty() && !fresh {
             // Idle at a stop: what the client already sent is still read (it is a request in
             // flight), otherwise the connection is closed now.
             stream.set_nonblocking(true)?;
@@ -171,13 +175,15 @@ fn echo(ctl: &Ctl, mut stream: Box<dyn Connection>) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
         } else {
-            // In the middle of a line at a stop: its end is waited for, not for ever.
+            // In the middle of a line (or before the first) at a stop: its end is waited for,
+            // not for ever.
             stream.set_read_timeout(Some(LINE_GRACE))?;
         }
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(());
         }
+        fresh = false;
         line.extend_from_slice(&buf[..n]);
         answer(&mut stream, &mut line)?;
     }

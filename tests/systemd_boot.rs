@@ -38,7 +38,7 @@ fn with_units(binary: &str, units: &[&str]) -> Option<Arc<BootedSystemd>> {
 
 /// The pid in the container's pidfile `path`, if there is one.
 fn pidfile_pid(systemd: &BootedSystemd, path: &str) -> Option<u32> {
-    systemd.read(path)?.trim().parse().ok()
+    systemd.read(path)?.lines().next()?.trim().parse().ok()
 }
 
 #[test]
@@ -75,6 +75,51 @@ fn systemd_analyze_verify_accepts_every_unit_of_the_examples() {
         .filter(|line| units.iter().any(|u| line.contains(u.as_str())))
         .collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
+/// A unit file without its comments and leading blank lines, as the guide shows it.
+fn shown(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(0);
+    lines[first..].join("\n").trim_end().to_owned()
+}
+
+/// The units live in `examples/systemd`, where the test above verifies them; the guide shows
+/// each one that it talks about, named on its first line (`# echo.socket`), and shows it as the
+/// file is (without its comments), so what the guide shows is what systemd-analyze accepted.
+#[test]
+fn every_unit_the_guide_shows_is_a_verified_file_of_the_examples() {
+    let guide = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/guide.md"))
+        .expect("read the guide");
+    let mut shown_units = Vec::new();
+    for block in guide.split("```ini\n").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        let Some(name) = block.lines().next().and_then(|l| l.strip_prefix("# ")) else {
+            panic!("a unit in the guide without its name on its first line:\n{block}");
+        };
+        let file = fs::read_to_string(unit_file(name)).unwrap_or_else(|e| {
+            panic!("the guide shows {name}, which examples/systemd lacks: {e}")
+        });
+        assert_eq!(
+            shown(block),
+            shown(&file),
+            "the guide's {name} differs from examples/systemd/{name}"
+        );
+        shown_units.push(name.to_owned());
+    }
+    for unit in [
+        "echo.socket",
+        "echo.service",
+        "counter-notify.service",
+        "echo-notify.service",
+        "echo-fdstore.service",
+        "counter-forking.service",
+    ] {
+        assert!(
+            shown_units.iter().any(|u| u == unit),
+            "the guide shows {shown_units:?}"
+        );
+    }
 }
 
 #[test]
@@ -298,4 +343,132 @@ fn a_container_is_powered_off_and_reaped_on_drop_even_after_a_panic() {
     // and so is every process that ran in the container, with their cgroups.
     assert!(!alive(leader) && common::stat(nspawn).is_none());
     assert!(cgroups.iter().all(|c| !c.exists()), "{cgroups:?}");
+}
+
+/// Clients that connect and ask for an echo in a loop, inside the container's network, while
+/// `act` runs in the container: how many were served, and what went wrong (a refused or reset
+/// connection, a lost echo).
+fn clients_during(
+    systemd: &Arc<BootedSystemd>,
+    address: &'static str,
+    act: impl FnOnce(&BootedSystemd) + Send + 'static,
+) -> (usize, Vec<String>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = Arc::new(AtomicBool::new(false));
+    let acting = {
+        let (systemd, done) = (systemd.clone(), done.clone());
+        std::thread::spawn(move || {
+            act(&systemd);
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let outcome = systemd.in_network(|| {
+        let (mut served, mut failures) = (0, Vec::new());
+        // A few rounds after the act too: the new instance serves.
+        let mut after = 0;
+        while after < 20 {
+            if done.load(Ordering::SeqCst) {
+                after += 1;
+            }
+            let asked = (|| -> std::io::Result<String> {
+                let mut client = TcpStream::connect(address)?;
+                client.set_read_timeout(Some(Duration::from_secs(10)))?;
+                client.write_all(b"ping\n")?;
+                let mut line = String::new();
+                BufReader::new(&client).read_line(&mut line)?;
+                Ok(line)
+            })();
+            match asked {
+                Ok(line) if line == "ping\n" => served += 1,
+                Ok(line) => failures.push(format!("echo {line:?}")),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        (served, failures)
+    });
+    acting.join().expect("the act");
+    outcome
+}
+
+#[test]
+fn a_notify_service_reloaded_with_the_handover_stays_active_and_refuses_nobody() {
+    let unit = "echo-notify";
+    let Some(systemd) = with_units("echo", &["echo-notify.service"]) else {
+        return;
+    };
+    systemd.systemctl(&format!("start {unit}")).assert_success();
+    let first = systemd.state(unit);
+    assert_eq!(
+        first.summary(),
+        ("active", "running", "success"),
+        "{first:?}"
+    );
+    let (served, failures) = clients_during(&systemd, "127.0.0.1:7880", move |systemd| {
+        for _ in 0..3 {
+            systemd
+                .systemctl(&format!("reload {unit}"))
+                .assert_success();
+        }
+    });
+    assert!(failures.is_empty(), "{failures:?} ({served} served)");
+    assert!(served > 0);
+    let now = systemd.wait_for_state(unit, "active", "running");
+    assert_ne!(
+        now.main_pid, first.main_pid,
+        "MAINPID follows the new instance"
+    );
+    assert_eq!(
+        pidfile_pid(&systemd, "/run/echo-notify.pid"),
+        Some(now.main_pid)
+    );
+    assert_eq!(now.result, "success", "{now:?}");
+    systemd.systemctl(&format!("stop {unit}")).assert_success();
+    let stopped = systemd.state(unit);
+    assert_eq!(
+        stopped.summary(),
+        ("inactive", "dead", "success"),
+        "{stopped:?}"
+    );
+}
+
+#[test]
+fn a_plain_restart_with_the_descriptor_store_refuses_nobody() {
+    let unit = "echo-fdstore";
+    let Some(systemd) = with_units("echo", &["echo-fdstore.service"]) else {
+        return;
+    };
+    systemd.systemctl(&format!("start {unit}")).assert_success();
+    let first = systemd.state(unit);
+    assert_eq!(
+        first.summary(),
+        ("active", "running", "success"),
+        "{first:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || systemd
+            .show(unit, "NFileDescriptorStore")
+            .get("NFileDescriptorStore")
+            .is_some_and(|n| n == "1")),
+        "{:?}",
+        systemd.show(unit, "NFileDescriptorStore")
+    );
+    let (served, failures) = clients_during(&systemd, "127.0.0.1:7879", move |systemd| {
+        for _ in 0..3 {
+            systemd
+                .systemctl(&format!("restart {unit}"))
+                .assert_success();
+        }
+    });
+    assert!(failures.is_empty(), "{failures:?} ({served} served)");
+    let now = systemd.wait_for_state(unit, "active", "running");
+    assert_ne!(now.main_pid, first.main_pid);
+    let journal = systemd.journal(unit);
+    assert!(!journal.contains("Address already in use"), "{journal}");
+    systemd.systemctl(&format!("stop {unit}")).assert_success();
+    let stopped = systemd.state(unit);
+    assert_eq!(
+        stopped.summary(),
+        ("inactive", "dead", "success"),
+        "{stopped:?}"
+    );
 }
