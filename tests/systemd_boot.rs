@@ -472,3 +472,85 @@ fn a_plain_restart_with_the_descriptor_store_refuses_nobody() {
         "{stopped:?}"
     );
 }
+
+/// A supervised fixture as a `Type=notify` service with a watchdog: `body` and `extra`
+/// environment lines.
+fn supervised_unit(name: &str, body: &str, extra: &str) -> String {
+    format!(
+        "[Unit]\nDescription=a supervised daemon with a watchdog\n\n[Service]\nType=notify\nWatchdogSec=1s\nRestart=on-failure\nEnvironment=FIXTURE_PIDFILE=/run/{name}.pid FIXTURE_MARKS=/run/{name}.marks FIXTURE_BODY={body} FIXTURE_RESTART=on-failure {extra}\nExecStart=/usr/local/bin/daemons-fixture run\n"
+    )
+}
+
+#[test]
+fn a_supervised_notify_service_with_a_watchdog_lives_while_healthy_and_is_restarted_wedged() {
+    let Some(systemd) = BootedSystemd::shared() else {
+        return;
+    };
+    systemd.install_example("daemons-fixture");
+
+    // Healthy: the child's steps ping through the supervisor, for many watchdog periods.
+    let healthy = "sup-healthy";
+    systemd.install_unit(
+        &format!("{healthy}.service"),
+        &supervised_unit(healthy, "step", "FIXTURE_INTERVAL_MS=10"),
+    );
+    systemd
+        .systemctl(&format!("start {healthy}"))
+        .assert_success();
+    let started = systemd.state(healthy);
+    assert_eq!(
+        started.summary(),
+        ("active", "running", "success"),
+        "{started:?}"
+    );
+    let steps = |name: &str| {
+        systemd
+            .read(&format!("/run/{name}.marks"))
+            .map_or(0, |m| m.lines().filter(|l| l.starts_with("step")).count())
+    };
+    // 400 steps of at least 10 ms: four periods of the watchdog, at the least.
+    assert!(
+        wait_until(Duration::from_secs(30), || steps(healthy) >= 400),
+        "{} steps",
+        steps(healthy)
+    );
+    let still = systemd.state(healthy);
+    assert_eq!(
+        still.summary(),
+        ("active", "running", "success"),
+        "{still:?}"
+    );
+    assert_eq!(still.main_pid, started.main_pid, "never restarted");
+    assert_eq!(systemd.show(healthy, "NRestarts")["NRestarts"], "0");
+    systemd
+        .systemctl(&format!("stop {healthy}"))
+        .assert_success();
+    assert_eq!(
+        systemd.state(healthy).summary(),
+        ("inactive", "dead", "success")
+    );
+
+    // Wedged: the child blocks without a look at ctl, the pings stop, systemd restarts it.
+    let wedged = "sup-wedged";
+    systemd.install_unit(
+        &format!("{wedged}.service"),
+        &supervised_unit(wedged, "wedge", "FIXTURE_WEDGE_AFTER_MS=300"),
+    );
+    systemd
+        .systemctl(&format!("start {wedged}"))
+        .assert_success();
+    let first = systemd.state(wedged);
+    assert_eq!(first.summary().0, "active", "{first:?}");
+    assert!(
+        wait_until(Duration::from_secs(30), || systemd
+            .show(wedged, "NRestarts")
+            .get("NRestarts")
+            .is_some_and(|n| n != "0")),
+        "{:?}",
+        systemd.show(wedged, "NRestarts,ActiveState,MainPID")
+    );
+    systemd.wait_for_journal(wedged, "Watchdog timeout");
+    systemd
+        .systemctl(&format!("stop {wedged}"))
+        .assert_success();
+}
