@@ -116,8 +116,8 @@ impl Lifecycle {
                 ready: sys::Readable::default(),
             };
         }
-        // On the stack: a thread that only waits (the keeper) allocates nothing, and so never
-        // costs the process a heap of its own.
+        // On the stack: a wait, which the keeper repeats every second for the daemon's life,
+        // allocates nothing.
         let mut polled = [self.wake_read.as_fd(); WAITED];
         let n = fds.len().min(WAITED - 1) + 1;
         polled[1..n].copy_from_slice(&fds[..n - 1]);

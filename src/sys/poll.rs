@@ -37,8 +37,7 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Deadline) -> io::R
 }
 
 /// Which of up to [`FEW`] descriptors are readable, by index: what a wait of the daemon's own
-/// threads returns without allocating, so that a thread that only waits (the keeper) never makes
-/// the C library give it a heap of its own.
+/// threads returns without allocating (the keeper waits every second for the daemon's life).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Readable(u8);
 
