@@ -42,6 +42,7 @@ impl DaemonBuilder {
             handlers: given,
             mut bodies,
             setup,
+            logger,
             listen,
             #[cfg(feature = "tokio")]
             runtime,
@@ -95,6 +96,7 @@ impl DaemonBuilder {
             credentials,
             body,
             setup,
+            logger,
             handlers,
         )))
     }
