@@ -34,7 +34,7 @@ use criterion::{Criterion, criterion_group};
 use daemons::{Daemon, Pid, Signal, Stopped};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, kill, raise, sigaction};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, raise, sigaction};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, pause, pipe2, setsid};
 
@@ -149,6 +149,13 @@ fn summary() {
             println!("  {line}");
         }
     }
+}
+
+/// `kill(2)` of the crate's pid and signal: the benches use nix's calls without its types in the
+/// crate's API (the `nix` feature is off, as a user's default build has it).
+fn kill(pid: Pid, signal: Signal) -> nix::Result<()> {
+    let signal = nix::sys::signal::Signal::try_from(signal.as_raw())?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.as_raw()), signal)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,7 +300,7 @@ fn bare_daemon(pidfile: &Path, report: OwnedFd, hup: Option<RawFd>) -> ! {
             SigSet::empty(),
         );
         // SAFETY: the handler only calls write(2), which is async-signal-safe.
-        if unsafe { sigaction(Signal::SIGHUP, &action) }.is_err() {
+        if unsafe { sigaction(nix::sys::signal::Signal::SIGHUP, &action) }.is_err() {
             exit(1);
         }
     }
@@ -497,7 +504,7 @@ fn bench_sighup(c: &mut Criterion) {
 
 /// Run the engine in the foreground for at least `n` empty steps; the `n`th raises SIGTERM.
 /// Returns the time `run()` took and the steps actually executed (a few more than `n`: the loop
-/// goes on until the control thread has seen the signal).
+/// goes on until the signal thread has seen the signal).
 fn engine_steps(pidfile: &Path, n: u64) -> (Duration, u64) {
     let executed = Arc::new(AtomicU64::new(0));
     let seen = executed.clone();
@@ -508,7 +515,7 @@ fn engine_steps(pidfile: &Path, n: u64) -> (Duration, u64) {
             count += 1;
             seen.store(count, Ordering::Relaxed);
             if count == n {
-                let _ = raise(Signal::SIGTERM);
+                let _ = raise(nix::sys::signal::Signal::SIGTERM);
             }
         })
         .build()

@@ -211,7 +211,7 @@ fn main() {
         let (took, cs) = foreground(dir.path(), messages);
         fg.push(per_message(took));
         fg_cs.push(cs as f64 / messages as f64);
-        // The foreground run's control thread and keeper are gone once `run()` returns; give
+        // The foreground run's signal thread and keeper are gone once `run()` returns; give
         // the kernel a moment to reap them before the next fork checks.
         let end = Instant::now() + Duration::from_secs(5);
         while fs::read_dir("/proc/self/task").map_or(1, |d| d.count()) > 1 && Instant::now() < end {

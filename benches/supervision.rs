@@ -1,11 +1,11 @@
-//! Benchmarks of supervision (`.restart(Restart::...)`), each beside a baseline in the same run.
+//! Benchmarks of supervision (`.supervise(Supervision::...)`), each beside a baseline in the same run.
 //!
 //! - `respawn`: from `kill(supervisor, SIGUSR1)` (its child's handler then `_exit(1)`s) until
 //!   the next child's body has written one byte to a pipe that this process reads, with a zero
 //!   backoff; beside `Daemon::start()` of the same daemon unsupervised, until it returns. The
 //!   body runs right after its process has reported ready, so both end at readiness: the crash is
 //!   seen through the child's pidfd, reaped, logged, a child is forked, and it sets up (signals,
-//!   control thread, keeper) and reports, as a started daemon does after its double fork.
+//!   signal thread, keeper) and reports, as a started daemon does after its double fork.
 //! - `stop`: `Daemon::stop()` of a supervised idle daemon (SIGTERM to the supervisor, passed on
 //!   to the child, which stops gracefully; then the supervisor exits) beside the same daemon
 //!   unsupervised.
@@ -34,10 +34,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use daemons::{Daemon, Pid, Restart, Signal, Status, Stopped};
+use daemons::{Daemon, Pid, Signal, Status, Stopped, Supervision};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::kill;
 use nix::unistd::pipe2;
 
 /// How long a byte from the body may take before the bench calls the daemon lost.
@@ -73,8 +72,8 @@ fn daemon(pidfile: &Path, ready: &File, supervised: bool) -> Daemon {
             while ctl.sleep(Duration::from_secs(3600)) {}
         });
     if supervised {
-        b = b.restart(
-            Restart::on_failure()
+        b = b.supervise(
+            Supervision::on_failure()
                 .backoff(Duration::ZERO, Duration::ZERO)
                 .unlimited(),
         );
@@ -216,6 +215,13 @@ fn summary() {
 
 // ---------------------------------------------------------------------------------------------
 // Memory.
+
+/// `kill(2)` of the crate's pid and signal: the benches use nix's calls without its types in the
+/// crate's API (the `nix` feature is off, as a user's default build has it).
+fn kill(pid: Pid, signal: Signal) -> nix::Result<()> {
+    let signal = nix::sys::signal::Signal::try_from(signal.as_raw())?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.as_raw()), signal)
+}
 
 /// A `NAME:   N kB` line of `/proc/PID/status` or `/proc/PID/smaps_rollup`, in KiB.
 fn kib(pid: Pid, file: &str, name: &str) -> u64 {

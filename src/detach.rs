@@ -34,8 +34,8 @@ use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
+use crate::{Pid, Signal};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
 use crate::error::{Action, Error, NotSignalled};
 use crate::gate::fork::{Forked, fork, fork_again};
@@ -49,7 +49,8 @@ use crate::sys;
 /// microseconds unless it is stuck in the kernel, which nothing here can change.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// Which side of [`detach`] this is.
+/// Which side of [`detach`] this is. A fork has two sides and never more, so this enum is
+/// exhaustive on purpose: a `match` needs no arm for a side that cannot be.
 ///
 /// # Examples
 ///
@@ -64,6 +65,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// }
 /// ```
 #[derive(Debug)]
+#[must_use = "the caller and the daemon go on from here: match the side to tell them apart"]
 pub enum Side {
     /// The original process, which should wait for the daemon's report.
     Caller(Pending),
@@ -77,6 +79,7 @@ pub enum Side {
 ///
 /// See [the module documentation](self).
 #[derive(Debug)]
+#[must_use = "wait() says whether the daemon started; dropped, its outcome is lost"]
 pub struct Pending {
     pipe: File,
     /// The daemon's session: the intermediate process's pid, which the kernel does not give to
@@ -254,7 +257,7 @@ impl Pending {
 fn pin_daemon(pid: Pid, session: Pid) -> Result<Target, NotSignalled> {
     Pinned::pin(pid)
         .and_then(|pinned| {
-            pinned.verify(move |pid| match nix::unistd::getsid(Some(pid)) {
+            pinned.verify(move |pid| match sys::session_of(pid) {
                 Ok(sid) if sid == session => Ok(()),
                 Ok(sid) => Err(format!(
                     "pid {pid} is in session {sid}, not in the daemon's session {session}"
@@ -533,27 +536,11 @@ pub(crate) unsafe fn close_listed_fds(fds: &[RawFd], keep: &[RawFd]) {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn reset_signals(keep: &[Signal]) -> Result<(), Error> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| Error::sys("sigprocmask", e))?;
-    for signal in Signal::iterator() {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        let wanted = if signal == Signal::SIGPIPE {
-            SigHandler::SigIgn
-        } else {
-            SigHandler::SigDfl
-        };
-        // SAFETY: the dispositions set here are SIG_DFL and SIG_IGN, which run no code of ours.
-        let Ok(previous) = (unsafe { nix::sys::signal::signal(signal, wanted) }) else {
-            continue;
-        };
-        let own_handler = matches!(previous, SigHandler::Handler(_) | SigHandler::SigAction(_));
-        if own_handler && keep.contains(&signal) {
-            // SAFETY: this puts back the handler that was installed a moment ago.
-            let _ = unsafe { nix::sys::signal::signal(signal, previous) };
-        }
-    }
+    sys::unblock_all().map_err(|source| Error::Sys {
+        call: "sigprocmask",
+        source,
+    })?;
+    sys::reset_dispositions(keep);
     Ok(())
 }
 
@@ -570,6 +557,20 @@ mod tests {
         let result = detach();
         drop(done);
         let _ = other.join();
-        assert!(matches!(result, Err(Error::Threads { count: Some(count) }) if count >= 2));
+        let Err(
+            e @ Error::Threads {
+                count: Some(count),
+                test_harness: true,
+            },
+        ) = result
+        else {
+            panic!("refused as a test harness: {result:?}");
+        };
+        assert!(count >= 2);
+        let message = e.to_string();
+        assert!(
+            message.contains("test harness") && message.contains("guide#testing-a-daemon"),
+            "the message points a test at the guide: {message}"
+        );
     }
 }

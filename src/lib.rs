@@ -1,24 +1,31 @@
 //! Turn closures into well-behaved Unix daemons.
 //!
+//! A whole program, as it would stand in `src/main.rs` (it needs nothing but this crate):
+//!
 //! ```rust,standalone_crate
 //! use daemons::{Daemon, Signal::SIGHUP};
 //! use std::time::Duration;
 //!
-//! let dir = tempfile::tempdir()?;
-//! let daemon = Daemon::builder()
-//!     .pidfile(dir.path().join("counter.pid"))
-//!     .stdout(dir.path().join("counter.log"))
-//!     .on(SIGHUP, || println!("reloading"))
-//!     .step(|| println!("tick"))
-//!     .interval(Duration::from_millis(50))
-//!     .build()?;
+//! fn main() -> Result<(), daemons::Error> {
+//!     let dir = std::env::temp_dir();
+//!     let daemon = Daemon::builder()
+//!         .pidfile(dir.join("daemons-hello.pid"))
+//!         .stdout(dir.join("daemons-hello.log"))
+//!         .on(SIGHUP, || println!("reloading"))
+//!         .step(|| println!("tick"))
+//!         .interval(Duration::from_millis(50))
+//!         .build()?;
 //!
-//! let pid = daemon.start()?;       // back here once the daemon runs
-//! daemon.send(SIGHUP)?;
-//! let stopped = daemon.stop()?;    // graceful: the step under way finishes
-//! assert_eq!(stopped.pid(), Some(pid));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//!     let pid = daemon.start()?; // back here once the daemon runs
+//!     daemon.send(SIGHUP)?;
+//!     let stopped = daemon.stop()?; // graceful: the step under way finishes
+//!     assert_eq!(stopped.pid(), Some(pid));
+//!     Ok(())
+//! }
 //! ```
+//!
+//! End the builder with [`.cli()`](DaemonBuilder::cli) instead of `.build()?` and `main` is an
+//! init script: `hello start`, `stop`, `restart`, `reload`, `status`, `run`.
 //!
 //! # Anatomy
 //!
@@ -32,7 +39,7 @@
 //!   the daemon; [`Outcome`] and [`Fetch`] are what the closures may return.
 //! - Around the body: `setup(f)` runs in the daemon before it is ready; `listen(addr)` gives it
 //!   listening sockets, bound before ready or passed by systemd, handed to the next instance at
-//!   a restart so that no connection is refused; `restart(`[`Restart`]`)` supervises it, started
+//!   a restart so that no connection is refused; `supervise(`[`Supervision`]`)` supervises it, started
 //!   again after a crash with a backoff and a limit.
 //!   With the `tokio` feature, `run_async` and `messages_async` run async bodies on a runtime
 //!   built inside the daemon; [`Ctl::stopped`] (a [`StopFuture`]) is the stop for any executor,
@@ -54,7 +61,7 @@
 //! - Signals coalesce: ten thousand SIGHUPs sent in a burst may run the handler only a few
 //!   times. A handler learns that the signal came, not how often.
 //! - Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
-//!   body has finished; other handlers run on a control thread while the body runs.
+//!   body has finished; other handlers run on a signal thread while the body runs.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -85,9 +92,11 @@ pub mod systemd;
 // The guide: guarantees, signals, systemd, logs, testing.
 pub mod guide;
 
-// Underneath.
+// Underneath: the names of signals and processes, then the errors.
 mod error;
 mod gate;
+mod pid;
+mod signal;
 use error::report;
 mod sync;
 mod sys;
@@ -95,11 +104,11 @@ mod sys;
 pub use control::Stopped;
 pub use engine::{Ctl, Fetch, Outcome, StopFuture};
 pub use error::{Action, Error, HandoverKind, NotSignalled};
-pub use handle::{Daemon, DaemonBuilder, Restarted, step, wrap};
-pub use nix::sys::signal::Signal;
-pub use nix::unistd::Pid;
+pub use handle::{Daemon, DaemonBuilder, Health, Restarted, step, wrap};
+pub use pid::Pid;
 pub use pidfile::{Pidfile, PidfileLock, Status};
-pub use settings::{Account, Restart};
+pub use settings::{Account, Supervision};
+pub use signal::{Signal, UnknownSignal, UnknownSignalName};
 
 // The README's examples are compiled and run with the other doctests.
 #[cfg(doctest)]

@@ -85,6 +85,31 @@ impl Notifier {
         self.send(&format!("READY=1\nMAINPID={}", std::process::id()))
     }
 
+    /// Why the daemon fails before it is ready, before it exits: `STATUS=` the reason and
+    /// `ERRNO=` the system's error where there is one, `EIO` otherwise (start-stop-daemon's
+    /// `--notify-await` ends its wait on `ERRNO=`, not on an exit).
+    pub(crate) fn failed(&self, error: &crate::Error) -> io::Result<()> {
+        let mut errno = None;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(at) = source {
+            if let Some(io) = at.downcast_ref::<io::Error>()
+                && let Some(code) = io.raw_os_error()
+            {
+                errno = Some(code);
+                break;
+            }
+            source = at.source();
+        }
+        let status = format!("{error:#}").replace('\n', " ");
+        let errno = errno.unwrap_or(libc::EIO);
+        self.send(&format!("STATUS={status}\nERRNO={errno}"))
+    }
+
+    /// Ask for `more` time to start than the manager would give (`EXTEND_TIMEOUT_USEC=`).
+    pub(crate) fn extend_start(&self, more: Duration) -> io::Result<()> {
+        self.send(&format!("EXTEND_TIMEOUT_USEC={}", more.as_micros()))
+    }
+
     /// `RELOADING=1`, with the monotonic timestamp that `Type=notify-reload` expects.
     pub(crate) fn reloading(&self) -> io::Result<()> {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -114,11 +139,12 @@ fn abstract_address(_name: &[u8]) -> io::Result<SocketAddr> {
 /// The first descriptor that a service manager passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
-/// The listening sockets that the service manager passed to this process (sd_listen_fds(3)):
-/// descriptors from 3, as many as `$LISTEN_FDS` says, when `$LISTEN_PID` is this process.
-/// They are made close-on-exec, and the three variables are removed from the environment so
-/// that the body's children do not take them too, where that is safe (a single thread).
-pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
+/// The sockets that the service manager passed to this process (sd_listen_fds(3)), with the
+/// names it gave them (`$LISTEN_FDNAMES`, `None` where it gave none): descriptors from 3, as
+/// many as `$LISTEN_FDS` says, when `$LISTEN_PID` is this process. They are made close-on-exec,
+/// and the three variables are removed from the environment so that the body's children do not
+/// take them too, where that is safe (a single thread).
+pub(crate) fn listen_fds() -> Vec<(std::os::fd::OwnedFd, Option<String>)> {
     let me = std::process::id().to_string();
     if std::env::var("LISTEN_PID").ok().as_deref() != Some(me.as_str()) {
         return Vec::new();
@@ -128,6 +154,16 @@ pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0 && n < 4096)
         .unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names: Vec<Option<String>> = names
+        .split(':')
+        .map(|name| Some(name.to_string()).filter(|n| !n.is_empty()))
+        .collect();
+    // Names that do not go with the descriptors one to one name none of them.
+    if names.len() != count as usize {
+        names = Vec::new();
+    }
+    names.resize(count as usize, None);
     crate::sys::remove_env_if_alone(&["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
     // A process with other threads keeps the variables: a second call (a second `run()`) must
     // not adopt the same descriptors again.
@@ -138,14 +174,28 @@ pub(crate) fn listen_fds() -> Vec<std::os::fd::OwnedFd> {
     // SAFETY: the service manager passed these descriptors to this process for it to own, and
     // they are adopted once (above); sd_listen_fds(3) has any other reader of them unset
     // `$LISTEN_PID`, so nothing else in this process has taken them.
-    unsafe { crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count) }
+    let fds = unsafe { crate::sys::adopt_passed_fds(LISTEN_FDS_START..LISTEN_FDS_START + count) };
+    // A descriptor that is not open is left out, and its name with it.
+    fds.into_iter()
+        .map(|fd| {
+            let at = std::os::fd::AsRawFd::as_raw_fd(&fd) - LISTEN_FDS_START;
+            let name = names.get(at as usize).cloned().flatten();
+            (fd, name)
+        })
+        .collect()
 }
 
 /// The watchdog period the service manager asks for: `$WATCHDOG_USEC`, if `$WATCHDOG_PID` is
 /// unset or names this process.
 pub(crate) fn watchdog_period() -> Option<Duration> {
-    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
-        && pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id())
+    watchdog_period_for(std::process::id())
+}
+
+/// The watchdog period the service manager asks of process `pid`: `$WATCHDOG_USEC`, if
+/// `$WATCHDOG_PID` is unset or names `pid` (a supervised child asks for its supervisor's).
+pub(crate) fn watchdog_period_for(pid: u32) -> Option<Duration> {
+    if let Some(named) = std::env::var_os("WATCHDOG_PID")
+        && named.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(pid)
     {
         return None;
     }

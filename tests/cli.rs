@@ -86,13 +86,17 @@ fn start_status_reload_restart_stop_walk_the_table() {
     assert!(!fx.pidfile().exists());
     assert_eq!(fx.reap(second), WaitStatus::Exited(second, 0));
 
+    let not_running = format!(
+        "{NAME}: not running (no daemon holds pidfile {})\n",
+        fx.pidfile().display()
+    );
     let out = fx.run("stop");
     assert_eq!(out.code(), Some(0), "{out:?}");
-    assert_eq!(out.stdout, format!("{NAME}: not running\n"));
+    assert_eq!(out.stdout, not_running);
 
     let out = fx.run("status");
     assert_eq!(out.code(), Some(3), "{out:?}");
-    assert_eq!(out.stdout, format!("{NAME}: not running\n"));
+    assert_eq!(out.stdout, not_running);
 }
 
 #[test]
@@ -155,7 +159,7 @@ fn no_command_or_an_unknown_one_prints_usage_to_stderr_and_exits_2() {
         assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
         assert!(
             out.stderr.starts_with(&format!(
-                "usage: {NAME} [--pidfile PATH] start|stop|restart|status|reload|run"
+                "usage: {NAME} [--pidfile PATH] start|stop|restart|status|health|reload|run"
             )),
             "{args:?}: {out:?}"
         );
@@ -208,6 +212,29 @@ fn a_start_that_fails_exits_1_and_names_the_path() {
     assert!(!fx.path("missing").exists());
     assert_eq!(fx.processes(), vec![], "no daemon is left");
     assert!(fx.marks().is_empty(), "no body ran");
+}
+
+#[test]
+fn a_failing_command_says_the_reason_the_system_gave() {
+    // The pidfile's directory is a regular file: the kernel's reason (ENOTDIR) is the one thing
+    // that tells the operator what is wrong, so it follows the message, as `{:#}` prints it.
+    let mut fx = Fixture::new();
+    fs::write(fx.path("plain"), "").expect("a regular file");
+    let pidfile = fx.path("plain/daemon.pid");
+    fx.set("FIXTURE_PIDFILE", &pidfile);
+    for command in ["start", "status", "stop"] {
+        let out = fx.run(command);
+        assert_ne!(out.code(), Some(0), "{command}: {out:?}");
+        assert!(
+            out.stderr.contains(&pidfile.display().to_string()),
+            "{command}: the error names the path: {out:?}"
+        );
+        assert!(
+            out.stderr.contains("Not a directory (os error 20)"),
+            "{command}: the error says the system's reason: {out:?}"
+        );
+    }
+    assert_eq!(fx.processes(), vec![], "no daemon is left");
 }
 
 #[test]

@@ -567,7 +567,7 @@ fn a_supervisor_whose_first_fork_fails_reports_the_fork_error() {
 
 #[test]
 fn a_daemon_without_its_keeper_does_not_start() {
-    // No handlers: no control thread; the keeper is the only thread the daemon needs before the
+    // No handlers: no signal thread; the keeper is the only thread the daemon needs before the
     // body, and none can be spawned.
     let mut fx = Fixture::new()
         .with("RUST_MIN_STACK", NO_THREADS)

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 /// The layers, from the bottom up: a file of a layer may import files of its own layer and of
 /// the layers listed as below it.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Underneath: nothing of the crate but each other.
+    // Underneath: nothing of the crate but each other. The names of processes and signals
+    // (`Pid`, `Signal`) import nothing; every layer names them through the crate's root.
+    ("pid", &[]),
+    ("signal", &[]),
     ("sync", &[]),
     ("sys", &["sync"]),
     ("error", &["sys", "sync"]),

@@ -459,3 +459,238 @@ fn logrotate_with_the_guides_stanza_loses_no_line() {
         "no line was lost or doubled across the rotation"
     );
 }
+
+#[test]
+fn a_supervised_daemon_tells_ready_reloads_and_stop_as_the_main_process() {
+    // READY=1 with MAINPID the supervisor (the process that the manager started) once the
+    // child is ready, RELOADING=1 and READY=1 around the child's SIGHUP handlers, STOPPING=1.
+    let fx = Fixture::new().with("FIXTURE_RESTART", "on-failure");
+    let manager = Manager::at_path(&fx);
+    ready_reload_stop(&fx, &manager);
+}
+
+#[test]
+fn a_supervised_body_pings_the_watchdog_through_its_supervisor_until_it_wedges() {
+    let fx = Fixture::new()
+        .with("FIXTURE_RESTART", "on-failure")
+        .with("FIXTURE_BODY", "wedge")
+        .with("FIXTURE_WEDGE_AFTER_MS", "1000");
+    let manager = Manager::at_path(&fx);
+    let _fg = manager.run(&fx, &[("WATCHDOG_USEC", OsStr::new("200000"))]);
+    manager.until("READY=1");
+    // Healthy: pings at half the period, sent by the supervisor for its child.
+    for _ in 0..3 {
+        manager.until("WATCHDOG=1");
+    }
+    assert!(
+        wait_until(DEADLINE, || fx.count_prefix("wedged ") == 1),
+        "the body wedges: {:?}",
+        fx.marks()
+    );
+    // A ping sent just before the wedge may still be on its way; then none comes.
+    while manager.next(Duration::from_millis(150)).is_some() {}
+    let mut after = Vec::new();
+    let quiet = Instant::now() + Duration::from_millis(600);
+    while let Some(datagram) = manager.next(quiet.saturating_duration_since(Instant::now())) {
+        after.push(datagram);
+    }
+    assert_eq!(pings(&after), 0, "no ping for a wedged body: {after:?}");
+}
+
+/// Every datagram with the pid of the process that sent it (`SO_PASSCRED`), until one has the
+/// line `line`.
+fn until_with_senders(manager: &Manager, line: &str) -> Vec<(String, i32)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    setsockopt(&manager.socket, sockopt::PassCred, &true).expect("SO_PASSCRED");
+    let end = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+        let received = recvmsg::<()>(
+            manager.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        );
+        let Ok(message) = received else { continue };
+        let sender = message
+            .cmsgs()
+            .expect("control messages")
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmCredentials(creds) => Some(creds.pid()),
+                _ => None,
+            })
+            .expect("the sender's credentials");
+        let n = message.bytes;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let found = text.lines().any(|l| l == line);
+        seen.push((text, sender));
+        if found {
+            return seen;
+        }
+    }
+    panic!("no {line} within {DEADLINE:?}; received {seen:?}");
+}
+
+#[test]
+fn a_restart_under_type_notify_names_the_new_main_process_and_never_says_stopping() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "listen-echo")
+        .with("FIXTURE_LISTEN", format!("127.0.0.1:{port}"));
+    let manager = Manager::at_path(&fx);
+    let mut fg = manager.run(&fx, &[]);
+    let old = fg.pid().as_raw();
+    let first = until_with_senders(&manager, "READY=1");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1, old);
+
+    // `ExecReload=... restart`: the command runs with the service's NOTIFY_SOCKET.
+    let mut restart = fx.command("restart");
+    restart.env("NOTIFY_SOCKET", &manager.address);
+    let reply = fx.execute(&mut restart);
+    assert_eq!(reply.code(), Some(0), "{reply:?}");
+    let heard = until_with_senders(&manager, "READY=1");
+    let new = heard[0].1;
+    assert_ne!(new, old, "{heard:?}");
+    assert_eq!(
+        heard[0].0,
+        format!("MAINPID={new}"),
+        "the new instance names itself first: {heard:?}"
+    );
+    assert!(
+        heard.iter().all(|(_, sender)| *sender == new),
+        "only the new instance spoke: {heard:?}"
+    );
+    assert_eq!(
+        fg.wait().code(),
+        Some(0),
+        "the old instance stopped cleanly"
+    );
+    assert!(
+        heard.iter().all(|(text, _)| !text.contains("STOPPING=1")),
+        "{heard:?}"
+    );
+    assert_eq!(
+        manager.next(Duration::from_millis(200)),
+        None,
+        "the outgoing instance says nothing, STOPPING=1 least of all"
+    );
+    assert_eq!(echo(port), "hello daemon", "the new instance serves");
+    assert_eq!(fx.run("stop").code(), Some(0));
+}
+
+/// The `STATUS=` and `ERRNO=` that a daemon failing before ready sends before it exits 1.
+fn failure_heard(fx: &Fixture) -> (String, String) {
+    let manager = Manager::at_path(fx);
+    let mut fg = manager.run(fx, &[]);
+    let status = fg.wait();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let mut heard = Vec::new();
+    while let Some(datagram) = manager.next(Duration::from_millis(100)) {
+        heard.push(datagram);
+    }
+    let failure = heard
+        .iter()
+        .find(|d| field(d, "ERRNO").is_some())
+        .unwrap_or_else(|| panic!("an ERRNO= before the exit: {heard:?}"));
+    assert!(
+        heard.iter().all(|d| field(d, "READY").is_none()),
+        "{heard:?}"
+    );
+    (
+        field(failure, "STATUS").unwrap_or_default().to_string(),
+        field(failure, "ERRNO").unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_taken_address_reaches_the_manager_with_its_errno() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "listen-echo")
+        .with("FIXTURE_LISTEN", &address);
+    let (status, errno) = failure_heard(&fx);
+    assert!(
+        status.contains(&format!("cannot listen on {address}")),
+        "{status}"
+    );
+    assert_eq!(errno, libc::EADDRINUSE.to_string());
+}
+
+#[test]
+fn a_failed_setup_reaches_the_manager_with_a_generic_errno() {
+    let fx = Fixture::new().with("FIXTURE_SETUP", "fail");
+    let (status, errno) = failure_heard(&fx);
+    assert!(status.contains("no database"), "{status}");
+    assert_eq!(errno, libc::EIO.to_string());
+}
+
+#[test]
+fn a_supervised_first_child_that_fails_reaches_the_manager() {
+    let fx = Fixture::new()
+        .with("FIXTURE_RESTART", "on-failure")
+        .with("FIXTURE_BODY", "fail-before-ready");
+    let (status, errno) = failure_heard(&fx);
+    assert!(status.contains("no database"), "{status}");
+    assert_eq!(errno, libc::EIO.to_string());
+}
+
+#[test]
+fn a_ready_timeout_longer_than_the_managers_asks_for_more_time() {
+    let fx = Fixture::new().with("FIXTURE_READY_TIMEOUT_MS", "150000");
+    let manager = Manager::at_path(&fx);
+    let mut fg = manager.run(&fx, &[]);
+    let heard = manager.until("READY=1");
+    assert_eq!(
+        field(&heard[0], "EXTEND_TIMEOUT_USEC"),
+        Some("150000000"),
+        "{heard:?}"
+    );
+    fg.signal(Signal::SIGTERM);
+    assert_eq!(fg.wait().code(), Some(0));
+}
+
+#[test]
+fn start_stop_daemon_notify_await_hears_a_failed_start_at_once() {
+    if !common::require_tool("start-stop-daemon") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let fx = Fixture::new()
+        .with("FIXTURE_BODY", "listen-echo")
+        .with("FIXTURE_LISTEN", &address);
+    let mut command = std::process::Command::new(common::tool_path("start-stop-daemon"));
+    command
+        .args(["--start", "--background", "--notify-await"])
+        // Without ERRNO= it would wait this long, then say it timed out.
+        .args(["--notify-timeout", "300"])
+        // Matched by its pidfile only: other tests run the same binary.
+        .arg("--pidfile")
+        .arg(fx.pidfile())
+        .arg("--startas")
+        .arg(common::fixture_binary())
+        .args(["--", "run"])
+        .env_clear()
+        .envs(
+            fx.command("run")
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        );
+    let reply = fx.execute(&mut command);
+    assert_ne!(reply.code(), Some(0), "{reply:?}");
+    assert!(
+        reply
+            .stderr
+            .contains("program failed to initialize (Address already in use)"),
+        "{reply:?}"
+    );
+}

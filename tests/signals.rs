@@ -1,4 +1,4 @@
-//! Signals sent to a running daemon: handlers run on its control thread, the daemon lives on.
+//! Signals sent to a running daemon: handlers run on its signal thread, the daemon lives on.
 
 // The tests play the operator and the attacker: they signal and fork as they like.
 #![allow(clippy::disallowed_methods)]

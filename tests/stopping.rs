@@ -209,13 +209,13 @@ const NO_THREADS: &str = "1000000000000";
 
 #[test]
 fn a_start_that_cannot_spawn_the_control_thread_fails_and_leaves_nothing() {
-    // The fixture's SIGHUP handlers need a control thread.
+    // The fixture's SIGHUP handlers need a signal thread.
     let fx = Fixture::new().with("RUST_MIN_STACK", NO_THREADS);
     let before = zombie_children();
     let reply = fx.run("api start");
     reply.assert_error("Sys");
     assert!(
-        reply.line().contains("spawn the control thread"),
+        reply.line().contains("spawn the signal thread"),
         "{reply:?}"
     );
     assert_no_panic(&reply);
@@ -226,7 +226,7 @@ fn a_start_that_cannot_spawn_the_control_thread_fails_and_leaves_nothing() {
 
 #[test]
 fn without_a_keeper_thread_no_daemon_starts_in_the_foreground_or_detached() {
-    // No handlers and no log files to reopen at a SIGHUP: no control thread. The keeper (the
+    // No handlers and no log files to reopen at a SIGHUP: no signal thread. The keeper (the
     // pidfile's watch, the grace of a body that ignores a stop, the only way to stop a wrapped
     // function) is spawned before ready: without it the daemon does not start, and says why.
     let mut fx = Fixture::new()
@@ -312,7 +312,7 @@ fn a_second_fork_that_fails_reaches_start_as_the_fork_error() {
     if !require_root("only root can run the caller as nobody under a process limit") {
         return;
     }
-    // No control thread, which the limit would refuse in the calibration below.
+    // No signal thread, which the limit would refuse in the calibration below.
     let mut fx = Fixture::new().with("FIXTURE_NO_HANDLERS", "1");
     fx.unset("FIXTURE_STDERR");
     // nobody creates the marks file, and the pidfile of the calibration.

@@ -1,4 +1,4 @@
-//! Supervision (`.restart(Restart::...)`), checked from outside: the supervisor holds the
+//! Supervision (`.supervise(Supervision::...)`), checked from outside: the supervisor holds the
 //! pidfile and runs the body in a child, which comes back after a crash with a backoff that
 //! doubles, until the limit; signals reach the child, a stop ends both, and nothing is left.
 //!
@@ -388,7 +388,7 @@ fn a_clean_exit_ends_the_daemon_under_on_failure() {
 
 #[test]
 fn a_clean_exit_comes_back_under_always_and_never_counts_toward_the_limit() {
-    // The default limit is 5 failures: clean exits are not failures.
+    // Clean exits are not failures, whatever the limit.
     let fx = supervised("return", "always").with("FIXTURE_BACKOFF_MS", "10");
     let sup = fx.start();
     let now = status_until(&fx, "six restarts", |s| s.restarts >= 6);
@@ -432,10 +432,11 @@ fn a_stop_during_a_backoff_wait_is_immediate() {
     assert_eq!(stepping_pids(&fx).len(), 1, "no child after the stop");
 }
 
-/// The pidfile's format says `supervising: - RESTARTS` during a backoff wait, and
-/// `Status::Supervised` documents `child: None` then ("none during a backoff wait").
+/// The pidfile's format says `supervising: - RESTARTS AT LAST` during a backoff wait, and
+/// `Status::Supervised` documents `child: None` then ("none during a backoff wait"), with a
+/// countdown to the next child and how the last one ended.
 #[test]
-fn during_a_backoff_wait_status_names_no_child() {
+fn during_a_backoff_wait_status_names_no_child_and_counts_down_to_the_next() {
     let fx = supervised("panic-third", "on-failure").with("FIXTURE_BACKOFF_MS", "60000");
     let sup = fx.start();
     assert!(
@@ -452,6 +453,15 @@ fn during_a_backoff_wait_status_names_no_child() {
     assert_eq!(
         now.child, None,
         "no child runs the body during the wait; {crashed} ended"
+    );
+    let said = fx.run("status").line().to_owned();
+    let countdown = said
+        .split_once("restarting in ")
+        .and_then(|(_, rest)| rest.split_once(" s (restart 1, last: exit code 1"))
+        .and_then(|(secs, _)| secs.parse::<f64>().ok());
+    assert!(
+        countdown.is_some_and(|secs| secs > 0.0 && secs <= 60.0),
+        "a countdown within the 60 s backoff, and the last ending: {said:?}"
     );
     stop_and_reap(&fx, sup);
 }

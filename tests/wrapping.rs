@@ -237,7 +237,7 @@ fn a_setup_that_fails_or_panics_fails_start_and_leaves_nothing() {
         ("fail", "the daemon's set-up failed: no database"),
         (
             "panic",
-            "the daemon's set-up failed: it panicked: the fixture's set-up panics on purpose",
+            "the daemon's set-up failed: panicked: the fixture's set-up panics on purpose",
         ),
     ] {
         let fx = Fixture::new().with("FIXTURE_SETUP", mode);
@@ -267,6 +267,42 @@ fn a_setup_that_fails_or_panics_fails_start_and_leaves_nothing() {
         assert!(!fx.pidfile().exists(), "{mode}: no pidfile is left");
         assert_eq!(fx.run("status").code(), Some(3), "{mode}: not running");
     }
+}
+
+#[test]
+fn a_setup_error_reaches_the_caller_of_start_with_its_sources() {
+    let fx = Fixture::new().with("FIXTURE_SETUP", "fail-chain");
+    let enoent = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+    // Through `source()`, one error after the other, as the daemon had them.
+    let reply = fx.run("api start-sources");
+    assert_eq!(
+        reply.line(),
+        format!("sources cannot open the database | {enoent}"),
+        "{reply:?}"
+    );
+    // `{:#}` says the same chain after the message, and the command line says it so.
+    let why = format!("the daemon's set-up failed: cannot open the database: {enoent}");
+    let reply = fx.run("api start");
+    reply.assert_error("Setup");
+    assert!(reply.line().ends_with(&why), "{reply:?}");
+    let out = fx.run("start");
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert_eq!(out.stderr, format!("{NAME}: {why}\n"));
+    assert_eq!(fx.processes(), vec![], "no process is left");
+    assert!(!fx.pidfile().exists(), "no pidfile is left");
+}
+
+#[test]
+fn a_body_error_with_sources_is_logged_and_kept_whole() {
+    let fx = Fixture::new().with("FIXTURE_BODY", "run-error-chain");
+    let pid = fx.start();
+    assert_eq!(fx.exit_code(pid), 1);
+    let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+    let why = format!("cannot save the counter: {enospc}");
+    assert_failed(&fx, pid, &why);
+    let line = log_line(&fx, "stopping: ");
+    assert!(line.ends_with(&format!("stopping: {why}")), "{line:?}");
+    assert_log_line(&line, pid);
 }
 
 /// A body that failed by itself: `status` exits 1 and says why, `api status` too, and the
@@ -457,7 +493,13 @@ fn the_pidfile_option_before_the_command_names_another_pidfile() {
     );
     let out = fx.run(&format!("--pidfile={} status", other.display()));
     assert_eq!(out.code(), Some(0), "--pidfile=PATH too: {out:?}");
-    assert_eq!(fx.run("stop").stdout, format!("{NAME}: not running\n"));
+    assert_eq!(
+        fx.run("stop").stdout,
+        format!(
+            "{NAME}: not running (no daemon holds pidfile {})\n",
+            fx.pidfile().display()
+        )
+    );
 
     let out = with("stop");
     assert_eq!(out.code(), Some(0), "{out:?}");

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use daemons::{Daemon, Restart};
+use daemons::{Daemon, Supervision};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         .step(|| {})
         .interval(Duration::from_secs(3600));
     let builder = match command.as_str() {
-        "start-supervised" => builder.restart(Restart::on_failure()),
+        "start-supervised" => builder.supervise(Supervision::on_failure()),
         _ => builder,
     };
     let daemon = match builder.build() {

@@ -6,13 +6,13 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+use crate::Signal;
 
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
 use crate::gate::process::Child;
 use crate::sync::Backoff;
-use crate::sys::{close_copy, open_fds, pipe, wait_readable};
+use crate::sys::{SignalSet, close_copy, open_fds, pipe, wait_readable};
 
 /// A child process that waits, blocking, for a shared lock on a pidfile, and says through a
 /// pipe when it got it: the daemon holds its exclusive lock until it dies (the kernel releases it
@@ -61,13 +61,11 @@ impl LockWaiter {
         let close_up_to = highest.saturating_add(64);
         // Every signal stays blocked in the child: none of the caller's handlers runs there,
         // and only SIGKILL ends it. The caller's mask is put back right after the fork.
-        let mut mask = SigSet::empty();
-        pthread_sigmask(
-            SigmaskHow::SIG_SETMASK,
-            Some(&SigSet::all()),
-            Some(&mut mask),
-        )
-        .map_err(|e| Error::sys("pthread_sigmask", e))?;
+        let masked = |source| Error::Sys {
+            call: "pthread_sigmask",
+            source,
+        };
+        let mask = SignalSet::all().block().map_err(masked)?;
         // The child dies with its caller: a waiter left behind by a killed caller would hold the
         // pidfile open for as long as the daemon lives.
         let parent = nix::unistd::getpid().as_raw();
@@ -78,8 +76,7 @@ impl LockWaiter {
             Err(Error::Threads { .. }) => Ok(None),
             Err(e) => Err(e),
         };
-        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)
-            .map_err(|e| Error::sys("pthread_sigmask", e))?;
+        mask.restore().map_err(masked)?;
         let child = forked?.map(|child| (child, File::from(read)));
         drop(write);
         Ok(LockWaiter {
@@ -253,7 +250,7 @@ mod tests {
         drop(waiter);
         // Killed and reaped: no such child any more.
         if let Some(child) = child {
-            assert!(waitpid(child, Some(WaitPidFlag::WNOHANG)).is_err());
+            assert!(waitpid(child.nix(), Some(WaitPidFlag::WNOHANG)).is_err());
         }
         drop(holder);
         assert!(lockable(&path));

@@ -1,5 +1,11 @@
 //! Process control from outside the daemon: signal it, wait for it, stop it.
 //!
+//! The name is the one of init scripts and `start-stop-daemon` ("process control"), and this
+//! module is their side: a program that has only the pidfile. [`Ctl`](crate::Ctl) is the other
+//! side, the body's view of its own daemon from inside (is a stop asked, sleep until it is,
+//! report ready); nothing here runs inside the daemon, and nothing in `Ctl` reaches another
+//! process. Renaming the module would only move the confusion to a less familiar word.
+//!
 //! Every operation starts from the pidfile and never trusts the pid written in it: the pid is
 //! signalled only if it is the process that holds the pidfile's lock, and the signal goes through
 //! a pidfd opened *before* that check, so a pid that the kernel reuses in between is never hit.
@@ -50,8 +56,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::error::{Action, Error};
 use crate::gate::process::{Pinned, Refused, Target};
@@ -79,6 +84,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// assert_eq!(s.to_string(), "stopped (pid 42, after 3 ms)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stopped {
     /// Nothing was running (a stale pidfile, if there was one, was removed).
     NotRunning,
@@ -106,6 +112,7 @@ impl Stopped {
     /// ```
     /// assert_eq!(daemons::control::Stopped::NotRunning.pid(), None);
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Stopped::NotRunning => None,
@@ -120,8 +127,51 @@ impl Stopped {
     /// ```
     /// assert!(!daemons::control::Stopped::NotRunning.was_killed());
     /// ```
+    #[must_use]
     pub fn was_killed(&self) -> bool {
         matches!(self, Stopped::Killed { .. })
+    }
+
+    /// The same words as [`Display`](fmt::Display), naming `pidfile` when nothing was running:
+    /// what [`cli`](crate::cli) prints, so that a pidfile path that differs from the daemon's
+    /// (a relative path, another runtime directory) shows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::control::Stopped;
+    /// use std::path::Path;
+    ///
+    /// assert_eq!(
+    ///     Stopped::NotRunning.with_pidfile(Path::new("/run/x.pid")).to_string(),
+    ///     "not running (no daemon holds pidfile /run/x.pid)"
+    /// );
+    /// ```
+    #[must_use]
+    pub fn with_pidfile<'a>(&'a self, pidfile: &'a Path) -> impl fmt::Display + 'a {
+        StoppedWords {
+            stopped: self,
+            pidfile,
+        }
+    }
+}
+
+/// The words of a [`Stopped`], with the pidfile looked at.
+struct StoppedWords<'a> {
+    stopped: &'a Stopped,
+    pidfile: &'a Path,
+}
+
+impl fmt::Display for StoppedWords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.stopped {
+            Stopped::NotRunning => write!(
+                f,
+                "not running (no daemon holds pidfile {})",
+                self.pidfile.display()
+            ),
+            stopped => stopped.fmt(f),
+        }
     }
 }
 
@@ -359,8 +409,9 @@ impl Process {
     /// let dir = tempfile::tempdir()?;
     /// let pidfile = Pidfile::new(dir.path().join("x.pid"));
     /// let _lock = pidfile.acquire()?;
-    /// // SAFETY: ignoring a signal runs no code in signal context.
-    /// unsafe { nix::sys::signal::signal(Signal::SIGUSR2, nix::sys::signal::SigHandler::SigIgn) }?;
+    /// // SAFETY: ignoring a signal runs no code in signal context (nix's call, nix's name).
+    /// let usr2 = nix::sys::signal::Signal::SIGUSR2;
+    /// unsafe { nix::sys::signal::signal(usr2, nix::sys::signal::SigHandler::SigIgn) }?;
     /// Process::holding(&pidfile)?.unwrap().signal(Signal::SIGUSR2)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -3,16 +3,17 @@
 
 use std::fmt;
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::readiness::Readiness;
 use crate::engine::stop_future::StopFuture;
 use crate::listen::{Listeners, Socket};
+use crate::sync::Deadline;
 
 /// The body's view of the daemon: whether to go on, an interruptible sleep, and a way to stop.
 ///
@@ -117,12 +118,7 @@ impl Ctl {
     pub fn tcp_listener(&self, index: usize) -> io::Result<TcpListener> {
         match self.listeners.get(index)? {
             Socket::Tcp(listener) => Ok(listener),
-            Socket::Unix(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "listening socket #{index} is a Unix socket: use ctl.unix_listener({index})"
-                ),
-            )),
+            other => Err(not_the_kind(index, &other, "a TCP")),
         }
     }
 
@@ -131,7 +127,7 @@ impl Ctl {
     ///
     /// # Errors
     ///
-    /// `NotFound` when there is no such socket, `InvalidInput` when it is a TCP socket.
+    /// `NotFound` when there is no such socket, `InvalidInput` when it is of another kind.
     ///
     /// # Examples
     ///
@@ -150,11 +146,71 @@ impl Ctl {
     pub fn unix_listener(&self, index: usize) -> io::Result<UnixListener> {
         match self.listeners.get(index)? {
             Socket::Unix(listener) => Ok(listener),
-            Socket::Tcp(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("listening socket #{index} is a TCP socket: use ctl.tcp_listener({index})"),
-            )),
+            other => Err(not_the_kind(index, &other, "a Unix")),
         }
+    }
+
+    /// The `index`th socket, as a UDP socket: one given to
+    /// [`listen("udp:HOST:PORT")`](crate::DaemonBuilder::listen), bound before the daemon was
+    /// ready, passed by the service manager (`ListenDatagram=`) or handed over at a restart (see
+    /// [`tcp_listener`](Ctl::tcp_listener)).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is no such socket, `InvalidInput` when it is of another kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-listen-udp.pid")
+    ///     .listen("udp:127.0.0.1:5353")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let socket = ctl.udp_socket(0)?;
+    ///         let mut buf = [0u8; 512];
+    ///         while ctl.running() {
+    ///             if ctl.readable(&socket, std::time::Duration::from_secs(60)) {
+    ///                 let (n, from) = socket.recv_from(&mut buf)?;
+    ///                 socket.send_to(&buf[..n], from)?;
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn udp_socket(&self, index: usize) -> io::Result<UdpSocket> {
+        match self.listeners.get(index)? {
+            Socket::Udp(socket) => Ok(socket),
+            other => Err(not_the_kind(index, &other, "a UDP")),
+        }
+    }
+
+    /// The index of the socket named `name`: given to the builder as
+    /// [`listen("NAME=ADDRESS")`](crate::DaemonBuilder::listen), or passed by the service
+    /// manager under that name (systemd's `FileDescriptorName=`, `$LISTEN_FDNAMES`).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, listing the names there are, when no socket has that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-listen-named.pid")
+    ///     .listen("web=127.0.0.1:8080")
+    ///     .listen("admin=127.0.0.1:8081")
+    ///     .run(|ctl| -> std::io::Result<()> {
+    ///         let admin = ctl.tcp_listener(ctl.listener_index("admin")?)?;
+    ///         drop(admin);
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn listener_index(&self, name: &str) -> io::Result<usize> {
+        self.listeners.index_of(name)
     }
 
     /// How many listening sockets the daemon has.
@@ -164,11 +220,12 @@ impl Ctl {
     /// ```
     /// let daemon = daemons::Daemon::builder()
     ///     .pidfile("/tmp/doc-listeners.pid")
-    ///     .run(|ctl| assert_eq!(ctl.listeners(), 0))
+    ///     .run(|ctl| assert_eq!(ctl.listener_count(), 0))
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
-    pub fn listeners(&self) -> usize {
+    #[must_use]
+    pub fn listener_count(&self) -> usize {
         self.listeners.len()
     }
 
@@ -178,6 +235,7 @@ impl Ctl {
     ///
     /// See [`Ctl`].
     #[inline]
+    #[must_use]
     pub fn running(&self) -> bool {
         if let Some(watchdog) = self.lifecycle.watchdog() {
             watchdog.ping_if_due();
@@ -241,15 +299,13 @@ impl Ctl {
     /// Wait for `fd` (if any) to be readable, a stop, or `duration`, pinging the watchdog on
     /// the way.
     fn wait(&self, fd: Option<BorrowedFd<'_>>, duration: Duration) -> Woken {
-        let deadline = Instant::now().checked_add(duration);
+        let deadline = Deadline::after(duration);
         loop {
             if !self.running() {
                 self.lifecycle.tell_stopping();
                 return Woken::Stopped;
             }
-            let mut left = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let mut left = deadline.left();
             if left.is_zero() {
                 return Woken::TimedOut;
             }
@@ -274,7 +330,7 @@ impl Ctl {
     ///
     /// ```
     /// use daemons::Daemon;
-    /// use std::net::TcpListener;
+    /// use std::net::{TcpListener, UdpSocket};
     ///
     /// let daemon = Daemon::builder()
     ///     .pidfile("/tmp/doc-ready.pid")
@@ -370,6 +426,7 @@ impl Ctl {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use]
     pub fn stop_fd(&self) -> BorrowedFd<'_> {
         self.lifecycle.wake_fd()
     }
@@ -383,10 +440,26 @@ enum Woken {
     TimedOut,
 }
 
+/// The error of a socket asked for as `wanted` (`a TCP`) that is of another kind.
+fn not_the_kind(index: usize, found: &Socket, wanted: &str) -> io::Error {
+    let use_instead = match found {
+        Socket::Tcp(_) => "ctl.tcp_listener",
+        Socket::Unix(_) => "ctl.unix_listener",
+        Socket::Udp(_) => "ctl.udp_socket",
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "socket #{index} is {}, not {wanted} socket: use {use_instead}({index})",
+            found.kind().describe()
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
+    use crate::Signal;
     use std::thread;
 
     #[test]

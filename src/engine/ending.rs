@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::{Pid, getpgrp};
+use crate::{Pid, Signal};
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
@@ -17,10 +16,10 @@ use crate::engine::readiness::Readiness;
 use crate::engine::role::Role;
 use crate::engine::signals::SignalThread;
 use crate::engine::successors::Successors;
-use crate::engine::sync::lock;
-use crate::error::{Error, NotSignalled};
+use crate::error::{Error, Failure, NotSignalled, UserError, chain_text};
 use crate::gate::process::{self, Pinned, Refused, Target};
 use crate::pidfile::PidfileLock;
+use crate::sync::lock;
 use crate::sys;
 
 /// Everything the end of a daemon needs, shared by the main thread and the keeper.
@@ -70,7 +69,7 @@ struct Claim {
 /// How the daemon's body ended, for [`Ending::finish`].
 enum Ended {
     /// It returned, with this outcome.
-    Returned(Result<(), String>),
+    Returned(Result<(), UserError>),
     /// It was abandoned after a stop request.
     Abandoned {
         /// A wrapped function: abandoning it is how it stops, not a failure.
@@ -104,6 +103,13 @@ impl Ending {
         &self.pidfile
     }
 
+    /// Mark the pidfile as the body's sign of life (see `health`).
+    pub(in crate::engine) fn mark_alive(&self) {
+        if let Some(pidfile) = lock(&self.pidfile).as_ref() {
+            pidfile.touch();
+        }
+    }
+
     pub(in crate::engine) fn successors(&self) -> &Successors {
         &self.successors
     }
@@ -120,7 +126,7 @@ impl Ending {
     /// the keeper is ending it already (`None`), in which case it must be let finish.
     pub(in crate::engine) fn body_returned(
         &self,
-        outcome: Result<(), String>,
+        outcome: Result<(), UserError>,
     ) -> Option<Result<(), Error>> {
         *lock(&self.claim.body_done) = true;
         self.claim.body_returned.notify_all();
@@ -150,7 +156,7 @@ impl Ending {
             return None;
         }
         if !wrapped {
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "the body did not return within {grace:?} of the stop request; running the stop handlers and exiting"
             ));
         }
@@ -175,31 +181,35 @@ impl Ending {
         let asked = lifecycle.stop_signal().is_some();
         let mut result = match ended {
             Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } => Ok(()),
-            Ended::Returned(Err(message)) => Err(Error::Body { message }),
+            Ended::Returned(Err(source)) => Err(Error::Body { source }),
             Ended::Abandoned { wrapped: false } => Err(Error::Body {
-                message: "it did not return after the stop request, and was abandoned".into(),
+                source: Failure::text(
+                    "it did not return after the stop request, and was abandoned",
+                ),
             }),
         };
-        if let Err(Error::Body { message }) = &result
+        if let Err(Error::Body { source }) = &result
             && role == Role::Detached
         {
             // In the foreground the caller of `run()` gets the error, and a supervisor logs its
             // child's: it is not logged twice.
-            self.log.log(&format!("stopping: {message}"));
+            self.log
+                .error(&format!("stopping: {}", chain_text(&**source)));
         }
         if let Some(signal) = lifecycle.stop_signal()
             && let Some(handlers) = &handlers
-            && let Err(message) = lock(handlers).call(signal, &self.log)
+            && let Err(source) = lock(handlers).call(signal, &self.log)
         {
-            result = result.and(Err(Error::StopHandler { message }));
+            result = result.and(Err(Error::StopHandler { source }));
         }
         if let Some(grace) = self.leaving.stop_children
-            && (role.owns_process() || getpgrp() == Pid::this())
+            && (role.owns_process() || sys::process_group() == Pid::this())
         {
             stop_children(grace, &self.log);
         }
         if let Err(e) = &result {
             self.readiness.tell_supervisor(e);
+            self.readiness.tell_manager_failure(e);
         }
         // A caller of `start()` still waiting hears the failure itself: nothing is left then.
         let waiting = self.readiness.still_waiting();
@@ -209,7 +219,7 @@ impl Ending {
             (None, _) => Ok(()),
             // The daemon failed by itself: the reason stays in its pidfile until the next start.
             (Some(pidfile), Err(e @ Error::Body { .. })) if !asked && waiting.is_none() => {
-                pidfile.keep_with_failure(&e.to_string())
+                pidfile.keep_with_failure(&format!("{e:#}"))
             }
             (Some(pidfile), _) => pidfile.unlink(),
         };
@@ -217,7 +227,7 @@ impl Ending {
             // Once root is dropped the daemon may not be allowed to unlink root's pidfile;
             // `stop()` removes it after the exit.
             Err(e) if self.leaving.dropped_privileges && e.is_permission_denied() => {}
-            Err(e) => self.log.log(&e.to_string()),
+            Err(e) => self.log.warn(&e.to_string()),
             Ok(()) => {}
         }
         if let Some(waiting) = waiting {
@@ -233,7 +243,7 @@ impl Ending {
 /// exits after the group was read, and whose pid another process gets, is not that process.
 /// The wait wakes as each exits.
 fn stop_children(grace: Duration, log: &Log) {
-    let group = getpgrp();
+    let group = sys::process_group();
     let members: Vec<Target> = sys::process_group_members(group)
         .into_iter()
         .filter_map(|pid| {
@@ -244,7 +254,7 @@ fn stop_children(grace: Duration, log: &Log) {
                 // Gone, or no longer a member: not the daemon's to stop.
                 Err(Refused::Not(NotSignalled::Exited | NotSignalled::Unverified { .. })) => None,
                 Err(refused) => {
-                    log.log(&format!(
+                    log.warn(&format!(
                         "stopping the daemon's children: pid {pid} is left alone: {}",
                         refused.into_not_signalled()
                     ));
@@ -263,7 +273,7 @@ fn stop_children(grace: Duration, log: &Log) {
     let left = process::wait_all_exited(&members, grace);
     if !left.is_empty() {
         let pids: Vec<String> = left.iter().map(|&i| members[i].pid().to_string()).collect();
-        log.log(&format!(
+        log.warn(&format!(
             "stopping the daemon's children: pid {} outlived SIGTERM by {grace:?}, sending SIGKILL",
             pids.join(", ")
         ));
@@ -275,7 +285,7 @@ fn stop_children(grace: Duration, log: &Log) {
 
 /// Whether `pid` is in process group `group`; what it is in instead.
 fn in_group(pid: Pid, group: Pid) -> Result<(), String> {
-    match nix::unistd::getpgid(Some(pid)) {
+    match sys::process_group_of(pid) {
         Ok(found) if found == group => Ok(()),
         Ok(found) => Err(format!(
             "pid {pid} is in process group {found}, not in the daemon's group {group}"

@@ -5,10 +5,11 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
 use crate::engine::body::outcome::panic_message;
 use crate::engine::log::Log;
+use crate::error::{Failure, UserError};
 
 /// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
 /// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
@@ -56,8 +57,8 @@ impl Handlers {
     }
 
     /// Call `signal`'s handlers in order. A panicking handler is logged and the next one runs;
-    /// the first panic's message is returned.
-    pub(in crate::engine) fn call(&mut self, signal: Signal, log: &Log) -> Result<(), String> {
+    /// the first panic is returned.
+    pub(in crate::engine) fn call(&mut self, signal: Signal, log: &Log) -> Result<(), UserError> {
         let mut first_failure = None;
         let Some((_, list)) = self.table.iter_mut().find(|(s, _)| *s == signal) else {
             return Ok(());
@@ -65,11 +66,11 @@ impl Handlers {
         for handler in list {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (handler.0)())) {
                 let message = format!("a {signal} handler panicked: {}", panic_message(&*panic));
-                log.log(&message);
+                log.error(&message);
                 first_failure.get_or_insert(message);
             }
         }
-        first_failure.map_or(Ok(()), Err)
+        first_failure.map_or(Ok(()), |message| Err(Failure::text(message)))
     }
 }
 
@@ -99,9 +100,12 @@ mod tests {
         let log = Log::to(move |m| sink.lock().expect("log").push(m.to_owned()));
         let result = handlers.call(Signal::SIGHUP, &log);
         assert_eq!(*seen.lock().expect("seen"), vec![0, 1, 2]);
-        assert!(result.unwrap_err().contains("handler 1 fails"));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "a SIGHUP handler panicked: handler 1 fails"
+        );
         assert_eq!(logged.lock().expect("log").len(), 1);
-        assert_eq!(handlers.call(Signal::SIGUSR1, &log), Ok(()));
+        assert!(handlers.call(Signal::SIGUSR1, &log).is_ok());
     }
 
     #[test]

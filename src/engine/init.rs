@@ -15,15 +15,13 @@
 //!
 //! [`SignalPipe`]: crate::engine::signals::SignalPipe
 
-use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::engine::role::Role;
 use crate::error::Error;
 use crate::gate::fork::{Forked, fork};
-use crate::gate::process::Child;
+use crate::gate::process::{self, Child};
+use crate::sys::SignalSet;
 
 /// The signals PID 1 passes on to the daemon; SIGCHLD is its own, to reap.
 const FORWARDED: [Signal; 9] = [
@@ -53,19 +51,16 @@ pub(in crate::engine) fn split() -> Result<Split, Error> {
     if Pid::this().as_raw() != 1 {
         return Ok(Split::Daemon);
     }
-    let mut set = SigSet::empty();
-    for signal in FORWARDED {
-        set.add(signal);
-    }
-    set.add(Signal::SIGCHLD);
+    let set = SignalSet::of(FORWARDED.into_iter().chain([Signal::SIGCHLD]));
+    let masked = |source| Error::Sys {
+        call: "sigprocmask",
+        source,
+    };
     // Blocked before the fork: what arrives meanwhile waits for the init to forward it.
-    let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
-        .map_err(|e| Error::sys("sigprocmask", e))?;
+    let old = set.block().map_err(masked)?;
     let forked = fork();
     if !matches!(forked, Ok(Forked::Parent(_))) {
-        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
-            .map_err(|e| Error::sys("sigprocmask", e))?;
+        old.restore().map_err(masked)?;
     }
     match forked {
         Ok(Forked::Child(_)) => Ok(Split::Daemon),
@@ -78,20 +73,20 @@ pub(in crate::engine) fn split() -> Result<Split, Error> {
 
 /// Forward signals to `daemon` and reap every child until the daemon has exited; its exit code
 /// (128 + the signal's number if a signal ended it) is the init's.
-fn serve_as_init(mut daemon: Child, set: &SigSet) -> i32 {
+fn serve_as_init(mut daemon: Child, set: &SignalSet) -> i32 {
     loop {
         match set.wait() {
-            Ok(Signal::SIGCHLD) => {
+            Some(Signal::SIGCHLD) => {
                 if let Some(code) = reap(&mut daemon) {
                     // The daemon is gone; the namespace ends with PID 1, which takes the other
                     // processes with it.
                     return code;
                 }
             }
-            Ok(signal) => {
+            Some(signal) => {
                 let _ = daemon.signal(signal);
             }
-            Err(_) => {}
+            None => {}
         }
     }
 }
@@ -99,15 +94,10 @@ fn serve_as_init(mut daemon: Child, set: &SigSet) -> i32 {
 /// Reap every child that has ended; the daemon's exit code, if it is among them.
 fn reap(daemon: &mut Child) -> Option<i32> {
     let mut code = None;
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, status)) if daemon.reaped_as(pid) => code = Some(status),
-            Ok(WaitStatus::Signaled(pid, signal, _)) if daemon.reaped_as(pid) => {
-                code = Some(128 + signal as i32)
-            }
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return code,
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => return code,
+    while let Some((pid, ended)) = process::reap_any() {
+        if daemon.reaped_as(pid) {
+            code = Some(ended.code());
         }
     }
+    code
 }

@@ -10,9 +10,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::engine::ending::Ending;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::handover::Lifeline;
+use crate::sync::lock;
 
 /// How often the keeper looks at the pidfile's path.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
@@ -93,11 +93,11 @@ impl PidfileWatch {
         }
         let path = pidfile.path().display().to_string();
         match pidfile.retake() {
-            Ok(()) => log.log(&format!(
+            Ok(()) => log.warn(&format!(
                 "pidfile {path} no longer named this daemon's locked file (removed or replaced): taken again"
             )),
             Err(e @ (Error::AlreadyRunning { .. } | Error::Unverified { .. })) => {
-                log.log(&format!(
+                log.error(&format!(
                     "pidfile {path} was taken by another process ({e}): stopping, so that two instances do not run"
                 ));
                 lifecycle.request_stop(None);
@@ -106,7 +106,7 @@ impl PidfileWatch {
             // pidfile is in a directory of root's), the daemon would run on where `status` and
             // `stop` cannot find it, and the next `start` would run a second one beside it.
             Err(e) if cannot_take_again(&e) => {
-                log.log(&format!(
+                log.error(&format!(
                     "pidfile {path} no longer names this daemon's locked file and cannot be taken again ({e}): stopping, so that no daemon runs where `status` and `stop` cannot see it (keep the pidfile in a directory that the daemon's user may write, as systemd's RuntimeDirectory= makes one)"
                 ));
                 lifecycle.request_stop(None);
@@ -116,7 +116,7 @@ impl PidfileWatch {
                     "pidfile {path} no longer names this daemon's locked file and cannot be taken again: {e}"
                 );
                 if self.last_complaint.as_deref() != Some(complaint.as_str()) {
-                    log.log(&complaint);
+                    log.warn(&complaint);
                     self.last_complaint = Some(complaint);
                 }
             }

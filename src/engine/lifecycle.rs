@@ -12,10 +12,10 @@ use std::task::Waker;
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
-use crate::engine::sync::lock;
 use crate::engine::watchdog::Watchdog;
+use crate::sync::lock;
 use crate::sys;
 use crate::systemd::Notifier;
 
@@ -60,16 +60,12 @@ impl Woke {
 }
 
 impl Lifecycle {
-    /// A daemon's life that tells the service manager it stops, and pings its watchdog every
-    /// `watchdog` (half the period it asked for).
+    /// A daemon's life that tells the service manager it stops, and whose body pings
+    /// `watchdog`.
     pub(in crate::engine) fn new(
         notifier: Option<Arc<Notifier>>,
-        watchdog: Option<Duration>,
+        watchdog: Option<Watchdog>,
     ) -> io::Result<Arc<Lifecycle>> {
-        let watchdog = notifier
-            .as_ref()
-            .zip(watchdog)
-            .map(|(notifier, every)| Watchdog::new(notifier.clone(), every));
         let (wake_read, wake_write) = sys::pipe(true)?;
         Ok(Arc::new(Lifecycle {
             stopping: AtomicBool::new(false),
@@ -140,6 +136,13 @@ impl Lifecycle {
         {
             let _ = notifier.send("STOPPING=1");
         }
+    }
+
+    /// Never tell the service manager that this instance stops: it hands the service to a
+    /// successor, and systemd keeps the last READY=1 or STOPPING=1 it hears during a reload,
+    /// stopping the unit if that was STOPPING=1.
+    pub(in crate::engine) fn stop_silently(&self) {
+        self.stopping_told.store(true, Ordering::Release);
     }
 
     pub(in crate::engine) fn notifier(&self) -> Option<Arc<Notifier>> {

@@ -24,7 +24,6 @@ mod signals;
 mod stop_future;
 mod successors;
 mod supervise;
-mod sync;
 mod watchdog;
 
 #[cfg(feature = "tokio")]
@@ -33,22 +32,23 @@ pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;
 pub(crate) use handlers::{Handler, Handlers, is_forbidden};
+pub(crate) use log::stderr_is_journal;
 pub use stop_future::StopFuture;
 
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;
 use crate::engine::log::Log;
-use crate::engine::sync::lock;
-use crate::error::Error;
+use crate::error::{Error, UserError};
 use crate::pidfile::Pidfile;
 use crate::privileges::Credentials;
 use crate::settings::Settings;
+use crate::sync::lock;
 
 /// A daemon's checked settings and closures: everything the engine needs to serve it.
 pub(crate) struct Engine {
@@ -60,11 +60,15 @@ pub(crate) struct Engine {
     // the body.
     body: Mutex<Body>,
     setup: Mutex<Option<SetupFn>>,
+    logger: Mutex<Option<LoggerFn>>,
     handlers: Arc<Mutex<Handlers>>,
 }
 
 /// The user's set-up, run in the daemon before it is ready.
-pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), String> + Send>;
+pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), UserError> + Send>;
+
+/// The user's logger, installed in the daemon as soon as its stdio is the log files.
+pub(crate) type LoggerFn = Box<dyn FnOnce() + Send>;
 
 /// What `start()` hands to the daemon's side of its fork.
 pub(crate) struct Detached {
@@ -84,6 +88,7 @@ impl Engine {
         credentials: Credentials,
         body: Body,
         setup: Option<SetupFn>,
+        logger: Option<LoggerFn>,
         handlers: Handlers,
     ) -> Engine {
         let name = settings.name.clone().unwrap_or_else(default_name);
@@ -94,6 +99,7 @@ impl Engine {
             name,
             body: Mutex::new(body),
             setup: Mutex::new(setup),
+            logger: Mutex::new(logger),
             handlers: Arc::new(Mutex::new(handlers)),
         }
     }

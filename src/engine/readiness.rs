@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::detach::Reporter;
 use crate::engine::role::Role;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::report;
+use crate::sync::lock;
 use crate::systemd::Notifier;
 
 /// Whether the daemon said it is ready, and who waits to hear it.
@@ -55,12 +55,24 @@ impl Readiness {
         if self.told.swap(true, Ordering::AcqRel) {
             return;
         }
-        let reporter = lock(&self.waiting).take();
-        if let Some(reporter) = reporter {
+        // `R` is written with the lock held: an event for the supervisor, which must come after
+        // it, waits until it is written (see `tell_supervisor_event`).
+        let mut waiting = lock(&self.waiting);
+        if let Some(reporter) = waiting.take() {
             reporter.ready();
         }
+        drop(waiting);
         if let Some(notifier) = &self.notifier {
             let _ = notifier.ready();
+        }
+    }
+
+    /// Tell the service manager why the daemon fails, if it never said that it was ready.
+    pub(in crate::engine) fn tell_manager_failure(&self, error: &Error) {
+        if !self.told.load(Ordering::Acquire)
+            && let Some(notifier) = &self.notifier
+        {
+            let _ = notifier.failed(error);
         }
     }
 
@@ -71,6 +83,18 @@ impl Readiness {
             return None;
         }
         lock(&self.waiting).take().map(Waiting)
+    }
+
+    /// Tell a supervised child's supervisor of an event (`report::RELOADED`, `report::ALIVE`),
+    /// once it has heard that the child is ready: the events follow `R` in the report.
+    pub(in crate::engine) fn tell_supervisor_event(&self, event: u8) {
+        let waiting = lock(&self.waiting);
+        if !self.told.load(Ordering::Acquire) || waiting.is_some() {
+            return;
+        }
+        if let Some(pipe) = lock(&self.supervisor).as_mut() {
+            let _ = pipe.write_all(&[event]);
+        }
     }
 
     /// Tell a supervised child's supervisor why the body failed.

@@ -50,11 +50,10 @@ impl Role {
     /// the caller's. In the foreground the process is the caller's own: it leaves as `exit`
     /// does.
     pub(in crate::engine) fn leave(self, code: i32) -> ! {
-        let _ = std::io::Write::flush(&mut std::io::stdout());
         if self.owns_process() {
-            sys::flush_c_stdio();
-            sys::exit_now(code)
+            sys::exit(code)
         }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         std::process::exit(code)
     }
 }

@@ -2,6 +2,7 @@
 //! and credentials, catch the signals and write the pid, start the signal thread and the keeper,
 //! set up, report ready, run the body (or a supervisor that runs it in a child), then end.
 
+use std::io::IsTerminal;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use nix::sys::stat::{Mode, umask};
-use nix::unistd::{Pid, chdir};
+use nix::unistd::chdir;
 
 use crate::detach::{Reporter, close_inherited_fds, close_listed_fds};
 use crate::engine::body::outcome::panic_message;
@@ -23,13 +24,19 @@ use crate::engine::role::Role;
 use crate::engine::signals::{CaughtSignals, Reload, catch_signals};
 use crate::engine::successors::{Handover, Successors};
 use crate::engine::supervise::{Child, Supervisor};
-use crate::engine::sync::lock;
+use crate::engine::watchdog::Watchdog;
 use crate::engine::{Detached, Engine};
-use crate::error::{Action, Error};
+use crate::error::{Action, Error, Failure};
 use crate::handover;
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
+use crate::sync::lock;
+use crate::sys;
 use crate::systemd::{self, Notifier, watchdog_period};
+
+/// systemd's default start timeout (`DefaultTimeoutStartSec=`): a longer ready timeout asks the
+/// manager for more time (`EXTEND_TIMEOUT_USEC=`).
+const MANAGER_START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What [`Engine::take_process`] got: the pidfile, the listening sockets, and the instance's
 /// part in restarts.
@@ -77,7 +84,7 @@ impl Engine {
         // The daemon proper, here or under a PID 1 that reaps for it: the caller's code goes on
         // in it after `run()`, as it would without the split.
         if let Split::Unsplit(why) = init::split()? {
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "running as PID 1 without an init of its own ({why}): orphans of this pid namespace are not reaped (run it under tini, or `docker run --init`)"
             ));
         }
@@ -95,6 +102,17 @@ impl Engine {
             Some(d) => (Some(d.reporter), Some(d.inherited), d.successor),
             None => (None, None, false),
         };
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            self.log
+                .warn(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
+            None
+        });
+        // A set-up allowed longer than systemd's default start timeout (90 s) asks for it.
+        if self.settings.ready_timeout > MANAGER_START_TIMEOUT
+            && let Some(notifier) = &notifier
+        {
+            let _ = notifier.extend_start(self.settings.ready_timeout);
+        }
         let Taken {
             lock,
             listeners,
@@ -105,15 +123,13 @@ impl Engine {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
                 }
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.failed(&error);
+                }
                 return Err(error);
             }
         };
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            self.log
-                .log(&format!("NOTIFY_SOCKET is set but unusable: {e}"));
-            None
-        });
-        if let Some(policy) = self.settings.restart {
+        if let Some(policy) = self.settings.supervision {
             drop(handover);
             let supervisor = Supervisor {
                 policy,
@@ -154,6 +170,11 @@ impl Engine {
             Err(error) => {
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.fail(&error);
+                }
+                if !matches!(role, Role::SupervisedChild { .. })
+                    && let Ok(Some(notifier)) = Notifier::from_env()
+                {
+                    let _ = notifier.failed(&error);
                 }
                 return Err(error);
             }
@@ -205,6 +226,15 @@ impl Engine {
             },
             log: self.log.clone(),
         });
+        // Each ping of the body marks the pidfile, for the `health` check: the end holds it.
+        if let Some(watchdog) = ending.lifecycle().watchdog() {
+            let end = Arc::downgrade(&ending);
+            watchdog.on_ping(move || {
+                if let Some(end) = end.upgrade() {
+                    end.mark_alive();
+                }
+            });
+        }
         let wrapped = lock(&self.body).is_wrapped();
         let grace = if wrapped {
             Duration::ZERO
@@ -226,8 +256,22 @@ impl Engine {
         let successors = ending.successors();
         let keeper = match handover {
             Handover::Takeover(takeover) => keeper.and_then(|keeper| {
+                // A service manager that follows a new main process (systemd's `Type=notify`
+                // with `NotifyAccess=all`) must hear of it before the running instance stops,
+                // or that exit ends the service; READY=1 follows once this one is ready. If the
+                // takeover fails, the running instance is the main process again.
+                let notifier = ending.lifecycle().notifier();
+                let predecessor = takeover.predecessor_pid();
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.send(&format!("MAINPID={}", std::process::id()));
+                }
                 successors
                     .take_over(ending.pidfile(), takeover)
+                    .inspect_err(|_| {
+                        if let (Some(notifier), Some(pid)) = (&notifier, predecessor) {
+                            let _ = notifier.send(&format!("MAINPID={pid}"));
+                        }
+                    })
                     .map(|()| keeper)
             }),
             Handover::Offer(Ok(offer)) => {
@@ -237,7 +281,7 @@ impl Engine {
                 keeper
             }
             Handover::Offer(Err(e)) => {
-                self.log.log(&format!(
+                self.log.warn(&format!(
                     "cannot offer the listening sockets to a successor ({e}): a restart will stop, then start"
                 ));
                 keeper
@@ -269,9 +313,9 @@ impl Engine {
         };
         match catch_unwind(AssertUnwindSafe(setup)) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(Error::Setup { message }),
+            Ok(Err(source)) => Err(Error::Setup { source }),
             Err(panic) => Err(Error::Setup {
-                message: format!("it panicked: {}", panic_message(&*panic)),
+                source: Failure::panicked(&panic_message(&*panic)),
             }),
         }
     }
@@ -354,11 +398,37 @@ impl Engine {
             }
         }
         self.credentials.apply()?;
+        self.install_logger();
         Ok(Taken {
             lock,
             listeners,
             handover,
         })
+    }
+
+    /// Run the user's logger once, with `NO_COLOR=1` while it runs where stderr is not a
+    /// terminal (a log file, the journal), so that no ANSI code reaches a file. The variable is
+    /// set only in a process of one thread (a daemon is one here; a program that calls `run()`
+    /// after starting threads keeps its environment as it is), and put back as it was.
+    fn install_logger(&self) {
+        let Some(logger) = lock(&self.logger).take() else {
+            return;
+        };
+        let colourless = !std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+            && sys::thread_count() == Some(1);
+        if colourless {
+            // SAFETY: this process runs one thread (counted just above), so no other thread
+            // reads the environment while it changes.
+            unsafe { std::env::set_var("NO_COLOR", "1") };
+        }
+        logger();
+        // A logger that started a thread keeps `NO_COLOR` set: changing the environment under
+        // another thread is not safe, and the variable only keeps colours out of a file.
+        if colourless && sys::thread_count() == Some(1) {
+            // SAFETY: this process still runs one thread (counted just above).
+            unsafe { std::env::remove_var("NO_COLOR") };
+        }
     }
 
     /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that
@@ -371,19 +441,32 @@ impl Engine {
         role: Role,
     ) -> Result<Prepared, Error> {
         let notifier = notifier.map(Arc::new);
-        let lifecycle =
-            Lifecycle::new(notifier.clone(), watchdog_period().map(|period| period / 2)).map_err(
-                |e| Error::Sys {
-                    call: "pipe",
-                    source: e,
-                },
-            )?;
-        let readiness = Arc::new(Readiness::new(notifier));
+        let readiness = Arc::new(Readiness::new(notifier.clone()));
+        // A supervised child's pings go to its supervisor, which the service manager knows as
+        // its main process: the child pings at the period that the manager asked of it.
+        let supervised = matches!(role, Role::SupervisedChild { .. });
+        let manager_period = match supervised {
+            true => systemd::watchdog_period_for(nix::unistd::getppid().as_raw() as u32),
+            false => watchdog_period(),
+        };
+        let period = manager_period.map_or(self.settings.health_period, |p| {
+            p.min(self.settings.health_period)
+        });
+        let watchdog = Watchdog::new(
+            period / 2,
+            notifier.clone().filter(|_| manager_period.is_some()),
+            supervised.then(|| readiness.clone()),
+        );
+        let lifecycle = Lifecycle::new(notifier, Some(watchdog)).map_err(|e| Error::Sys {
+            call: "pipe",
+            source: e,
+        })?;
         let listeners = Arc::new(listeners);
         let ctl = Ctl::new(lifecycle.clone(), readiness.clone(), listeners.clone());
         let reload = Reload {
             notifier: lifecycle.notifier(),
             logs: role.has_log_files().then(|| self.logs()),
+            supervisor: supervised.then(|| readiness.clone()),
         };
         let signals = catch_signals(&self.handlers, &lifecycle, role, &reload)?;
         if let Some(pidfile) = pidfile.as_mut() {
@@ -405,7 +488,7 @@ impl Child for Engine {
     fn serve_child(&self, report: Reporter, role: Role, listeners: &Listeners) -> i32 {
         // Its own process group, so that `stop_children` ends the body's children, never the
         // supervisor; signals come through the supervisor.
-        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        let _ = crate::sys::own_process_group();
         // The body's process must never unwind into the supervisor's code, a copy of which it is.
         let served = catch_unwind(AssertUnwindSafe(|| {
             let listeners = listeners.duplicate().map_err(|e| Error::Sys {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 use signal_hook::SigId;
 use signal_hook::iterator::backend::{Handle, SignalDelivery};
 use signal_hook::iterator::exfiltrator::SignalOnly;
@@ -28,9 +28,10 @@ use crate::detach::{Logs, reset_signals};
 use crate::engine::handlers::{Handlers, STOP_SIGNALS};
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
+use crate::engine::readiness::Readiness;
 use crate::engine::role::Role;
-use crate::engine::sync::lock;
-use crate::error::Error;
+use crate::error::{Error, report};
+use crate::sync::lock;
 use crate::systemd::Notifier;
 
 /// Signals caught into signal-hook's self-pipe, until it is dropped (which gives them back).
@@ -89,12 +90,16 @@ pub(in crate::engine) struct Reload {
     pub(in crate::engine) notifier: Option<Arc<Notifier>>,
     /// The stdout and stderr files, when they are the daemon's.
     pub(in crate::engine) logs: Option<Logs>,
+    /// A supervised child's supervisor, which tells the service manager when a reload ends.
+    pub(in crate::engine) supervisor: Option<Arc<Readiness>>,
 }
 
 impl Reload {
     /// Whether a SIGHUP does anything besides running its handlers.
     fn is_idle(&self) -> bool {
-        self.notifier.is_none() && self.logs.as_ref().is_none_or(Logs::is_none)
+        self.notifier.is_none()
+            && self.supervisor.is_none()
+            && self.logs.as_ref().is_none_or(Logs::is_none)
     }
 
     fn begin(&self, log: &Log) {
@@ -110,6 +115,9 @@ impl Reload {
         if let Some(notifier) = &self.notifier {
             let _ = notifier.send("READY=1");
         }
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.tell_supervisor_event(report::RELOADED);
+        }
     }
 }
 
@@ -119,7 +127,7 @@ pub(in crate::engine) fn reopen_logs(logs: &Logs, log: &Log) {
     if !logs.is_none()
         && let Err(e) = logs.reopen()
     {
-        log.log(&format!("keeping the old log files: {e}"));
+        log.warn(&format!("keeping the old log files: {e}"));
     }
 }
 
@@ -268,7 +276,7 @@ impl CaughtSignals {
                 pipe
             })
             .map_err(|e| Error::Sys {
-                call: "spawn the control thread",
+                call: "spawn the signal thread",
                 source: e,
             })?;
         Ok(SignalThread {

@@ -111,8 +111,8 @@ impl fmt::Debug for StopFuture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Signal;
     use crate::engine::ctl::Ctl;
-    use nix::sys::signal::Signal;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::Wake;
     use std::thread;

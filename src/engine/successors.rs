@@ -8,16 +8,15 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
-use crate::engine::sync::lock;
 use crate::error::Error;
 use crate::handover::{self, Answer, Heard, Lifeline, Offer, Predecessor, Takeover};
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
+use crate::sync::lock;
 
 /// An instance's part in the restarts, as it starts.
 pub(in crate::engine) enum Handover {
@@ -125,16 +124,16 @@ impl Successors {
         let busy_with = busy.map(|pid| pid.unwrap_or_else(Pid::this));
         match offer.answer(pidfile, &self.listeners, busy_with) {
             Answer::Nobody => {}
-            Answer::Refused { uid, pid } => self.log.log(&format!(
+            Answer::Refused { uid, pid } => self.log.warn(&format!(
                 "refused the listening sockets to uid {uid}{}: only root and the user that started this daemon get them",
                 pid.map_or(String::new(), |pid| format!(" (pid {pid})"))
             )),
-            Answer::Busy { pid } => self.log.log(&format!(
+            Answer::Busy { pid } => self.log.warn(&format!(
                 "a new instance{} asked for the listening sockets during another restart: told it is busy",
                 pid.map_or(String::new(), |pid| format!(" (pid {pid})"))
             )),
             Answer::Sent(lifeline) => return Some(lifeline),
-            Answer::Failed(e) => self.log.log(&format!(
+            Answer::Failed(e) => self.log.warn(&format!(
                 "a new instance asked for the listening sockets and did not get them: {e}"
             )),
         }
@@ -170,6 +169,7 @@ impl Successors {
                 self.log.log(&format!(
                     "handed the listening sockets and the pidfile to {successor}, which took over: stopping"
                 ));
+                lifecycle.stop_silently();
                 lifecycle.request_stop(Some(Signal::SIGTERM));
                 None
             }

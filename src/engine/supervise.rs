@@ -1,4 +1,4 @@
-//! Supervision: with a [`Restart`] policy the daemon is a small supervisor that holds the
+//! Supervision: with a [`Supervision`] policy the daemon is a small supervisor that holds the
 //! pidfile and runs the body in a child process, started again after a crash, with a backoff
 //! that doubles and a limit.
 //!
@@ -11,25 +11,25 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::Signal;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::wait::WaitStatus;
 
 use crate::detach::{Logs, Reporter};
 use crate::engine::handlers::STOP_SIGNALS;
 use crate::engine::log::Log;
 use crate::engine::role::Role;
 use crate::engine::signals::{SignalPipe, reopen_logs};
-use crate::error::Error;
+use crate::error::{Error, Failure};
 use crate::gate::fork::{Forked, fork};
-use crate::gate::process;
+use crate::gate::process::{self, Ended};
 use crate::listen::Listeners;
 use crate::pidfile::{Note, PidfileLock};
 use crate::report;
-use crate::settings::Restart;
-use crate::sys;
+use crate::settings::Supervision;
+use crate::sync::Deadline;
+use crate::sys::{self, SignalSet};
 use crate::systemd::Notifier;
 
 /// How a child ended.
@@ -63,7 +63,7 @@ pub(in crate::engine) trait Child {
 
 /// The supervisor's world: its pidfile, its signals, its log.
 pub(in crate::engine) struct Supervisor<'a> {
-    pub(in crate::engine) policy: Restart,
+    pub(in crate::engine) policy: Supervision,
     pub(in crate::engine) lock: PidfileLock,
     /// The listening sockets: the supervisor keeps them open across children, so that no
     /// connection is refused while a child is started again.
@@ -101,11 +101,17 @@ impl<'a> Supervisor<'a> {
         let mut signals = SignalPipe::catch(&caught)?;
         self.lock.write_pid()?;
         let mut restarts = 0u32;
+        // How the last child ended, for `status`.
+        let mut last_end: Option<String> = None;
         let mut failures: Vec<Instant> = Vec::new();
         let mut backoff = self.policy.first;
         let mut stopping = false;
+        // The service manager hears READY=1 once, when the first child is ready; after that the
+        // daemon stays ready across children, and hears of reloads and of the body's life.
+        let mut told_ready = false;
+        let watchdog = crate::systemd::watchdog_period().is_some();
         loop {
-            let mut running = match self.spawn(restarts) {
+            let mut running = match self.spawn(restarts, last_end.as_deref()) {
                 Ok(Spawned::Parent(running)) => running,
                 Ok(Spawned::Child(report)) => {
                     // The child must not inherit the supervisor's signal actions.
@@ -113,13 +119,16 @@ impl<'a> Supervisor<'a> {
                     self.serve_child(child, report)
                 }
                 Err(error) => {
+                    if !told_ready && let Some(notifier) = &notifier {
+                        let _ = notifier.failed(&error);
+                    }
                     // The first child: `start()` fails with the fork's error. A later one: the
                     // log says why the body is not started again.
                     match first_report.take() {
                         Some(mut reporter) => reporter.fail(&error),
                         None => self
                             .log
-                            .log(&format!("cannot start the body's process again: {error}")),
+                            .error(&format!("cannot start the body's process again: {error}")),
                     }
                     let _ = self.lock.unlink();
                     return Err(error);
@@ -132,15 +141,26 @@ impl<'a> Supervisor<'a> {
                 let (signal_ready, report_ready) =
                     wait(signals.fd(), running.child.exit_fd(), report, None);
                 if report_ready {
-                    running.listen();
-                    if running.ready
-                        && !stopping
-                        && let Some(reporter) = first_report.take()
-                    {
-                        reporter.ready();
+                    let (reloads, alive) = running.listen();
+                    if running.ready && !stopping && !told_ready {
+                        told_ready = true;
+                        if let Some(reporter) = first_report.take() {
+                            reporter.ready();
+                        }
                         if let Some(notifier) = &notifier {
                             let _ = notifier.ready();
                         }
+                    }
+                    if let Some(notifier) = &notifier {
+                        if reloads > 0 && !stopping {
+                            let _ = notifier.send("READY=1");
+                        }
+                        if alive && watchdog {
+                            let _ = notifier.send("WATCHDOG=1");
+                        }
+                    }
+                    if alive {
+                        self.lock.touch();
                     }
                 }
                 if signal_ready {
@@ -155,6 +175,10 @@ impl<'a> Supervisor<'a> {
                                 let _ = running.child.signal(signal);
                             }
                             Signal::SIGHUP => {
+                                // The child says when its handlers have run (READY=1 then).
+                                if told_ready && let Some(notifier) = &notifier {
+                                    let _ = notifier.reloading();
+                                }
                                 self.reopen_logs();
                                 let _ = running.child.signal(signal);
                             }
@@ -183,10 +207,16 @@ impl<'a> Supervisor<'a> {
                 self.lock.unlink()?;
                 return Ok(());
             }
-            if let Some(mut reporter) = first_report.take() {
-                // The first child did not get as far as ready: `start()` fails with its error.
+            if !told_ready {
+                // The first child did not get as far as ready: `start()` fails with its error,
+                // and the service manager hears it.
                 let error = running.startup_error().unwrap_or(Error::DaemonVanished);
-                reporter.fail(&error);
+                if let Some(mut reporter) = first_report.take() {
+                    reporter.fail(&error);
+                }
+                if let Some(notifier) = &notifier {
+                    let _ = notifier.failed(&error);
+                }
                 let _ = self.lock.unlink();
                 return Err(error);
             }
@@ -195,7 +225,9 @@ impl<'a> Supervisor<'a> {
                 return if ended.is_clean() {
                     Ok(())
                 } else {
-                    Err(Error::Body { message: cause })
+                    Err(Error::Body {
+                        source: Failure::text(cause),
+                    })
                 };
             }
             // A child that ran long enough was well: its failure starts the backoff over.
@@ -213,34 +245,40 @@ impl<'a> Supervisor<'a> {
                         "gave up after {} failures within {within:?}; the last: {cause}",
                         failures.len()
                     );
-                    self.log.log(&reason);
+                    self.log.error(&reason);
                     let _ = self.lock.keep_with_failure(&reason);
-                    return Err(Error::Body { message: reason });
+                    return Err(Error::Body {
+                        source: Failure::text(reason),
+                    });
                 }
             }
             restarts += 1;
             // No child runs during the wait: `status` says so.
             // The log line first: whoever reads the count in the pidfile finds its line logged.
-            self.log.log(&format!(
+            self.log.warn(&format!(
                 "the body's process (pid {}) ended: {cause}; restart {restarts} in {backoff:?}",
                 running.child.pid()
             ));
             let _ = self.lock.write_note(&Note::Supervising {
                 child: None,
                 restarts,
+                next: SystemTime::now().checked_add(backoff),
+                last: Some(ended.to_string()),
             });
+            last_end = Some(ended.to_string());
             // The wait before the next child, cut short by a stop.
-            let deadline = Instant::now() + backoff;
-            while let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-            {
+            let deadline = Deadline::after(backoff);
+            while !deadline.passed() {
+                let left = deadline.left();
                 let (signal_ready, _) = wait(signals.fd(), None, None, Some(left));
                 if !signal_ready {
                     continue;
                 }
                 for signal in signals.pending() {
                     if STOP_SIGNALS.contains(&signal) {
+                        if let Some(notifier) = &notifier {
+                            let _ = notifier.send("STOPPING=1");
+                        }
                         self.lock.unlink()?;
                         return Ok(());
                     }
@@ -263,7 +301,7 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Fork the next child, which serves the body.
-    fn spawn(&mut self, restarts: u32) -> Result<Spawned, Error> {
+    fn spawn(&mut self, restarts: u32, last_end: Option<&str>) -> Result<Spawned, Error> {
         let (read, write) = sys::pipe(false).map_err(|e| Error::Sys {
             call: "pipe",
             source: e,
@@ -272,18 +310,16 @@ impl<'a> Supervisor<'a> {
         // them itself (its engine clears the mask once its own actions are in place): one that
         // came in between would reach the supervisor's inherited action, which no longer acts on
         // anything in the child, and a stop forwarded at that moment would be lost.
-        let mut caught = SigSet::empty();
-        for &signal in self.forwarded.iter().chain([&Signal::SIGCHLD]) {
-            caught.add(signal);
-        }
-        let mut mask = SigSet::empty();
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&caught), Some(&mut mask))
-            .map_err(|e| Error::sys("sigprocmask", e))?;
+        let caught = SignalSet::of(self.forwarded.iter().copied().chain([Signal::SIGCHLD]));
+        let mask = caught.block().map_err(|source| Error::Sys {
+            call: "sigprocmask",
+            source,
+        })?;
         // The supervisor runs a single thread (it spawns none; see the module's documentation):
         // the fork gate lets it fork. A caller of `run()` that runs threads is refused.
         let forked = fork();
         if !matches!(forked, Ok(Forked::Child(_))) {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+            let _ = mask.restore();
         }
         match forked? {
             Forked::Child(_) => Ok(Spawned::Child(File::from(write))),
@@ -292,6 +328,8 @@ impl<'a> Supervisor<'a> {
                 let _ = self.lock.write_note(&Note::Supervising {
                     child: Some(child.pid()),
                     restarts,
+                    next: None,
+                    last: last_end.map(str::to_owned),
                 });
                 let report = File::from(read);
                 let _ =
@@ -327,8 +365,9 @@ enum Spawned {
 }
 
 impl Running {
-    /// Read what the child said so far.
-    fn listen(&mut self) {
+    /// Read what the child said so far; returns the events it sent since (how many reloads
+    /// ended, and whether its body showed life).
+    fn listen(&mut self) -> (usize, bool) {
         let mut buf = [0u8; 4096];
         loop {
             match self.report.read(&mut buf) {
@@ -340,17 +379,21 @@ impl Running {
                 Err(_) => break,
             }
         }
+        let events = report::take_events(&mut self.heard);
         if let (_, Some(Ok(()))) = report::parse(&self.heard) {
             self.ready = true;
         }
+        events
     }
 
     /// Reap the child if it has ended.
     fn reap(&mut self) -> Option<Exit> {
         match self.child.try_wait() {
-            Ok(Some(WaitStatus::Exited(_, code))) => Some(Exit::Code(code)),
-            Ok(Some(WaitStatus::Signaled(_, signal, _))) => Some(Exit::Signal(signal)),
-            Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(1)),
+            Ok(Some(Ended::Exited(code))) => Some(Exit::Code(code)),
+            Ok(Some(ended @ Ended::Signaled(raw))) => {
+                Some(Signal::try_from(raw).map_or(Exit::Code(ended.code()), Exit::Signal))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Some(Exit::Code(1)),
             _ => None,
         }
     }
@@ -366,7 +409,7 @@ impl Running {
     /// Why the child ended, with its own words where it left some.
     fn cause(&self, ended: &Exit) -> String {
         match report::last_words(&self.heard).or_else(|| self.startup_error()) {
-            Some(words) => format!("{ended} ({words})"),
+            Some(words) => format!("{ended} ({words:#})"),
             None => ended.to_string(),
         }
     }

@@ -1,40 +1,76 @@
-//! The service manager's watchdog: `WATCHDOG=1`, sent from the body's own loop
-//! ([`Ctl::running`](crate::Ctl::running), its sleeps, or a task on an async body's runtime), so
-//! that a hung body stops the pings and the service manager sees it.
+//! The body's liveness: pings sent from the body's own loop ([`Ctl::running`](crate::Ctl::running),
+//! its sleeps, or a task on an async body's runtime), so that a hung body stops them. A ping goes
+//! to whoever watches: the service manager (`WATCHDOG=1`, when it asked for a watchdog), the
+//! supervisor of a supervised child (which pings the manager and marks the pidfile for it), and
+//! the pidfile's modification time, which the `health` check reads.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::engine::readiness::Readiness;
+use crate::error::report;
 use crate::systemd::Notifier;
 
-/// The pings, every `every` (half the period the service manager asked for).
+/// A hook run at each ping: the pidfile's mark, set once the daemon's end (which holds the
+/// pidfile) exists.
+type AliveHook = Box<dyn Fn() + Send + Sync>;
+
+/// The pings, every `every`: half the shortest of the periods that the watchers allow.
 pub(in crate::engine) struct Watchdog {
     every: Duration,
     since: Instant,
     /// When the next ping is due, in nanoseconds after `since`.
     due: AtomicU64,
-    notifier: Arc<Notifier>,
+    /// The service manager, when it asked for a watchdog.
+    manager: Option<Arc<Notifier>>,
+    /// A supervised child's supervisor.
+    supervisor: Option<Arc<Readiness>>,
+    hook: OnceLock<AliveHook>,
 }
 
 impl Watchdog {
-    pub(in crate::engine) fn new(notifier: Arc<Notifier>, every: Duration) -> Watchdog {
+    pub(in crate::engine) fn new(
+        every: Duration,
+        manager: Option<Arc<Notifier>>,
+        supervisor: Option<Arc<Readiness>>,
+    ) -> Watchdog {
         Watchdog {
             every,
             since: Instant::now(),
             due: AtomicU64::new(0),
-            notifier,
+            manager,
+            supervisor,
+            hook: OnceLock::new(),
         }
     }
 
-    /// Send `WATCHDOG=1` if it is due.
-    #[cold]
+    /// Run `hook` at each ping from now on (once; later calls are ignored).
+    pub(in crate::engine) fn on_ping(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.hook.set(Box::new(hook));
+    }
+
+    /// Ping if it is due.
+    #[inline]
     pub(in crate::engine) fn ping_if_due(&self) {
         let now = self.since.elapsed().as_nanos() as u64;
         if now >= self.due.load(Ordering::Relaxed) {
-            self.due
-                .store(now + self.every.as_nanos() as u64, Ordering::Relaxed);
-            let _ = self.notifier.send("WATCHDOG=1");
+            self.ping(now);
+        }
+    }
+
+    #[cold]
+    fn ping(&self, now: u64) {
+        self.due
+            .store(now + self.every.as_nanos() as u64, Ordering::Relaxed);
+        if let Some(manager) = &self.manager {
+            let _ = manager.send("WATCHDOG=1");
+        }
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.tell_supervisor_event(report::ALIVE);
+        }
+        if let Some(hook) = self.hook.get() {
+            hook();
         }
     }
 

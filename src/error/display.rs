@@ -55,14 +55,28 @@ impl Error {
                 "{signal} cannot be handled: the kernel does not let a process catch it (or catching it hides a crash); register handlers for other signals"
             ),
             Error::InvalidSetting { setting, reason } => write!(f, ".{setting}(): {reason}"),
-            Error::Threads { count: Some(count) } => write!(
-                f,
-                "cannot fork: this process runs {count} threads, and fork copies only one of them; start() and a supervised run() fork: call them before spawning threads or building a runtime, and create those inside the body"
-            ),
-            Error::Threads { count: None } => write!(
-                f,
-                "cannot fork: this process cannot tell how many threads it runs (on Linux, /proc/self/task cannot be read: mount /proc), and fork is only safe with one"
-            ),
+            Error::Threads {
+                count,
+                test_harness,
+            } => {
+                match count {
+                    Some(count) => write!(
+                        f,
+                        "cannot fork: this process runs {count} threads, and fork copies only one of them; start() and a supervised run() fork: call them before spawning threads or building a runtime, and create those inside the body"
+                    )?,
+                    None => write!(
+                        f,
+                        "cannot fork: this process cannot tell how many threads it runs (on Linux, /proc/self/task cannot be read: mount /proc), and fork is only safe with one"
+                    )?,
+                }
+                if *test_harness {
+                    write!(
+                        f,
+                        "; this is a test harness, whose tests run among its threads: start the daemon from a program of its own (an example or a binary the test runs), or from a doc-test, which runs as a process of its own (see the guide's section \"Testing a daemon\", daemons::guide#testing-a-daemon)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Fork { source } => {
                 write!(f, "fork failed")?;
                 if source.raw_os_error() == Some(libc::EAGAIN) {
@@ -124,6 +138,21 @@ impl Error {
             Error::NotRunning { pidfile } => write!(
                 f,
                 "not running (no process holds pidfile {}): start it first",
+                pidfile.display()
+            ),
+            Error::OtherProgram {
+                pidfile,
+                pid,
+                program,
+            } => write!(
+                f,
+                "pidfile {} is held by pid {pid}, which runs {}, another program than this one: nothing was signalled (give each program a pidfile of its own; stop that one with its own command)",
+                pidfile.display(),
+                program.display()
+            ),
+            Error::NotPermitted { pidfile, pid, user } => write!(
+                f,
+                "not permitted to signal pid {pid} (pidfile {}), which user {user} started: run this as {user} (`sudo -u {user} ...`)",
                 pidfile.display()
             ),
             Error::MissingDirectory { path, action, .. } => write!(
@@ -213,15 +242,13 @@ impl Error {
                 f,
                 "pid {pid} is still alive after SIGTERM and SIGKILL (stuck in the kernel?); look at /proc/{pid}/stack"
             ),
-            Error::Body { message } => write!(f, "the daemon's body failed: {message}"),
-            Error::Setup { message } => write!(f, "the daemon's set-up failed: {message}"),
+            Error::Body { .. } => write!(f, "the daemon's body failed"),
+            Error::Setup { .. } => write!(f, "the daemon's set-up failed"),
             Error::ReturnedBeforeReady => write!(
                 f,
                 "the body returned before it called ctl.ready(): call it once the daemon can serve, or leave out .manual_ready(true)"
             ),
-            Error::StopHandler { message } => {
-                write!(f, "a stop-signal handler failed: {message}")
-            }
+            Error::StopHandler { .. } => write!(f, "a stop-signal handler failed"),
             Error::Handover {
                 pidfile,
                 kind,

@@ -41,6 +41,7 @@ macro_rules! worded {
 
 mod action;
 mod display;
+mod failure;
 pub(crate) mod report;
 
 use std::fmt;
@@ -48,10 +49,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 pub use action::Action;
+pub(crate) use failure::{Failure, UserError, chain_text};
 
 /// Everything that can go wrong when building, starting, probing or stopping a daemon.
 ///
@@ -109,12 +110,16 @@ pub enum Error {
     },
     /// A fork was refused: the process runs other threads, or cannot tell how many it runs.
     /// `fork` would copy only the calling thread and leave any lock the others hold locked
-    /// forever. `start()` forks, and so does `run()` with [`restart`](crate::DaemonBuilder::restart)
+    /// forever. `start()` forks, and so does `run()` with [`supervise`](crate::DaemonBuilder::supervise)
     /// (for each body).
     Threads {
         /// How many threads the process runs; `None` when the system does not tell (on Linux,
         /// `/proc` is not mounted), which is refused too.
         count: Option<usize>,
+        /// Whether the process looks like a test harness (libtest names its threads after the
+        /// tests, and is given `--test-threads` or `RUST_TEST_THREADS`): a `#[test]` always runs
+        /// among other threads, and the message then says how to test a daemon instead.
+        test_harness: bool,
     },
     /// `fork` failed: the process limit of the user (`RLIMIT_NPROC`, `ulimit -u`) is reached, or
     /// the system is short of memory or processes.
@@ -157,6 +162,28 @@ pub enum Error {
     NotRunning {
         /// The pidfile.
         pidfile: PathBuf,
+    },
+    /// The pidfile is held by a process that runs another program than the caller: two
+    /// programs were given one pidfile. The handle neither counts it as its daemon nor signals
+    /// it. (A program upgraded in place, or the same program installed at another path, is not
+    /// another program.)
+    OtherProgram {
+        /// The pidfile.
+        pidfile: PathBuf,
+        /// The process that holds it.
+        pid: Pid,
+        /// The executable that process runs.
+        program: PathBuf,
+    },
+    /// The system refused to signal the daemon (`EPERM`): it runs as another user than the
+    /// caller, who is not root.
+    NotPermitted {
+        /// The pidfile.
+        pidfile: PathBuf,
+        /// The daemon.
+        pid: Pid,
+        /// The user who owns the pidfile (who started the daemon), by name where it has one.
+        user: String,
     },
     /// The directory that should contain a file does not exist.
     MissingDirectory {
@@ -230,9 +257,12 @@ pub enum Error {
         source: io::Error,
     },
     /// The daemon could not listen on an address given to
-    /// [`listen`](crate::DaemonBuilder::listen).
+    /// [`listen`](crate::DaemonBuilder::listen), or a descriptor that the service manager
+    /// passed is not a socket it can serve, or not the one its address asks for.
     Listen {
-        /// The address, as given.
+        /// The address, as given; for a passed descriptor, its number and name and what it
+        /// is (`descriptor 3 passed by the service manager: it is a TCP stream socket that
+        /// does not listen: ...`).
         address: String,
         /// The system's error (`EADDRINUSE`: another process listens there).
         source: io::Error,
@@ -269,22 +299,60 @@ pub enum Error {
         pid: Pid,
     },
     /// The daemon's body failed: the body, a step or `get` returned an error or panicked.
+    ///
+    /// `source()` gives what failed, and its sources: the body's own error, or, for a step or
+    /// `get`, an error that says which with the user's as its source; a panic is an error that
+    /// says `panicked: MESSAGE`. In the foreground ([`Daemon::run`](crate::Daemon::run)) these
+    /// are the user's error values themselves; from a daemon that `start()` detached, its
+    /// supervisor or the pidfile, they come back as their texts, each the source of the one
+    /// before, so that `{:#}` says the same chain in both.
+    ///
+    /// ```
+    /// use daemons::Error;
+    ///
+    /// let err = Error::Body { source: "disk full".into() };
+    /// assert_eq!(err.to_string(), "the daemon's body failed");
+    /// assert_eq!(format!("{err:#}"), "the daemon's body failed: disk full");
+    /// assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "disk full");
+    /// ```
+    ///
+    /// In the foreground, the body's error is there as itself:
+    ///
+    /// ```rust,standalone_crate
+    /// use daemons::{Daemon, Error};
+    /// use std::io;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let daemon = Daemon::builder()
+    ///     .pidfile(dir.path().join("full.pid"))
+    ///     .run(|_ctl| Err::<(), _>(io::Error::from_raw_os_error(libc::ENOSPC)))
+    ///     .build()?;
+    /// match daemon.run() {
+    ///     Err(Error::Body { source }) => {
+    ///         let io = source.downcast_ref::<io::Error>().expect("the body's own error");
+    ///         assert_eq!(io.raw_os_error(), Some(libc::ENOSPC));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     Body {
-        /// The error's or the panic's message, saying which it was.
-        message: String,
+        /// What failed, with its sources.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The set-up given to [`setup`](crate::DaemonBuilder::setup) failed: the daemon did not
     /// start.
     Setup {
-        /// The set-up's error, or its panic's message.
-        message: String,
+        /// The set-up's error, with its sources, or its panic (`panicked: MESSAGE`), as
+        /// [`Error::Body`] carries the body's.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// With manual readiness, the body returned without calling `ctl.ready()`.
     ReturnedBeforeReady,
     /// A handler of the stop signal panicked while the daemon was shutting down.
     StopHandler {
-        /// The panic message.
-        message: String,
+        /// Which handler panicked, and the panic's message.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The listening sockets could not be handed to a new instance at a restart. `kind` says
     /// why; [`Daemon::restart`](crate::Daemon::restart) falls back to a stop, then a start, for
@@ -402,10 +470,13 @@ impl Error {
     /// let err = Pidfile::new("/no/such/dir/x.pid").acquire().unwrap_err();
     /// assert_eq!(err.path().unwrap(), std::path::Path::new("/no/such/dir/x.pid"));
     /// ```
+    #[must_use]
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::AlreadyRunning { pidfile, .. }
             | Error::NotRunning { pidfile }
+            | Error::OtherProgram { pidfile, .. }
+            | Error::NotPermitted { pidfile, .. }
             | Error::Unverified { pidfile, .. }
             | Error::ForeignProc { pidfile, .. }
             | Error::Handover { pidfile, .. } => Some(pidfile),
@@ -430,6 +501,7 @@ impl Error {
     /// let err = Error::StillAlive { pid: Pid::from_raw(42) };
     /// assert_eq!(err.pid(), Some(Pid::from_raw(42)));
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Error::AlreadyRunning { pid, .. } | Error::StartTimeout { pid, .. } => *pid,
@@ -452,6 +524,7 @@ impl Error {
     /// assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(libc::EISDIR));
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[must_use]
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             Error::Io { source, .. }
@@ -552,7 +625,12 @@ const NOFOLLOW_ERRNO: Option<i32> = None;
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.io_error().map(|e| e as _)
+        match self {
+            Error::Body { source } | Error::Setup { source } | Error::StopHandler { source } => {
+                Some(&**source)
+            }
+            _ => self.io_error().map(|e| e as _),
+        }
     }
 }
 
@@ -562,8 +640,8 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = f.debug_struct(self.name());
         shown.field("message", &self.to_string());
-        if let Some(source) = self.io_error() {
-            shown.field("source", source);
+        if let Some(source) = std::error::Error::source(self) {
+            shown.field("source", &source);
         }
         shown.finish()
     }
@@ -587,9 +665,15 @@ mod tests {
             e.io_error().and_then(io::Error::raw_os_error),
             Some(libc::ENOENT)
         );
-        let e = Error::Threads { count: Some(3) };
+        let e = Error::Threads {
+            count: Some(3),
+            test_harness: false,
+        };
         assert!(e.to_string().contains("3 threads"));
-        let e = Error::Threads { count: None };
+        let e = Error::Threads {
+            count: None,
+            test_harness: false,
+        };
         assert!(e.to_string().contains("mount /proc"));
         let e = Error::Fork {
             source: io::Error::from_raw_os_error(libc::EAGAIN),
@@ -613,7 +697,7 @@ mod tests {
             let (message, cause) = (error.to_string(), source.to_string());
             assert!(!message.contains(&cause), "{message:?} repeats {cause:?}");
             let chained = format!("{error:#}");
-            assert_eq!(chained, format!("{message}: {cause}"));
+            assert_eq!(chained, format!("{message}: {}", chain_text(source)));
             let shown = format!("{error:?}");
             assert!(shown.starts_with(error.name()), "{shown}");
             assert!(
@@ -621,7 +705,13 @@ mod tests {
                 "{shown}"
             );
         }
-        let threads = format!("{:?}", Error::Threads { count: Some(2) });
+        let threads = format!(
+            "{:?}",
+            Error::Threads {
+                count: Some(2),
+                test_harness: false
+            }
+        );
         assert!(
             threads.starts_with("Threads { message: \"cannot fork: this process runs 2 threads"),
             "{threads}"

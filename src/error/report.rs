@@ -15,13 +15,37 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
+use super::failure::{Failure, UserError, sources};
 use super::{Action, Error, HandoverKind, NotSignalled};
 
 pub(crate) const READY: u8 = b'R';
 pub(crate) const FAILED: u8 = b'E';
+/// After `R`, from a supervised child: its SIGHUP handlers have run.
+pub(crate) const RELOADED: u8 = b'L';
+/// After `R`, from a supervised child: its body's loop showed life (the watchdog's ping).
+pub(crate) const ALIVE: u8 = b'W';
+
+/// The events that a supervised child sent after `R` and before any final word, taken out of
+/// what was heard so that the final word follows `R` again: how many reloads ended, and whether
+/// the body showed life.
+pub(crate) fn take_events(heard: &mut Vec<u8>) -> (usize, bool) {
+    let Some(newline) = heard.iter().position(|&b| b == b'\n') else {
+        return (0, false);
+    };
+    if heard.get(newline + 1) != Some(&READY) {
+        return (0, false);
+    }
+    let from = newline + 2;
+    let events = heard[from..]
+        .iter()
+        .take_while(|&&b| b == RELOADED || b == ALIVE)
+        .count();
+    let taken: Vec<u8> = heard.drain(from..from + events).collect();
+    let reloads = taken.iter().filter(|&&b| b == RELOADED).count();
+    (reloads, taken.contains(&ALIVE))
+}
 
 /// The pid line that opens every report.
 pub(crate) fn pid_line(pid: Pid) -> Vec<u8> {
@@ -117,13 +141,15 @@ codec! {
     SeveralBodies {},
     ForbiddenSignal { signal },
     InvalidSetting { setting, reason },
-    Threads { count },
+    Threads { count, test_harness },
     Fork { source },
     InsideRuntime {},
     AlreadyRunning { pidfile, pid },
     Unverified { pidfile, named, holder, command },
     ForeignProc { pidfile, reason },
     NotRunning { pidfile },
+    OtherProgram { pidfile, pid, program },
+    NotPermitted { pidfile, pid, user },
     MissingDirectory { path, action, source },
     Symlink { path, action, source },
     NotAFile { path, action, source },
@@ -137,10 +163,10 @@ codec! {
     StartTimeout { after, pid, not_killed },
     DaemonVanished {},
     StillAlive { pid },
-    Body { message },
-    Setup { message },
+    Body { source },
+    Setup { source },
     ReturnedBeforeReady {},
-    StopHandler { message },
+    StopHandler { source },
     Handover { pidfile, kind, reason },
 }
 
@@ -166,7 +192,7 @@ const NAMES: &[&str] = &[
     "read /proc",
     "setsid",
     "sigprocmask",
-    "spawn the control thread",
+    "spawn the signal thread",
     "spawn the keeper thread",
     // Settings: the builder's methods.
     "group",
@@ -225,7 +251,7 @@ impl Field for &'static str {
     }
     #[cfg(test)]
     fn sample() -> Self {
-        "spawn the control thread"
+        "spawn the signal thread"
     }
 }
 
@@ -265,6 +291,19 @@ impl Field for usize {
     #[cfg(test)]
     fn sample() -> Self {
         7
+    }
+}
+
+impl Field for bool {
+    fn put(&self, w: &mut Writer) {
+        w.number(u8::from(*self));
+    }
+    fn take(r: &mut Reader<'_>) -> Option<Self> {
+        Some(r.number::<u8>()? != 0)
+    }
+    #[cfg(test)]
+    fn sample() -> Self {
+        true
     }
 }
 
@@ -314,6 +353,33 @@ impl Field for io::Error {
     #[cfg(test)]
     fn sample() -> Self {
         io::Error::from_raw_os_error(libc::EAGAIN)
+    }
+}
+
+/// A user's error: the texts of its chain, which come back as [`Failure`]s, each the source of
+/// the one before, so that the caller says the same chain as the daemon.
+impl Field for UserError {
+    fn put(&self, w: &mut Writer) {
+        let texts: Vec<String> = sources(&**self).map(ToString::to_string).collect();
+        w.number(texts.len());
+        for text in &texts {
+            w.text(text);
+        }
+    }
+    fn take(r: &mut Reader<'_>) -> Option<Self> {
+        let count: usize = r.number()?;
+        // No more texts than the bytes left could hold: a count that lies allocates nothing.
+        let texts = (0..count.min(r.0.len()))
+            .map(|_| r.text())
+            .collect::<Option<Vec<String>>>()?;
+        Failure::chain(texts)
+    }
+    #[cfg(test)]
+    fn sample() -> Self {
+        Failure::because(
+            "cannot save the counter",
+            Box::new(io::Error::from_raw_os_error(libc::ENOSPC)),
+        )
     }
 }
 
@@ -459,7 +525,10 @@ mod tests {
             not_killed,
         };
         for error in [
-            Error::Threads { count: None },
+            Error::Threads {
+                count: None,
+                test_harness: true,
+            },
             Error::Unverified {
                 pidfile: "/run/x.pid".into(),
                 named: None,
@@ -609,9 +678,11 @@ mod tests {
         let mut message = b"42\nR".to_vec();
         assert!(last_words(&message).is_none());
         message.extend(failure(&Error::Body {
-            message: "boom".into(),
+            source: "boom".into(),
         }));
-        assert!(matches!(last_words(&message), Some(Error::Body { message }) if message == "boom"));
+        assert!(
+            matches!(last_words(&message), Some(Error::Body { source }) if source.to_string() == "boom")
+        );
         assert!(matches!(parse(&message).1, Some(Ok(()))), "still ready");
     }
 

@@ -20,6 +20,7 @@ use std::marker::PhantomData;
 use nix::unistd::ForkResult;
 
 use super::process::Child;
+use crate::Pid;
 use crate::error::Error;
 use crate::sys;
 
@@ -50,7 +51,10 @@ pub(crate) struct Alone(PhantomData<*const ()>);
 pub(crate) fn fork() -> Result<Forked, Error> {
     let count = sys::thread_count();
     if count != Some(1) {
-        return Err(Error::Threads { count });
+        return Err(Error::Threads {
+            count,
+            test_harness: sys::in_test_harness(),
+        });
     }
     // SAFETY: the process runs a single thread (checked just above; with one thread, nothing
     // can spawn another in between).
@@ -82,7 +86,7 @@ unsafe fn fork_one_thread() -> Result<Forked, Error> {
     // SAFETY: the process runs a single thread (the caller's contract), so the child is a
     // complete copy and may run any code, not only async-signal-safe code.
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(Child::forked(child))),
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(Child::forked(Pid::from_nix(child)))),
         Ok(ForkResult::Child) => Ok(Forked::Child(Alone(PhantomData))),
         Err(e) => Err(Error::Fork {
             source: io::Error::from_raw_os_error(e as i32),

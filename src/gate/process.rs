@@ -22,15 +22,61 @@
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::{Pid, Signal};
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::error::NotSignalled;
+use crate::sync::Deadline;
 use crate::sys::{self, ExitWatch};
+
+/// How a child ended: its exit code, or the number of the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Ended {
+    /// The child's pid and how it ended, if the status says it ended (not stopped or continued).
+    fn of(status: WaitStatus) -> Option<(Pid, Ended)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((Pid::from_nix(pid), Ended::Exited(code))),
+            WaitStatus::Signaled(pid, signal, _) => {
+                Some((Pid::from_nix(pid), Ended::Signaled(signal as i32)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The exit code a shell would give: the code, or 128 plus the signal's number.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            Ended::Exited(code) => code,
+            Ended::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Reap one child of this process that has ended, whichever it is (PID 1 reaps orphans too):
+/// its pid and how it ended; `None` once no child has ended (or none is left).
+pub(crate) fn reap_any() -> Option<(Pid, Ended)> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return None,
+            // Stopped or continued: look again.
+            Ok(status) => {
+                if let Some(reaped) = Ended::of(status) {
+                    return Some(reaped);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
 
 /// Why the gate did not signal a process: what [`NotSignalled`] says, or the system's error.
 #[derive(Debug)]
@@ -188,24 +234,14 @@ impl Target {
     ///
     /// [`NotSignalled::Exited`] when the process has exited; [`NotSignalled::Unverified`] when
     /// the check, run again, fails; [`Refused::Sys`] when the kernel refuses (`EPERM`).
-    // The door: signals to other processes are sent here, by `send` and by `Child::signal`.
-    #[allow(clippy::disallowed_methods)]
+    // The door: signals to other processes are sent through `deliver`, from here and from
+    // `Child::signal`.
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Refused> {
         if !sys::SIGNALS_PINNED {
             (self.check)(self.pid).map_err(Refused::unverified)?;
         }
-        let sent = match &self.watch {
-            Some(watch) => send(watch, self.pid, signal),
-            // Only where the pin is not a handle (see `Pinned`): checked just above.
-            None => nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from),
-        };
-        sent.map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
-            _ => Refused::Sys {
-                call: SEND_CALL,
-                source: e,
-            },
-        })
+        // Without a watch, only where the pin is not a handle (see `Pinned`): checked just above.
+        deliver(self.watch.as_ref(), self.pid, signal)
     }
 
     /// Wait at most `timeout` for the process to exit: whether it did, or `None` where nothing
@@ -242,6 +278,22 @@ const SEND_CALL: &str = if sys::SIGNALS_PINNED {
     "kill"
 };
 
+/// Send `signal` to `pid` through its pin when there is one, by pid otherwise (the callers say
+/// why the pid is safe then), and tell an exited process from a refusal.
+fn deliver(pin: Option<&ExitWatch>, pid: Pid, signal: Signal) -> Result<(), Refused> {
+    let sent = match pin {
+        Some(watch) => send(watch, pid, signal),
+        None => kill(pid, signal),
+    };
+    sent.map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
+        _ => Refused::Sys {
+            call: SEND_CALL,
+            source: e,
+        },
+    })
+}
+
 /// Send `signal` to the process that `watch` pins: through the pidfd on Linux.
 #[cfg(all(target_os = "linux", not(daemons_portable)))]
 fn send(watch: &ExitWatch, _pid: Pid, signal: Signal) -> io::Result<()> {
@@ -269,18 +321,24 @@ fn send(watch: &ExitWatch, _pid: Pid, signal: Signal) -> io::Result<()> {
 /// look and the `kill`, in which the process would have to exit, be reaped and its pid be given
 /// to a new process.
 #[cfg(any(not(target_os = "linux"), daemons_portable))]
-#[allow(clippy::disallowed_methods)]
 fn send(watch: &ExitWatch, pid: Pid, signal: Signal) -> io::Result<()> {
     if watch.exited(Duration::ZERO)? {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
-    nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
+    kill(pid, signal)
+}
+
+/// `kill(2)`: only where the pin is not a handle, once the check holds (see [`Pinned`]), or to
+/// a child not yet reaped. The door's one `kill`.
+#[allow(clippy::disallowed_methods)]
+fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
+    nix::sys::signal::kill(pid.nix(), signal.nix()).map_err(io::Error::from)
 }
 
 /// Wait at most `timeout` until every one of `targets` has exited. Returns which have not, by
 /// index. A target that nothing watches is waited for until the deadline.
 pub(crate) fn wait_all_exited(targets: &[Target], timeout: Duration) -> Vec<usize> {
-    let deadline = Instant::now().checked_add(timeout);
+    let deadline = Deadline::after(timeout);
     let watched: Vec<usize> = (0..targets.len())
         .filter(|&i| targets[i].watch.is_some())
         .collect();
@@ -296,8 +354,11 @@ pub(crate) fn wait_all_exited(targets: &[Target], timeout: Duration) -> Vec<usiz
     let mut unwatched = unwatched.peekable();
     if unwatched.peek().is_some() {
         // Nothing tells when these exit: they get the whole of their time.
-        if let Some(left) = deadline.and_then(|d| d.checked_duration_since(Instant::now())) {
-            std::thread::sleep(left);
+        // Nothing would end a wait without a deadline: a timeout too long to reach is not
+        // waited out.
+        let time = deadline.left();
+        if time != Duration::MAX {
+            std::thread::sleep(time);
         }
         left.extend(unwatched);
         left.sort_unstable();
@@ -355,23 +416,12 @@ impl Child {
     ///
     /// [`NotSignalled::Exited`] when it was reaped, or has exited; [`Refused::Sys`] when the
     /// kernel refuses.
-    #[allow(clippy::disallowed_methods)]
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Refused> {
         if self.reaped {
             return Err(Refused::Not(NotSignalled::Exited));
         }
-        let sent = match &self.pidfd {
-            Some(pidfd) => send(pidfd, self.pid, signal),
-            // Unreaped, the pid is still this child's.
-            None => nix::sys::signal::kill(self.pid, signal).map_err(io::Error::from),
-        };
-        sent.map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Refused::Not(NotSignalled::Exited),
-            _ => Refused::Sys {
-                call: SEND_CALL,
-                source: e,
-            },
-        })
+        // Without a pidfd: unreaped, the pid is still this child's.
+        deliver(self.pidfd.as_ref(), self.pid, signal)
     }
 
     /// Reap the child if it has ended: its status, or `Ok(None)` while it runs.
@@ -380,8 +430,8 @@ impl Child {
     ///
     /// `ECHILD` when it was reaped elsewhere (by the kernel, where SIGCHLD is ignored); it
     /// counts as reaped from then on.
-    pub(crate) fn try_wait(&mut self) -> nix::Result<Option<WaitStatus>> {
-        self.reap(Some(WaitPidFlag::WNOHANG))
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<Ended>> {
+        Ok(self.reap(Some(WaitPidFlag::WNOHANG))?)
     }
 
     /// Wait for the child to end and reap it.
@@ -389,24 +439,24 @@ impl Child {
     /// # Errors
     ///
     /// As [`try_wait`](Child::try_wait).
-    pub(crate) fn wait(&mut self) -> nix::Result<WaitStatus> {
+    pub(crate) fn wait(&mut self) -> io::Result<Ended> {
         loop {
-            if let Some(status) = self.reap(None)? {
-                return Ok(status);
+            if let Some(ended) = self.reap(None)? {
+                return Ok(ended);
             }
         }
     }
 
-    fn reap(&mut self, flags: Option<WaitPidFlag>) -> nix::Result<Option<WaitStatus>> {
+    fn reap(&mut self, flags: Option<WaitPidFlag>) -> nix::Result<Option<Ended>> {
         if self.reaped {
             return Err(Errno::ECHILD);
         }
         loop {
-            match waitpid(self.pid, flags) {
+            match waitpid(self.pid.nix(), flags) {
                 Ok(WaitStatus::StillAlive) => return Ok(None),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     self.reaped = true;
-                    return Ok(Some(status));
+                    return Ok(Ended::of(status).map(|(_, ended)| ended));
                 }
                 // Stopped or continued: still running, for this purpose.
                 Ok(_) if flags.is_some() => return Ok(None),

@@ -36,6 +36,7 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn wrap<F, R>(mut self, function: F) -> Self
     where
         F: FnOnce() -> R + Send + 'static,
@@ -48,6 +49,9 @@ impl DaemonBuilder {
 
     /// The body: a closure that loops by itself and returns when `ctl.running()` turns false (or
     /// whenever it likes: the daemon stops when it returns). It may return `()` or a `Result`.
+    ///
+    /// (Not to be confused with [`Daemon::run`](crate::Daemon::run), which runs a built daemon
+    /// in the foreground: why both keep the name is said there.)
     ///
     /// Threads and async runtimes belong inside the body: `start()` forks, and a fork copies only
     /// the calling thread. A child that the body forks without `exec` inherits the pidfile's
@@ -69,6 +73,7 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn run<F, R>(mut self, mut body: F) -> Self
     where
         F: FnMut(&Ctl) -> R + Send + 'static,
@@ -96,6 +101,7 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn step<F, R>(mut self, mut step: F) -> Self
     where
         F: FnMut() -> R + Send + 'static,
@@ -141,6 +147,7 @@ impl DaemonBuilder {
     /// # drop(tx);
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn messages<M, G, F, H, R>(mut self, get: G, handle: H) -> Self
     where
         M: Send + 'static,
@@ -188,6 +195,7 @@ impl DaemonBuilder {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     #[cfg(feature = "tokio")]
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn run_async<F, Fut, R>(mut self, body: F) -> Self
     where
         F: FnMut(Ctl) -> Fut + Send + 'static,
@@ -246,6 +254,7 @@ impl DaemonBuilder {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     #[cfg(feature = "tokio")]
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn messages_async<M, G, GF, F, H, HF, R>(mut self, get: G, handle: H) -> Self
     where
         M: Send + 'static,
@@ -276,6 +285,7 @@ impl DaemonBuilder {
     ///     .worker_threads(4);
     /// ```
     #[cfg(feature = "tokio")]
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn worker_threads(self, workers: usize) -> Self {
         self.runtime.set(workers);
         self

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
 use crate::privileges::Credentials;
-use crate::settings::{Address, BodySettings, Settings};
+use crate::settings::{Address, BodySettings, Listen, Settings};
 
 impl DaemonBuilder {
     /// Check every setting and build the [`Daemon`]. Relative paths become absolute here, against
@@ -42,6 +42,7 @@ impl DaemonBuilder {
             handlers: given,
             mut bodies,
             setup,
+            logger,
             listen,
             #[cfg(feature = "tokio")]
             runtime,
@@ -79,11 +80,11 @@ impl DaemonBuilder {
             }
         }
         for given in &listen {
-            let address = match Address::parse(given).map_err(|e| Error::setting("listen", e))? {
-                Address::Unix(path) => Address::Unix(absolute(&path, "listen")?),
-                tcp => tcp,
-            };
-            settings.listen.push(address);
+            let mut listen = Listen::parse(given).map_err(|e| Error::setting("listen", e))?;
+            if let Address::Unix(path) = &listen.address {
+                listen.address = Address::Unix(absolute(path, "listen")?);
+            }
+            settings.listen.push(listen);
         }
         let credentials = Credentials::resolve(settings.user.as_ref(), settings.group.as_ref())?;
         let mut handlers = Handlers::default();
@@ -95,6 +96,7 @@ impl DaemonBuilder {
             credentials,
             body,
             setup,
+            logger,
             handlers,
         )))
     }
@@ -264,7 +266,7 @@ fn absolute(path: &Path, setting: &'static str) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
+    use crate::Signal;
     use std::time::Duration;
 
     #[test]

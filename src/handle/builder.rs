@@ -6,11 +6,11 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 
-use crate::engine::{Body, Handler, Outcome, SetupFn};
+use crate::engine::{Body, Handler, LoggerFn, Outcome, SetupFn};
 use crate::handle::daemon::Daemon;
-use crate::settings::{Account, Restart, SettingsBuilder};
+use crate::settings::{Account, SettingsBuilder, Supervision};
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
 ///
@@ -40,6 +40,7 @@ pub struct DaemonBuilder {
     pub(super) handlers: Vec<(Signal, Handler)>,
     pub(super) bodies: Vec<Body>,
     pub(super) setup: Option<SetupFn>,
+    pub(super) logger: Option<LoggerFn>,
     pub(super) listen: Vec<String>,
     /// The runtime of an async body, which it reads when it starts.
     #[cfg(feature = "tokio")]
@@ -56,6 +57,7 @@ impl fmt::Debug for DaemonBuilder {
             .field("handlers", &self.handlers.len())
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
+            .field("logger", &self.logger.is_some())
             .field("listen", &self.listen)
             .finish()
     }
@@ -73,6 +75,7 @@ impl Daemon {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder does nothing until .build()"]
     pub fn builder() -> DaemonBuilder {
         DaemonBuilder::default()
     }
@@ -96,6 +99,7 @@ impl DaemonBuilder {
     /// let b = daemons::Daemon::builder().pidfile("~/.tool.pid");
     /// let b = daemons::Daemon::builder().pidfile(daemons::pidfile::runtime_dir().join("tool.pid"));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn pidfile(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.pidfile(path))
     }
@@ -108,6 +112,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().workdir("/var/lib/tool");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn workdir(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.workdir(path))
     }
@@ -120,6 +125,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().umask(0o077);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn umask(self, mask: u32) -> Self {
         self.set(|s| s.umask(mask))
     }
@@ -132,6 +138,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stdout("/var/log/tool.log");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stdout(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.stdout(path))
     }
@@ -144,6 +151,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stderr("/var/log/tool.err");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stderr(self, path: impl Into<PathBuf>) -> Self {
         self.set(|s| s.stderr(path))
     }
@@ -155,6 +163,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stop_timeout(std::time::Duration::from_secs(30));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stop_timeout(self, timeout: Duration) -> Self {
         self.set(|s| s.stop_timeout(timeout))
     }
@@ -167,6 +176,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().ready_timeout(std::time::Duration::from_secs(5));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn ready_timeout(self, timeout: Duration) -> Self {
         self.set(|s| s.ready_timeout(timeout))
     }
@@ -179,6 +189,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().step(|| {}).interval(std::time::Duration::from_secs(1));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn interval(self, pause: Duration) -> Self {
         self.set(|s| s.interval(pause))
     }
@@ -193,6 +204,7 @@ impl DaemonBuilder {
     ///     .step(|| std::fs::metadata("/maybe").map(drop))
     ///     .keep_going(true);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn keep_going(self, keep_going: bool) -> Self {
         self.set(|s| s.keep_going(keep_going))
     }
@@ -205,6 +217,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().name("counter");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn name(self, name: impl Into<String>) -> Self {
         self.set(|s| s.name(name))
     }
@@ -222,6 +235,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().messages(|| None::<u32>, |_n| {}).pool_size(16);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn pool_size(self, workers: usize) -> Self {
         self.set(|s| s.pool_size(workers))
     }
@@ -236,6 +250,7 @@ impl DaemonBuilder {
     ///     .messages(|| None::<u32>, |_n| {})
     ///     .idle_time(std::time::Duration::from_secs(1));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn idle_time(self, wait: Duration) -> Self {
         self.set(|s| s.idle_time(wait))
     }
@@ -250,6 +265,7 @@ impl DaemonBuilder {
     /// let b = daemons::Daemon::builder().user("nobody");
     /// let b = daemons::Daemon::builder().user(65534);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn user(self, user: impl Into<Account>) -> Self {
         self.set(|s| s.user(user))
     }
@@ -261,6 +277,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().group("nogroup");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn group(self, group: impl Into<Account>) -> Self {
         self.set(|s| s.group(group))
     }
@@ -278,6 +295,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().keep_fds([3]);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn keep_fds(self, fds: impl IntoIterator<Item = RawFd>) -> Self {
         let fds: Vec<RawFd> = fds.into_iter().collect();
         self.set(|s| s.keep_fds(fds))
@@ -298,8 +316,27 @@ impl DaemonBuilder {
     ///     .stop_timeout(Duration::from_secs(30))
     ///     .stop_grace(Duration::from_secs(20));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stop_grace(self, grace: Duration) -> Self {
         self.set(|s| s.grace(grace))
+    }
+
+    /// How long the body's loop may go without a sign of life before
+    /// [`health`](crate::Daemon::health) (the command line's `health`, for a Kubernetes exec
+    /// probe or a Docker `HEALTHCHECK`) says it is wedged. Default: 30 s. The signs are those
+    /// the systemd watchdog hears: [`ctl.running()`](crate::Ctl::running), `ctl.sleep`,
+    /// `ctl.readable`, each step, an idle messages body, a task on an async body's runtime. A
+    /// `run` body that blocks longer than this (in `accept`, say) must wait with a timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let b = daemons::Daemon::builder().health_period(Duration::from_secs(10));
+    /// ```
+    pub fn health_period(self, period: Duration) -> Self {
+        self.set(|s| s.health_period(period))
     }
 
     /// Set-up that runs in the daemon once it is detached (its stdio redirected, its privileges
@@ -307,7 +344,8 @@ impl DaemonBuilder {
     /// threads that feed a [`messages`](DaemonBuilder::messages) body, an async runtime. What
     /// it makes is the daemon's own, created after the fork, where threads are safe.
     ///
-    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`](crate::Error::Setup) carrying its message; the
+    /// An `Err` (or a panic) fails `start()` with [`Error::Setup`](crate::Error::Setup), whose
+    /// `source()` is the error with its sources (or `panicked: MESSAGE`); the
     /// pidfile is removed and nothing is left running. It may return `()` or a `Result`.
     ///
     /// # Examples
@@ -341,6 +379,7 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn setup<F, R>(mut self, mut setup: F) -> Self
     where
         F: FnMut() -> R + Send + 'static,
@@ -350,9 +389,47 @@ impl DaemonBuilder {
         self
     }
 
+    /// Install a logger (`env_logger`, `tracing-subscriber`, one's own `log::Log`) inside the
+    /// daemon, where it belongs: it runs once, in the process that logs (the daemon, or its
+    /// supervisor, whose children inherit it), as soon as the daemon's stdio is its log files
+    /// and its privileges are dropped, before the crate's lines of the start and before
+    /// [`setup`](DaemonBuilder::setup). In the foreground (`run()`) it runs too, first thing.
+    ///
+    /// A logger installed in `main` before `cli()` or `start()` decides its colours while
+    /// stderr is still the terminal, and writes ANSI codes into the log file. Here, when stderr
+    /// is not a terminal, `NO_COLOR=1` is set while `f` runs (in a process of one thread, which
+    /// a daemon is at that point), which `env_logger` and `tracing-subscriber` both honour. With
+    /// the `log` feature, the crate's own lines go through the installed logger too, under the
+    /// target `daemons` (so `RUST_LOG=daemons=warn` filters them); see the guide's
+    /// [Logs](crate::guide#logs-and-logrotate).
+    ///
+    /// `f` must not spawn threads under supervision (the supervisor forks each child): a
+    /// logger that writes on a thread of its own belongs in [`setup`](DaemonBuilder::setup).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-logger.pid")
+    ///     .stderr("/tmp/doc-logger.log")
+    ///     // env_logger::init() here, in a program that depends on env_logger.
+    ///     .logger(|| eprintln!("the logger is installed here"))
+    ///     .step(|| {})
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn logger<F>(mut self, f: F) -> Self
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.logger = Some(Box::new(f));
+        self
+    }
+
     /// Supervise the body: the daemon becomes a small supervisor that holds the pidfile and runs
     /// the body in a child process, started again after it fails (or whenever it ends, with
-    /// [`Restart::always`]), after a backoff, until the policy's limit. Without it, a failed
+    /// [`Supervision::always`]), after a backoff, until the policy's limit. Without it, a failed
     /// body ends the daemon.
     ///
     /// Signals sent to the daemon (`send`, `reload`, the stop signals) are passed on to the
@@ -370,38 +447,50 @@ impl DaemonBuilder {
     /// # Examples
     ///
     /// ```
-    /// use daemons::{Daemon, Restart};
+    /// use daemons::{Daemon, Supervision};
     /// use std::time::Duration;
     ///
     /// let b = Daemon::builder()
     ///     .pidfile("/tmp/doc-supervised.pid")
-    ///     .restart(Restart::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
+    ///     .supervise(Supervision::on_failure().backoff(Duration::from_secs(1), Duration::from_secs(60)))
     ///     .step(|| {});
     /// ```
-    pub fn restart(self, policy: Restart) -> Self {
-        self.set(|s| s.restart(policy))
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn supervise(self, policy: Supervision) -> Self {
+        self.set(|s| s.supervision(policy))
     }
 
-    /// Listen on `address` (`host:port` for TCP, an absolute path or `unix:PATH` for a Unix
-    /// stream socket); any number of times. The daemon binds before it reports ready, so
-    /// `start()` fails with [`Error::Listen`](crate::Error::Listen) when the address is taken, and a client that
-    /// connects once `start()` has returned is never refused. As root, the socket is bound
-    /// before privileges are dropped, so a port below 1024 works for a daemon that runs as a user.
+    /// Listen on `address`: `host:port` (or `tcp:host:port`) for TCP, `udp:host:port` for a UDP
+    /// socket, an absolute path or `unix:PATH` for a Unix stream socket; `NAME=` before it
+    /// names the socket (`web=127.0.0.1:8080`). Any number of times. The daemon binds before it
+    /// reports ready, so `start()` fails with [`Error::Listen`](crate::Error::Listen) when the
+    /// address is taken, and a client that connects once `start()` has returned is never
+    /// refused. As root, the socket is bound before privileges are dropped, so a port below
+    /// 1024 works for a daemon that runs as a user.
     ///
     /// Under a service manager that passes sockets (systemd's `.socket` units, sd_listen_fds(3):
-    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), the
-    /// passed socket with the same address is taken instead of binding, else the passed ones in
-    /// order; the variables are removed from the environment. The body gets the sockets with
-    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener) and
-    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener), in the order of the `listen` calls.
+    /// `$LISTEN_FDS` with `$LISTEN_PID` this process, as for `run()` under `Type=notify`), a
+    /// named address takes the passed socket of that name (`FileDescriptorName=`,
+    /// `$LISTEN_FDNAMES`), each address the passed socket bound to it, and the addresses left
+    /// without a name take the passed ones left, in order; the variables are removed from the
+    /// environment. Every passed descriptor is checked: one that is not a socket the daemon
+    /// serves (a connection, from a socket unit with `Accept=yes`), or not the kind its address
+    /// asks for (a datagram socket for a TCP address), fails the start with `Error::Listen`,
+    /// which names the descriptor and says what it is. The body gets the sockets with
+    /// [`ctl.tcp_listener(i)`](crate::Ctl::tcp_listener),
+    /// [`ctl.unix_listener(i)`](crate::Ctl::unix_listener) and
+    /// [`ctl.udp_socket(i)`](crate::Ctl::udp_socket), in the order of the `listen` calls, and
+    /// finds a named one with [`ctl.listener_index(name)`](crate::Ctl::listener_index).
     ///
     /// # Examples
     ///
     /// ```
     /// let b = daemons::Daemon::builder()
     ///     .listen("127.0.0.1:7000")
-    ///     .listen("/run/echo.sock");
+    ///     .listen("admin=/run/echo.sock")
+    ///     .listen("udp:127.0.0.1:5353");
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn listen(mut self, address: impl Into<String>) -> Self {
         self.listen.push(address.into());
         self
@@ -425,6 +514,7 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().stop_children(true);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn stop_children(self, stop: bool) -> Self {
         self.set(|s| s.stop_children(stop))
     }
@@ -439,12 +529,13 @@ impl DaemonBuilder {
     /// ```
     /// let b = daemons::Daemon::builder().manual_ready(true);
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn manual_ready(self, manual: bool) -> Self {
         self.set(|s| s.manual_ready(manual))
     }
 
     /// Run `handler` when the daemon receives `signal`. Any number of handlers may be registered
-    /// for one signal; they run in registration order, one at a time, on a control thread (not
+    /// for one signal; they run in registration order, one at a time, on a signal thread (not
     /// in signal context: they may allocate, lock and log).
     ///
     /// Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
@@ -464,6 +555,7 @@ impl DaemonBuilder {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn on(mut self, signal: Signal, handler: impl FnMut() + Send + 'static) -> Self {
         self.handlers.push((signal, Handler::new(handler)));
         self

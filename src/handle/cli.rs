@@ -23,12 +23,12 @@
 //! | `stop` | stopped (after SIGTERM, or killed after the stop timeout), or was not running | 0 |
 //! | `restart` | stopped if it ran, then started; with listening sockets, handed to the new instance (`restarted (pid N, on the same sockets)`), or, when they cannot be, stopped, then started, with the reason on stderr | 0 |
 //! | `reload` | SIGHUP sent | 0 |
-//! | `run` | ran in the foreground and stopped cleanly | 0 |
+//! | `run` | ran in the foreground ([`Daemon::run`](crate::Daemon::run), not the body kind `.run(\|ctl\| ..)`) and stopped cleanly | 0 |
 //! | `status` | running | 0 |
 //! | `status` | not running, but a stale pidfile is left (with the reason, when it failed) | 1 |
-//! | `status` | not running | 3 |
-//! | `status` | unknown (the pidfile cannot be read or trusted, or its lock is held by a process that is not the daemon) | 4 |
-//! | any | failed: the error goes to stderr | 1 |
+//! | `status` | not running (the line names the pidfile it looked at) | 3 |
+//! | `status` | unknown (the pidfile cannot be read or trusted, its lock is held by a process that is not the daemon, or the daemon is another program's) | 4 |
+//! | any | failed: the error goes to stderr (another program's pidfile, another user's daemon: nothing is signalled) | 1 |
 //! | none, unknown, or followed by more arguments | usage printed to stderr | 2 |
 //! | `help`, `--help`, `-h` | usage printed to stdout | 0 |
 //!
@@ -41,10 +41,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
-use crate::control::{Stopped, human};
+use crate::control::Stopped;
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
@@ -63,7 +62,7 @@ impl Daemon {
     ///     match daemons::Daemon::builder().pidfile("/tmp/x.pid").step(|| {}).build() {
     ///         Ok(daemon) => daemon.cli(),
     ///         Err(e) => {
-    ///             eprintln!("{e}");
+    ///             eprintln!("{e:#}");
     ///             ExitCode::FAILURE
     ///         }
     ///     }
@@ -111,6 +110,7 @@ impl Daemon {
             Some("stop") => self.cli_stop(),
             Some("restart") => self.cli_restart(),
             Some("status") => self.cli_status(),
+            Some("health") => self.cli_health(),
             Some("reload") => self.cli_reload(),
             Some("run") => self.cli_run(),
             Some("help" | "--help" | "-h") => {
@@ -127,11 +127,12 @@ impl Daemon {
 
     fn usage(&self) -> String {
         format!(
-            "usage: {} [--pidfile PATH] start|stop|restart|status|reload|run|help\n\
+            "usage: {} [--pidfile PATH] start|stop|restart|status|health|reload|run|help\n\
              \x20 start    start in the background (pidfile {})\n\
              \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
              \x20 restart  stop if running, then start (listening sockets: handed to the new instance)\n\
              \x20 status   exit 0 running, 1 dead with a pidfile left, 3 not running, 4 unknown\n\
+             \x20 health   exit 0 only while running and its body showed life lately\n\
              \x20 reload   send SIGHUP\n\
              \x20 run      run in the foreground (Ctrl-C stops)",
             self.name(),
@@ -139,8 +140,16 @@ impl Daemon {
         )
     }
 
+    /// Say an error with its sources (`{:#}`): the system's own reason (`Not a directory`,
+    /// `Read-only file system`) is often what tells the operator what to do.
     fn fail(&self, e: &Error) -> u8 {
-        eprintln!("{}: {e}", self.name());
+        // Under systemd, `run`'s failure is an error in the journal (`journalctl -p err`).
+        let priority = if crate::engine::stderr_is_journal() {
+            "<3>"
+        } else {
+            ""
+        };
+        eprintln!("{priority}{}: {e:#}", self.name());
         1
     }
 
@@ -178,16 +187,7 @@ impl Daemon {
     }
 
     fn say_stopped(&self, stopped: Stopped) {
-        let name = self.name();
-        match stopped {
-            Stopped::NotRunning => println!("{name}: not running"),
-            Stopped::Exited { pid, after } => {
-                println!("{name}: stopped (pid {pid}, after {})", human(after))
-            }
-            Stopped::Killed { pid, after } => {
-                println!("{name}: stopped (pid {pid}, killed after {})", human(after))
-            }
-        }
+        println!("{}: {}", self.name(), stopped.with_pidfile(self.pidfile()));
     }
 
     /// A restart: the listening sockets handed over, or a stop (said at once, with the reason
@@ -197,7 +197,7 @@ impl Daemon {
         let mut stopped = false;
         let restarted = self.restart_saying(|how, fallback| {
             if let Some(why) = fallback {
-                eprintln!("{name}: {why}; stopping, then starting instead");
+                eprintln!("{name}: {why:#}; stopping, then starting instead");
             }
             self.say_stopped(*how);
             stopped = true;
@@ -213,37 +213,36 @@ impl Daemon {
         }
     }
 
-    fn cli_status(&self) -> u8 {
+    /// `health`: 0 while the body shows life, 1 wedged, 3 not running, 4 unknown.
+    fn cli_health(&self) -> u8 {
         let name = self.name();
-        match self.status() {
-            Ok(status) => {
-                println!("{name}: {}", self.describe(&status));
-                exit_code(&status)
+        match self.health() {
+            Ok(health) => {
+                println!("{name}: {health}");
+                match health {
+                    crate::Health::Healthy { .. } => 0,
+                    crate::Health::Wedged { .. } => 1,
+                    crate::Health::NotRunning => 3,
+                }
             }
             Err(e) => {
-                eprintln!("{name}: status unknown: {e}");
+                eprintln!("{name}: health unknown: {e}");
                 4
             }
         }
     }
 
-    /// How the command line says a status: as `Status` displays it, but for a dead daemon,
-    /// which it names with its pidfile.
-    fn describe(&self, status: &Status) -> String {
-        let pidfile = self.pidfile().display();
-        match status {
-            Status::Dead {
-                pid,
-                failure: Some(failure),
-            } => {
-                let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
-                format!("failed{pid}: {failure}; pidfile {pidfile} is left")
+    fn cli_status(&self) -> u8 {
+        let name = self.name();
+        match self.status() {
+            Ok(status) => {
+                println!("{name}: {}", status.with_pidfile(self.pidfile()));
+                exit_code(&status)
             }
-            Status::Dead { pid, failure: None } => {
-                let named = pid.map_or(String::new(), |pid| format!(", it names pid {pid}"));
-                format!("not running, but pidfile {pidfile} is left{named}")
+            Err(e) => {
+                eprintln!("{name}: status unknown: {e:#}");
+                4
             }
-            status => status.to_string(),
         }
     }
 
@@ -280,6 +279,7 @@ impl DaemonBuilder {
     ///         .cli()
     /// }
     /// ```
+    #[must_use]
     pub fn cli(self) -> ExitCode {
         self.cli_from(std::env::args_os().skip(1))
     }
@@ -315,7 +315,7 @@ impl DaemonBuilder {
         match self.build() {
             Ok(daemon) => daemon.cli_from(args),
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("{e:#}");
                 ExitCode::FAILURE
             }
         }

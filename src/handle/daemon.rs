@@ -2,16 +2,18 @@
 //! `restart.rs`).
 
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use crate::{Pid, Signal};
 
 use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};
 use crate::engine::{Detached, Engine};
 use crate::error::Error;
 use crate::pidfile::Status;
+use crate::sys;
 
 /// A daemon: its settings, its body and its handlers, and the operations on it.
 ///
@@ -134,6 +136,7 @@ impl Daemon {
             return Err(Error::InsideRuntime);
         }
         if let Some(pid) = self.engine.pidfile().probe()?.pid() {
+            self.same_program(pid)?;
             return Err(Error::AlreadyRunning {
                 pidfile: self.pidfile().to_path_buf(),
                 pid: Some(pid),
@@ -181,6 +184,16 @@ impl Daemon {
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
     ///
+    /// # Two meanings of `run`, kept on purpose
+    ///
+    /// `Daemon::run()` runs the daemon in the foreground, as the command line's `run` does;
+    /// [`DaemonBuilder::run`](crate::DaemonBuilder::run) gives the daemon a body that loops by
+    /// itself. The two never meet in one place (a builder's method that takes a closure, a
+    /// handle's that takes nothing); the commands of [`cli`](Daemon::cli) are named after the
+    /// handle's methods (`start`, `stop`, `restart`, `status`, `run`), a correspondence that a
+    /// rename of either would break; and the body keeps the name of the Python original's
+    /// `RunDaemon`, whose users look for it.
+    ///
     /// # PID 1
     ///
     /// As the first process of a pid namespace (a container's entrypoint), `run()` forks: PID 1
@@ -202,8 +215,10 @@ impl Daemon {
     /// # Errors
     ///
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
-    /// panicked or a step failed; [`Error::StopHandler`] when a stop signal's handler panicked.
-    /// With [`restart`](crate::DaemonBuilder::restart), the body runs in a child process:
+    /// failed or panicked: unsupervised, its `source()` is the body's own error value (for a step
+    /// or `get`, the source of one that says which), for `downcast_ref`; [`Error::StopHandler`]
+    /// when a stop signal's handler panicked.
+    /// With [`supervise`](crate::DaemonBuilder::supervise), the body runs in a child process:
     /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
     /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.
     ///
@@ -236,7 +251,10 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::StillAlive`] if even SIGKILL did not end it; [`Error::Untrusted`] and the other
+    /// [`Error::OtherProgram`] when the pidfile's holder runs another program, and
+    /// [`Error::NotPermitted`] when the system refuses the signal (another user's daemon):
+    /// nothing is signalled then. [`Error::StillAlive`] if even SIGKILL did not end it;
+    /// [`Error::Untrusted`] and the other
     /// pidfile errors.
     ///
     /// # Examples
@@ -247,14 +265,18 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn stop(&self) -> Result<Stopped, Error> {
+        let holder = self.holder()?;
         control::stop(&self.engine.pidfile(), self.engine.settings().stop_timeout)
+            .map_err(|e| self.not_permitted(e, holder))
     }
 
     /// Whether the daemon runs, judged by the pidfile's lock rather than by the pid in it.
     ///
     /// # Errors
     ///
-    /// [`Error::Symlink`], [`Error::NotAFile`] or [`Error::Untrusted`] for a pidfile that cannot
+    /// [`Error::OtherProgram`] when the pidfile's holder runs another program than this one (two
+    /// programs given one pidfile). [`Error::Symlink`], [`Error::NotAFile`] or
+    /// [`Error::Untrusted`] for a pidfile that cannot
     /// be trusted.
     ///
     /// # Examples
@@ -265,7 +287,102 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn status(&self) -> Result<Status, Error> {
-        self.engine.pidfile().probe()
+        let status = self.engine.pidfile().probe()?;
+        if let Some(pid) = status.pid() {
+            self.same_program(pid)?;
+        }
+        Ok(status)
+    }
+
+    /// The daemon's pid before a signal goes to it, if the probe can tell; an error only when it
+    /// is another program's. Where the probe cannot tell, the signal's own way through the
+    /// process gate says why.
+    fn holder(&self) -> Result<Option<Pid>, Error> {
+        match self.status() {
+            Ok(status) => Ok(status.pid()),
+            Err(e @ Error::OtherProgram { .. }) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// [`Error::OtherProgram`] when `pid`, the pidfile's holder, runs another program than this
+    /// one. The executables are compared by path and, where the paths differ, by file name: a
+    /// program upgraded in place (`/proc` says "(deleted)" of the old file) or the same program
+    /// installed elsewhere (`target/release/counter` and `/usr/local/bin/counter`) is the same
+    /// program. Where either executable cannot be read (another user's process), nothing is
+    /// claimed.
+    fn same_program(&self, pid: Pid) -> Result<(), Error> {
+        let (Some(theirs), Some(ours)) = (sys::executable(pid), sys::executable(Pid::this()))
+        else {
+            return Ok(());
+        };
+        if theirs == ours || theirs.file_name() == ours.file_name() {
+            return Ok(());
+        }
+        Err(Error::OtherProgram {
+            pidfile: self.pidfile().to_path_buf(),
+            pid,
+            program: theirs,
+        })
+    }
+
+    /// `error`, or [`Error::NotPermitted`] when it is the system's refusal to signal `holder`,
+    /// naming the pidfile's owner, who started the daemon and may stop it.
+    fn not_permitted(&self, error: Error, holder: Option<Pid>) -> Error {
+        match (&error, holder) {
+            (Error::Sys { source, .. }, Some(pid))
+                if source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                let uid = std::fs::metadata(self.pidfile()).map(|m| m.uid()).ok();
+                let user = uid.map_or("another user".to_owned(), |uid| {
+                    nix::unistd::User::from_uid(uid.into())
+                        .ok()
+                        .flatten()
+                        .map_or(uid.to_string(), |user| user.name)
+                });
+                Error::NotPermitted {
+                    pidfile: self.pidfile().to_path_buf(),
+                    pid,
+                    user,
+                }
+            }
+            _ => error,
+        }
+    }
+
+    /// Whether the daemon runs and its body showed life within the
+    /// [`health_period`](crate::DaemonBuilder::health_period): the liveness that a container's
+    /// health check wants, which sees a wedged body, not only a dead one. Each sign of life of
+    /// the body (see `health_period`) sets the pidfile's modification time, which this reads; a
+    /// supervised body's signs reach its supervisor, which sets it.
+    ///
+    /// # Errors
+    ///
+    /// As [`status`](Daemon::status).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::Health;
+    ///
+    /// let daemon = daemons::Daemon::builder().pidfile("/tmp/doc-health.pid").step(|| {}).build()?;
+    /// assert_eq!(daemon.health()?, Health::NotRunning);
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    pub fn health(&self) -> Result<Health, Error> {
+        let status = self.status()?;
+        let Some(pid) = status.pid().filter(|_| status.is_running()) else {
+            return Ok(Health::NotRunning);
+        };
+        let period = self.engine.settings().health_period;
+        let quiet = std::fs::symlink_metadata(self.pidfile())
+            .and_then(|m| m.modified())
+            .map(|at| at.elapsed().unwrap_or_default())
+            .map_err(|e| Error::io(crate::Action::OpenPidfile, self.pidfile(), e))?;
+        Ok(match quiet <= period {
+            true => Health::Healthy { pid, quiet },
+            false => Health::Wedged { pid, quiet, period },
+        })
     }
 
     /// The running daemon's pid, or `None` when it is not running.
@@ -290,7 +407,8 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::NotRunning`] when the daemon does not run.
+    /// [`Error::NotRunning`] when the daemon does not run; [`Error::OtherProgram`] and
+    /// [`Error::NotPermitted`] as for [`stop`](Daemon::stop).
     ///
     /// # Examples
     ///
@@ -302,7 +420,8 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn send(&self, signal: Signal) -> Result<Pid, Error> {
-        control::send(&self.engine.pidfile(), signal)
+        let holder = self.holder()?;
+        control::send(&self.engine.pidfile(), signal).map_err(|e| self.not_permitted(e, holder))
     }
 }
 
@@ -314,5 +433,56 @@ mod tests {
     fn the_handle_can_be_shared_between_threads() {
         fn shareable<T: Send + Sync>() {}
         shareable::<Daemon>();
+    }
+}
+
+/// What [`Daemon::health`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The daemon runs, and its body showed life `quiet` ago.
+    Healthy {
+        /// The daemon's pid.
+        pid: Pid,
+        /// How long ago the body last showed life.
+        quiet: Duration,
+    },
+    /// The daemon runs, but its body has shown no life for `quiet`, longer than `period`.
+    Wedged {
+        /// The daemon's pid.
+        pid: Pid,
+        /// How long ago the body last showed life.
+        quiet: Duration,
+        /// The health period it exceeds.
+        period: Duration,
+    },
+    /// No daemon runs.
+    NotRunning,
+}
+
+impl std::fmt::Display for Health {
+    /// What the command line's `health` prints.
+    ///
+    /// ```
+    /// use daemons::{Health, Pid};
+    /// use std::time::Duration;
+    ///
+    /// let h = Health::Healthy { pid: Pid::from_raw(42), quiet: Duration::from_millis(1500) };
+    /// assert_eq!(h.to_string(), "healthy (pid 42; alive 1.5s ago)");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Healthy { pid, quiet } => write!(
+                f,
+                "healthy (pid {pid}; alive {:.1}s ago)",
+                quiet.as_secs_f64()
+            ),
+            Health::Wedged { pid, quiet, period } => write!(
+                f,
+                "wedged (pid {pid}): its body has shown no life for {:.1}s, longer than {:.1}s",
+                quiet.as_secs_f64(),
+                period.as_secs_f64()
+            ),
+            Health::NotRunning => write!(f, "not running"),
+        }
     }
 }

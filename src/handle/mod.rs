@@ -11,5 +11,5 @@ mod restart;
 
 pub use bodies::{step, wrap};
 pub use builder::DaemonBuilder;
-pub use daemon::Daemon;
+pub use daemon::{Daemon, Health};
 pub use restart::Restarted;

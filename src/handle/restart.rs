@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 use crate::control::{self, Stopped};
 use crate::error::{Error, HandoverKind};
@@ -140,6 +140,7 @@ impl Restarted {
     /// # Examples
     ///
     /// See [`Restarted`].
+    #[must_use]
     pub fn pid(&self) -> Pid {
         match self {
             Restarted::HandedOver { pid, .. } | Restarted::StoppedThenStarted { pid, .. } => *pid,
@@ -151,6 +152,7 @@ impl Restarted {
     /// # Examples
     ///
     /// See [`Restarted`].
+    #[must_use]
     pub fn handed_over(&self) -> bool {
         matches!(self, Restarted::HandedOver { .. })
     }

@@ -46,7 +46,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::unistd::{Pid, geteuid};
+use crate::Pid;
+use nix::unistd::geteuid;
 
 use crate::error::{Action, Error, HandoverKind};
 use crate::listen::Listeners;
@@ -677,6 +678,11 @@ fn pin(pid: Pid, file: &File, meta: &fs::Metadata) -> Option<Predecessor> {
 }
 
 impl Takeover {
+    /// The pid of the instance that handed its sockets over, if it is known.
+    pub(crate) fn predecessor_pid(&self) -> Option<Pid> {
+        self.predecessor.as_ref().map(Predecessor::pid)
+    }
+
     /// Take over, once set up: ask the predecessor, which answers `stopping` and stops, or has
     /// exited already; then write this process's pid into the pidfile (with its predecessor's
     /// after it while that one runs). Returns the offer socket, this instance's from now on, and

@@ -1,60 +1,70 @@
 //! Listening sockets: bound by the daemon before it reports ready, or passed in by the service
 //! manager (socket activation, sd_listen_fds(3)), and handed to the body through
-//! [`Ctl::tcp_listener`](crate::Ctl::tcp_listener) and
-//! [`Ctl::unix_listener`](crate::Ctl::unix_listener).
+//! [`Ctl::tcp_listener`](crate::Ctl::tcp_listener),
+//! [`Ctl::unix_listener`](crate::Ctl::unix_listener) and
+//! [`Ctl::udp_socket`](crate::Ctl::udp_socket). Every descriptor that comes from elsewhere is
+//! checked (`kind.rs`) against what was asked for before it is taken.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 pub(crate) mod handover;
+mod kind;
+
+pub(crate) use kind::Kind;
 
 use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
-use crate::settings::Address;
+use crate::settings::{Address, Listen};
 
-/// A listening socket the daemon owns.
+/// A descriptor that a service manager passed, with the name it gave it (`LISTEN_FDNAMES`).
+pub(crate) type Passed = (OwnedFd, Option<String>);
+
+/// A socket the daemon owns.
 #[derive(Debug)]
 pub(crate) enum Socket {
     Tcp(TcpListener),
     Unix(UnixListener),
+    Udp(UdpSocket),
 }
 
 impl Socket {
-    /// A socket passed by the service manager, by the family its address has.
-    fn adopt(fd: OwnedFd) -> io::Result<Socket> {
-        use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
-        use std::os::fd::AsRawFd;
-        let local: SockaddrStorage =
-            getsockname(fd.as_raw_fd()).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-        match local.family() {
-            Some(AddressFamily::Inet | AddressFamily::Inet6) => Ok(Socket::Tcp(fd.into())),
-            Some(AddressFamily::Unix) => Ok(Socket::Unix(fd.into())),
-            other => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "a passed socket of family {other:?}: only TCP and Unix stream sockets are taken"
-                ),
-            )),
+    /// A socket of `kind` (checked by [`kind::kind_of`]).
+    fn of_kind(kind: Kind, fd: OwnedFd) -> Socket {
+        match kind {
+            Kind::Tcp => Socket::Tcp(fd.into()),
+            Kind::Udp => Socket::Udp(fd.into()),
+            Kind::Unix => Socket::Unix(fd.into()),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Socket::Tcp(_) => Kind::Tcp,
+            Socket::Udp(_) => Kind::Udp,
+            Socket::Unix(_) => Kind::Unix,
         }
     }
 
     /// Whether this is the socket that `address` asks for. With `any_port`, port 0 asks for
     /// any port of its host: at a restart, the one that the first instance was given.
     fn is(&self, address: &Address, any_port: bool) -> bool {
-        match (self, address) {
-            (Socket::Tcp(listener), Address::Tcp(addr)) => {
-                let Ok(local) = listener.local_addr() else {
-                    return false;
-                };
-                addr.to_socket_addrs().is_ok_and(|mut wanted| {
-                    wanted.any(|w: SocketAddr| {
-                        w == local || (any_port && w.port() == 0 && w.ip() == local.ip())
-                    })
+        let inet = |local: io::Result<SocketAddr>, addr: &str| {
+            let Ok(local) = local else {
+                return false;
+            };
+            addr.to_socket_addrs().is_ok_and(|mut wanted| {
+                wanted.any(|w: SocketAddr| {
+                    w == local || (any_port && w.port() == 0 && w.ip() == local.ip())
                 })
-            }
+            })
+        };
+        match (self, address) {
+            (Socket::Tcp(listener), Address::Tcp(addr)) => inet(listener.local_addr(), addr),
+            (Socket::Udp(socket), Address::Udp(addr)) => inet(socket.local_addr(), addr),
             (Socket::Unix(listener), Address::Unix(path)) => listener
                 .local_addr()
                 .ok()
@@ -74,6 +84,9 @@ impl Socket {
         match address {
             Address::Tcp(addr) => TcpListener::bind(addr.as_str())
                 .map(Socket::Tcp)
+                .map_err(failed),
+            Address::Udp(addr) => UdpSocket::bind(addr.as_str())
+                .map(Socket::Udp)
                 .map_err(failed),
             Address::Unix(path) => {
                 let dir = Dir::of(path, Action::Listen, trusted)?;
@@ -95,69 +108,192 @@ impl Socket {
         Ok(match self {
             Socket::Tcp(listener) => Socket::Tcp(listener.try_clone()?),
             Socket::Unix(listener) => Socket::Unix(listener.try_clone()?),
+            Socket::Udp(socket) => Socket::Udp(socket.try_clone()?),
+        })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(listener) => listener.as_fd(),
+            Socket::Unix(listener) => listener.as_fd(),
+            Socket::Udp(socket) => socket.as_fd(),
+        }
+    }
+}
+
+impl Address {
+    /// The kind of socket it asks for.
+    fn socket_kind(&self) -> Kind {
+        match self {
+            Address::Tcp(_) => Kind::Tcp,
+            Address::Udp(_) => Kind::Udp,
+            Address::Unix(_) => Kind::Unix,
+        }
+    }
+}
+
+/// A socket and its name: the `NAME=` of its `listen` address, or the one the service manager
+/// gave it.
+#[derive(Debug)]
+struct Named {
+    socket: Socket,
+    name: Option<String>,
+}
+
+/// A passed socket not taken yet, with its descriptor's number for messages.
+struct Pending {
+    socket: Socket,
+    name: Option<String>,
+    number: i32,
+}
+
+impl Pending {
+    /// The passed descriptor in words: `descriptor 3 ("web")`.
+    fn describe(&self) -> String {
+        describe_passed(self.number, self.name.as_deref())
+    }
+
+    /// Take it for `wanted`, if it is the kind of socket that `wanted` asks for.
+    fn take_for(self, wanted: &Listen) -> Result<Named, Error> {
+        let kind = wanted.address.socket_kind();
+        if self.socket.kind() != kind {
+            return Err(Error::Listen {
+                address: format!(
+                    "{}: {} passed by the service manager is {}, not {}",
+                    wanted.address.describe(),
+                    self.describe(),
+                    self.socket.kind().describe(),
+                    kind.describe()
+                ),
+                source: kind::mismatch("the passed descriptor is not the socket asked for".into()),
+            });
+        }
+        Ok(Named {
+            socket: self.socket,
+            name: wanted.name.clone().or(self.name),
         })
     }
 }
 
-/// The daemon's listening sockets, in the order `listen` was called; sockets the service manager
-/// passed beyond those follow, in its order.
+fn describe_passed(number: i32, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("descriptor {number} (named {name:?})"),
+        None => format!("descriptor {number}"),
+    }
+}
+
+/// The daemon's sockets, in the order `listen` was called; sockets the service manager passed
+/// beyond those follow, in its order.
 #[derive(Debug, Default)]
-pub(crate) struct Listeners(Vec<Socket>);
+pub(crate) struct Listeners(Vec<Named>);
 
 impl Listeners {
-    /// Take what the service manager passed where it matches (by address, else in order), and
-    /// bind the rest.
+    /// Take what the service manager passed, each descriptor checked: a `NAME=` address takes
+    /// the socket of that name, then each address the one bound to it, then the addresses left
+    /// without a name take those left, in order; what is still missing is bound. A passed
+    /// descriptor that is no socket the daemon serves, or not the kind its address asks for,
+    /// fails with [`Error::Listen`] naming it.
     pub(crate) fn open(
-        wanted: &[Address],
-        passed: Vec<OwnedFd>,
+        wanted: &[Listen],
+        passed: Vec<Passed>,
         trusted: Trusted,
     ) -> Result<Listeners, Error> {
-        let mut passed = adopt_all(passed);
-        // First each address takes the passed socket bound to it, then the others take the
-        // passed ones left in order, and what is still missing is bound here.
-        let mut chosen: Vec<Option<Socket>> = wanted
-            .iter()
-            .map(|address| {
-                let at = passed
-                    .iter()
-                    .position(|s| s.as_ref().is_some_and(|s| s.is(address, false)))?;
-                passed[at].take()
-            })
-            .collect();
-        for slot in chosen.iter_mut().filter(|slot| slot.is_none()) {
-            *slot = passed.iter_mut().find_map(Option::take);
+        let mut pending: Vec<Option<Pending>> = Vec::with_capacity(passed.len());
+        for (fd, name) in passed {
+            let number = fd.as_raw_fd();
+            let kind = kind::kind_of(fd.as_fd()).map_err(|what| Error::Listen {
+                address: format!(
+                    "{} passed by the service manager: it is {what}",
+                    describe_passed(number, name.as_deref())
+                ),
+                source: kind::mismatch("the passed descriptor is not a socket to serve".into()),
+            })?;
+            pending.push(Some(Pending {
+                socket: Socket::of_kind(kind, fd),
+                name,
+                number,
+            }));
+        }
+        let mut chosen: Vec<Option<Named>> = Vec::new();
+        chosen.resize_with(wanted.len(), || None);
+        // By name: the one of that name bound to the address, else the first of that name (a
+        // socket unit gives every socket it passes the same name).
+        for (want, slot) in wanted.iter().zip(chosen.iter_mut()) {
+            let Some(name) = &want.name else { continue };
+            let named = |p: &Pending| p.name.as_deref() == Some(name.as_str());
+            let at = pending
+                .iter()
+                .position(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| named(p) && p.socket.is(&want.address, false))
+                })
+                .or_else(|| pending.iter().position(|p| p.as_ref().is_some_and(named)));
+            if let Some(taken) = at.and_then(|at| pending[at].take()) {
+                *slot = Some(taken.take_for(want)?);
+            }
+        }
+        // By address.
+        for (want, slot) in wanted.iter().zip(chosen.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            let at = pending.iter().position(|p| {
+                p.as_ref()
+                    .is_some_and(|p| p.socket.is(&want.address, false))
+            });
+            if let Some(taken) = at.and_then(|at| pending[at].take()) {
+                *slot = Some(taken.take_for(want)?);
+            }
+        }
+        // In order, for the addresses without a name.
+        for (want, slot) in wanted.iter().zip(chosen.iter_mut()) {
+            if slot.is_some() || want.name.is_some() {
+                continue;
+            }
+            if let Some(taken) = pending.iter_mut().find_map(Option::take) {
+                *slot = Some(taken.take_for(want)?);
+            }
         }
         let mut sockets = bind_missing(wanted, chosen, trusted)?;
-        sockets.extend(passed.into_iter().flatten());
+        sockets.extend(pending.into_iter().flatten().map(|p| Named {
+            socket: p.socket,
+            name: p.name,
+        }));
         Ok(Listeners(sockets))
     }
 
     /// Take the sockets that a predecessor handed over at a restart: each address takes the one
     /// socket that matches it (port 0 matches any port of its host), and what is still missing
     /// is bound. A socket that matches no address, or one taken already, or that is not a
-    /// listening stream socket, is closed: whatever was sent, only what was configured is
+    /// socket the daemon serves, is closed: whatever was sent, only what was configured is
     /// served.
     pub(crate) fn take_handed(
-        wanted: &[Address],
+        wanted: &[Listen],
         handed: Vec<OwnedFd>,
         trusted: Trusted,
     ) -> Result<Listeners, Error> {
-        use std::os::fd::AsFd;
-        let listening = handed
+        let mut handed: Vec<Option<Socket>> = handed
             .into_iter()
-            .filter(|fd| crate::sys::is_listening_stream(fd.as_fd()));
-        let mut handed = adopt_all(listening.collect());
+            .filter_map(|fd| {
+                let kind = kind::kind_of(fd.as_fd()).ok()?;
+                Some(Some(Socket::of_kind(kind, fd)))
+            })
+            .collect();
         // Each address takes the socket bound to it exactly, then one with port 0 takes one of
         // its host's that is left, then what is still missing is bound.
-        let mut chosen: Vec<Option<Socket>> = Vec::new();
+        let mut chosen: Vec<Option<Named>> = Vec::new();
+        chosen.resize_with(wanted.len(), || None);
         for any_port in [false, true] {
-            chosen.resize_with(wanted.len(), || None);
-            for (address, slot) in wanted.iter().zip(chosen.iter_mut()) {
+            for (want, slot) in wanted.iter().zip(chosen.iter_mut()) {
                 if slot.is_none() {
                     *slot = handed
                         .iter()
-                        .position(|s| s.as_ref().is_some_and(|s| s.is(address, any_port)))
-                        .and_then(|at| handed[at].take());
+                        .position(|s| s.as_ref().is_some_and(|s| s.is(&want.address, any_port)))
+                        .and_then(|at| handed[at].take())
+                        .map(|socket| Named {
+                            socket,
+                            name: want.name.clone(),
+                        });
                 }
             }
         }
@@ -168,35 +304,49 @@ impl Listeners {
     pub(crate) fn duplicate(&self) -> io::Result<Listeners> {
         self.0
             .iter()
-            .map(Socket::duplicate)
+            .map(|named| {
+                Ok(Named {
+                    socket: named.socket.duplicate()?,
+                    name: named.name.clone(),
+                })
+            })
             .collect::<io::Result<_>>()
             .map(Listeners)
     }
 
     /// The sockets' descriptors, to hand them to a successor.
-    pub(crate) fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        self.0
-            .iter()
-            .map(|socket| match socket {
-                Socket::Tcp(listener) => listener.as_fd(),
-                Socket::Unix(listener) => listener.as_fd(),
-            })
-            .collect()
+    pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.0.iter().map(|named| named.socket.fd()).collect()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// The index of the socket named `name`.
+    pub(crate) fn index_of(&self, name: &str) -> io::Result<usize> {
+        self.0
+            .iter()
+            .position(|named| named.name.as_deref() == Some(name))
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.0.iter().filter_map(|n| n.name.as_deref()).collect();
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "no socket is named {name:?}; the names are {names:?} (give the builder .listen(\"{name}=ADDRESS\"), or the socket unit FileDescriptorName={name})"
+                    ),
+                )
+            })
+    }
+
     /// The socket at `index`, duplicated for the body.
     pub(crate) fn get(&self, index: usize) -> io::Result<Socket> {
         match self.0.get(index) {
-            Some(socket) => socket.duplicate(),
+            Some(named) => named.socket.duplicate(),
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
-                    "there is no listening socket #{index}: the daemon has {} (give the builder .listen(address))",
+                    "there is no socket #{index}: the daemon has {} (give the builder .listen(address))",
                     self.0.len()
                 ),
             )),
@@ -204,42 +354,46 @@ impl Listeners {
     }
 }
 
-/// The sockets of `fds` that can be taken (TCP and Unix stream sockets); `None` for the others,
-/// which are closed.
-fn adopt_all(fds: Vec<OwnedFd>) -> Vec<Option<Socket>> {
-    fds.into_iter().map(|fd| Socket::adopt(fd).ok()).collect()
-}
-
 /// The socket of each address: the one chosen for it, else one bound now.
 fn bind_missing(
-    wanted: &[Address],
-    chosen: Vec<Option<Socket>>,
+    wanted: &[Listen],
+    chosen: Vec<Option<Named>>,
     trusted: Trusted,
-) -> Result<Vec<Socket>, Error> {
+) -> Result<Vec<Named>, Error> {
     wanted
         .iter()
         .zip(chosen)
-        .map(|(address, slot)| match slot {
-            Some(socket) => Ok(socket),
-            None => Socket::bind(address, trusted),
+        .map(|(want, slot)| match slot {
+            Some(named) => Ok(named),
+            None => Socket::bind(&want.address, trusted).map(|socket| Named {
+                socket,
+                name: want.name.clone(),
+            }),
         })
         .collect()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tcp(address: impl Into<String>) -> Listen {
+        Listen {
+            name: None,
+            address: Address::Tcp(address.into()),
+        }
+    }
 
     #[test]
     fn a_passed_socket_is_taken_for_its_address_and_the_rest_are_bound() {
         let passed = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = passed.local_addr().expect("addr").port();
-        let wanted = [
-            Address::Tcp("127.0.0.1:0".into()),
-            Address::Tcp(format!("127.0.0.1:{port}")),
-        ];
-        let listeners = Listeners::open(&wanted, vec![OwnedFd::from(passed)], Trusted::default())
-            .expect("open");
+        let wanted = [tcp("127.0.0.1:0"), tcp(format!("127.0.0.1:{port}"))];
+        let listeners = Listeners::open(
+            &wanted,
+            vec![(OwnedFd::from(passed), None)],
+            Trusted::default(),
+        )
+        .expect("open");
         assert_eq!(listeners.len(), 2);
         let Socket::Tcp(second) = listeners.get(1).expect("second") else {
             panic!("a TCP socket");
@@ -262,8 +416,8 @@ mod tests {
         let free_port = free.local_addr().expect("addr").port();
         drop(free);
         let wanted = [
-            Address::Tcp(format!("127.0.0.1:{free_port}")),
-            Address::Tcp(format!("127.0.0.1:{port}")),
+            tcp(format!("127.0.0.1:{free_port}")),
+            tcp(format!("127.0.0.1:{port}")),
         ];
         // The stranger comes first: in order, it would have been taken for the first address.
         let handed = vec![OwnedFd::from(stranger), OwnedFd::from(mine)];
@@ -271,7 +425,7 @@ mod tests {
         assert_eq!(listeners.len(), 2);
         let local = |i| match listeners.get(i).expect("a socket") {
             Socket::Tcp(l) => l.local_addr().expect("addr").port(),
-            Socket::Unix(_) => panic!("a TCP socket"),
+            _ => panic!("a TCP socket"),
         };
         assert_eq!(local(0), free_port, "bound afresh");
         assert_eq!(local(1), port, "the handed socket of its address");
@@ -283,7 +437,7 @@ mod tests {
         let first = TcpListener::bind("127.0.0.1:0").expect("bind");
         let given = first.local_addr().expect("addr").port();
         let listeners = Listeners::take_handed(
-            &[Address::Tcp("127.0.0.1:0".into())],
+            &[tcp("127.0.0.1:0")],
             vec![OwnedFd::from(first)],
             Trusted::default(),
         )
@@ -298,12 +452,8 @@ mod tests {
     fn a_taken_address_is_a_typed_error() {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr").to_string();
-        let err = Listeners::open(
-            &[Address::Tcp(addr.clone())],
-            Vec::new(),
-            Trusted::default(),
-        )
-        .unwrap_err();
+        let err =
+            Listeners::open(&[tcp(addr.clone())], Vec::new(), Trusted::default()).unwrap_err();
         assert!(
             matches!(&err, Error::Listen { address, .. } if *address == addr),
             "{err:?}"

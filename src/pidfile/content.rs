@@ -4,24 +4,34 @@
 //! ```text
 //! 4242                      the daemon, or its supervisor
 //! failed: REASON            left by a daemon that failed, until the next start
-//! supervising: CHILD N      a supervisor: the child that runs the body (`-` during a backoff
-//!                           wait), and how many times it was started again
+//! supervising: CHILD N [AT [LAST]]
+//!                           a supervisor: the child that runs the body (`-` during a backoff
+//!                           wait), how many times it was started again, when the next child
+//!                           starts (milliseconds since the epoch, `-` when none waits) and how
+//!                           the last one ended
 //! handover: PID             the other instance of a restart under way
 //! ```
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// What a pidfile says after its pid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Note {
     /// Why the daemon failed: `failed: REASON`.
     Failed(String),
-    /// Which child runs the body, and how many times it was started again:
-    /// `supervising: CHILD RESTARTS`.
-    Supervising { child: Option<Pid>, restarts: u32 },
+    /// Which child runs the body, how many times it was started again, when the next one
+    /// starts during a backoff wait, and how the last one ended:
+    /// `supervising: CHILD RESTARTS [AT [LAST]]`.
+    Supervising {
+        child: Option<Pid>,
+        restarts: u32,
+        next: Option<SystemTime>,
+        last: Option<String>,
+    },
     /// The other instance of a restart under way: its successor before that one takes over,
     /// its predecessor after. `handover: PID`.
     Handover(Pid),
@@ -86,20 +96,33 @@ impl Content {
 pub(crate) fn render(pid: Pid, note: Option<&Note>) -> String {
     match note {
         None => format!("{pid}\n"),
-        Some(Note::Failed(reason)) => {
-            let line: String = reason
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .take(REASON_MAX)
-                .collect();
-            format!("{pid}\n{FAILED}{line}\n")
-        }
-        Some(Note::Supervising { child, restarts }) => {
+        Some(Note::Failed(reason)) => format!("{pid}\n{FAILED}{}\n", one_line(reason)),
+        Some(Note::Supervising {
+            child,
+            restarts,
+            next,
+            last,
+        }) => {
             let child = child.map_or("-".to_string(), |pid| pid.to_string());
-            format!("{pid}\n{SUPERVISING}{child} {restarts}\n")
+            let next = next
+                .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+                .map_or("-".to_string(), |since| since.as_millis().to_string());
+            let last = last
+                .as_deref()
+                .map_or(String::new(), |last| format!(" {}", one_line(last)));
+            format!("{pid}\n{SUPERVISING}{child} {restarts} {next}{last}\n")
         }
         Some(Note::Handover(other)) => format!("{pid}\n{HANDOVER}{other}\n"),
     }
+}
+
+/// `text` on one line: control characters become spaces, and it is cut at [`REASON_MAX`]
+/// characters.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(REASON_MAX)
+        .collect()
 }
 
 fn parse_pid(line: &str) -> Option<Pid> {
@@ -114,12 +137,24 @@ fn parse_note(line: &str) -> Option<Note> {
     if let Some(other) = line.strip_prefix(HANDOVER) {
         return parse_pid(other).map(Note::Handover);
     }
-    let mut fields = line.strip_prefix(SUPERVISING)?.split_whitespace();
+    // The last ending is the rest of the line, spaces and all.
+    let mut fields = line.strip_prefix(SUPERVISING)?.trim().splitn(4, ' ');
     let child = fields.next()?;
     let restarts = fields.next()?.parse().ok()?;
+    let next = fields
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
+    let last = fields
+        .next()
+        .map(str::trim)
+        .filter(|last| !last.is_empty())
+        .map(str::to_owned);
     Some(Note::Supervising {
         child: parse_pid(child),
         restarts,
+        next,
+        last,
     })
 }
 
@@ -157,10 +192,20 @@ mod tests {
             Note::Supervising {
                 child: Some(Pid::from_raw(8)),
                 restarts: 3,
+                next: None,
+                last: Some("exit code 1".into()),
             },
             Note::Supervising {
                 child: None,
                 restarts: 0,
+                next: None,
+                last: None,
+            },
+            Note::Supervising {
+                child: None,
+                restarts: 2,
+                next: Some(UNIX_EPOCH + Duration::from_millis(1_796_174_625_678)),
+                last: Some("killed by SIGSEGV (core dumped)".into()),
             },
             Note::Handover(Pid::from_raw(9)),
         ] {
@@ -170,5 +215,16 @@ mod tests {
         }
         let odd = render(me, Some(&Note::Failed("two\nlines".into())));
         assert_eq!(odd, "7\nfailed: two lines\n");
+        // What an earlier version wrote is read still.
+        let old = Content::parse("7\nsupervising: 8 3\n");
+        assert_eq!(
+            old.note,
+            Some(Note::Supervising {
+                child: Some(Pid::from_raw(8)),
+                restarts: 3,
+                next: None,
+                last: None
+            })
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 use super::content::Content;
 use super::create::Take;

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 use super::Pidfile;
 use super::content::{Note, render};
@@ -38,6 +38,7 @@ use crate::sys;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "the pidfile is locked while this lives: dropping it releases the lock"]
 pub struct PidfileLock {
     file: Option<File>,
     path: PathBuf,
@@ -106,6 +107,7 @@ impl PidfileLock {
     /// assert!(lock.path().ends_with("p.pid"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -152,6 +154,16 @@ impl PidfileLock {
         let mut lock = PidfileLock::new(file, path, meta, Trusted::default());
         lock.sharing = Sharing::Received;
         lock
+    }
+
+    /// Set the file's modification time to now, through the locked descriptor: the daemon's
+    /// sign of life, which [`Pidfile::health`](crate::Pidfile::health) reads. A file that this
+    /// process may not change (root's, after privileges were dropped) keeps its time.
+    pub(crate) fn touch(&self) {
+        if let Some(file) = &self.file {
+            let now = nix::sys::time::TimeSpec::UTIME_NOW;
+            let _ = nix::sys::stat::futimens(file, &now, &now);
+        }
     }
 
     /// The locked descriptor, to send to a successor.

@@ -71,7 +71,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::unistd::{Pid, geteuid};
+use crate::Pid;
+use nix::unistd::geteuid;
 
 use crate::error::{Action, Error};
 use crate::gate::path::{Dir, Trusted};
@@ -128,6 +129,7 @@ pub struct Pidfile {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// The daemon runs with this pid: it holds the pidfile's lock.
     Running(Pid),
@@ -147,7 +149,7 @@ pub enum Status {
     /// There is no pidfile: the daemon is not running.
     NotRunning,
     /// A supervisor runs with this pid (it holds the pidfile's lock), and runs the body in
-    /// `child` (see [`Restart`](crate::Restart)). `restarts` counts the children it started
+    /// `child` (see [`Supervision`](crate::Supervision)). `restarts` counts the children it started
     /// again after the first.
     Supervised {
         /// The supervisor: what `stop()` and `send()` signal.
@@ -157,6 +159,10 @@ pub enum Status {
         child: Option<Pid>,
         /// How many times the body was started again.
         restarts: u32,
+        /// During a backoff wait, how long until the next child starts (zero when it is due).
+        restart_in: Option<Duration>,
+        /// How the last child ended (`exit code 1`, `killed by SIGSEGV`), once one has.
+        last_end: Option<String>,
     },
 }
 
@@ -169,6 +175,7 @@ impl Status {
     /// assert!(!daemons::Status::NotRunning.is_running());
     /// assert!(daemons::Status::Starting.is_running());
     /// ```
+    #[must_use]
     pub fn is_running(&self) -> bool {
         matches!(
             self,
@@ -186,6 +193,7 @@ impl Status {
     /// assert_eq!(Status::Running(Pid::from_raw(7)).pid(), Some(Pid::from_raw(7)));
     /// assert_eq!(Status::Dead { pid: Some(Pid::from_raw(7)), failure: None }.pid(), None);
     /// ```
+    #[must_use]
     pub fn pid(&self) -> Option<Pid> {
         match self {
             Status::Running(pid) | Status::Supervised { pid, .. } => Some(*pid),
@@ -209,7 +217,13 @@ impl Status {
     ///     killed.with_pidfile(Path::new("/run/x.pid")).to_string(),
     ///     "not running, but pidfile /run/x.pid is left, it names pid 42"
     /// );
+    /// // Where it looked, so that a pidfile path that differs from the daemon's shows.
+    /// assert_eq!(
+    ///     Status::NotRunning.with_pidfile(Path::new("/run/x.pid")).to_string(),
+    ///     "not running (no daemon holds pidfile /run/x.pid)"
+    /// );
     /// ```
+    #[must_use]
     pub fn with_pidfile<'a>(&'a self, pidfile: &'a Path) -> impl fmt::Display + 'a {
         Words {
             status: self,
@@ -252,17 +266,45 @@ impl fmt::Display for Words<'_> {
                     None => Ok(()),
                 }
             }
-            Status::NotRunning => f.write_str("not running"),
+            Status::NotRunning => match self.pidfile {
+                Some(pidfile) => write!(
+                    f,
+                    "not running (no daemon holds pidfile {})",
+                    pidfile.display()
+                ),
+                None => f.write_str("not running"),
+            },
             Status::Supervised {
                 pid,
                 child,
                 restarts,
+                restart_in,
+                last_end,
             } => {
-                write!(f, "running (pid {pid}, supervised")?;
-                if let Some(child) = child {
-                    write!(f, "; its body runs in pid {child}")?;
+                write!(f, "running (pid {pid}, supervised; ")?;
+                match (child, restart_in) {
+                    (None, Some(wait)) => {
+                        write!(
+                            f,
+                            "restarting in {:.1} s (restart {restarts}",
+                            wait.as_secs_f64()
+                        )?;
+                        if let Some(last) = last_end {
+                            write!(f, ", last: {last}")?;
+                        }
+                        f.write_str("))")
+                    }
+                    _ => {
+                        if let Some(child) = child {
+                            write!(f, "its body runs in pid {child}; ")?;
+                        }
+                        write!(f, "{restarts} restarts")?;
+                        if let (Some(last), true) = (last_end, *restarts > 0) {
+                            write!(f, ", the last after {last}")?;
+                        }
+                        f.write_str(")")
+                    }
                 }
-                write!(f, "; {restarts} restarts)")
             }
         }
     }
@@ -273,6 +315,7 @@ impl fmt::Display for Status {
     ///
     /// ```
     /// use daemons::{Pid, Status};
+    /// use std::time::Duration;
     ///
     /// let pid = Pid::from_raw(42);
     /// assert_eq!(Status::Running(pid).to_string(), "running (pid 42)");
@@ -290,13 +333,28 @@ impl fmt::Display for Status {
     ///     "not running, but its pidfile is left"
     /// );
     /// assert_eq!(Status::NotRunning.to_string(), "not running");
-    /// let supervised = Status::Supervised { pid, child: Some(Pid::from_raw(43)), restarts: 2 };
+    /// let supervised = Status::Supervised {
+    ///     pid,
+    ///     child: Some(Pid::from_raw(43)),
+    ///     restarts: 2,
+    ///     restart_in: None,
+    ///     last_end: Some("exit code 1".into()),
+    /// };
     /// assert_eq!(
     ///     supervised.to_string(),
-    ///     "running (pid 42, supervised; its body runs in pid 43; 2 restarts)"
+    ///     "running (pid 42, supervised; its body runs in pid 43; 2 restarts, the last after exit code 1)"
     /// );
-    /// let waiting = Status::Supervised { pid, child: None, restarts: 3 };
-    /// assert_eq!(waiting.to_string(), "running (pid 42, supervised; 3 restarts)");
+    /// let waiting = Status::Supervised {
+    ///     pid,
+    ///     child: None,
+    ///     restarts: 3,
+    ///     restart_in: Some(Duration::from_millis(3240)),
+    ///     last_end: Some("exit code 1".into()),
+    /// };
+    /// assert_eq!(
+    ///     waiting.to_string(),
+    ///     "running (pid 42, supervised; restarting in 3.2 s (restart 3, last: exit code 1))"
+    /// );
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         Words {
@@ -343,6 +401,7 @@ impl Pidfile {
     /// ```
     /// assert!(daemons::Pidfile::new("x.pid").path().ends_with("x.pid"));
     /// ```
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -462,13 +521,27 @@ impl Pidfile {
                 })
             }
             Lock::Held(pid) => Probed::Status(match Content::read(&file).note {
-                Some(Note::Supervising { child, restarts }) => Status::Supervised {
-                    pid,
+                Some(Note::Supervising {
+                    child,
+                    restarts,
+                    next,
+                    last,
+                }) => {
                     // Whoever can write the file can write any pid there: only a child of the
                     // supervisor is its body's process.
-                    child: child.filter(|&child| sys::parent_of(child) == Some(pid)),
-                    restarts,
-                },
+                    let child = child.filter(|&child| sys::parent_of(child) == Some(pid));
+                    Status::Supervised {
+                        pid,
+                        child,
+                        restarts,
+                        // The wall clock: the writer is another process.
+                        restart_in: next.filter(|_| child.is_none()).map(|at| {
+                            at.duration_since(std::time::SystemTime::now())
+                                .unwrap_or_default()
+                        }),
+                        last_end: last,
+                    }
+                }
                 _ => Status::Running(pid),
             }),
             Lock::Starting => Probed::Status(Status::Starting),

@@ -9,8 +9,8 @@ mod address;
 mod supervision;
 
 pub use account::Account;
-pub(crate) use address::Address;
-pub use supervision::Restart;
+pub(crate) use address::{Address, Listen};
+pub use supervision::Supervision;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -73,17 +73,21 @@ pub(crate) struct Settings {
     #[builder(setter(strip_option), default)]
     pub(crate) grace: Option<Duration>,
     #[builder(setter(strip_option), default)]
-    pub(crate) restart: Option<Restart>,
+    pub(crate) supervision: Option<Supervision>,
+    /// How long the body's loop may go without a sign of life before `health` says it is not
+    /// well.
+    #[builder(default = "Duration::from_secs(30)")]
+    pub(crate) health_period: Duration,
     /// Filled by the public builder, which collects them one `listen` call at a time.
     #[builder(setter(skip), default)]
-    pub(crate) listen: Vec<Address>,
+    pub(crate) listen: Vec<Listen>,
 }
 
 impl Settings {
     /// Whether a restart hands the listening sockets to the new instance: there are some, and no
     /// supervisor (whose restart is a stop, then a start).
     pub(crate) fn hands_over(&self) -> bool {
-        !self.listen.is_empty() && self.restart.is_none()
+        !self.listen.is_empty() && self.supervision.is_none()
     }
 }
 

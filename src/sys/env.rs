@@ -12,3 +12,23 @@ pub(crate) fn remove_env_if_alone(names: &[&str]) {
         unsafe { std::env::remove_var(name) };
     }
 }
+
+/// Whether this process looks like a Rust test harness: libtest runs each test on a thread
+/// named after it (the main thread is `main`), takes `--test-threads` or `RUST_TEST_THREADS`,
+/// and Cargo builds test binaries into a `deps` directory. A guess, used only for the words of
+/// an error.
+pub(crate) fn in_test_harness() -> bool {
+    let named_test = std::thread::current()
+        .name()
+        .is_some_and(|name| name != "main" && name.contains("::"));
+    let told = std::env::var_os("RUST_TEST_THREADS").is_some()
+        || std::env::args_os().skip(1).any(|arg| {
+            let arg = arg.to_string_lossy();
+            arg.starts_with("--test-threads") || arg == "--nocapture" || arg == "--exact"
+        });
+    let in_deps = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.ends_with("deps")))
+        .unwrap_or(false);
+    named_test || told || in_deps
+}

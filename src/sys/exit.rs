@@ -23,17 +23,14 @@ pub(crate) fn flush_stdio() {
     flush_c_stdio();
 }
 
-/// Flush every C stdio stream. [`flush_stdio`] flushes Rust's too; only the upper floors still
-/// call this by itself, until they call [`exit`].
-pub(crate) fn flush_c_stdio() {
+/// Flush every C stdio stream.
+fn flush_c_stdio() {
     // SAFETY: fflush(NULL) flushes every C stdio stream and touches no Rust object.
     unsafe { libc::fflush(std::ptr::null_mut()) };
 }
 
 /// End this process at once with `code`: no exit handlers, no destructors, no buffers flushed.
-/// [`exit`] flushes first; only the upper floors still call this by itself, until they call
-/// [`exit`].
-pub(crate) fn exit_now(code: i32) -> ! {
+fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` ends the process; it touches no memory of this process and never returns.
     unsafe { libc::_exit(code) }
 }

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// The value of the sysctl `mib`, whose size may change between two calls (a process opening
 /// files meanwhile): asked for its size, then read with room to spare, again if it grew.
@@ -209,6 +209,18 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
     .map(|p| Pid::from_raw(p.ki_pid))
     .filter(|&pid| pid != me)
     .collect()
+}
+
+/// The executable that `pid` runs: `kern.proc.pathname`, where it can be read.
+pub(crate) fn executable(pid: Pid) -> Option<std::path::PathBuf> {
+    let path = sysctl(&[
+        libc::CTL_KERN,
+        libc::KERN_PROC,
+        libc::KERN_PROC_PATHNAME,
+        pid.as_raw(),
+    ])
+    .ok()?;
+    super::portable::path_of_c_bytes(&path)
 }
 
 /// The command name of `pid`: `ki_comm`.

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// Whether `pid` has the file of `meta` open, from `/proc/PID/fd`: a `stat` through
 /// `/proc/PID/fd/N` is the same view of the file system as the caller's `stat`. `None` when that
@@ -147,6 +147,13 @@ pub(crate) fn ns_pids(pid: Pid) -> Option<Vec<i32>> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
     line.split_whitespace().map(|n| n.parse().ok()).collect()
+}
+
+/// The executable that `pid` runs, from `/proc/PID/exe`, where it can be read (another user's
+/// process is not, except by root).
+pub(crate) fn executable(pid: Pid) -> Option<PathBuf> {
+    let link = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(super::without_deleted(link))
 }
 
 /// The command name of `pid`, where it can be read.

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// `struct proc_fileinfo` of `<sys/proc_info.h>`, which libc does not have. Only its layout is
 /// needed: the kernel fills it, nothing reads it.
@@ -173,6 +173,17 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
         .map(Pid::from_raw)
         .filter(|&pid| pid != me)
         .collect()
+}
+
+/// The executable that `pid` runs, from `proc_pidpath`, where it can be read.
+pub(crate) fn executable(pid: Pid) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut path = vec![0u8; libc::PROC_PIDPATHINFO_MAXSIZE as usize];
+    // SAFETY: the buffer is `path`, of the size given, which the call fills at most.
+    let n =
+        unsafe { libc::proc_pidpath(pid.as_raw(), path.as_mut_ptr().cast(), path.len() as u32) };
+    let n = usize::try_from(n).ok().filter(|&n| n > 0)?;
+    Some(std::ffi::OsStr::from_bytes(&path[..n.min(path.len())]).into())
 }
 
 /// The command name of `pid`, from `proc_name`.

@@ -5,7 +5,7 @@
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
 //! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
-//! `groups`, `random`, `env`), and one per system or family of systems for what
+//! `groups`, `random`, `env`, `signals`), and one per system or family of systems for what
 //! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
 //! a function in each OS file.
 //!
@@ -43,11 +43,13 @@ mod env;
 mod exit;
 mod fds;
 mod groups;
+mod ids;
 mod peer;
 mod pipe;
 mod poll;
 mod random;
 mod scm;
+mod signals;
 mod socket;
 
 // The wait on a pidfile's lock, which needs only flock.
@@ -86,11 +88,11 @@ use macos as os;
 use netbsd as os;
 
 pub(crate) use atfork::{close_in_forked_children, forget_in_forked_children};
-pub(crate) use env::remove_env_if_alone;
-// `exit_now` and `flush_c_stdio` are kept for the upper floors until they call `exit`.
-pub(crate) use exit::{die_with_parent, exit, exit_now, flush_c_stdio, flush_stdio};
+pub(crate) use env::{in_test_harness, remove_env_if_alone};
+pub(crate) use exit::{die_with_parent, exit, flush_stdio};
 pub(crate) use fds::{adopt_passed_fds, close_copy, close_unowned, is_cloexec};
 pub(crate) use groups::{init_groups, set_groups};
+pub(crate) use ids::{own_process_group, process_group, process_group_of, session_of};
 pub(crate) use peer::peer;
 pub(crate) use pipe::pipe;
 // `wait_any_readable` is a thin call of `poll_readable`, kept for the upper floors until they
@@ -100,17 +102,17 @@ pub(crate) use poll::{Readable, poll_readable, wait_any_readable};
 pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
 pub(crate) use scm::{receive_with_fds, send_with_fds};
+pub(crate) use signals::{SignalSet, reset_dispositions, unblock_all};
 pub(crate) use socket::{
-    connect_without_blocking, is_listening_stream, is_listening_unix_stream, nobody_listens,
-    socket_path,
+    connect_without_blocking, is_listening_unix_stream, nobody_listens, socket_path,
 };
 // Only Linux reaches a socket through its directory's descriptor (`gate::path`).
 #[cfg(target_os = "linux")]
 pub(crate) use socket::socket_path_max;
 
 pub(crate) use os::{
-    command, has_open, kernel_file_system, parent_of, process_group_members, rename_unless_exists,
-    thread_count,
+    command, executable, has_open, kernel_file_system, parent_of, process_group_members,
+    rename_unless_exists, thread_count,
 };
 
 #[cfg(target_os = "linux")]
@@ -153,3 +155,15 @@ pub(crate) const SIGNALS_PINNED: bool = cfg!(all(target_os = "linux", not(daemon
 
 #[cfg(test)]
 mod tests;
+
+/// A link's target without the ` (deleted)` that Linux adds once the file is replaced or
+/// removed: an executable upgraded in place is still the same program.
+#[cfg(target_os = "linux")]
+fn without_deleted(link: std::path::PathBuf) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = link.as_os_str().as_bytes();
+    match bytes.strip_suffix(b" (deleted)") {
+        Some(kept) => std::ffi::OsStr::from_bytes(kept).into(),
+        None => link,
+    }
+}

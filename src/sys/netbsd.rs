@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// `DTYPE_VNODE` of `<sys/file.h>`.
 const DTYPE_VNODE: u32 = 1;
@@ -157,6 +157,35 @@ pub(crate) fn process_group_members(group: Pid) -> Vec<Pid> {
         .map(|p| Pid::from_raw(p.p_pid))
         .filter(|&pid| pid != me)
         .collect()
+}
+
+/// The executable that `pid` runs: `kern.proc_args.PID.pathname`, where it can be read.
+pub(crate) fn executable(pid: Pid) -> Option<std::path::PathBuf> {
+    let mib = [
+        libc::CTL_KERN,
+        libc::KERN_PROC_ARGS,
+        pid.as_raw(),
+        libc::KERN_PROC_PATHNAME,
+    ];
+    let mut path = vec![0u8; libc::PATH_MAX as usize];
+    let mut size: libc::size_t = path.len();
+    // SAFETY: the buffer is `path`, of `size` bytes, which the call fills at most and whose used
+    // length it writes back to `size`.
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_ptr(),
+            mib.len() as libc::c_uint,
+            path.as_mut_ptr().cast(),
+            &mut size,
+            std::ptr::null(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    path.truncate(size);
+    super::portable::path_of_c_bytes(&path)
 }
 
 /// The command name of `pid`: `p_comm`.

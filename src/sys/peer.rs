@@ -8,7 +8,7 @@
 use std::io;
 use std::os::unix::net::UnixStream;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 /// The peer of a Unix socket: its effective user, and its pid where the system tells.
 pub(crate) struct Peer {

@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::Pid;
 use nix::sys::stat::{major, minor};
-use nix::unistd::Pid;
 
 use super::linux::find_fd;
 use super::poll::{poll_readable, wait_readable};

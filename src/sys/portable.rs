@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::unistd::Pid;
+use crate::Pid;
 
 #[cfg(target_os = "linux")]
 use crate::sync::Backoff;
@@ -241,4 +241,12 @@ mod tests {
         assert!(!link_unless_exists(here, &from, &to).expect("link"));
         assert_eq!(fs::read_to_string(&to).expect("read"), "1");
     }
+}
+
+/// A path that a system call wrote as C bytes, up to its first NUL; `None` when empty.
+#[cfg(any(target_os = "freebsd", target_os = "netbsd"))]
+pub(crate) fn path_of_c_bytes(bytes: &[u8]) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    (end > 0).then(|| std::ffi::OsStr::from_bytes(&bytes[..end]).into())
 }

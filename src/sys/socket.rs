@@ -53,7 +53,7 @@ pub(crate) fn is_listening_unix_stream(fd: BorrowedFd<'_>) -> bool {
 }
 
 /// Whether `fd` is a stream socket that listens, of any family.
-pub(crate) fn is_listening_stream(fd: BorrowedFd<'_>) -> bool {
+fn is_listening_stream(fd: BorrowedFd<'_>) -> bool {
     getsockopt(&fd, sockopt::SockType).is_ok_and(|kind| kind == SockType::Stream)
         && getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false)
 }

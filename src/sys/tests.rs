@@ -12,13 +12,10 @@ fn this_process_is_seen_holding_its_own_file() {
     // Locked, as a pidfile is: where the kernel tells, the descriptor must hold the lock.
     file.try_lock().expect("lock");
     let meta = fs::metadata(&path).expect("stat");
-    assert_eq!(has_open(nix::unistd::Pid::this(), &file, &meta), Some(true));
+    assert_eq!(has_open(crate::Pid::this(), &file, &meta), Some(true));
     // The test harness that started this process has no descriptor of the file; where its
     // descriptors cannot be read (another user's), nothing is claimed.
-    assert_ne!(
-        has_open(nix::unistd::Pid::parent(), &file, &meta),
-        Some(true)
-    );
+    assert_ne!(has_open(crate::Pid::parent(), &file, &meta), Some(true));
 }
 
 #[test]
@@ -31,7 +28,7 @@ fn threads_and_descriptors_are_listed() {
 
 #[test]
 fn an_exit_watch_sees_a_live_process() {
-    let me = ExitWatch::new(nix::unistd::Pid::this())
+    let me = ExitWatch::new(crate::Pid::this())
         .expect("watch")
         .expect("this process is alive");
     assert!(!me.exited(Duration::from_millis(1)).expect("wait"));
@@ -43,7 +40,7 @@ fn an_exit_watch_sees_a_child_exit() {
         .arg("0.05")
         .spawn()
         .expect("sleep");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pid = crate::Pid::from_raw(child.id() as i32);
     let watch = ExitWatch::new(pid).expect("watch").expect("alive");
     assert!(watch.exited(Duration::from_secs(5)).expect("wait"));
     let _ = child.wait();

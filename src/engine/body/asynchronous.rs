@@ -26,13 +26,14 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
 use crate::engine::body::RunFn;
-use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
-use crate::engine::body::pool::{MessagesFn, PoolSize};
+use crate::engine::body::outcome::{Fetch, Outcome};
+use crate::engine::body::pool::{MessagesFn, PoolSize, fetched, handled};
 use crate::engine::ctl::Ctl;
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
 use crate::engine::stop_future::StopFuture;
-use crate::engine::sync::lock;
+use crate::error::{Failure, UserError};
+use crate::sync::lock;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
 pub(crate) const MAX_ASYNC_POOL_SIZE: usize = 100_000;
@@ -54,7 +55,7 @@ impl RuntimeChoice {
 
     /// Build the runtime, with every driver tokio was compiled with (I/O if some crate of the
     /// program enabled `net`, the timers always).
-    fn build(&self) -> Result<Runtime, String> {
+    fn build(&self) -> Result<Runtime, UserError> {
         let mut builder = match self.workers() {
             None => Builder::new_current_thread(),
             Some(workers) => {
@@ -66,7 +67,7 @@ impl RuntimeChoice {
         builder
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot build the tokio runtime: {e}"))
+            .map_err(|e| Failure::because("cannot build the tokio runtime", e.into()))
     }
 }
 
@@ -153,7 +154,7 @@ async fn serve<M, G, GF, F, H, HF, R>(
     get: &mut G,
     handle: &mut H,
     log: &Log,
-) -> Result<(), String>
+) -> Result<(), UserError>
 where
     M: Send + 'static,
     G: FnMut() -> GF,
@@ -183,13 +184,13 @@ where
             Some(Err(_)) | None => break Ok(()),
         }
         let slot = Slot(shared.clone());
-        let fetched = match race(&mut stop, caught(async { get().await.into_message() })).await {
+        let got = match race(&mut stop, caught(async { get().await.into_message() })).await {
             None => break Ok(()),
-            Some(fetched) => fetched,
+            Some(got) => got,
         };
-        let message = match fetched {
-            Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => {
+        let message = match fetched(got) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
                 drop(slot);
                 if race(&mut stop, tokio::time::sleep(pool.idle_time))
                     .await
@@ -199,27 +200,19 @@ where
                 }
                 continue;
             }
-            Ok(Err(e)) => break Err(format!("get failed: {e}")),
-            Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
+            Err(e) => break Err(e),
         };
         number += 1;
         let work = match catch_unwind(AssertUnwindSafe(|| handle(message))) {
             Ok(work) => work,
             Err(panic) => {
-                log.log(&lost(number, &*panic));
+                handled(log, number, Err(panic));
                 continue;
             }
         };
         tokio::spawn(async move {
-            match caught(work).await {
-                Ok(outcome) => {
-                    if let Err(e) = outcome.into_result() {
-                        let log = &slot.0.log;
-                        log.log(&format!("message #{number}: the handler failed: {e}"));
-                    }
-                }
-                Err(panic) => slot.0.log.log(&lost(number, &*panic)),
-            }
+            let ended = caught(work).await.map(Outcome::into_result);
+            handled(&slot.0.log, number, ended);
             // Its slot frees only once the message is handled, or lost.
             drop(slot);
         });
@@ -246,13 +239,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.slots.add_permits(1);
     }
-}
-
-fn lost(number: u64, panic: &(dyn Any + Send)) -> String {
-    format!(
-        "message #{number}: the handler panicked: {} (the message is lost; the daemon goes on)",
-        panic_message(panic)
-    )
 }
 
 /// `work`'s output, or `None` once a stop is asked (`work` is then dropped where it waits).
@@ -286,6 +272,7 @@ async fn caught<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::chain_text;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
@@ -406,7 +393,7 @@ mod tests {
             RuntimeChoice::default(),
         );
         let err = body(&ctl, PoolSize::quick(8), &Log::quiet()).expect_err("get failed");
-        assert!(err.contains("queue unreachable"), "{err}");
+        assert_eq!(chain_text(&*err), "get failed: queue unreachable");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
 
@@ -453,7 +440,10 @@ mod tests {
             },
             RuntimeChoice::default(),
         );
-        assert_eq!(body(&ctl), Err("bound nothing".to_string()));
+        assert_eq!(
+            body(&ctl).map_err(|e| e.to_string()),
+            Err("bound nothing".to_string())
+        );
 
         let multi = RuntimeChoice::default();
         multi.set(2);
@@ -466,7 +456,7 @@ mod tests {
             },
             multi,
         );
-        assert_eq!(body(&Ctl::for_tests()), Ok(()));
+        assert!(body(&Ctl::for_tests()).is_ok());
 
         let mut crate_body = crate::engine::body::Body::Run(run_adapter(
             |_ctl: Ctl| async {
@@ -483,7 +473,7 @@ mod tests {
         let err = crate_body
             .drive(&Ctl::for_tests(), &Log::quiet(), &settings)
             .unwrap_err();
-        assert!(err.contains("async boom"), "{err}");
+        assert_eq!(err.to_string(), "panicked: async boom");
     }
 
     #[test]

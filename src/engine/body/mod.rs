@@ -19,11 +19,12 @@ use crate::engine::body::outcome::panic_message;
 use crate::engine::body::pool::{MessagesFn, PoolSize};
 use crate::engine::ctl::Ctl;
 use crate::engine::log::Log;
+use crate::error::{Failure, UserError, chain_text};
 use crate::settings::Settings;
 
-pub(crate) type RunFn = Box<dyn FnMut(&Ctl) -> Result<(), String> + Send>;
-pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), String> + Send>;
-pub(crate) type WrapFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
+pub(crate) type RunFn = Box<dyn FnMut(&Ctl) -> Result<(), UserError> + Send>;
+pub(crate) type StepFn = Box<dyn FnMut() -> Result<(), UserError> + Send>;
+pub(crate) type WrapFn = Box<dyn FnOnce() -> Result<(), UserError> + Send>;
 
 /// The body of a daemon; the settings of its kind (`interval`, `keep_going`, `pool_size`,
 /// `idle_time`) are read when it runs.
@@ -60,12 +61,14 @@ impl Body {
         ctl: &Ctl,
         log: &Log,
         settings: &Settings,
-    ) -> Result<(), String> {
+    ) -> Result<(), UserError> {
         let result = catch_unwind(AssertUnwindSafe(|| match self {
             Body::Run(run) => run(ctl),
             Body::Wrap(wrapped) => match wrapped.take() {
                 Some(function) => function(),
-                None => Err("the wrapped function has run already: it runs once".to_string()),
+                None => Err(Failure::text(
+                    "the wrapped function has run already: it runs once",
+                )),
             },
             Body::Step(step) => step_loop(step, settings.interval, settings.keep_going, ctl, log),
             Body::Messages(serve) => {
@@ -78,7 +81,7 @@ impl Body {
         }));
         match result {
             Ok(outcome) => outcome,
-            Err(panic) => Err(format!("the body panicked: {}", panic_message(&*panic))),
+            Err(panic) => Err(Failure::panicked(&panic_message(&*panic))),
         }
     }
 }
@@ -89,13 +92,13 @@ fn step_loop(
     keep_going: bool,
     ctl: &Ctl,
     log: &Log,
-) -> Result<(), String> {
+) -> Result<(), UserError> {
     while ctl.running() {
         if let Err(e) = step() {
             if !keep_going {
-                return Err(format!("a step failed: {e}"));
+                return Err(Failure::because("a step failed", e));
             }
-            log.log(&format!("a step failed: {e} (going on)"));
+            log.warn(&format!("a step failed: {} (going on)", chain_text(&*e)));
         }
         if !interval.is_zero() {
             ctl.sleep(interval);
@@ -111,7 +114,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    fn steps(step: impl FnMut() -> Result<(), String> + Send + 'static) -> Body {
+    fn steps(step: impl FnMut() -> Result<(), UserError> + Send + 'static) -> Body {
         Body::Step(Box::new(step))
     }
 
@@ -135,18 +138,25 @@ mod tests {
             }
             Ok(())
         });
-        assert_eq!(body.drive(&ctl, &Log::quiet(), &settings(false)), Ok(()));
+        assert!(body.drive(&ctl, &Log::quiet(), &settings(false)).is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 10);
     }
 
     #[test]
     fn step_errors_stop_or_are_logged() {
         let ctl = Ctl::for_tests();
-        let mut body = steps(|| Err("disk full".to_string()));
+        let mut body = steps(|| Err(std::io::Error::from_raw_os_error(libc::ENOSPC).into()));
         let err = body
             .drive(&ctl, &Log::quiet(), &settings(false))
             .unwrap_err();
-        assert!(err.contains("disk full"), "{err}");
+        assert_eq!(err.to_string(), "a step failed");
+        let step_error = err.source().expect("the step's error");
+        let io = step_error.downcast_ref::<std::io::Error>();
+        assert_eq!(
+            io.and_then(std::io::Error::raw_os_error),
+            Some(libc::ENOSPC),
+            "the step's own error value, not its text"
+        );
 
         let logged = Arc::new(Mutex::new(Vec::new()));
         let inner = ctl.clone();
@@ -156,12 +166,16 @@ mod tests {
             if n == 3 {
                 inner.stop();
             }
-            Err(format!("failure {n}"))
+            Err(format!("failure {n}").into())
         });
         let sink = logged.clone();
         let log = Log::to(move |m| sink.lock().expect("log").push(m.to_string()));
-        assert_eq!(body.drive(&ctl, &log, &settings(true)), Ok(()));
-        assert_eq!(logged.lock().expect("log").len(), 3);
+        assert!(body.drive(&ctl, &log, &settings(true)).is_ok());
+        assert_eq!(
+            *logged.lock().expect("log"),
+            ["failure 1", "failure 2", "failure 3"]
+                .map(|f| format!("a step failed: {f} (going on)"))
+        );
     }
 
     #[test]
@@ -171,6 +185,6 @@ mod tests {
         let err = body
             .drive(&ctl, &Log::quiet(), &settings(false))
             .unwrap_err();
-        assert!(err.contains("boom"), "{err}");
+        assert_eq!(err.to_string(), "panicked: boom");
     }
 }

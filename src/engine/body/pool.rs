@@ -21,6 +21,7 @@ use crossbeam_utils::Backoff;
 use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
 use crate::engine::ctl::Ctl;
 use crate::engine::log::Log;
+use crate::error::{Failure, UserError, chain_text};
 
 /// How large the pool may grow, and how long it rests when there is nothing to fetch.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +32,7 @@ pub(crate) struct PoolSize {
     pub(in crate::engine) idle_time: Duration,
 }
 
-pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), String> + Send>;
+pub(crate) type MessagesFn = Box<dyn FnMut(&Ctl, PoolSize, &Log) -> Result<(), UserError> + Send>;
 
 /// Wrap the user's `get` and `handle` into a body that the engine can drive.
 pub(crate) fn adapter<M, G, F, H, R>(mut get: G, handle: H) -> MessagesFn
@@ -46,7 +47,7 @@ where
     Box::new(move |ctl, pool, log| serve(ctl, pool, &mut || get().into_message(), &handle, log))
 }
 
-type HandleFn<M> = dyn Fn(M) -> Result<(), String> + Send + Sync;
+type HandleFn<M> = dyn Fn(M) -> Result<(), UserError> + Send + Sync;
 
 #[cfg(test)]
 impl PoolSize {
@@ -109,10 +110,10 @@ impl Slots {
 fn serve<M: Send + 'static>(
     ctl: &Ctl,
     pool: PoolSize,
-    get: &mut dyn FnMut() -> Result<Option<M>, String>,
+    get: &mut dyn FnMut() -> Result<Option<M>, UserError>,
     handle: &Arc<HandleFn<M>>,
     log: &Log,
-) -> Result<(), String> {
+) -> Result<(), UserError> {
     let slots = Arc::new(Slots {
         free: AtomicUsize::new(pool.workers),
         live: AtomicUsize::new(0),
@@ -141,14 +142,13 @@ fn serve<M: Send + 'static>(
         if !ctl.running() {
             break Ok(());
         }
-        let message = match catch_unwind(AssertUnwindSafe(&mut *get)) {
-            Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => {
+        let message = match fetched(catch_unwind(AssertUnwindSafe(&mut *get))) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
                 ctl.sleep(pool.idle_time);
                 continue;
             }
-            Ok(Err(e)) => break Err(format!("get failed: {e}")),
-            Err(panic) => break Err(format!("get panicked: {}", panic_message(&*panic))),
+            Err(e) => break Err(e),
         };
         number += 1;
         let in_flight = pool.workers - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
@@ -169,9 +169,9 @@ fn serve<M: Send + 'static>(
                 Err(e) => {
                     slots.live.fetch_sub(1, Ordering::SeqCst);
                     if slots.live.load(Ordering::SeqCst) == 0 {
-                        break Err(format!("cannot spawn a worker thread: {e}"));
+                        break Err(Failure::because("cannot spawn a worker thread", e.into()));
                     }
-                    log.log(&format!("cannot spawn another worker thread: {e}"));
+                    log.warn(&format!("cannot spawn another worker thread: {e}"));
                 }
             }
         }
@@ -192,11 +192,38 @@ fn serve<M: Send + 'static>(
 
 /// Handle one message; a failure or a panic loses only this message, and is logged.
 fn handle_one<M>(handle: &HandleFn<M>, log: &Log, number: u64, message: M) {
-    match catch_unwind(AssertUnwindSafe(|| handle(message))) {
+    handled(
+        log,
+        number,
+        catch_unwind(AssertUnwindSafe(|| handle(message))),
+    );
+}
+
+/// What a call of `get` came to, for both pools: a message, or nothing now; or the end of the
+/// body, with its error or its panic.
+pub(super) fn fetched<M>(
+    got: std::thread::Result<Result<Option<M>, UserError>>,
+) -> Result<Option<M>, UserError> {
+    match got {
+        Ok(got) => got.map_err(|e| Failure::because("get failed", e)),
+        Err(panic) => Err(Failure::text(format!(
+            "get panicked: {}",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
+/// Log how the handler of message `number` ended, for both pools, unless it ended well: a
+/// failure or a panic loses that message only.
+pub(super) fn handled(log: &Log, number: u64, ended: std::thread::Result<Result<(), UserError>>) {
+    match ended {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => log.log(&format!("message #{number}: the handler failed: {e}")),
-        Err(panic) => log.log(&format!(
-            "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
+        Ok(Err(e)) => log.error(&format!(
+            "message #{number}: the handler failed: {}",
+            chain_text(&*e)
+        )),
+        Err(panic) => log.error(&format!(
+            "message #{number}: the handler panicked: {} (the message is lost; the daemon goes on)",
             panic_message(&*panic)
         )),
     }
@@ -353,7 +380,7 @@ mod tests {
             },
         );
         let err = body(&ctl, PoolSize::quick(8), &quiet()).expect_err("get failed");
-        assert!(err.contains("queue unreachable"), "{err}");
+        assert_eq!(chain_text(&*err), "get failed: queue unreachable");
         assert_eq!(handled.load(Ordering::SeqCst), 4);
     }
 
