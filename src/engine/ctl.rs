@@ -238,7 +238,7 @@ impl Ctl {
     #[must_use]
     pub fn running(&self) -> bool {
         if let Some(watchdog) = self.lifecycle.watchdog() {
-            watchdog.ping_if_due();
+            watchdog.ping_if_flagged();
         }
         !self.lifecycle.stop_requested()
     }
@@ -301,6 +301,11 @@ impl Ctl {
     fn wait(&self, fd: Option<BorrowedFd<'_>>, duration: Duration) -> Woken {
         let deadline = Deadline::after(duration);
         loop {
+            // A wait pings by the clock: it wakes when the ping is due, before the keeper may
+            // have raised the flag that `running()` reads.
+            if let Some(watchdog) = self.lifecycle.watchdog() {
+                watchdog.ping_if_due();
+            }
             if !self.running() {
                 self.lifecycle.tell_stopping();
                 return Woken::Stopped;

@@ -1,6 +1,7 @@
-//! The keeper: a thread of the daemon's own, started before it is ready, with three jobs, each
+//! The keeper: a thread of the daemon's own, started before it is ready, with four jobs, each
 //! in one place. Until the stop it watches that the pidfile's path still names the locked file
-//! ([`PidfileWatch`]), and answers the successors that ask for the listening sockets at a restart
+//! ([`PidfileWatch`]), raises the watchdog's flag when a ping is due (the body's
+//! `Ctl::running()` pings then, with one load instead of a clock read), and answers the successors that ask for the listening sockets at a restart
 //! (`Successors`, whose work it does on its thread); after the stop it gives the body its grace
 //! and ends the daemon itself if the body does not return ([`Ending::abandon_after`]).
 
@@ -44,7 +45,11 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
         fds.sort_by_key(Option::is_none);
         let n = fds.iter().flatten().count();
         let fds: [BorrowedFd<'_>; 2] = fds.map(|fd| fd.unwrap_or(lifecycle.wake_fd()));
-        let woke = lifecycle.wait(&fds[..n], WATCH_PERIOD);
+        // The keeper raises the watchdog's flag when a ping is due, and wakes for it.
+        let period = lifecycle.watchdog().map_or(WATCH_PERIOD, |watchdog| {
+            watchdog.flag_if_due().min(WATCH_PERIOD)
+        });
+        let woke = lifecycle.wait(&fds[..n], period);
         if woke.stopped() {
             break;
         }
