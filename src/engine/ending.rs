@@ -75,6 +75,9 @@ enum Ended {
         /// A wrapped function: abandoning it is how it stops, not a failure.
         wrapped: bool,
     },
+    /// It never ran: the start failed before it (a set-up, a takeover). No hook runs, as
+    /// nothing was started that could need one.
+    NeverStarted,
 }
 
 impl Ending {
@@ -128,10 +131,19 @@ impl Ending {
         &self,
         outcome: Result<(), UserError>,
     ) -> Option<Result<(), Error>> {
+        self.end_from_main(Ended::Returned(outcome))
+    }
+
+    /// The start failed before the body ran: end what was begun (the signal thread, the
+    /// keeper, the pidfile), running no handler and no stop hook.
+    pub(in crate::engine) fn never_started(&self) {
+        let _ = self.end_from_main(Ended::NeverStarted);
+    }
+
+    fn end_from_main(&self, ended: Ended) -> Option<Result<(), Error>> {
         *lock(&self.claim.body_done) = true;
         self.claim.body_returned.notify_all();
-        self.claim_it()
-            .then(|| self.finish(Ended::Returned(outcome)))
+        self.claim_it().then(|| self.finish(ended))
     }
 
     /// For the keeper, after a stop request: wait at most `grace` for the body to return, then
@@ -179,8 +191,11 @@ impl Ending {
         // No handler may run after the pidfile is gone.
         let handlers = lock(&self.signals).take().map(|signals| signals.stop(role));
         let asked = lifecycle.stop_signal().is_some();
+        let started = !matches!(ended, Ended::NeverStarted);
         let mut result = match ended {
-            Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } => Ok(()),
+            Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } | Ended::NeverStarted => {
+                Ok(())
+            }
             Ended::Returned(Err(source)) => Err(Error::Body { source }),
             Ended::Abandoned { wrapped: false } => Err(Error::Body {
                 source: Failure::text(
@@ -196,11 +211,18 @@ impl Ending {
             self.log
                 .error(&format!("stopping: {}", chain_text(&**source)));
         }
-        if let Some(signal) = lifecycle.stop_signal()
-            && let Some(handlers) = &handlers
-            && let Err(source) = lock(handlers).call(signal, &self.log)
-        {
-            result = result.and(Err(Error::StopHandler { source }));
+        // The stop signal's own handlers first, then the hooks of every end: the specific
+        // before the general, as a `finally` runs after the `catch`.
+        if let Some(handlers) = &handlers {
+            let mut handlers = lock(handlers);
+            if let Some(signal) = lifecycle.stop_signal()
+                && let Err(source) = handlers.call(signal, &self.log)
+            {
+                result = result.and(Err(Error::StopHandler { source }));
+            }
+            if started && let Err(source) = handlers.call_on_stop(&self.log) {
+                result = result.and(Err(Error::StopHandler { source }));
+            }
         }
         if let Some(grace) = self.leaving.stop_children
             && (role.owns_process() || sys::process_group() == Pid::this())

@@ -40,6 +40,7 @@ impl DaemonBuilder {
         let DaemonBuilder {
             settings,
             handlers: given,
+            on_stop,
             mut bodies,
             setup,
             listen,
@@ -89,6 +90,9 @@ impl DaemonBuilder {
         let mut handlers = Handlers::default();
         for (signal, handler) in given {
             handlers.add(signal, handler);
+        }
+        for hook in on_stop {
+            handlers.add_on_stop(hook);
         }
         Ok(Daemon::new(Engine::new(
             settings,

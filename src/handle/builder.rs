@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::Signal;
 
-use crate::engine::{Body, Handler, Outcome, SetupFn};
+use crate::engine::{Body, Handler, Outcome, SetupFn, StopHook};
 use crate::handle::daemon::Daemon;
 use crate::settings::{Account, SettingsBuilder, Supervision};
 
@@ -38,6 +38,7 @@ use crate::settings::{Account, SettingsBuilder, Supervision};
 pub struct DaemonBuilder {
     pub(super) settings: SettingsBuilder,
     pub(super) handlers: Vec<(Signal, Handler)>,
+    pub(super) on_stop: Vec<StopHook>,
     pub(super) bodies: Vec<Body>,
     pub(super) setup: Option<SetupFn>,
     pub(super) listen: Vec<String>,
@@ -54,6 +55,7 @@ impl fmt::Debug for DaemonBuilder {
         f.debug_struct("DaemonBuilder")
             .field("settings", &self.settings)
             .field("handlers", &self.handlers.len())
+            .field("on_stop", &self.on_stop.len())
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
             .field("listen", &self.listen)
@@ -499,7 +501,9 @@ impl DaemonBuilder {
     /// in signal context: they may allocate, lock and log).
     ///
     /// Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
-    /// body has finished. A SIGKILL, SIGSTOP, SIGSEGV, SIGILL or SIGFPE handler is refused by
+    /// body has finished, and only for the signal that stopped it: cleanup for every way the
+    /// daemon ends belongs in [`on_stop`](DaemonBuilder::on_stop), whose hooks run after them.
+    /// A SIGKILL, SIGSTOP, SIGSEGV, SIGILL or SIGFPE handler is refused by
     /// [`build`](DaemonBuilder::build).
     ///
     /// # Examples
@@ -518,6 +522,59 @@ impl DaemonBuilder {
     #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn on(mut self, signal: Signal, handler: impl FnMut() + Send + 'static) -> Self {
         self.handlers.push((signal, Handler::new(handler)));
+        self
+    }
+
+    /// Run `hook` once at the end of the daemon's body, however the daemon stops: a stop
+    /// signal (SIGTERM, SIGINT, SIGQUIT: `stop()`, Ctrl-C in [`run`](crate::Daemon::run), a
+    /// service manager), [`ctl.stop()`](crate::Ctl::stop), the body returning by itself or
+    /// failing, or a body abandoned after its [grace](DaemonBuilder::stop_grace). The place for
+    /// cleanup that must happen whichever way the daemon ends: flushing a buffer, removing a
+    /// socket file, saying goodbye to a peer. Cleanup that is skipped on the failure path is the
+    /// classic leak, so the hooks run on that path too.
+    ///
+    /// They run after the body has returned, in the daemon's process (under
+    /// [`supervise`](DaemonBuilder::supervise), in the child that ran the body, at each of its
+    /// ends), before the pidfile is removed: on the main thread, or on the thread that abandons
+    /// a body that did not return in time. The stop signal's own handlers
+    /// ([`on`](DaemonBuilder::on)`(SIGTERM, ..)`) run first, then every stop hook, in the order
+    /// they were given, each once, however many stop signals arrive. They do not run when the
+    /// start fails (the body never ran), nor at SIGKILL or a crash, which nothing survives.
+    ///
+    /// A hook returns `()` or a `Result`. One that fails or panics is logged and the next one
+    /// runs; the daemon then exits 1 and [`run`](crate::Daemon::run) returns
+    /// [`Error::StopHandler`](crate::Error::StopHandler), as for a failing stop signal handler.
+    ///
+    /// # Examples
+    ///
+    /// ```rust,standalone_crate
+    /// use daemons::Daemon;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let log = dir.path().join("hooks.log");
+    /// let daemon = Daemon::builder()
+    ///     .pidfile(dir.path().join("hooks.pid"))
+    ///     .stdout(&log)
+    ///     .run(|ctl| while ctl.sleep(std::time::Duration::from_secs(1)) {})
+    ///     .on_stop(|| println!("flushed"))
+    ///     .on_stop(|| -> std::io::Result<()> {
+    ///         println!("closed");
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// daemon.start()?;
+    /// daemon.stop()?;
+    /// assert_eq!(std::fs::read_to_string(&log)?, "flushed\nclosed\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn on_stop<F, R>(mut self, mut hook: F) -> Self
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Outcome,
+    {
+        self.on_stop
+            .push(StopHook::new(move || hook().into_result()));
         self
     }
 }
