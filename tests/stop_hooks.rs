@@ -184,3 +184,63 @@ fn under_supervision_on_stop_runs_in_the_child_that_ran_the_body() {
         [format!("on-stop 1 {child}"), format!("on-stop 2 {child}")]
     );
 }
+
+/// `run` in the foreground with a body that takes far longer than [`DEADLINE`] to return after a
+/// stop; `first` starts the stop, `second` forces the end.
+fn forced_in_the_foreground(first: Signal, second: Signal) {
+    let fx = Fixture::new()
+        .with("FIXTURE_ON_STOP", "1")
+        .with("FIXTURE_BODY", "slow-to-stop")
+        .with("FIXTURE_STOP_TIMEOUT_MS", "600000")
+        .with("FIXTURE_GRACE_MS", "300000");
+    let mut fg = fx.foreground(&mut fx.command("run"));
+    let pid = fg.pid();
+    assert!(
+        wait_until(DEADLINE, || fx.count("body") == 1),
+        "the body runs"
+    );
+    fg.signal(first);
+    assert!(
+        wait_until(DEADLINE, || fx.count("stopping") == 1),
+        "the first signal starts the stop"
+    );
+    assert!(fx.pidfile().exists(), "the stop waits for the body");
+    assert_eq!(hooks(&fx), Vec::<String>::new(), "nothing ran yet");
+    fg.signal(second);
+    // Within the deadline, where the grace would have taken minutes.
+    let status = fg.wait();
+    let err = std::fs::read_to_string(fx.path("run.err")).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(128 + second as i32),
+        "{status:?}; {err}"
+    );
+    assert!(!fx.pidfile().exists(), "the pidfile is removed");
+    // The stop signal's own handlers (the first's) and the hooks, once each.
+    assert_hooks_ran_once_in(&fx, pid.as_raw() as u32);
+    assert_eq!(
+        (fx.count("int"), fx.count("term")),
+        (
+            usize::from(first == Signal::SIGINT),
+            usize::from(first == Signal::SIGTERM)
+        ),
+        "{:?}",
+        fx.marks()
+    );
+    assert!(
+        err.contains(&format!(
+            "a second stop signal ({second}) came during the stop"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_in_the_foreground_forces_the_end_with_130() {
+    forced_in_the_foreground(Signal::SIGINT, Signal::SIGINT);
+}
+
+#[test]
+fn a_second_stop_signal_in_the_foreground_forces_the_end_with_its_code() {
+    forced_in_the_foreground(Signal::SIGINT, Signal::SIGTERM);
+}

@@ -24,6 +24,7 @@
 //! | `restart` | stopped if it ran, then started; with listening sockets, handed to the new instance (`restarted (pid N, on the same sockets)`), or, when they cannot be, stopped, then started, with the reason on stderr | 0 |
 //! | `reload` | SIGHUP sent | 0 |
 //! | `run` | ran in the foreground ([`Daemon::run`](crate::Daemon::run), not the body kind `.run(\|ctl\| ..)`) and stopped cleanly | 0 |
+//! | `run` | a second stop signal during the stop forced the end (a second Ctrl-C) | 128 + the signal's number: 130 for SIGINT |
 //! | `status` | running | 0 |
 //! | `status` | not running, but a stale pidfile is left (with the reason, when it failed) | 1 |
 //! | `status` | not running (the line names the pidfile it looked at) | 3 |
