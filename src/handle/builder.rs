@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::Signal;
 
 use crate::engine::{Body, Handler, Outcome, SetupFn, StopHook};
-use crate::handle::daemon::Daemon;
+use crate::handle::daemon::{Command, Daemon};
 use crate::settings::{Account, SettingsBuilder, Supervision};
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
@@ -39,6 +39,7 @@ pub struct DaemonBuilder {
     pub(super) settings: SettingsBuilder,
     pub(super) handlers: Vec<(Signal, Handler)>,
     pub(super) on_stop: Vec<StopHook>,
+    pub(super) commands: Vec<Command>,
     pub(super) bodies: Vec<Body>,
     pub(super) setup: Option<SetupFn>,
     pub(super) listen: Vec<String>,
@@ -56,6 +57,7 @@ impl fmt::Debug for DaemonBuilder {
             .field("settings", &self.settings)
             .field("handlers", &self.handlers.len())
             .field("on_stop", &self.on_stop.len())
+            .field("commands", &self.commands)
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
             .field("listen", &self.listen)
@@ -575,6 +577,72 @@ impl DaemonBuilder {
     {
         self.on_stop
             .push(StopHook::new(move || hook().into_result()));
+        self
+    }
+
+    /// A command of the program's own on the [command line](crate::cli), beside `start`,
+    /// `stop` and the others: `stats`, `flush`, `check-config`. It runs in the process that the
+    /// command line runs in (not in the daemon), with the [`Daemon`] handle, so it may signal
+    /// the running daemon ([`send`](Daemon::send)), ask its [`status`](Daemon::status) or
+    /// [`pid`](Daemon::pid), or do its work right there and print.
+    ///
+    /// The usage lists it with `help`; `--pidfile PATH` before it works as for the built-in
+    /// commands (the handle then names that pidfile); an argument after it is a usage error
+    /// (exit 2), as after any command. It exits 0 on `Ok`, and 1 on `Err`, with
+    /// `NAME: COMMAND: ERROR` (the error with its sources) on stderr.
+    ///
+    /// A `name` that is empty, starts with `-`, contains whitespace, is a built-in command
+    /// (`start`, `stop`, `restart`, `status`, `health`, `reload`, `run`, `help`) or was given
+    /// already is refused by [`build`](DaemonBuilder::build) with
+    /// [`Error::InvalidSetting`](crate::Error::InvalidSetting).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Error, Signal::SIGUSR1};
+    /// use std::process::ExitCode;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-command.pid")
+    ///     .on(SIGUSR1, || println!("counters: ..."))
+    ///     .step(|| {})
+    ///     .command("stats", "write the counters to the log (SIGUSR1)", |daemon| {
+    ///         let pid = daemon.send(SIGUSR1)?;
+    ///         println!("asked pid {pid} for its counters");
+    ///         Ok(())
+    ///     })
+    ///     .command("where", "print the pidfile's path", |daemon| {
+    ///         println!("{}", daemon.pidfile().display());
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(daemon.cli_from(["where"]), ExitCode::SUCCESS);
+    /// assert_eq!(daemon.cli_from(["stats"]), ExitCode::FAILURE);      // not running
+    /// assert_eq!(daemon.cli_from(["where", "now"]), ExitCode::from(2));
+    ///
+    /// for name in ["stop", "", "--stats", "two words"] {
+    ///     let refused = Daemon::builder()
+    ///         .pidfile("/tmp/doc-command.pid")
+    ///         .step(|| {})
+    ///         .command(name, "the command line could not tell it apart", |_| Ok(()))
+    ///         .build();
+    ///     assert!(matches!(refused, Err(Error::InvalidSetting { setting: "command", .. })));
+    /// }
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn command<F>(mut self, name: impl Into<String>, help: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&Daemon) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.commands.push(Command {
+            name: name.into(),
+            help: help.into(),
+            run: Box::new(f),
+        });
         self
     }
 }

@@ -43,6 +43,28 @@ use crate::sys;
 /// ```
 pub struct Daemon {
     engine: Engine,
+    commands: Vec<Command>,
+}
+
+/// What a command of the program's own runs (see
+/// [`DaemonBuilder::command`](crate::DaemonBuilder::command)).
+pub(super) type CommandFn =
+    dyn Fn(&Daemon) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync;
+
+/// A command of the program's own on the command line, beside the built-in ones.
+pub(super) struct Command {
+    pub(super) name: String,
+    pub(super) help: String,
+    pub(super) run: Box<CommandFn>,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("name", &self.name)
+            .field("help", &self.help)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Daemon {
@@ -50,13 +72,19 @@ impl fmt::Debug for Daemon {
         f.debug_struct("Daemon")
             .field("name", &self.name())
             .field("pidfile", &self.pidfile())
+            .field("commands", &self.commands)
             .finish_non_exhaustive()
     }
 }
 
 impl Daemon {
-    pub(super) fn new(engine: Engine) -> Daemon {
-        Daemon { engine }
+    pub(super) fn new(engine: Engine, commands: Vec<Command>) -> Daemon {
+        Daemon { engine, commands }
+    }
+
+    /// The program's own commands, in the order they were given.
+    pub(super) fn commands(&self) -> &[Command] {
+        &self.commands
     }
 
     pub(super) fn engine(&self) -> &Engine {
