@@ -1,24 +1,31 @@
 //! Turn closures into well-behaved Unix daemons.
 //!
+//! A whole program, as it would stand in `src/main.rs` (it needs nothing but this crate):
+//!
 //! ```rust,standalone_crate
 //! use daemons::{Daemon, Signal::SIGHUP};
 //! use std::time::Duration;
 //!
-//! let dir = tempfile::tempdir()?;
-//! let daemon = Daemon::builder()
-//!     .pidfile(dir.path().join("counter.pid"))
-//!     .stdout(dir.path().join("counter.log"))
-//!     .on(SIGHUP, || println!("reloading"))
-//!     .step(|| println!("tick"))
-//!     .interval(Duration::from_millis(50))
-//!     .build()?;
+//! fn main() -> Result<(), daemons::Error> {
+//!     let dir = std::env::temp_dir();
+//!     let daemon = Daemon::builder()
+//!         .pidfile(dir.join("daemons-hello.pid"))
+//!         .stdout(dir.join("daemons-hello.log"))
+//!         .on(SIGHUP, || println!("reloading"))
+//!         .step(|| println!("tick"))
+//!         .interval(Duration::from_millis(50))
+//!         .build()?;
 //!
-//! let pid = daemon.start()?;       // back here once the daemon runs
-//! daemon.send(SIGHUP)?;
-//! let stopped = daemon.stop()?;    // graceful: the step under way finishes
-//! assert_eq!(stopped.pid(), Some(pid));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//!     let pid = daemon.start()?; // back here once the daemon runs
+//!     daemon.send(SIGHUP)?;
+//!     let stopped = daemon.stop()?; // graceful: the step under way finishes
+//!     assert_eq!(stopped.pid(), Some(pid));
+//!     Ok(())
+//! }
 //! ```
+//!
+//! End the builder with [`.cli()`](DaemonBuilder::cli) instead of `.build()?` and `main` is an
+//! init script: `hello start`, `stop`, `restart`, `reload`, `status`, `run`.
 //!
 //! # Anatomy
 //!

@@ -39,8 +39,12 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
     loop {
         let offer = successors.offer_fd();
         let lifeline = handing.as_ref().map(Lifeline::fd);
-        let fds: Vec<BorrowedFd<'_>> = offer.into_iter().chain(lifeline).collect();
-        let woke = lifecycle.wait(&fds, WATCH_PERIOD);
+        // On the stack: the keeper allocates nothing while it waits (see `Lifecycle::wait`).
+        let mut fds: [Option<BorrowedFd<'_>>; 2] = [offer, lifeline];
+        fds.sort_by_key(Option::is_none);
+        let n = fds.iter().flatten().count();
+        let fds: [BorrowedFd<'_>; 2] = fds.map(|fd| fd.unwrap_or(lifecycle.wake_fd()));
+        let woke = lifecycle.wait(&fds[..n], WATCH_PERIOD);
         if woke.stopped() {
             break;
         }

@@ -47,11 +47,14 @@ pub(in crate::engine) struct Lifecycle {
     stop_wakers: StopWakers,
 }
 
+/// How many descriptors a [`Lifecycle::wait`] polls at most, the wake-up pipe's among them.
+const WAITED: usize = 4;
+
 /// What ended a [`Lifecycle::wait`].
 pub(in crate::engine) struct Woke {
     stopped: bool,
     /// Whether each descriptor polled is readable: the wake-up pipe first, then those given.
-    ready: Vec<bool>,
+    ready: sys::Readable,
 }
 
 impl Woke {
@@ -62,7 +65,7 @@ impl Woke {
 
     /// Whether the `i`th descriptor given to the wait is readable; never once a stop is asked.
     pub(in crate::engine) fn readable(&self, i: usize) -> bool {
-        !self.stopped && self.ready.get(i + 1).copied().unwrap_or(false)
+        !self.stopped && self.ready.get(i + 1)
     }
 }
 
@@ -148,19 +151,21 @@ impl Lifecycle {
         Signal::try_from(self.signal.load(Ordering::Acquire)).ok()
     }
 
-    /// Wait until a stop is asked, one of `fds` is readable, or `timeout` passes, whichever comes
-    /// first; a signal may end it early too. The one wait for a stop.
+    /// Wait until a stop is asked, one of `fds` (at most three) is readable, or `timeout` passes,
+    /// whichever comes first; a signal may end it early too. The one wait for a stop.
     pub(in crate::engine) fn wait(&self, fds: &[BorrowedFd<'_>], timeout: Duration) -> Woke {
         if self.stop_requested() {
             return Woke {
                 stopped: true,
-                ready: Vec::new(),
+                ready: sys::Readable::default(),
             };
         }
-        let mut polled = Vec::with_capacity(fds.len() + 1);
-        polled.push(self.wake_read.as_fd());
-        polled.extend_from_slice(fds);
-        let ready = sys::wait_any_readable(&polled, timeout);
+        // On the stack: a wait, which the keeper repeats every second for the daemon's life,
+        // allocates nothing.
+        let mut polled = [self.wake_read.as_fd(); WAITED];
+        let n = fds.len().min(WAITED - 1) + 1;
+        polled[1..n].copy_from_slice(&fds[..n - 1]);
+        let ready = sys::wait_any_readable(&polled[..n], timeout);
         Woke {
             stopped: self.stop_requested(),
             ready,

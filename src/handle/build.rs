@@ -45,6 +45,7 @@ impl DaemonBuilder {
             commands,
             mut bodies,
             setup,
+            logger,
             listen,
             #[cfg(feature = "tokio")]
             runtime,
@@ -98,7 +99,7 @@ impl DaemonBuilder {
             handlers.add_on_stop(hook);
         }
         Ok(Daemon::new(
-            Engine::new(settings, credentials, body, setup, handlers),
+            Engine::new(settings, credentials, body, setup, logger, handlers),
             commands,
         ))
     }

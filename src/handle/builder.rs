@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::Signal;
 
-use crate::engine::{Body, Handler, Outcome, SetupFn, StopHook};
+use crate::engine::{Body, Handler, LoggerFn, Outcome, SetupFn, StopHook};
 use crate::handle::daemon::{Command, Daemon};
 use crate::settings::{Account, SettingsBuilder, Supervision};
 
@@ -42,6 +42,7 @@ pub struct DaemonBuilder {
     pub(super) commands: Vec<Command>,
     pub(super) bodies: Vec<Body>,
     pub(super) setup: Option<SetupFn>,
+    pub(super) logger: Option<LoggerFn>,
     pub(super) listen: Vec<String>,
     /// The runtime of an async body, which it reads when it starts.
     #[cfg(feature = "tokio")]
@@ -60,6 +61,7 @@ impl fmt::Debug for DaemonBuilder {
             .field("commands", &self.commands)
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
+            .field("logger", &self.logger.is_some())
             .field("listen", &self.listen)
             .finish()
     }
@@ -388,6 +390,44 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.setup = Some(Box::new(move || setup().into_result()));
+        self
+    }
+
+    /// Install a logger (`env_logger`, `tracing-subscriber`, one's own `log::Log`) inside the
+    /// daemon, where it belongs: it runs once, in the process that logs (the daemon, or its
+    /// supervisor, whose children inherit it), as soon as the daemon's stdio is its log files
+    /// and its privileges are dropped, before the crate's lines of the start and before
+    /// [`setup`](DaemonBuilder::setup). In the foreground (`run()`) it runs too, first thing.
+    ///
+    /// A logger installed in `main` before `cli()` or `start()` decides its colours while
+    /// stderr is still the terminal, and writes ANSI codes into the log file. Here, when stderr
+    /// is not a terminal, `NO_COLOR=1` is set while `f` runs (in a process of one thread, which
+    /// a daemon is at that point), which `env_logger` and `tracing-subscriber` both honour. With
+    /// the `log` feature, the crate's own lines go through the installed logger too, under the
+    /// target `daemons` (so `RUST_LOG=daemons=warn` filters them); see the guide's
+    /// [Logs](crate::guide#logs-and-logrotate).
+    ///
+    /// `f` must not spawn threads under supervision (the supervisor forks each child): a
+    /// logger that writes on a thread of its own belongs in [`setup`](DaemonBuilder::setup).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-logger.pid")
+    ///     .stderr("/tmp/doc-logger.log")
+    ///     // env_logger::init() here, in a program that depends on env_logger.
+    ///     .logger(|| eprintln!("the logger is installed here"))
+    ///     .step(|| {})
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn logger<F>(mut self, f: F) -> Self
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.logger = Some(Box::new(f));
         self
     }
 

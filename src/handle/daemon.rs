@@ -1,6 +1,7 @@
 //! The handle: start, stop, status, pid, send and run, from the caller's side (`restart` is in
 //! `restart.rs`).
 
+use std::cell::Cell;
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -305,9 +306,14 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn stop(&self) -> Result<Stopped, Error> {
-        let holder = self.holder()?;
-        control::stop(&self.engine.pidfile(), self.engine.settings().stop_timeout)
-            .map_err(|e| self.not_permitted(e, holder))
+        let holder = Cell::new(None);
+        let verify = |pid| {
+            holder.set(Some(pid));
+            self.same_program(pid)
+        };
+        let timeout = self.engine.settings().stop_timeout;
+        control::stop_verified(&self.engine.pidfile(), timeout, &verify)
+            .map_err(|e| self.not_permitted(e, holder.get()))
     }
 
     /// Whether the daemon runs, judged by the pidfile's lock rather than by the pid in it.
@@ -332,17 +338,6 @@ impl Daemon {
             self.same_program(pid)?;
         }
         Ok(status)
-    }
-
-    /// The daemon's pid before a signal goes to it, if the probe can tell; an error only when it
-    /// is another program's. Where the probe cannot tell, the signal's own way through the
-    /// process gate says why.
-    fn holder(&self) -> Result<Option<Pid>, Error> {
-        match self.status() {
-            Ok(status) => Ok(status.pid()),
-            Err(e @ Error::OtherProgram { .. }) => Err(e),
-            Err(_) => Ok(None),
-        }
     }
 
     /// [`Error::OtherProgram`] when `pid`, the pidfile's holder, runs another program than this
@@ -460,8 +455,13 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn send(&self, signal: Signal) -> Result<Pid, Error> {
-        let holder = self.holder()?;
-        control::send(&self.engine.pidfile(), signal).map_err(|e| self.not_permitted(e, holder))
+        let holder = Cell::new(None);
+        let verify = |pid| {
+            holder.set(Some(pid));
+            self.same_program(pid)
+        };
+        control::send_verified(&self.engine.pidfile(), signal, &verify)
+            .map_err(|e| self.not_permitted(e, holder.get()))
     }
 }
 
