@@ -61,7 +61,8 @@
 //! - Signals coalesce: ten thousand SIGHUPs sent in a burst may run the handler only a few
 //!   times. A handler learns that the signal came, not how often.
 //! - Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
-//!   body has finished; other handlers run on a signal thread while the body runs.
+//!   body has finished, and only that signal's; other handlers run on a signal thread while the
+//!   body runs. Cleanup for every end goes in `on_stop`.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

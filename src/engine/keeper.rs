@@ -72,7 +72,7 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
     }
     successors.park(handing);
     if let Some(result) = ending.abandon_after(grace, wrapped) {
-        ending.role().leave(i32::from(result.is_err()));
+        ending.role().leave(ending.exit_code(&result));
     }
 }
 

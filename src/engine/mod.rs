@@ -31,7 +31,7 @@ pub(crate) use body::asynchronous;
 pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;
-pub(crate) use handlers::{Handler, Handlers, is_forbidden};
+pub(crate) use handlers::{Handler, Handlers, StopHook, is_forbidden};
 pub(crate) use log::stderr_is_journal;
 pub use stop_future::StopFuture;
 

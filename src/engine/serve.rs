@@ -293,7 +293,7 @@ impl Engine {
             Err(error) => {
                 // Nothing is left behind: the signal thread and the keeper end (no body to wait
                 // for), the pidfile goes; no stop handler runs, as nothing was started.
-                let _ = ending.body_returned(Ok(()));
+                ending.never_started();
                 return Err(error);
             }
         };

@@ -44,6 +44,28 @@ use crate::sys;
 /// ```
 pub struct Daemon {
     engine: Engine,
+    commands: Vec<Command>,
+}
+
+/// What a command of the program's own runs (see
+/// [`DaemonBuilder::command`](crate::DaemonBuilder::command)).
+pub(super) type CommandFn =
+    dyn Fn(&Daemon) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync;
+
+/// A command of the program's own on the command line, beside the built-in ones.
+pub(super) struct Command {
+    pub(super) name: String,
+    pub(super) help: String,
+    pub(super) run: Box<CommandFn>,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("name", &self.name)
+            .field("help", &self.help)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Daemon {
@@ -51,13 +73,19 @@ impl fmt::Debug for Daemon {
         f.debug_struct("Daemon")
             .field("name", &self.name())
             .field("pidfile", &self.pidfile())
+            .field("commands", &self.commands)
             .finish_non_exhaustive()
     }
 }
 
 impl Daemon {
-    pub(super) fn new(engine: Engine) -> Daemon {
-        Daemon { engine }
+    pub(super) fn new(engine: Engine, commands: Vec<Command>) -> Daemon {
+        Daemon { engine, commands }
+    }
+
+    /// The program's own commands, in the order they were given.
+    pub(super) fn commands(&self) -> &[Command] {
+        &self.commands
     }
 
     pub(super) fn engine(&self) -> &Engine {
@@ -185,6 +213,18 @@ impl Daemon {
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
     ///
+    /// # A second Ctrl-C
+    ///
+    /// A second stop signal (a second Ctrl-C, or SIGTERM, SIGINT, SIGQUIT) that comes while the
+    /// body is still returning forces the end at once instead of after the
+    /// [grace](crate::DaemonBuilder::stop_grace): the body is abandoned, the stop signal's
+    /// handlers and the [stop hooks](crate::DaemonBuilder::on_stop) run (once: none has run
+    /// yet), the pidfile goes, and the process exits with 128 plus the second signal's number
+    /// (130 for Ctrl-C, as shells report a process that SIGINT ended) without returning from
+    /// `run()`. Once the body has returned, the handlers and hooks are let finish. A detached
+    /// daemon (`start()`) has no such rule: its stop is `stop()`'s or the service manager's,
+    /// which send SIGKILL after their timeout.
+    ///
     /// # Two meanings of `run`, kept on purpose
     ///
     /// `Daemon::run()` runs the daemon in the foreground, as the command line's `run` does;
@@ -218,7 +258,7 @@ impl Daemon {
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
     /// failed or panicked: unsupervised, its `source()` is the body's own error value (for a step
     /// or `get`, the source of one that says which), for `downcast_ref`; [`Error::StopHandler`]
-    /// when a stop signal's handler panicked.
+    /// when a stop signal's handler panicked or a stop hook failed.
     /// With [`supervise`](crate::DaemonBuilder::supervise), the body runs in a child process:
     /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
     /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.
