@@ -65,6 +65,8 @@
 //!   body runs. Cleanup for every end goes in `on_stop`.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Every public builder method and query says when its result is dropped.
+#![deny(clippy::must_use_candidate)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 // The calls that only a gate may make (clippy.toml); the gate's own file allows them.
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]

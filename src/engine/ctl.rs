@@ -261,6 +261,9 @@ impl Ctl {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    // `ctl.sleep(d);` is the usual call, in a body that looks at `running()` next: the result
+    // is a convenience, not something a caller must use.
+    #[allow(clippy::must_use_candidate)]
     pub fn sleep(&self, duration: Duration) -> bool {
         self.wait(None, duration) == Woken::TimedOut
     }

@@ -339,6 +339,7 @@ impl DaemonBuilder {
     ///
     /// let b = daemons::Daemon::builder().health_period(Duration::from_secs(10));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn health_period(self, period: Duration) -> Self {
         self.set(|s| s.health_period(period))
     }

@@ -307,10 +307,7 @@ impl Daemon {
     /// ```
     pub fn stop(&self) -> Result<Stopped, Error> {
         let holder = Cell::new(None);
-        let verify = |pid| {
-            holder.set(Some(pid));
-            self.same_program(pid)
-        };
+        let verify = self.verifier(&holder);
         let timeout = self.engine.settings().stop_timeout;
         control::stop_verified(&self.engine.pidfile(), timeout, &verify)
             .map_err(|e| self.not_permitted(e, holder.get()))
@@ -338,6 +335,18 @@ impl Daemon {
             self.same_program(pid)?;
         }
         Ok(status)
+    }
+
+    /// What `stop` and `send` ask of the holder before they signal it: that it runs this
+    /// program. The pid it was asked about is kept in `holder`, for the error of a refused signal.
+    fn verifier<'a>(
+        &'a self,
+        holder: &'a Cell<Option<Pid>>,
+    ) -> impl Fn(Pid) -> Result<(), Error> + 'a {
+        move |pid| {
+            holder.set(Some(pid));
+            self.same_program(pid)
+        }
     }
 
     /// [`Error::OtherProgram`] when `pid`, the pidfile's holder, runs another program than this
@@ -456,10 +465,7 @@ impl Daemon {
     /// ```
     pub fn send(&self, signal: Signal) -> Result<Pid, Error> {
         let holder = Cell::new(None);
-        let verify = |pid| {
-            holder.set(Some(pid));
-            self.same_program(pid)
-        };
+        let verify = self.verifier(&holder);
         control::send_verified(&self.engine.pidfile(), signal, &verify)
             .map_err(|e| self.not_permitted(e, holder.get()))
     }
