@@ -14,8 +14,9 @@
 //! `.listen(address)` binds the address before `start()` returns (a taken port fails `start`
 //! with the reason), or takes the socket that the service manager passed (`LISTEN_FDS`). The
 //! address picks the kind: `host:port` is TCP, a path (or `unix:PATH`) a Unix stream socket.
-//! `DAEMONS_ECHO_ADDR` changes it (default `127.0.0.1:7878`); the pidfile and the log are
-//! `daemons-echo.pid` and `daemons-echo.log` in the temporary directory (`$TMPDIR`, else `/tmp`).
+//! `DAEMONS_ECHO_ADDR` changes it (default `127.0.0.1:7878`); `DAEMONS_ECHO_PIDFILE` and
+//! `DAEMONS_ECHO_LOG` move the pidfile and the log (`daemons-echo.pid` and `daemons-echo.log`
+//! in the temporary directory, `$TMPDIR` or `/tmp`, by default).
 //!
 //! At a stop (or when a `restart`'s new instance has taken over) the daemon does what a server
 //! must do so that no request is lost and the stop is quick: it accepts no more, a connection
@@ -31,6 +32,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -43,12 +45,11 @@ const LINE_GRACE: Duration = Duration::from_secs(3);
 fn main() -> ExitCode {
     let address = std::env::var("DAEMONS_ECHO_ADDR").unwrap_or_else(|_| "127.0.0.1:7878".into());
     let unix = address.starts_with('/') || address.starts_with('.') || address.starts_with("unix:");
-    let tmp = std::env::temp_dir();
     Daemon::builder()
         .name("echo")
-        .pidfile(tmp.join("daemons-echo.pid"))
-        .stdout(tmp.join("daemons-echo.log"))
-        .stderr(tmp.join("daemons-echo.log"))
+        .pidfile(path_from_env("DAEMONS_ECHO_PIDFILE", "daemons-echo.pid"))
+        .stdout(path_from_env("DAEMONS_ECHO_LOG", "daemons-echo.log"))
+        .stderr(path_from_env("DAEMONS_ECHO_LOG", "daemons-echo.log"))
         .listen(address)
         .run(move |ctl| -> io::Result<()> {
             let listener = match unix {
@@ -196,4 +197,9 @@ fn answer(stream: &mut Box<dyn Connection>, line: &mut Vec<u8>) -> io::Result<()
         line.drain(..=end);
     }
     Ok(())
+}
+
+/// `$VAR` if set, else `name` in the temporary directory.
+fn path_from_env(var: &str, name: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| std::env::temp_dir().join(name), PathBuf::from)
 }

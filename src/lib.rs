@@ -1,24 +1,31 @@
 //! Turn closures into well-behaved Unix daemons.
 //!
+//! A whole program, as it would stand in `src/main.rs` (it needs nothing but this crate):
+//!
 //! ```rust,standalone_crate
 //! use daemons::{Daemon, Signal::SIGHUP};
 //! use std::time::Duration;
 //!
-//! let dir = tempfile::tempdir()?;
-//! let daemon = Daemon::builder()
-//!     .pidfile(dir.path().join("counter.pid"))
-//!     .stdout(dir.path().join("counter.log"))
-//!     .on(SIGHUP, || println!("reloading"))
-//!     .step(|| println!("tick"))
-//!     .interval(Duration::from_millis(50))
-//!     .build()?;
+//! fn main() -> Result<(), daemons::Error> {
+//!     let dir = std::env::temp_dir();
+//!     let daemon = Daemon::builder()
+//!         .pidfile(dir.join("daemons-hello.pid"))
+//!         .stdout(dir.join("daemons-hello.log"))
+//!         .on(SIGHUP, || println!("reloading"))
+//!         .step(|| println!("tick"))
+//!         .interval(Duration::from_millis(50))
+//!         .build()?;
 //!
-//! let pid = daemon.start()?;       // back here once the daemon runs
-//! daemon.send(SIGHUP)?;
-//! let stopped = daemon.stop()?;    // graceful: the step under way finishes
-//! assert_eq!(stopped.pid(), Some(pid));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//!     let pid = daemon.start()?; // back here once the daemon runs
+//!     daemon.send(SIGHUP)?;
+//!     let stopped = daemon.stop()?; // graceful: the step under way finishes
+//!     assert_eq!(stopped.pid(), Some(pid));
+//!     Ok(())
+//! }
 //! ```
+//!
+//! End the builder with [`.cli()`](DaemonBuilder::cli) instead of `.build()?` and `main` is an
+//! init script: `hello start`, `stop`, `restart`, `reload`, `status`, `run`.
 //!
 //! # Anatomy
 //!
@@ -54,9 +61,12 @@
 //! - Signals coalesce: ten thousand SIGHUPs sent in a burst may run the handler only a few
 //!   times. A handler learns that the signal came, not how often.
 //! - Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
-//!   body has finished; other handlers run on a signal thread while the body runs.
+//!   body has finished, and only that signal's; other handlers run on a signal thread while the
+//!   body runs. Cleanup for every end goes in `on_stop`.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Every public builder method and query says when its result is dropped.
+#![deny(clippy::must_use_candidate)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 // The calls that only a gate may make (clippy.toml); the gate's own file allows them.
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]

@@ -56,6 +56,10 @@ impl Manager {
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("set a read timeout");
+        // As systemd does on its notify socket, from the start: every datagram, the first ones
+        // too, carries its sender's pid (see `until_with_senders`).
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)
+            .expect("SO_PASSCRED");
         Manager { socket, address }
     }
 
@@ -500,9 +504,8 @@ fn a_supervised_body_pings_the_watchdog_through_its_supervisor_until_it_wedges()
 /// Every datagram with the pid of the process that sent it (`SO_PASSCRED`), until one has the
 /// line `line`.
 fn until_with_senders(manager: &Manager, line: &str) -> Vec<(String, i32)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     use std::os::fd::AsRawFd;
-    setsockopt(&manager.socket, sockopt::PassCred, &true).expect("SO_PASSCRED");
     let end = Instant::now() + DEADLINE;
     let mut seen = Vec::new();
     while Instant::now() < end {

@@ -77,51 +77,6 @@ fn systemd_analyze_verify_accepts_every_unit_of_the_examples() {
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
-/// A unit file without its comments and leading blank lines, as the guide shows it.
-fn shown(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(0);
-    lines[first..].join("\n").trim_end().to_owned()
-}
-
-/// The units live in `examples/systemd`, where the test above verifies them; the guide shows
-/// each one that it talks about, named on its first line (`# echo.socket`), and shows it as the
-/// file is (without its comments), so what the guide shows is what systemd-analyze accepted.
-#[test]
-fn every_unit_the_guide_shows_is_a_verified_file_of_the_examples() {
-    let guide = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/guide.md"))
-        .expect("read the guide");
-    let mut shown_units = Vec::new();
-    for block in guide.split("```ini\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        let Some(name) = block.lines().next().and_then(|l| l.strip_prefix("# ")) else {
-            panic!("a unit in the guide without its name on its first line:\n{block}");
-        };
-        let file = fs::read_to_string(unit_file(name)).unwrap_or_else(|e| {
-            panic!("the guide shows {name}, which examples/systemd lacks: {e}")
-        });
-        assert_eq!(
-            shown(block),
-            shown(&file),
-            "the guide's {name} differs from examples/systemd/{name}"
-        );
-        shown_units.push(name.to_owned());
-    }
-    for unit in [
-        "echo.socket",
-        "echo.service",
-        "counter-notify.service",
-        "echo-notify.service",
-        "echo-fdstore.service",
-        "counter-forking.service",
-    ] {
-        assert!(
-            shown_units.iter().any(|u| u == unit),
-            "the guide shows {shown_units:?}"
-        );
-    }
-}
-
 #[test]
 fn the_counter_as_a_notify_service_starts_reloads_and_stops() {
     let unit = "counter-notify";

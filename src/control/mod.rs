@@ -507,12 +507,26 @@ impl Process {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
+    send_verified(pidfile, signal, &|_| Ok(()))
+}
+
+/// [`send`], to a holder that `verify` accepts: its error, and nothing sent, otherwise.
+pub(crate) fn send_verified(
+    pidfile: &Pidfile,
+    signal: Signal,
+    verify: Verify<'_>,
+) -> Result<Pid, Error> {
     let process = Process::holding(pidfile)?.ok_or_else(|| Error::NotRunning {
         pidfile: pidfile.path().to_path_buf(),
     })?;
+    verify(process.pid())?;
     process.signal(signal)?;
     Ok(process.pid())
 }
+
+/// What the handle asks of a holder before it is signalled (that it runs the same program),
+/// in the same look at the pidfile as the signal's own checks.
+pub(crate) type Verify<'a> = &'a dyn Fn(Pid) -> Result<(), Error>;
 
 /// Stop the process that holds `pidfile`: SIGTERM and SIGCONT, a wait of at most `timeout`, then
 /// SIGKILL.
@@ -532,6 +546,15 @@ pub fn send(pidfile: &Pidfile, signal: Signal) -> Result<Pid, Error> {
 ///
 /// See [the module documentation](self).
 pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
+    stop_verified(pidfile, timeout, &|_| Ok(()))
+}
+
+/// [`stop`], of holders that `verify` accepts: its error, and nothing signalled, otherwise.
+pub(crate) fn stop_verified(
+    pidfile: &Pidfile,
+    timeout: Duration,
+    verify: Verify<'_>,
+) -> Result<Stopped, Error> {
     let began = SystemTime::now();
     let mut stopped = Stopped::NotRunning;
     let mut seen: Vec<Pid> = Vec::new();
@@ -546,6 +569,9 @@ pub fn stop(pidfile: &Pidfile, timeout: Duration) -> Result<Stopped, Error> {
         }
         if holders.is_empty() {
             break;
+        }
+        for holder in &holders {
+            verify(holder.pid())?;
         }
         seen.extend(holders.iter().map(Process::pid));
         let ended = stop_all(&holders, timeout)?;

@@ -238,7 +238,7 @@ impl Ctl {
     #[must_use]
     pub fn running(&self) -> bool {
         if let Some(watchdog) = self.lifecycle.watchdog() {
-            watchdog.ping_if_due();
+            watchdog.ping_if_flagged();
         }
         !self.lifecycle.stop_requested()
     }
@@ -261,6 +261,9 @@ impl Ctl {
     ///     .build()?;
     /// # Ok::<(), daemons::Error>(())
     /// ```
+    // `ctl.sleep(d);` is the usual call, in a body that looks at `running()` next: the result
+    // is a convenience, not something a caller must use.
+    #[allow(clippy::must_use_candidate)]
     pub fn sleep(&self, duration: Duration) -> bool {
         self.wait(None, duration) == Woken::TimedOut
     }
@@ -301,6 +304,11 @@ impl Ctl {
     fn wait(&self, fd: Option<BorrowedFd<'_>>, duration: Duration) -> Woken {
         let deadline = Deadline::after(duration);
         loop {
+            // A wait pings by the clock: it wakes when the ping is due, before the keeper may
+            // have raised the flag that `running()` reads.
+            if let Some(watchdog) = self.lifecycle.watchdog() {
+                watchdog.ping_if_due();
+            }
             if !self.running() {
                 self.lifecycle.tell_stopping();
                 return Woken::Stopped;

@@ -5,7 +5,7 @@
 //! tells whoever still waits for the start why it failed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::{Pid, Signal};
@@ -19,7 +19,7 @@ use crate::engine::successors::Successors;
 use crate::error::{Error, Failure, NotSignalled, UserError, chain_text};
 use crate::gate::process::{self, Pinned, Refused, Target};
 use crate::pidfile::PidfileLock;
-use crate::sync::lock;
+use crate::sync::{Deadline, lock};
 use crate::sys;
 
 /// Everything the end of a daemon needs, shared by the main thread and the keeper.
@@ -61,9 +61,8 @@ pub(in crate::engine) struct Parts {
 /// Which thread ends the daemon: the first to claim it.
 struct Claim {
     claimed: AtomicBool,
-    /// Set, and notified, once the body has returned.
-    body_done: Mutex<bool>,
-    body_returned: Condvar,
+    /// Set once the body has returned; the lifecycle's hurry pipe tells the keeper.
+    body_done: AtomicBool,
 }
 
 /// How the daemon's body ended, for [`Ending::finish`].
@@ -75,6 +74,11 @@ enum Ended {
         /// A wrapped function: abandoning it is how it stops, not a failure.
         wrapped: bool,
     },
+    /// It was abandoned at once, when a second stop signal forced the end during the stop.
+    Forced(Signal),
+    /// It never ran: the start failed before it (a set-up, a takeover). No hook runs, as
+    /// nothing was started that could need one.
+    NeverStarted,
 }
 
 impl Ending {
@@ -82,8 +86,7 @@ impl Ending {
         Arc::new(Ending {
             claim: Claim {
                 claimed: AtomicBool::new(false),
-                body_done: Mutex::new(false),
-                body_returned: Condvar::new(),
+                body_done: AtomicBool::new(false),
             },
             lifecycle: parts.lifecycle,
             readiness: parts.readiness,
@@ -128,39 +131,69 @@ impl Ending {
         &self,
         outcome: Result<(), UserError>,
     ) -> Option<Result<(), Error>> {
-        *lock(&self.claim.body_done) = true;
-        self.claim.body_returned.notify_all();
-        self.claim_it()
-            .then(|| self.finish(Ended::Returned(outcome)))
+        self.end_from_main(Ended::Returned(outcome))
     }
 
-    /// For the keeper, after a stop request: wait at most `grace` for the body to return, then
-    /// abandon it, unless the main thread ends the daemon. Returns the end's result if the
-    /// keeper ended the daemon.
+    /// The start failed before the body ran: end what was begun (the signal thread, the
+    /// keeper, the pidfile), running no handler and no stop hook.
+    pub(in crate::engine) fn never_started(&self) {
+        let _ = self.end_from_main(Ended::NeverStarted);
+    }
+
+    fn end_from_main(&self, ended: Ended) -> Option<Result<(), Error>> {
+        self.claim.body_done.store(true, Ordering::Release);
+        self.lifecycle.hurry();
+        self.claim_it().then(|| self.finish(ended))
+    }
+
+    /// For the keeper, after a stop request: wait at most `grace` for the body to return (less
+    /// if a second stop signal forces the end), then abandon it, unless the main thread ends
+    /// the daemon. Returns the end's result if the keeper ended the daemon.
     pub(in crate::engine) fn abandon_after(
         &self,
         grace: Duration,
         wrapped: bool,
     ) -> Option<Result<(), Error>> {
-        let done = lock(&self.claim.body_done);
-        let (done, _) = self
-            .claim
-            .body_returned
-            .wait_timeout_while(done, grace, |done| !*done)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *done {
+        let deadline = Deadline::after(grace);
+        let lifecycle = &self.lifecycle;
+        // The hurry pipe turns readable only once the body has returned or the end is forced,
+        // each of which ends the wait: it never spins.
+        while !self.claim.body_done.load(Ordering::Acquire)
+            && lifecycle.forced().is_none()
+            && !deadline.passed()
+        {
+            sys::wait_any_readable(&[lifecycle.hurry_fd()], deadline.left());
+        }
+        if self.claim.body_done.load(Ordering::Acquire) || !self.claim_it() {
             return None;
         }
-        drop(done);
-        if !self.claim_it() {
-            return None;
+        let ended = match lifecycle.forced() {
+            Some(signal) => {
+                self.log.warn(&format!(
+                    "a second stop signal ({signal}) came during the stop: the body is abandoned, the stop handlers run and the process exits"
+                ));
+                Ended::Forced(signal)
+            }
+            None => {
+                if !wrapped {
+                    self.log.warn(&format!(
+                        "the body did not return within {grace:?} of the stop request; running the stop handlers and exiting"
+                    ));
+                }
+                Ended::Abandoned { wrapped }
+            }
+        };
+        Some(self.finish(ended))
+    }
+
+    /// The exit code of a process that the keeper ends with `result`: 128 and the signal's
+    /// number when a second stop signal forced the end (130 for Ctrl-C, as shells say of a
+    /// process that SIGINT ended), else 1 for a failure and 0.
+    pub(in crate::engine) fn exit_code(&self, result: &Result<(), Error>) -> i32 {
+        match self.lifecycle.forced() {
+            Some(signal) => 128 + signal as i32,
+            None => i32::from(result.is_err()),
         }
-        if !wrapped {
-            self.log.warn(&format!(
-                "the body did not return within {grace:?} of the stop request; running the stop handlers and exiting"
-            ));
-        }
-        Some(self.finish(Ended::Abandoned { wrapped }))
     }
 
     /// Claim the end of the daemon: `false` when the other thread has it already.
@@ -179,13 +212,21 @@ impl Ending {
         // No handler may run after the pidfile is gone.
         let handlers = lock(&self.signals).take().map(|signals| signals.stop(role));
         let asked = lifecycle.stop_signal().is_some();
+        let started = !matches!(ended, Ended::NeverStarted);
         let mut result = match ended {
-            Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } => Ok(()),
+            Ended::Returned(Ok(())) | Ended::Abandoned { wrapped: true } | Ended::NeverStarted => {
+                Ok(())
+            }
             Ended::Returned(Err(source)) => Err(Error::Body { source }),
             Ended::Abandoned { wrapped: false } => Err(Error::Body {
                 source: Failure::text(
                     "it did not return after the stop request, and was abandoned",
                 ),
+            }),
+            Ended::Forced(signal) => Err(Error::Body {
+                source: Failure::text(format!(
+                    "it had not returned when a second stop signal ({signal}) forced the end, and was abandoned"
+                )),
             }),
         };
         if let Err(Error::Body { source }) = &result
@@ -196,11 +237,18 @@ impl Ending {
             self.log
                 .error(&format!("stopping: {}", chain_text(&**source)));
         }
-        if let Some(signal) = lifecycle.stop_signal()
-            && let Some(handlers) = &handlers
-            && let Err(source) = lock(handlers).call(signal, &self.log)
-        {
-            result = result.and(Err(Error::StopHandler { source }));
+        // The stop signal's own handlers first, then the hooks of every end: the specific
+        // before the general, as a `finally` runs after the `catch`.
+        if let Some(handlers) = &handlers {
+            let mut handlers = lock(handlers);
+            if let Some(signal) = lifecycle.stop_signal()
+                && let Err(source) = handlers.call(signal, &self.log)
+            {
+                result = result.and(Err(Error::StopHandler { source }));
+            }
+            if started && let Err(source) = handlers.call_on_stop(&self.log) {
+                result = result.and(Err(Error::StopHandler { source }));
+            }
         }
         if let Some(grace) = self.leaving.stop_children
             && (role.owns_process() || sys::process_group() == Pid::this())

@@ -9,7 +9,7 @@ use crate::Signal;
 
 use crate::engine::body::outcome::panic_message;
 use crate::engine::log::Log;
-use crate::error::{Failure, UserError};
+use crate::error::{Failure, UserError, chain_text};
 
 /// The signals that stop a daemon. SIGHUP is not one of them: it asks for a reload, and a daemon
 /// that has no SIGHUP handler ignores it rather than dying with a stale pidfile.
@@ -38,10 +38,26 @@ impl fmt::Debug for Handler {
     }
 }
 
-/// Every handler, by signal, in registration order.
+/// A hook that runs at the end of the daemon's body (`on_stop`).
+pub(crate) struct StopHook(Box<dyn FnMut() -> Result<(), UserError> + Send>);
+
+impl StopHook {
+    pub(crate) fn new(f: impl FnMut() -> Result<(), UserError> + Send + 'static) -> StopHook {
+        StopHook(Box::new(f))
+    }
+}
+
+impl fmt::Debug for StopHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StopHook(..)")
+    }
+}
+
+/// Every handler, by signal, in registration order, and the stop hooks.
 #[derive(Debug, Default)]
 pub(crate) struct Handlers {
     table: Vec<(Signal, Vec<Handler>)>,
+    on_stop: Vec<StopHook>,
 }
 
 impl Handlers {
@@ -50,6 +66,10 @@ impl Handlers {
             Some((_, list)) => list.push(handler),
             None => self.table.push((signal, vec![handler])),
         }
+    }
+
+    pub(crate) fn add_on_stop(&mut self, hook: StopHook) {
+        self.on_stop.push(hook);
     }
 
     pub(in crate::engine) fn signals(&self) -> impl Iterator<Item = Signal> + '_ {
@@ -71,6 +91,28 @@ impl Handlers {
             }
         }
         first_failure.map_or(Ok(()), |message| Err(Failure::text(message)))
+    }
+
+    /// Call the stop hooks in order. One that fails or panics is logged and the next one runs;
+    /// the first failure is returned.
+    pub(in crate::engine) fn call_on_stop(&mut self, log: &Log) -> Result<(), UserError> {
+        let mut first_failure = None;
+        for hook in &mut self.on_stop {
+            let failure = match catch_unwind(AssertUnwindSafe(|| (hook.0)())) {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => {
+                    log.error(&format!("a stop hook failed: {}", chain_text(&*error)));
+                    error
+                }
+                Err(panic) => {
+                    let message = format!("a stop hook panicked: {}", panic_message(&*panic));
+                    log.error(&message);
+                    Failure::text(message)
+                }
+            };
+            first_failure.get_or_insert(failure);
+        }
+        first_failure.map_or(Ok(()), Err)
     }
 }
 

@@ -1,6 +1,7 @@
-//! The keeper: a thread of the daemon's own, started before it is ready, with three jobs, each
+//! The keeper: a thread of the daemon's own, started before it is ready, with four jobs, each
 //! in one place. Until the stop it watches that the pidfile's path still names the locked file
-//! ([`PidfileWatch`]), and answers the successors that ask for the listening sockets at a restart
+//! ([`PidfileWatch`]), raises the watchdog's flag when a ping is due (the body's
+//! `Ctl::running()` pings then, with one load instead of a clock read), and answers the successors that ask for the listening sockets at a restart
 //! (`Successors`, whose work it does on its thread); after the stop it gives the body its grace
 //! and ends the daemon itself if the body does not return ([`Ending::abandon_after`]).
 
@@ -39,8 +40,16 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
     loop {
         let offer = successors.offer_fd();
         let lifeline = handing.as_ref().map(Lifeline::fd);
-        let fds: Vec<BorrowedFd<'_>> = offer.into_iter().chain(lifeline).collect();
-        let woke = lifecycle.wait(&fds, WATCH_PERIOD);
+        // On the stack: the keeper allocates nothing while it waits (see `Lifecycle::wait`).
+        let mut fds: [Option<BorrowedFd<'_>>; 2] = [offer, lifeline];
+        fds.sort_by_key(Option::is_none);
+        let n = fds.iter().flatten().count();
+        let fds: [BorrowedFd<'_>; 2] = fds.map(|fd| fd.unwrap_or(lifecycle.wake_fd()));
+        // The keeper raises the watchdog's flag when a ping is due, and wakes for it.
+        let period = lifecycle.watchdog().map_or(WATCH_PERIOD, |watchdog| {
+            watchdog.flag_if_due().min(WATCH_PERIOD)
+        });
+        let woke = lifecycle.wait(&fds[..n], period);
         if woke.stopped() {
             break;
         }
@@ -63,7 +72,7 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
     }
     successors.park(handing);
     if let Some(result) = ending.abandon_after(grace, wrapped) {
-        ending.role().leave(i32::from(result.is_err()));
+        ending.role().leave(ending.exit_code(&result));
     }
 }
 

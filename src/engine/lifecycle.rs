@@ -30,6 +30,16 @@ pub(in crate::engine) struct Lifecycle {
     /// silently resume.
     wake_read: OwnedFd,
     wake_write: OwnedFd,
+    /// Whether a stop signal has come, for [`stop_or_force`](Lifecycle::stop_or_force).
+    signalled: AtomicBool,
+    /// The stop signal that forced the end during a stop (`run()`'s second Ctrl-C), 0 while
+    /// none did.
+    forced: AtomicI32,
+    /// Readable once whoever ends the daemon must look again without waiting out the grace:
+    /// the body returned, or a stop signal forced the end. A pipe for the same reason as the
+    /// wake-up pipe: a signal handler writes to it.
+    hurry_read: OwnedFd,
+    hurry_write: OwnedFd,
     stopping_told: AtomicBool,
     notifier: Option<Arc<Notifier>>,
     watchdog: Option<Watchdog>,
@@ -37,11 +47,14 @@ pub(in crate::engine) struct Lifecycle {
     stop_wakers: StopWakers,
 }
 
+/// How many descriptors a [`Lifecycle::wait`] polls at most, the wake-up pipe's among them.
+const WAITED: usize = 4;
+
 /// What ended a [`Lifecycle::wait`].
 pub(in crate::engine) struct Woke {
     stopped: bool,
     /// Whether each descriptor polled is readable: the wake-up pipe first, then those given.
-    ready: Vec<bool>,
+    ready: sys::Readable,
 }
 
 impl Woke {
@@ -52,7 +65,7 @@ impl Woke {
 
     /// Whether the `i`th descriptor given to the wait is readable; never once a stop is asked.
     pub(in crate::engine) fn readable(&self, i: usize) -> bool {
-        !self.stopped && self.ready.get(i + 1).copied().unwrap_or(false)
+        !self.stopped && self.ready.get(i + 1)
     }
 }
 
@@ -64,11 +77,16 @@ impl Lifecycle {
         watchdog: Option<Watchdog>,
     ) -> io::Result<Arc<Lifecycle>> {
         let (wake_read, wake_write) = sys::pipe(true)?;
+        let (hurry_read, hurry_write) = sys::pipe(true)?;
         Ok(Arc::new(Lifecycle {
             stopping: AtomicBool::new(false),
             signal: AtomicI32::new(0),
             wake_read,
             wake_write,
+            signalled: AtomicBool::new(false),
+            forced: AtomicI32::new(0),
+            hurry_read,
+            hurry_write,
             stopping_told: AtomicBool::new(false),
             notifier,
             watchdog,
@@ -91,6 +109,39 @@ impl Lifecycle {
         let _ = nix::unistd::write(&self.wake_write, b"s");
     }
 
+    /// A stop signal where a second one forces the end (`run()` in the foreground, as a second
+    /// Ctrl-C does for servers): the first asks for a stop, the second forces it. Only stop
+    /// signals count: a stop asked otherwise (`Ctl::stop`, a successor that took over at a
+    /// restart) is not hurried by the one signal that follows it.
+    ///
+    /// Async-signal-safe, as [`request_stop`](Lifecycle::request_stop) is.
+    pub(in crate::engine) fn stop_or_force(&self, signal: Signal) {
+        if self.signalled.swap(true, Ordering::AcqRel) {
+            let _ =
+                self.forced
+                    .compare_exchange(0, signal as i32, Ordering::AcqRel, Ordering::Acquire);
+            self.hurry();
+        }
+        self.request_stop(Some(signal));
+    }
+
+    /// The stop signal that forced the end, if one did.
+    pub(in crate::engine) fn forced(&self) -> Option<Signal> {
+        Signal::try_from(self.forced.load(Ordering::Acquire)).ok()
+    }
+
+    /// Make the hurry pipe readable: whoever ends the daemon looks again at once.
+    /// Async-signal-safe.
+    pub(in crate::engine) fn hurry(&self) {
+        // Full pipe (EAGAIN) means it is readable already, which is all that matters.
+        let _ = nix::unistd::write(&self.hurry_write, b"h");
+    }
+
+    /// Readable for good once [`hurry`](Lifecycle::hurry) was called.
+    pub(in crate::engine) fn hurry_fd(&self) -> BorrowedFd<'_> {
+        self.hurry_read.as_fd()
+    }
+
     #[inline]
     pub(in crate::engine) fn stop_requested(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
@@ -100,19 +151,21 @@ impl Lifecycle {
         Signal::try_from(self.signal.load(Ordering::Acquire)).ok()
     }
 
-    /// Wait until a stop is asked, one of `fds` is readable, or `timeout` passes, whichever comes
-    /// first; a signal may end it early too. The one wait for a stop.
+    /// Wait until a stop is asked, one of `fds` (at most three) is readable, or `timeout` passes,
+    /// whichever comes first; a signal may end it early too. The one wait for a stop.
     pub(in crate::engine) fn wait(&self, fds: &[BorrowedFd<'_>], timeout: Duration) -> Woke {
         if self.stop_requested() {
             return Woke {
                 stopped: true,
-                ready: Vec::new(),
+                ready: sys::Readable::default(),
             };
         }
-        let mut polled = Vec::with_capacity(fds.len() + 1);
-        polled.push(self.wake_read.as_fd());
-        polled.extend_from_slice(fds);
-        let ready = sys::wait_any_readable(&polled, timeout);
+        // On the stack: a wait, which the keeper repeats every second for the daemon's life,
+        // allocates nothing.
+        let mut polled = [self.wake_read.as_fd(); WAITED];
+        let n = fds.len().min(WAITED - 1) + 1;
+        polled[1..n].copy_from_slice(&fds[..n - 1]);
+        let ready = sys::wait_any_readable(&polled[..n], timeout);
         Woke {
             stopped: self.stop_requested(),
             ready,

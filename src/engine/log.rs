@@ -5,6 +5,11 @@
 //! When stderr is the journal (`$JOURNAL_STREAM` names its device and inode), each line starts
 //! with its sd-daemon(3) priority instead (`<3>` an error, `<4>` a warning, `<6>` information),
 //! and carries no time, name or pid, which journald records itself.
+//!
+//! With the `log` feature, once the program has installed a logger (the `log` facade's maximum
+//! level is above `Off`, as `env_logger`, `tracing-subscriber` and every other logger set it),
+//! the lines go through it instead, at their level and under the target `daemons`: one format
+//! in the file, and `RUST_LOG` filters them. Without a logger they stay the lines above.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +35,11 @@ impl Log {
     pub(in crate::engine) fn new(name: &str) -> Log {
         let name: Arc<str> = name.into();
         Log(Arc::new(move |level, message| {
+            #[cfg(feature = "log")]
+            if facade::installed() {
+                facade::emit(level, message);
+                return;
+            }
             // One write(2) a line: processes that share a log file (an instance and its
             // successor during a restart) never mix their lines. Whether stderr is the journal
             // is looked at each time: a detached daemon's stderr changes after the log is made.
@@ -88,6 +98,30 @@ pub(crate) fn stderr_is_journal() -> bool {
     #[allow(clippy::unnecessary_cast)]
     nix::sys::stat::fstat(std::io::stderr())
         .is_ok_and(|st| st.st_dev as u64 == dev && st.st_ino as u64 == ino)
+}
+
+/// The `log` facade, when the program installed a logger.
+#[cfg(feature = "log")]
+mod facade {
+    use super::Level;
+
+    /// The target of the crate's lines, which `RUST_LOG=daemons=LEVEL` filters.
+    const TARGET: &str = "daemons";
+
+    /// Whether a logger is installed: a logger raises the facade's maximum level from `Off`,
+    /// which is where it stays without one.
+    pub(super) fn installed() -> bool {
+        log::max_level() != log::LevelFilter::Off
+    }
+
+    pub(super) fn emit(level: Level, message: &str) {
+        let level = match level {
+            Level::Error => log::Level::Error,
+            Level::Warning => log::Level::Warn,
+            Level::Info => log::Level::Info,
+        };
+        log::log!(target: TARGET, level, "{message}");
+    }
 }
 
 impl fmt::Debug for Log {

@@ -31,7 +31,7 @@ pub(crate) use body::asynchronous;
 pub use body::outcome::{Fetch, Outcome};
 pub(crate) use body::{Body, pool};
 pub use ctl::Ctl;
-pub(crate) use handlers::{Handler, Handlers, is_forbidden};
+pub(crate) use handlers::{Handler, Handlers, StopHook, is_forbidden};
 pub(crate) use log::stderr_is_journal;
 pub use stop_future::StopFuture;
 
@@ -60,11 +60,15 @@ pub(crate) struct Engine {
     // the body.
     body: Mutex<Body>,
     setup: Mutex<Option<SetupFn>>,
+    logger: Mutex<Option<LoggerFn>>,
     handlers: Arc<Mutex<Handlers>>,
 }
 
 /// The user's set-up, run in the daemon before it is ready.
 pub(crate) type SetupFn = Box<dyn FnMut() -> Result<(), UserError> + Send>;
+
+/// The user's logger, installed in the daemon as soon as its stdio is the log files.
+pub(crate) type LoggerFn = Box<dyn FnOnce() + Send>;
 
 /// What `start()` hands to the daemon's side of its fork.
 pub(crate) struct Detached {
@@ -84,6 +88,7 @@ impl Engine {
         credentials: Credentials,
         body: Body,
         setup: Option<SetupFn>,
+        logger: Option<LoggerFn>,
         handlers: Handlers,
     ) -> Engine {
         let name = settings.name.clone().unwrap_or_else(default_name);
@@ -94,6 +99,7 @@ impl Engine {
             name,
             body: Mutex::new(body),
             setup: Mutex::new(setup),
+            logger: Mutex::new(logger),
             handlers: Arc::new(Mutex::new(handlers)),
         }
     }

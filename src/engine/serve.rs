@@ -2,6 +2,7 @@
 //! and credentials, catch the signals and write the pid, start the signal thread and the keeper,
 //! set up, report ready, run the body (or a supervisor that runs it in a child), then end.
 
+use std::io::IsTerminal;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::handover;
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
 use crate::sync::lock;
+use crate::sys;
 use crate::systemd::{self, Notifier, watchdog_period};
 
 /// systemd's default start timeout (`DefaultTimeoutStartSec=`): a longer ready timeout asks the
@@ -312,7 +314,7 @@ impl Engine {
             Err(error) => {
                 // Nothing is left behind: the signal thread and the keeper end (no body to wait
                 // for), the pidfile goes; no stop handler runs, as nothing was started.
-                let _ = ending.body_returned(Ok(()));
+                ending.never_started();
                 return Err(error);
             }
         };
@@ -417,11 +419,37 @@ impl Engine {
             }
         }
         self.credentials.apply()?;
+        self.install_logger();
         Ok(Taken {
             lock,
             listeners,
             handover,
         })
+    }
+
+    /// Run the user's logger once, with `NO_COLOR=1` while it runs where stderr is not a
+    /// terminal (a log file, the journal), so that no ANSI code reaches a file. The variable is
+    /// set only in a process of one thread (a daemon is one here; a program that calls `run()`
+    /// after starting threads keeps its environment as it is), and put back as it was.
+    fn install_logger(&self) {
+        let Some(logger) = lock(&self.logger).take() else {
+            return;
+        };
+        let colourless = !std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+            && sys::thread_count() == Some(1);
+        if colourless {
+            // SAFETY: this process runs one thread (counted just above), so no other thread
+            // reads the environment while it changes.
+            unsafe { std::env::set_var("NO_COLOR", "1") };
+        }
+        logger();
+        // A logger that started a thread keeps `NO_COLOR` set: changing the environment under
+        // another thread is not safe, and the variable only keeps colours out of a file.
+        if colourless && sys::thread_count() == Some(1) {
+            // SAFETY: this process still runs one thread (counted just above).
+            unsafe { std::env::remove_var("NO_COLOR") };
+        }
     }
 
     /// Catch the signals, then write the pid: a `stop` that reads it always finds a daemon that

@@ -201,14 +201,19 @@ pub(in crate::engine) fn catch_signals(
         }
         None
     };
+    // In the foreground a second stop signal forces the end, as a second Ctrl-C does for
+    // servers; a detached daemon's stop is the service manager's or `stop()`'s, which escalate
+    // by themselves (SIGKILL after their timeout).
+    let forcing = role == Role::Foreground;
     for signal in STOP_SIGNALS {
         let lifecycle = lifecycle.clone();
-        // SAFETY: the action only does atomic operations and one write(2) on a descriptor that
-        // `lifecycle` keeps open (`Lifecycle::request_stop`), all async-signal-safe; it allocates,
-        // locks and panics nowhere.
+        // SAFETY: the action only does atomic operations and write(2)s on descriptors that
+        // `lifecycle` keeps open (`Lifecycle::request_stop`, `Lifecycle::stop_or_force`), all
+        // async-signal-safe; it allocates, locks and panics nowhere.
         let id = unsafe {
-            signal_hook::low_level::register(signal as i32, move || {
-                lifecycle.request_stop(Some(signal))
+            signal_hook::low_level::register(signal as i32, move || match forcing {
+                true => lifecycle.stop_or_force(signal),
+                false => lifecycle.request_stop(Some(signal)),
             })
         }
         .map_err(install_failed)?;

@@ -423,10 +423,12 @@ fn wait(
     report: Option<&File>,
     timeout: Option<Duration>,
 ) -> (bool, bool) {
-    let mut fds = vec![signals];
-    fds.extend(report.map(File::as_fd));
-    fds.extend(pidfd);
-    let ready = sys::wait_any_readable(&fds, timeout.unwrap_or(Duration::MAX));
-    let at = |i: usize| ready.get(i).copied().unwrap_or(false);
-    (at(0), report.is_some() && at(1))
+    let mut fds = [signals; 3];
+    let mut n = 1;
+    for fd in report.map(File::as_fd).into_iter().chain(pidfd) {
+        fds[n] = fd;
+        n += 1;
+    }
+    let ready = sys::wait_any_readable(&fds[..n], timeout.unwrap_or(Duration::MAX));
+    (ready.get(0), report.is_some() && ready.get(1))
 }

@@ -248,7 +248,7 @@ impl Error {
                 f,
                 "the body returned before it called ctl.ready(): call it once the daemon can serve, or leave out .manual_ready(true)"
             ),
-            Error::StopHandler { .. } => write!(f, "a stop-signal handler failed"),
+            Error::StopHandler { .. } => write!(f, "a stop handler failed"),
             Error::Handover {
                 pidfile,
                 kind,

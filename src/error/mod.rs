@@ -349,9 +349,11 @@ pub enum Error {
     },
     /// With manual readiness, the body returned without calling `ctl.ready()`.
     ReturnedBeforeReady,
-    /// A handler of the stop signal panicked while the daemon was shutting down.
+    /// A handler of the stop signal panicked, or a stop hook
+    /// ([`on_stop`](crate::DaemonBuilder::on_stop)) failed or panicked, while the daemon was
+    /// shutting down.
     StopHandler {
-        /// Which handler panicked, and the panic's message.
+        /// Which handler panicked and the panic's message, or the hook's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The listening sockets could not be handed to a new instance at a restart. `kind` says

@@ -195,6 +195,7 @@ const NAMES: &[&str] = &[
     "spawn the signal thread",
     "spawn the keeper thread",
     // Settings: the builder's methods.
+    "command",
     "group",
     "interval",
     "listen",

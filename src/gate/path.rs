@@ -121,6 +121,11 @@ impl Dir {
         walk(file, action, trusted).map(|fd| Dir { fd: Some(fd) })
     }
 
+    /// The directory's descriptor, where there is one (as root).
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
+    }
+
     fn at(&self) -> BorrowedFd<'_> {
         self.fd.as_ref().map_or(AT_FDCWD, |fd| fd.as_fd())
     }

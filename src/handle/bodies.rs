@@ -15,7 +15,8 @@ impl DaemonBuilder {
     /// 0, whatever the function is doing, as the Python original's `daemonizer` did. When it
     /// returns by itself, the daemon ends as a `run` body does. It may return `()` or a `Result`.
     ///
-    /// Handlers still run at a stop, so the cleanup belongs in `.on(SIGTERM, ...)`. For code that
+    /// Stop hooks and handlers still run at a stop, so the cleanup belongs in
+    /// [`on_stop`](DaemonBuilder::on_stop) (or `.on(SIGTERM, ...)`). For code that
     /// can look at `ctl`, [`run`](DaemonBuilder::run) lets the work under way finish instead.
     ///
     /// # Examples

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::engine::{Body, Engine, Handlers, is_forbidden};
 use crate::error::Error;
 use crate::handle::builder::DaemonBuilder;
-use crate::handle::daemon::Daemon;
+use crate::handle::cli::BUILT_IN_COMMANDS;
+use crate::handle::daemon::{Command, Daemon};
 use crate::privileges::Credentials;
 use crate::settings::{Address, BodySettings, Listen, Settings};
 
@@ -40,14 +41,18 @@ impl DaemonBuilder {
         let DaemonBuilder {
             settings,
             handlers: given,
+            on_stop,
+            commands,
             mut bodies,
             setup,
+            logger,
             listen,
             #[cfg(feature = "tokio")]
             runtime,
             #[cfg(feature = "tokio")]
             asynchronous,
         } = self;
+        validate_commands(&commands)?;
         let body = match bodies.len() {
             0 => return Err(Error::NoBody),
             1 => bodies.remove(0),
@@ -90,14 +95,41 @@ impl DaemonBuilder {
         for (signal, handler) in given {
             handlers.add(signal, handler);
         }
-        Ok(Daemon::new(Engine::new(
-            settings,
-            credentials,
-            body,
-            setup,
-            handlers,
-        )))
+        for hook in on_stop {
+            handlers.add_on_stop(hook);
+        }
+        Ok(Daemon::new(
+            Engine::new(settings, credentials, body, setup, logger, handlers),
+            commands,
+        ))
     }
+}
+
+/// A command's name must be one word that the command line can tell from the built-in
+/// commands, from an option, and from the other commands.
+fn validate_commands(commands: &[Command]) -> Result<(), Error> {
+    for (i, command) in commands.iter().enumerate() {
+        let name = command.name.as_str();
+        let refused = if name.is_empty() {
+            "a command needs a name".to_string()
+        } else if name.starts_with('-') {
+            format!(
+                "{name:?} starts with '-', which the command line reads as an option: name it without"
+            )
+        } else if name.chars().any(char::is_whitespace) {
+            format!(
+                "{name:?} has whitespace in it, which no shell passes as one word: use '-' or '_'"
+            )
+        } else if BUILT_IN_COMMANDS.contains(&name) {
+            format!("{name:?} is a built-in command of the command line: choose another name")
+        } else if commands[..i].iter().any(|c| c.name == name) {
+            format!("{name:?} is given twice: give each command once")
+        } else {
+            continue;
+        };
+        return Err(Error::setting("command", refused));
+    }
+    Ok(())
 }
 
 /// The most worker threads a `messages` pool may have: each is an OS thread with its own stack.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::Signal;
 
-use crate::engine::{Body, Handler, Outcome, SetupFn};
-use crate::handle::daemon::Daemon;
+use crate::engine::{Body, Handler, LoggerFn, Outcome, SetupFn, StopHook};
+use crate::handle::daemon::{Command, Daemon};
 use crate::settings::{Account, SettingsBuilder, Supervision};
 
 /// Builds a [`Daemon`]: where its pidfile is, what it runs, how it stops.
@@ -38,8 +38,11 @@ use crate::settings::{Account, SettingsBuilder, Supervision};
 pub struct DaemonBuilder {
     pub(super) settings: SettingsBuilder,
     pub(super) handlers: Vec<(Signal, Handler)>,
+    pub(super) on_stop: Vec<StopHook>,
+    pub(super) commands: Vec<Command>,
     pub(super) bodies: Vec<Body>,
     pub(super) setup: Option<SetupFn>,
+    pub(super) logger: Option<LoggerFn>,
     pub(super) listen: Vec<String>,
     /// The runtime of an async body, which it reads when it starts.
     #[cfg(feature = "tokio")]
@@ -54,8 +57,11 @@ impl fmt::Debug for DaemonBuilder {
         f.debug_struct("DaemonBuilder")
             .field("settings", &self.settings)
             .field("handlers", &self.handlers.len())
+            .field("on_stop", &self.on_stop.len())
+            .field("commands", &self.commands)
             .field("bodies", &self.bodies)
             .field("setup", &self.setup.is_some())
+            .field("logger", &self.logger.is_some())
             .field("listen", &self.listen)
             .finish()
     }
@@ -333,6 +339,7 @@ impl DaemonBuilder {
     ///
     /// let b = daemons::Daemon::builder().health_period(Duration::from_secs(10));
     /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn health_period(self, period: Duration) -> Self {
         self.set(|s| s.health_period(period))
     }
@@ -413,6 +420,44 @@ impl DaemonBuilder {
         R: Outcome,
     {
         self.setup = Some(Box::new(move || setup().into_result()));
+        self
+    }
+
+    /// Install a logger (`env_logger`, `tracing-subscriber`, one's own `log::Log`) inside the
+    /// daemon, where it belongs: it runs once, in the process that logs (the daemon, or its
+    /// supervisor, whose children inherit it), as soon as the daemon's stdio is its log files
+    /// and its privileges are dropped, before the crate's lines of the start and before
+    /// [`setup`](DaemonBuilder::setup). In the foreground (`run()`) it runs too, first thing.
+    ///
+    /// A logger installed in `main` before `cli()` or `start()` decides its colours while
+    /// stderr is still the terminal, and writes ANSI codes into the log file. Here, when stderr
+    /// is not a terminal, `NO_COLOR=1` is set while `f` runs (in a process of one thread, which
+    /// a daemon is at that point), which `env_logger` and `tracing-subscriber` both honour. With
+    /// the `log` feature, the crate's own lines go through the installed logger too, under the
+    /// target `daemons` (so `RUST_LOG=daemons=warn` filters them); see the guide's
+    /// [Logs](crate::guide#logs-and-logrotate).
+    ///
+    /// `f` must not spawn threads under supervision (the supervisor forks each child): a
+    /// logger that writes on a thread of its own belongs in [`setup`](DaemonBuilder::setup).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let daemon = daemons::Daemon::builder()
+    ///     .pidfile("/tmp/doc-logger.pid")
+    ///     .stderr("/tmp/doc-logger.log")
+    ///     // env_logger::init() here, in a program that depends on env_logger.
+    ///     .logger(|| eprintln!("the logger is installed here"))
+    ///     .step(|| {})
+    ///     .build()?;
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn logger<F>(mut self, f: F) -> Self
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.logger = Some(Box::new(f));
         self
     }
 
@@ -528,7 +573,9 @@ impl DaemonBuilder {
     /// in signal context: they may allocate, lock and log).
     ///
     /// Handlers of the stop signals (SIGTERM, SIGINT, SIGQUIT) run once, at shutdown, after the
-    /// body has finished. A SIGKILL, SIGSTOP, SIGSEGV, SIGILL or SIGFPE handler is refused by
+    /// body has finished, and only for the signal that stopped it: cleanup for every way the
+    /// daemon ends belongs in [`on_stop`](DaemonBuilder::on_stop), whose hooks run after them.
+    /// A SIGKILL, SIGSTOP, SIGSEGV, SIGILL or SIGFPE handler is refused by
     /// [`build`](DaemonBuilder::build).
     ///
     /// # Examples
@@ -547,6 +594,125 @@ impl DaemonBuilder {
     #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
     pub fn on(mut self, signal: Signal, handler: impl FnMut() + Send + 'static) -> Self {
         self.handlers.push((signal, Handler::new(handler)));
+        self
+    }
+
+    /// Run `hook` once at the end of the daemon's body, however the daemon stops: a stop
+    /// signal (SIGTERM, SIGINT, SIGQUIT: `stop()`, Ctrl-C in [`run`](crate::Daemon::run), a
+    /// service manager), [`ctl.stop()`](crate::Ctl::stop), the body returning by itself or
+    /// failing, or a body abandoned after its [grace](DaemonBuilder::stop_grace). The place for
+    /// cleanup that must happen whichever way the daemon ends: flushing a buffer, removing a
+    /// socket file, saying goodbye to a peer. Cleanup that is skipped on the failure path is the
+    /// classic leak, so the hooks run on that path too.
+    ///
+    /// They run after the body has returned, in the daemon's process (under
+    /// [`supervise`](DaemonBuilder::supervise), in the child that ran the body, at each of its
+    /// ends), before the pidfile is removed: on the main thread, or on the thread that abandons
+    /// a body that did not return in time. The stop signal's own handlers
+    /// ([`on`](DaemonBuilder::on)`(SIGTERM, ..)`) run first, then every stop hook, in the order
+    /// they were given, each once, however many stop signals arrive. They do not run when the
+    /// start fails (the body never ran), nor at SIGKILL or a crash, which nothing survives.
+    ///
+    /// A hook returns `()` or a `Result`. One that fails or panics is logged and the next one
+    /// runs; the daemon then exits 1 and [`run`](crate::Daemon::run) returns
+    /// [`Error::StopHandler`](crate::Error::StopHandler), as for a failing stop signal handler.
+    ///
+    /// # Examples
+    ///
+    /// ```rust,standalone_crate
+    /// use daemons::Daemon;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let log = dir.path().join("hooks.log");
+    /// let daemon = Daemon::builder()
+    ///     .pidfile(dir.path().join("hooks.pid"))
+    ///     .stdout(&log)
+    ///     .run(|ctl| while ctl.sleep(std::time::Duration::from_secs(1)) {})
+    ///     .on_stop(|| println!("flushed"))
+    ///     .on_stop(|| -> std::io::Result<()> {
+    ///         println!("closed");
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// daemon.start()?;
+    /// daemon.stop()?;
+    /// assert_eq!(std::fs::read_to_string(&log)?, "flushed\nclosed\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn on_stop<F, R>(mut self, mut hook: F) -> Self
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Outcome,
+    {
+        self.on_stop
+            .push(StopHook::new(move || hook().into_result()));
+        self
+    }
+
+    /// A command of the program's own on the [command line](crate::cli), beside `start`,
+    /// `stop` and the others: `stats`, `flush`, `check-config`. It runs in the process that the
+    /// command line runs in (not in the daemon), with the [`Daemon`] handle, so it may signal
+    /// the running daemon ([`send`](Daemon::send)), ask its [`status`](Daemon::status) or
+    /// [`pid`](Daemon::pid), or do its work right there and print.
+    ///
+    /// The usage lists it with `help`; `--pidfile PATH` before it works as for the built-in
+    /// commands (the handle then names that pidfile); an argument after it is a usage error
+    /// (exit 2), as after any command. It exits 0 on `Ok`, and 1 on `Err`, with
+    /// `NAME: COMMAND: ERROR` (the error with its sources) on stderr.
+    ///
+    /// A `name` that is empty, starts with `-`, contains whitespace, is a built-in command
+    /// (`start`, `stop`, `restart`, `status`, `health`, `reload`, `run`, `help`) or was given
+    /// already is refused by [`build`](DaemonBuilder::build) with
+    /// [`Error::InvalidSetting`](crate::Error::InvalidSetting).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use daemons::{Daemon, Error, Signal::SIGUSR1};
+    /// use std::process::ExitCode;
+    ///
+    /// let daemon = Daemon::builder()
+    ///     .pidfile("/tmp/doc-command.pid")
+    ///     .on(SIGUSR1, || println!("counters: ..."))
+    ///     .step(|| {})
+    ///     .command("stats", "write the counters to the log (SIGUSR1)", |daemon| {
+    ///         let pid = daemon.send(SIGUSR1)?;
+    ///         println!("asked pid {pid} for its counters");
+    ///         Ok(())
+    ///     })
+    ///     .command("where", "print the pidfile's path", |daemon| {
+    ///         println!("{}", daemon.pidfile().display());
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(daemon.cli_from(["where"]), ExitCode::SUCCESS);
+    /// assert_eq!(daemon.cli_from(["stats"]), ExitCode::FAILURE);      // not running
+    /// assert_eq!(daemon.cli_from(["where", "now"]), ExitCode::from(2));
+    ///
+    /// for name in ["stop", "", "--stats", "two words"] {
+    ///     let refused = Daemon::builder()
+    ///         .pidfile("/tmp/doc-command.pid")
+    ///         .step(|| {})
+    ///         .command(name, "the command line could not tell it apart", |_| Ok(()))
+    ///         .build();
+    ///     assert!(matches!(refused, Err(Error::InvalidSetting { setting: "command", .. })));
+    /// }
+    /// # Ok::<(), daemons::Error>(())
+    /// ```
+    #[must_use = "the builder is returned, changed: chain the calls and end with .build()"]
+    pub fn command<F>(mut self, name: impl Into<String>, help: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&Daemon) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.commands.push(Command {
+            name: name.into(),
+            help: help.into(),
+            run: Box::new(f),
+        });
         self
     }
 }

@@ -24,6 +24,7 @@
 //! | `restart` | stopped if it ran, then started; with listening sockets, handed to the new instance (`restarted (pid N, on the same sockets)`), or, when they cannot be, stopped, then started, with the reason on stderr | 0 |
 //! | `reload` | SIGHUP sent | 0 |
 //! | `run` | ran in the foreground ([`Daemon::run`](crate::Daemon::run), not the body kind `.run(\|ctl\| ..)`) and stopped cleanly | 0 |
+//! | `run` | a second stop signal during the stop forced the end (a second Ctrl-C) | 128 + the signal's number: 130 for SIGINT |
 //! | `status` | running | 0 |
 //! | `status` | not running, but a stale pidfile is left (with the reason, when it failed) | 1 |
 //! | `status` | not running (the line names the pidfile it looked at) | 3 |
@@ -31,11 +32,15 @@
 //! | any | failed: the error goes to stderr (another program's pidfile, another user's daemon: nothing is signalled) | 1 |
 //! | none, unknown, or followed by more arguments | usage printed to stderr | 2 |
 //! | `help`, `--help`, `-h` | usage printed to stdout | 0 |
+//! | a command of the program's own ([`DaemonBuilder::command`](crate::DaemonBuilder::command)) | its function returned `Ok` | 0 |
+//! | a command of the program's own | its function returned `Err`: `NAME: COMMAND: ERROR` on stderr | 1 |
 //!
 //! Built from the builder ([`DaemonBuilder::cli`](crate::DaemonBuilder::cli)), the command line
 //! also takes `--pidfile PATH` before the command, which overrides the pidfile the program
 //! gives: a logrotate `postrotate` script or a second instance can name its pidfile without the
-//! service's environment (`counter --pidfile /run/counter.pid reload`).
+//! service's environment (`counter --pidfile /run/counter.pid reload`). The program's own
+//! commands, given with [`DaemonBuilder::command`](crate::DaemonBuilder::command), are listed
+//! in the usage with their help, take `--pidfile` too, and exit 0 or 1.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -49,6 +54,11 @@ use crate::handle::builder::DaemonBuilder;
 use crate::handle::daemon::Daemon;
 use crate::handle::restart::Restarted;
 use crate::pidfile::Status;
+
+/// The commands that every command line has (`--help` and `-h` are options of `help`).
+pub(super) const BUILT_IN_COMMANDS: [&str; 8] = [
+    "start", "stop", "restart", "status", "health", "reload", "run", "help",
+];
 
 impl Daemon {
     /// Run the command named by the program's first argument (see [the table](crate::cli)).
@@ -117,6 +127,20 @@ impl Daemon {
                 println!("{}", self.usage());
                 0
             }
+            Some(name) if let Some(command) = self.commands().iter().find(|c| c.name == name) => {
+                match (command.run)(self) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!(
+                            "{}{}: {name}: {}",
+                            journal_priority(),
+                            self.name(),
+                            crate::error::chain_text(&*e)
+                        );
+                        1
+                    }
+                }
+            }
             _ => {
                 eprintln!("{}", self.usage());
                 2
@@ -126,15 +150,22 @@ impl Daemon {
     }
 
     fn usage(&self) -> String {
+        let mut commands = BUILT_IN_COMMANDS.join("|");
+        let mut own = String::new();
+        for command in self.commands() {
+            commands.push('|');
+            commands.push_str(&command.name);
+            own.push_str(&format!("\n  {:<8} {}", command.name, command.help));
+        }
         format!(
-            "usage: {} [--pidfile PATH] start|stop|restart|status|health|reload|run|help\n\
+            "usage: {} [--pidfile PATH] {commands}\n\
              \x20 start    start in the background (pidfile {})\n\
              \x20 stop     stop gracefully (SIGTERM; SIGKILL after the stop timeout)\n\
              \x20 restart  stop if running, then start (listening sockets: handed to the new instance)\n\
              \x20 status   exit 0 running, 1 dead with a pidfile left, 3 not running, 4 unknown\n\
              \x20 health   exit 0 only while running and its body showed life lately\n\
              \x20 reload   send SIGHUP\n\
-             \x20 run      run in the foreground (Ctrl-C stops)",
+             \x20 run      run in the foreground (Ctrl-C stops; a second Ctrl-C forces the end){own}",
             self.name(),
             self.pidfile().display()
         )
@@ -143,13 +174,7 @@ impl Daemon {
     /// Say an error with its sources (`{:#}`): the system's own reason (`Not a directory`,
     /// `Read-only file system`) is often what tells the operator what to do.
     fn fail(&self, e: &Error) -> u8 {
-        // Under systemd, `run`'s failure is an error in the journal (`journalctl -p err`).
-        let priority = if crate::engine::stderr_is_journal() {
-            "<3>"
-        } else {
-            ""
-        };
-        eprintln!("{priority}{}: {e:#}", self.name());
+        eprintln!("{}{}: {e:#}", journal_priority(), self.name());
         1
     }
 
@@ -319,6 +344,15 @@ impl DaemonBuilder {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// Under systemd, a failure said on stderr is an error in the journal (`journalctl -p err`).
+fn journal_priority() -> &'static str {
+    if crate::engine::stderr_is_journal() {
+        "<3>"
+    } else {
+        ""
     }
 }
 

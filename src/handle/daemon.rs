@@ -1,6 +1,7 @@
 //! The handle: start, stop, status, pid, send and run, from the caller's side (`restart` is in
 //! `restart.rs`).
 
+use std::cell::Cell;
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -43,6 +44,28 @@ use crate::sys;
 /// ```
 pub struct Daemon {
     engine: Engine,
+    commands: Vec<Command>,
+}
+
+/// What a command of the program's own runs (see
+/// [`DaemonBuilder::command`](crate::DaemonBuilder::command)).
+pub(super) type CommandFn =
+    dyn Fn(&Daemon) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync;
+
+/// A command of the program's own on the command line, beside the built-in ones.
+pub(super) struct Command {
+    pub(super) name: String,
+    pub(super) help: String,
+    pub(super) run: Box<CommandFn>,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("name", &self.name)
+            .field("help", &self.help)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Daemon {
@@ -50,13 +73,19 @@ impl fmt::Debug for Daemon {
         f.debug_struct("Daemon")
             .field("name", &self.name())
             .field("pidfile", &self.pidfile())
+            .field("commands", &self.commands)
             .finish_non_exhaustive()
     }
 }
 
 impl Daemon {
-    pub(super) fn new(engine: Engine) -> Daemon {
-        Daemon { engine }
+    pub(super) fn new(engine: Engine, commands: Vec<Command>) -> Daemon {
+        Daemon { engine, commands }
+    }
+
+    /// The program's own commands, in the order they were given.
+    pub(super) fn commands(&self) -> &[Command] {
+        &self.commands
     }
 
     pub(super) fn engine(&self) -> &Engine {
@@ -184,6 +213,18 @@ impl Daemon {
     /// Returns when the body has finished and the stop handlers have run; the pidfile is
     /// removed by then.
     ///
+    /// # A second Ctrl-C
+    ///
+    /// A second stop signal (a second Ctrl-C, or SIGTERM, SIGINT, SIGQUIT) that comes while the
+    /// body is still returning forces the end at once instead of after the
+    /// [grace](crate::DaemonBuilder::stop_grace): the body is abandoned, the stop signal's
+    /// handlers and the [stop hooks](crate::DaemonBuilder::on_stop) run (once: none has run
+    /// yet), the pidfile goes, and the process exits with 128 plus the second signal's number
+    /// (130 for Ctrl-C, as shells report a process that SIGINT ended) without returning from
+    /// `run()`. Once the body has returned, the handlers and hooks are let finish. A detached
+    /// daemon (`start()`) has no such rule: its stop is `stop()`'s or the service manager's,
+    /// which send SIGKILL after their timeout.
+    ///
     /// # Two meanings of `run`, kept on purpose
     ///
     /// `Daemon::run()` runs the daemon in the foreground, as the command line's `run` does;
@@ -217,7 +258,7 @@ impl Daemon {
     /// The pidfile's errors ([`Error::AlreadyRunning`], ...); [`Error::Body`] when the body
     /// failed or panicked: unsupervised, its `source()` is the body's own error value (for a step
     /// or `get`, the source of one that says which), for `downcast_ref`; [`Error::StopHandler`]
-    /// when a stop signal's handler panicked.
+    /// when a stop signal's handler panicked or a stop hook failed.
     /// With [`supervise`](crate::DaemonBuilder::supervise), the body runs in a child process:
     /// [`Error::Threads`] when this process runs other threads (or cannot tell how many), which
     /// a fork would not copy, and [`Error::Fork`] when the first child cannot be forked.
@@ -265,9 +306,11 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn stop(&self) -> Result<Stopped, Error> {
-        let holder = self.holder()?;
-        control::stop(&self.engine.pidfile(), self.engine.settings().stop_timeout)
-            .map_err(|e| self.not_permitted(e, holder))
+        let holder = Cell::new(None);
+        let verify = self.verifier(&holder);
+        let timeout = self.engine.settings().stop_timeout;
+        control::stop_verified(&self.engine.pidfile(), timeout, &verify)
+            .map_err(|e| self.not_permitted(e, holder.get()))
     }
 
     /// Whether the daemon runs, judged by the pidfile's lock rather than by the pid in it.
@@ -294,14 +337,15 @@ impl Daemon {
         Ok(status)
     }
 
-    /// The daemon's pid before a signal goes to it, if the probe can tell; an error only when it
-    /// is another program's. Where the probe cannot tell, the signal's own way through the
-    /// process gate says why.
-    fn holder(&self) -> Result<Option<Pid>, Error> {
-        match self.status() {
-            Ok(status) => Ok(status.pid()),
-            Err(e @ Error::OtherProgram { .. }) => Err(e),
-            Err(_) => Ok(None),
+    /// What `stop` and `send` ask of the holder before they signal it: that it runs this
+    /// program. The pid it was asked about is kept in `holder`, for the error of a refused signal.
+    fn verifier<'a>(
+        &'a self,
+        holder: &'a Cell<Option<Pid>>,
+    ) -> impl Fn(Pid) -> Result<(), Error> + 'a {
+        move |pid| {
+            holder.set(Some(pid));
+            self.same_program(pid)
         }
     }
 
@@ -420,8 +464,10 @@ impl Daemon {
     /// # Ok::<(), daemons::Error>(())
     /// ```
     pub fn send(&self, signal: Signal) -> Result<Pid, Error> {
-        let holder = self.holder()?;
-        control::send(&self.engine.pidfile(), signal).map_err(|e| self.not_permitted(e, holder))
+        let holder = Cell::new(None);
+        let verify = self.verifier(&holder);
+        control::send_verified(&self.engine.pidfile(), signal, &verify)
+            .map_err(|e| self.not_permitted(e, holder.get()))
     }
 }
 

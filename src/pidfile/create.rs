@@ -36,11 +36,18 @@ impl Pidfile {
     /// signals, so that a `stop` that reads the pid always finds a daemon that stops gracefully.
     pub(crate) fn lock(&self) -> Result<PidfileLock, Error> {
         let dir = self.dir(Action::TakePidfile)?;
+        let mut lock = self.lock_in(&dir)?;
+        lock.keep_dir(dir);
+        Ok(lock)
+    }
+
+    /// [`lock`](Pidfile::lock), in `dir`, the pidfile's directory.
+    fn lock_in(&self, dir: &Dir) -> Result<PidfileLock, Error> {
         let mut backoff = Backoff::within(SETTLE);
         loop {
             let file = match dir.open_existing(&self.path) {
                 Ok(Some(file)) => file,
-                Ok(None) => match self.create_locked(&dir)? {
+                Ok(None) => match self.create_locked(dir)? {
                     Some(lock) => return Ok(lock),
                     // Somebody created it meanwhile: open theirs.
                     None => continue,

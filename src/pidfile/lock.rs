@@ -55,6 +55,11 @@ pub struct PidfileLock {
     /// Let the process's exit release the lock, rather than the unlink (see
     /// [`PidfileLock::release_at_exit`]).
     at_exit: bool,
+    /// The pidfile's directory as it was checked when the lock was taken (as root, a descriptor
+    /// opened from `/`), kept for the unlink at the end, so that a stop does not walk the
+    /// directories again. A directory that was safe then stays so: nobody but root may change
+    /// it. `None` for a lock received from another instance, whose unlink walks them.
+    dir: Option<Dir>,
 }
 
 /// Whether a lock's open file is shared with another instance, at a restart that hands the
@@ -94,7 +99,32 @@ impl PidfileLock {
             sharing: Sharing::Alone,
             trusted,
             at_exit: false,
+            dir: None,
         }
+    }
+
+    /// Keep `dir`, the directory the lock was taken in, for the unlink.
+    pub(super) fn keep_dir(&mut self, dir: Dir) {
+        if let Some(fd) = dir.raw_fd() {
+            // SAFETY: the lock never uses or closes the directory in a forked child: `take_dir`
+            // forgets it in any process but the one that made the lock.
+            unsafe { sys::close_in_forked_children(fd) };
+        }
+        self.dir = Some(dir);
+    }
+
+    /// The directory kept by [`keep_dir`](PidfileLock::keep_dir), in the process that made the
+    /// lock; elsewhere (a forked child, which closed its copy) it is forgotten.
+    fn take_dir(&mut self) -> Option<Dir> {
+        let dir = self.dir.take()?;
+        if Pid::this() != self.owner {
+            std::mem::forget(dir);
+            return None;
+        }
+        if let Some(fd) = dir.raw_fd() {
+            sys::forget_in_forked_children(fd);
+        }
+        Some(dir)
     }
 
     /// The pidfile's path.
@@ -323,6 +353,7 @@ impl PidfileLock {
 
     /// [`release`](PidfileLock::release) in place; later calls do nothing.
     pub(crate) fn unlink(&mut self) -> Result<(), Error> {
+        let kept = self.take_dir();
         let Some(file) = self.take_file() else {
             return Ok(());
         };
@@ -332,7 +363,10 @@ impl PidfileLock {
             self.let_go(file);
             return Ok(());
         }
-        let dir = Dir::of(&self.path, Action::RemovePidfile, self.trusted);
+        let dir = kept.map_or_else(
+            || Dir::of(&self.path, Action::RemovePidfile, self.trusted),
+            Ok,
+        );
         let result = dir.and_then(|dir| {
             dir.remove_if_names(&self.path, &self.meta)
                 .map_err(|e| Error::io(Action::RemovePidfile, &self.path, e))

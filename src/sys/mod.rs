@@ -97,7 +97,7 @@ pub(crate) use peer::peer;
 pub(crate) use pipe::pipe;
 // `wait_any_readable` is a thin call of `poll_readable`, kept for the upper floors until they
 // call it.
-pub(crate) use poll::{poll_readable, wait_any_readable};
+pub(crate) use poll::{Readable, poll_readable, wait_any_readable};
 // One descriptor and a timeout: the lock waiter's and a test's shorthand of `poll_readable`.
 pub(crate) use poll::wait_readable;
 pub(crate) use random::random;

@@ -17,22 +17,82 @@ use crate::sync::Deadline;
 ///
 /// When `poll` fails for another reason (`EINVAL`: more descriptors than the limit allows).
 pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Deadline) -> io::Result<Vec<bool>> {
+    if let Some(ready) = poll_few(fds, deadline) {
+        return ready.map(|ready| (0..fds.len()).map(|i| ready.get(i)).collect());
+    }
     loop {
         let mut polled: Vec<PollFd<'_>> = fds
             .iter()
             .map(|&fd| PollFd::new(fd, PollFlags::POLLIN))
             .collect();
-        match poll(&mut polled, timeout(deadline)) {
-            Ok(0) if deadline.passed() => return Ok(vec![false; fds.len()]),
-            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
-            Ok(_) => {
-                return Ok(polled
+        if let Some(done) = poll_once(&mut polled, deadline) {
+            return done.map(|()| {
+                polled
                     .iter()
                     .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-                    .collect());
-            }
-            Err(e) => return Err(e.into()),
+                    .collect()
+            });
         }
+    }
+}
+
+/// Which of up to [`FEW`] descriptors are readable, by index: what a wait of the daemon's own
+/// threads returns without allocating (the keeper waits every second for the daemon's life).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Readable(u8);
+
+impl Readable {
+    /// Whether the `i`th descriptor was readable.
+    pub(crate) fn get(self, i: usize) -> bool {
+        i < FEW && self.0 & (1 << i) != 0
+    }
+}
+
+/// The most descriptors that [`poll_few`] takes.
+pub(crate) const FEW: usize = 8;
+
+/// [`poll_readable`] without allocating, for at most [`FEW`] descriptors (`None` for more).
+fn poll_few(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Option<io::Result<Readable>> {
+    if fds.len() > FEW {
+        return None;
+    }
+    let Some(&first) = fds.first() else {
+        // Nothing to wait for but the deadline.
+        loop {
+            if let Some(done) = poll_once(&mut [], deadline) {
+                return Some(done.map(|()| Readable(0)));
+            }
+        }
+    };
+    // The slots past `fds.len()` are never polled; they repeat the first descriptor only to
+    // have a value.
+    let mut array: [PollFd<'_>; FEW] =
+        std::array::from_fn(|i| PollFd::new(*fds.get(i).unwrap_or(&first), PollFlags::POLLIN));
+    let polled = &mut array[..fds.len()];
+    loop {
+        if let Some(done) = poll_once(polled, deadline) {
+            return Some(done.map(|()| {
+                let mut ready = 0u8;
+                for (i, p) in polled.iter().enumerate() {
+                    if p.revents().is_some_and(|r| !r.is_empty()) {
+                        ready |= 1 << i;
+                    }
+                }
+                Readable(ready)
+            }));
+        }
+    }
+}
+
+/// One `poll` of `polled` until `deadline`: `None` to poll again (interrupted, or a wait longer
+/// than one `poll` takes), `Some(Ok(()))` when done (every `revents` empty at the deadline).
+fn poll_once(polled: &mut [PollFd<'_>], deadline: Deadline) -> Option<io::Result<()>> {
+    match poll(polled, timeout(deadline)) {
+        // At the deadline `poll` has left every `revents` empty.
+        Ok(0) if deadline.passed() => Some(Ok(())),
+        Ok(0) | Err(nix::errno::Errno::EINTR) => None,
+        Ok(_) => Some(Ok(())),
+        Err(e) => Some(Err(e.into())),
     }
 }
 
@@ -53,11 +113,23 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
     Ok(poll_readable(&[fd], Deadline::after(timeout))?[0])
 }
 
-/// Wait at most `timeout` until one of `fds` is readable; which are, by index. A failed `poll`
-/// counts as nothing readable. A thin call of [`poll_readable`], kept for the upper floors until
-/// they call it with their [`Deadline`].
-pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
-    poll_readable(fds, Deadline::after(timeout)).unwrap_or_else(|_| vec![false; fds.len()])
+/// Wait at most `timeout` until one of `fds` (at most [`FEW`]) is readable; which are, by
+/// index. A failed `poll` counts as nothing readable. Allocates nothing: the keeper's and the
+/// supervisor's wait.
+pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Readable {
+    let deadline = Deadline::after(timeout);
+    debug_assert!(fds.len() <= FEW, "{} descriptors to wait for", fds.len());
+    match poll_few(fds, deadline) {
+        Some(ready) => ready.unwrap_or_default(),
+        None => {
+            let ready = poll_readable(fds, deadline).unwrap_or_default();
+            let mut bits = 0u8;
+            for (i, _) in ready.iter().enumerate().take(FEW).filter(|(_, r)| **r) {
+                bits |= 1 << i;
+            }
+            Readable(bits)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,13 +26,13 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Semaphore;
 
 use crate::engine::body::RunFn;
-use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
-use crate::engine::body::pool::{MessagesFn, PoolSize};
+use crate::engine::body::outcome::{Fetch, Outcome};
+use crate::engine::body::pool::{MessagesFn, PoolSize, fetched, handled};
 use crate::engine::ctl::Ctl;
 use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
 use crate::engine::stop_future::StopFuture;
-use crate::error::{Failure, UserError, chain_text};
+use crate::error::{Failure, UserError};
 use crate::sync::lock;
 
 /// The most handlers an async pool may run at once: a task each, a few hundred bytes.
@@ -184,13 +184,13 @@ where
             Some(Err(_)) | None => break Ok(()),
         }
         let slot = Slot(shared.clone());
-        let fetched = match race(&mut stop, caught(async { get().await.into_message() })).await {
+        let got = match race(&mut stop, caught(async { get().await.into_message() })).await {
             None => break Ok(()),
-            Some(fetched) => fetched,
+            Some(got) => got,
         };
-        let message = match fetched {
-            Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => {
+        let message = match fetched(got) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
                 drop(slot);
                 if race(&mut stop, tokio::time::sleep(pool.idle_time))
                     .await
@@ -200,35 +200,19 @@ where
                 }
                 continue;
             }
-            Ok(Err(e)) => break Err(Failure::because("get failed", e)),
-            Err(panic) => {
-                break Err(Failure::text(format!(
-                    "get panicked: {}",
-                    panic_message(&*panic)
-                )));
-            }
+            Err(e) => break Err(e),
         };
         number += 1;
         let work = match catch_unwind(AssertUnwindSafe(|| handle(message))) {
             Ok(work) => work,
             Err(panic) => {
-                log.error(&lost(number, &*panic));
+                handled(log, number, Err(panic));
                 continue;
             }
         };
         tokio::spawn(async move {
-            match caught(work).await {
-                Ok(outcome) => {
-                    if let Err(e) = outcome.into_result() {
-                        let log = &slot.0.log;
-                        log.error(&format!(
-                            "message #{number}: the handler failed: {}",
-                            chain_text(&*e)
-                        ));
-                    }
-                }
-                Err(panic) => slot.0.log.error(&lost(number, &*panic)),
-            }
+            let ended = caught(work).await.map(Outcome::into_result);
+            handled(&slot.0.log, number, ended);
             // Its slot frees only once the message is handled, or lost.
             drop(slot);
         });
@@ -255,13 +239,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.slots.add_permits(1);
     }
-}
-
-fn lost(number: u64, panic: &(dyn Any + Send)) -> String {
-    format!(
-        "message #{number}: the handler panicked: {} (the message is lost; the daemon goes on)",
-        panic_message(panic)
-    )
 }
 
 /// `work`'s output, or `None` once a stop is asked (`work` is then dropped where it waits).
@@ -295,6 +272,7 @@ async fn caught<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::chain_text;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 

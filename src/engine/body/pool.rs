@@ -142,19 +142,13 @@ fn serve<M: Send + 'static>(
         if !ctl.running() {
             break Ok(());
         }
-        let message = match catch_unwind(AssertUnwindSafe(&mut *get)) {
-            Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => {
+        let message = match fetched(catch_unwind(AssertUnwindSafe(&mut *get))) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
                 ctl.sleep(pool.idle_time);
                 continue;
             }
-            Ok(Err(e)) => break Err(Failure::because("get failed", e)),
-            Err(panic) => {
-                break Err(Failure::text(format!(
-                    "get panicked: {}",
-                    panic_message(&*panic)
-                )));
-            }
+            Err(e) => break Err(e),
         };
         number += 1;
         let in_flight = pool.workers - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
@@ -198,14 +192,38 @@ fn serve<M: Send + 'static>(
 
 /// Handle one message; a failure or a panic loses only this message, and is logged.
 fn handle_one<M>(handle: &HandleFn<M>, log: &Log, number: u64, message: M) {
-    match catch_unwind(AssertUnwindSafe(|| handle(message))) {
+    handled(
+        log,
+        number,
+        catch_unwind(AssertUnwindSafe(|| handle(message))),
+    );
+}
+
+/// What a call of `get` came to, for both pools: a message, or nothing now; or the end of the
+/// body, with its error or its panic.
+pub(super) fn fetched<M>(
+    got: std::thread::Result<Result<Option<M>, UserError>>,
+) -> Result<Option<M>, UserError> {
+    match got {
+        Ok(got) => got.map_err(|e| Failure::because("get failed", e)),
+        Err(panic) => Err(Failure::text(format!(
+            "get panicked: {}",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
+/// Log how the handler of message `number` ended, for both pools, unless it ended well: a
+/// failure or a panic loses that message only.
+pub(super) fn handled(log: &Log, number: u64, ended: std::thread::Result<Result<(), UserError>>) {
+    match ended {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log.error(&format!(
             "message #{number}: the handler failed: {}",
             chain_text(&*e)
         )),
         Err(panic) => log.error(&format!(
-            "message #{number}: the handler panicked: {} (the message is lost; the worker goes on)",
+            "message #{number}: the handler panicked: {} (the message is lost; the daemon goes on)",
             panic_message(&*panic)
         )),
     }
