@@ -199,6 +199,7 @@ const NAMES: &[&str] = &[
     "group",
     "interval",
     "listen",
+    "notify_fd",
     "pidfile",
     "pool_size",
     "ready_timeout",
