@@ -1,8 +1,10 @@
 //! The message pool: `get` on the body thread, `handle` on up to `pool_size` worker threads.
 //!
 //! Backpressure is a count of free slots: `get` is called only while a worker is free, so at
-//! most `pool_size` messages are ever fetched and not yet handled. When no slot is free the body
-//! thread parks, and the worker that frees one unparks it; nothing polls. Workers are spawned as
+//! most `pool_size` messages are ever fetched and not yet handled. The body thread claims every
+//! slot freed since its last claim in one go, so that a busy pool does not bounce the count
+//! between threads at every message. When no slot is free it spins briefly, then parks, and only
+//! a parked body thread is unparked by the worker that frees one; nothing polls. Workers are spawned as
 //! the load needs them, up to `pool_size`, so an idle daemon runs none, and a worker that has
 //! had no message for [`RETIRE_AFTER`] exits: a burst does not leave its threads behind.
 //!
@@ -11,12 +13,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use crossbeam_utils::Backoff;
+use crossbeam_utils::{Backoff, CachePadded};
 
 use crate::engine::body::outcome::{Fetch, Outcome, panic_message};
 use crate::engine::ctl::Ctl;
@@ -67,10 +69,16 @@ const RETIRE_AFTER: Duration = Duration::from_secs(10);
 const RETIRE_AFTER: Duration = Duration::from_millis(200);
 
 struct Slots {
-    free: AtomicUsize,
-    /// Workers that run and have not decided to retire.
-    live: AtomicUsize,
+    /// Slots that workers freed and the fetcher has not claimed yet. On a line of its own: the
+    /// workers add to it at every message, and nothing else there should move with it.
+    free: CachePadded<AtomicUsize>,
+    /// Workers that run and have not decided to retire: read by the fetcher at every message,
+    /// written only when a worker comes or goes.
+    live: CachePadded<AtomicUsize>,
     fetcher: Thread,
+    /// Whether the fetcher is parked (or about to park) for want of a slot: only then does a
+    /// worker that frees one wake it, so that a busy pool costs no wake-up per message.
+    parked: AtomicBool,
     /// How many free slots wake a parked fetcher (see `Slots::release`).
     batch: AtomicUsize,
 }
@@ -88,8 +96,11 @@ impl Slots {
     /// are quick: it would fetch one, find the pool full and park again. Woken for a quarter of
     /// the pool, it refills a run of slots at once while the other workers keep going.
     fn release(&self) {
-        let free = self.free.fetch_add(1, Ordering::AcqRel) + 1;
-        if free == self.batch.load(Ordering::Relaxed) {
+        let free = self.free.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.parked.load(Ordering::SeqCst)
+            && free >= self.batch.load(Ordering::Relaxed)
+            && self.parked.swap(false, Ordering::SeqCst)
+        {
             self.fetcher.unpark();
         }
     }
@@ -97,13 +108,41 @@ impl Slots {
     /// Park until enough slots are free, and adapt the batch to how long that took.
     fn wait(&self, quick_batch: usize) {
         let parked = Instant::now();
-        thread::park();
+        // Said before the last look: a worker that frees a slot after it sees the flag, and
+        // one that freed it before is seen here (both sides are sequentially consistent).
+        self.parked.store(true, Ordering::SeqCst);
+        if self.free.load(Ordering::SeqCst) < self.batch.load(Ordering::Relaxed) {
+            thread::park();
+        }
+        self.parked.store(false, Ordering::Relaxed);
         let batch = if parked.elapsed() > SLOW_HANDLERS {
             1
         } else {
             quick_batch
         };
         self.batch.store(batch, Ordering::Relaxed);
+    }
+
+    /// Claim every free slot at once, waiting (spinning, then parked) while there is none;
+    /// how many were claimed, or 0 once a stop is asked.
+    fn claim(&self, ctl: &Ctl, quick_batch: usize) -> usize {
+        // A busy pool frees a slot within microseconds: spin and yield a little before
+        // parking, as crossbeam's own channels do, so that a saturated pool does not pay two
+        // context switches per message.
+        let backoff = Backoff::new();
+        loop {
+            if !ctl.running() {
+                return 0;
+            }
+            if self.free.load(Ordering::Acquire) > 0 {
+                return self.free.swap(0, Ordering::AcqRel);
+            }
+            if backoff.is_completed() {
+                self.wait(quick_batch);
+            } else {
+                backoff.snooze();
+            }
+        }
     }
 }
 
@@ -115,9 +154,10 @@ fn serve<M: Send + 'static>(
     log: &Log,
 ) -> Result<(), UserError> {
     let slots = Arc::new(Slots {
-        free: AtomicUsize::new(pool.workers),
-        live: AtomicUsize::new(0),
+        free: CachePadded::new(AtomicUsize::new(pool.workers)),
+        live: CachePadded::new(AtomicUsize::new(0)),
         fetcher: thread::current(),
+        parked: AtomicBool::new(false),
         batch: AtomicUsize::new(1),
     });
     let quick_batch = (pool.workers / 4).max(1);
@@ -126,18 +166,14 @@ fn serve<M: Send + 'static>(
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut spawned = 0usize;
     let mut number = 0u64;
+    // Slots claimed from `slots.free` and not used yet: what the workers freed is taken in one
+    // go, so that the fetcher does not write the line they write at every message. Claimed
+    // slots, free slots and messages in flight add up to the pool's size.
+    let mut claimed = 0usize;
 
     let outcome = loop {
-        // A busy pool frees a slot within microseconds: spin and yield a little before parking,
-        // as crossbeam's own channels do, so that a saturated pool does not pay two context
-        // switches per message.
-        let backoff = Backoff::new();
-        while slots.free.load(Ordering::Acquire) == 0 && ctl.running() {
-            if backoff.is_completed() {
-                slots.wait(quick_batch);
-            } else {
-                backoff.snooze();
-            }
+        if claimed == 0 {
+            claimed = slots.claim(ctl, quick_batch);
         }
         if !ctl.running() {
             break Ok(());
@@ -151,15 +187,19 @@ fn serve<M: Send + 'static>(
             Err(e) => break Err(e),
         };
         number += 1;
-        let in_flight = pool.workers - (slots.free.fetch_sub(1, Ordering::AcqRel) - 1);
+        claimed -= 1;
         // The fetcher holds a receiver: the channel stays open, and the slots keep room in it.
         let _ = sender.send((number, message));
         // Sent, then counted: a worker that retires lowers `live`, then looks at the channel
         // once more, so either it takes this message or this sees it gone and spawns another.
         fence(Ordering::SeqCst);
+        let live = slots.live.load(Ordering::SeqCst);
         // One worker per message in flight, at most: an idle daemon runs none, a saturated one
-        // `size`.
-        if in_flight > slots.live.load(Ordering::SeqCst) {
+        // `size`. The slots not claimed bound the messages in flight from above; only when
+        // that bound says "spawn" are the slots freed since the claim read, to be sure.
+        if pool.workers - claimed > live
+            && (pool.workers - claimed).saturating_sub(slots.free.load(Ordering::Acquire)) > live
+        {
             // Retired workers' handles go: a finished thread is let go of at once.
             workers.retain(|worker| !worker.is_finished());
             slots.live.fetch_add(1, Ordering::SeqCst);
@@ -244,7 +284,13 @@ fn spawn_worker<M: Send + 'static>(
         .name(format!("daemons-worker-{index}"))
         .spawn(move || {
             loop {
-                let (number, message) = match receiver.recv_timeout(RETIRE_AFTER) {
+                // Taken at once when there is one: `recv_timeout` reads the clock for its
+                // deadline, which would cost a busy worker more than the message.
+                let next = match receiver.try_recv() {
+                    Ok(next) => Ok(next),
+                    Err(_) => receiver.recv_timeout(RETIRE_AFTER),
+                };
+                let (number, message) = match next {
                     Ok(next) => next,
                     Err(RecvTimeoutError::Disconnected) => break,
                     Err(RecvTimeoutError::Timeout) => {
