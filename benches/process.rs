@@ -7,6 +7,14 @@
 //!   pidfile names a live process;
 //! - stop: from spawning the stop (`idle-daemons stop`, or `idle-bare stop` for the two others,
 //!   which have none of their own) until the daemon is gone (a pidfd on it, opened before);
+//! - messages: a detached message daemon of this crate (`messages-daemons`: a trivial handler,
+//!   a pool of 4) against the same messages pushed by a detached bare program through a bounded
+//!   crossbeam channel of 4 into 4 threads (`messages-bare`), each timed inside and writing its
+//!   messages per second into a file; the two alternate in each repetition, and the ratio is the
+//!   median of each repetition's own ratio, because the machine's speed at passing a cache line
+//!   between cores changes by 5x from one minute to the next (the cache line round trip between
+//!   CPUs 0 and 1, measured before the section, says which it was), and the two runs of one
+//!   repetition see the same;
 //! - memory: the idle daemon's `VmRSS` and its anonymous memory (`RssAnon`: what it wrote of its
 //!   own, the private part that no other process could share; file pages, the executable's and
 //!   the libraries', are counted in `VmRSS`), and the same for a supervised daemon (supervisor
@@ -14,7 +22,8 @@
 //!
 //! `cargo bench --bench process`. `PROCESS_RUNS` runs (default 3) of `PROCESS_REPS` repetitions
 //! (default 15), the three programs interleaved in each repetition, in an order that turns; each
-//! run's medians are printed, then the ratios of each run, last.
+//! run's medians are printed, then the ratios of each run, last. `PROCESS_MESSAGES` (default
+//! 1,000,000) messages per message run.
 
 use std::fs;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -191,6 +200,138 @@ fn supervised(pidfile: &Path) -> ((f64, f64), (f64, f64)) {
     measured
 }
 
+/// Run a message program (`PIDFILE RESULT MESSAGES`) to the end of its detached daemon; the
+/// messages per second it measured.
+fn messages_rate(program: &str, dir: &Path, messages: u64) -> f64 {
+    let pidfile = dir.join("messages.pid");
+    let result = dir.join("messages.rate");
+    let _ = fs::remove_file(&result);
+    let started = Command::new(program)
+        .arg(&pidfile)
+        .arg(&result)
+        .arg(messages.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(started, "{program} did not start");
+    // Waited for on a pidfd, which takes no CPU from the daemon being measured; it may be gone
+    // already.
+    if let Some(pid) = live_pid(&pidfile) {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            // SAFETY: the descriptor was just returned by the kernel and is owned by nobody else.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            assert!(exited(&pidfd, DEADLINE), "{program}'s daemon did not end");
+        }
+    }
+    let rate = fs::read_to_string(&result).unwrap_or_default();
+    rate.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{program} wrote no rate into {}", result.display()))
+}
+
+/// The time a cache line takes to go from CPU 0 to CPU 1 and back, in nanoseconds (two threads
+/// pinned there, spinning): what the message figures depend on most, printed beside them.
+/// `None` on a machine of one CPU.
+fn cache_line_round_trip() -> Option<f64> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const TRIPS: u64 = 20_000;
+    fn pin(cpu: usize) -> bool {
+        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity get a valid
+        // pointer to it and its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    let line = Arc::new(AtomicU64::new(0));
+    let (back, there) = (line.clone(), line);
+    let echo = thread::spawn(move || {
+        if !pin(1) {
+            back.store(u64::MAX, Ordering::Release);
+            return;
+        }
+        for trip in 0..TRIPS {
+            loop {
+                match back.load(Ordering::Acquire) {
+                    u64::MAX => return,
+                    now if now == 2 * trip + 1 => break,
+                    _ => std::hint::spin_loop(),
+                }
+            }
+            back.store(2 * trip + 2, Ordering::Release);
+        }
+    });
+    let measured = thread::spawn(move || {
+        if !pin(0) {
+            there.store(u64::MAX, Ordering::Release);
+            return None;
+        }
+        let began = Instant::now();
+        for trip in 0..TRIPS {
+            if there
+                .compare_exchange(2 * trip, 2 * trip + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return None;
+            }
+            loop {
+                match there.load(Ordering::Acquire) {
+                    u64::MAX => return None,
+                    now if now == 2 * trip + 2 => break,
+                    _ => std::hint::spin_loop(),
+                }
+            }
+        }
+        Some(began.elapsed().as_nanos() as f64 / TRIPS as f64)
+    })
+    .join()
+    .expect("the measuring thread");
+    echo.join().expect("the echoing thread");
+    measured
+}
+
+/// `reps` repetitions of the two message programs, their order turning; prints their medians
+/// and returns the median of the repetitions' ratios (this crate's rate over the bare one's).
+fn messages_section(reps: usize, dir: &Path) -> f64 {
+    let messages = env_number("PROCESS_MESSAGES", 1_000_000) as u64;
+    let placement = cache_line_round_trip();
+    let programs = [
+        env!("CARGO_BIN_EXE_messages-daemons"),
+        env!("CARGO_BIN_EXE_messages-bare"),
+    ];
+    let (mut ours, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let mut rates = [0.0; 2];
+        for turn in 0..2 {
+            let which = (rep + turn) % 2;
+            rates[which] = messages_rate(programs[which], dir, messages);
+        }
+        ours.push(rates[0]);
+        bare.push(rates[1]);
+        ratios.push(rates[0] / rates[1]);
+    }
+    let spread = {
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        (sorted[0], sorted[sorted.len() - 1])
+    };
+    let placement = placement.map_or("unknown".to_string(), |ns| format!("{ns:.0} ns"));
+    println!(
+        "  messages/s, pool of 4, {messages} messages: daemons {:.2} M, bare crossbeam pool {:.2} M; ratio per repetition {:.2}..{:.2} (cache line round trip between CPUs: {placement})",
+        median(ours) / 1e6,
+        median(bare) / 1e6,
+        spread.0,
+        spread.1,
+    );
+    median(ratios)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -202,6 +343,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pidfile: PathBuf = dir.path().join("idle.pid");
     let mut ratios = Vec::new();
+    let mut message_ratios = Vec::new();
     for run_number in 1..=runs {
         let mut samples: Vec<(Subject, Sample)> = Vec::new();
         for rep in 0..reps {
@@ -234,6 +376,7 @@ fn main() {
         println!(
             "  supervised daemons: supervisor VmRSS {sup_rss:.0} KiB, anonymous {sup_private:.0} KiB; child VmRSS {child_rss:.0} KiB, anonymous {child_private:.0} KiB"
         );
+        message_ratios.push(messages_section(reps, dir.path()));
         let ours = |f: fn(&Sample) -> f64| of(Subject::Daemons, f);
         ratios.push((
             ours(|s| s.start) / of(Subject::Bare, |s| s.start),
@@ -252,4 +395,9 @@ fn main() {
             "  start {start:.2}x bare  stop {stop:.2}x bare  VmRSS {rss:.2}x daemonize  anonymous {private:.2}x daemonize  supervisor VmRSS {sup_rss:.2}x, anonymous {sup_private:.2}x"
         );
     }
+    let message_ratios: Vec<String> = message_ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!(
+        "  messages {} bare, per run (goal >= 0.90x)",
+        message_ratios.join("x, ") + "x"
+    );
 }

@@ -1,0 +1,88 @@
+//! The bare baseline of `messages-daemons`, for the whole-process bench (`benches/process.rs`):
+//! `messages-bare PIDFILE RESULT MESSAGES` detaches the same way as `idle-bare` (fork, `setsid`,
+//! fork, the pid written to PIDFILE, ready said through a pipe), then pushes `MESSAGES` numbers
+//! through a bounded crossbeam channel of 4 into 4 threads that run the same trivial handler,
+//! and writes its throughput (messages per second, from the channel's creation to the workers'
+//! end) into `RESULT` before it exits. No backpressure beyond the channel's (up to 8 messages in
+//! flight), no stop signal, no error handling: the floor.
+#![allow(clippy::disallowed_methods)]
+
+use std::fs;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Instant;
+
+use nix::fcntl::OFlag;
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork, pipe2, setsid};
+
+const POOL: usize = 4;
+
+fn serve(messages: u64) -> f64 {
+    let began = Instant::now();
+    let (sender, receiver) = crossbeam_channel::bounded::<u64>(POOL);
+    let workers: Vec<_> = (0..POOL)
+        .map(|_| {
+            let receiver = receiver.clone();
+            thread::spawn(move || {
+                for n in receiver {
+                    black_box(n);
+                }
+            })
+        })
+        .collect();
+    for n in 1..=messages {
+        sender.send(n).expect("workers alive");
+    }
+    drop(sender);
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    messages as f64 / began.elapsed().as_secs_f64()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [pidfile, result, messages] = &args[..] else {
+        eprintln!("usage: messages-bare PIDFILE RESULT MESSAGES");
+        return ExitCode::from(2);
+    };
+    let Ok(messages) = messages.parse::<u64>() else {
+        eprintln!("MESSAGES is a number: {messages}");
+        return ExitCode::from(2);
+    };
+    let (mut read, write) = pipe2(OFlag::O_CLOEXEC)
+        .map(|(r, w)| (fs::File::from(r), w))
+        .expect("pipe");
+    // SAFETY: this program runs one thread until the daemon's own pool.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Parent { child } => {
+            drop(write);
+            let _ = waitpid(child, None);
+            let mut byte = [0u8; 1];
+            match read.read(&mut byte) {
+                Ok(1) => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+        ForkResult::Child => {
+            drop(read);
+            setsid().expect("setsid");
+            // SAFETY: one thread.
+            if let ForkResult::Parent { .. } = unsafe { fork() }.expect("fork") {
+                // SAFETY: _exit ends the process.
+                unsafe { libc::_exit(0) };
+            }
+            fs::write(pidfile, format!("{}\n", std::process::id())).expect("write the pid");
+            let mut write = fs::File::from(write);
+            let _ = write.write_all(b"R");
+            drop(write);
+            let rate = serve(messages);
+            fs::write(result, format!("{rate}\n")).expect("write the result");
+            let _ = fs::remove_file(pidfile);
+            ExitCode::SUCCESS
+        }
+    }
+}
