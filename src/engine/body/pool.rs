@@ -6,14 +6,18 @@
 //! between threads at every message. When no slot is free it spins briefly, then parks, and only
 //! a parked body thread is unparked by the worker that frees one; nothing polls. Workers are spawned as
 //! the load needs them, up to `pool_size`, so an idle daemon runs none, and a worker that has
-//! had no message for [`RETIRE_AFTER`] exits: a burst does not leave its threads behind.
+//! had no message for [`RETIRE_AFTER`] exits, unless it is the last: a burst does not leave its
+//! threads behind. The last one is retired by the body thread, the only one that knows that no
+//! message is on its way (it has been idle that long with nothing in flight), with a
+//! [`Item::Retire`] through the channel. So one worker is always there while messages may come,
+//! and the body thread needs no memory fence per message to make sure of it.
 //!
 //! At stop, fetching ends, the channel is closed, and the workers drain it before they exit:
 //! a graceful stop loses no message that was fetched.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -51,6 +55,16 @@ where
 
 type HandleFn<M> = dyn Fn(M) -> Result<(), UserError> + Send + Sync;
 
+/// What goes through the channel to the workers.
+enum Item<M> {
+    /// A message and its number (the first fetched is #1).
+    Message(u64, M),
+    /// The worker that takes it exits: the body thread has counted it out of `live`. (Should a
+    /// message come before the last worker takes it, a new worker is spawned for the message,
+    /// and the two overlap for that moment.)
+    Retire,
+}
+
 #[cfg(test)]
 impl PoolSize {
     /// A pool of `workers` that rests 1 ms when there is nothing to fetch.
@@ -73,7 +87,8 @@ struct Slots {
     /// workers add to it at every message, and nothing else there should move with it.
     free: CachePadded<AtomicUsize>,
     /// Workers that run and have not decided to retire: read by the fetcher at every message,
-    /// written only when a worker comes or goes.
+    /// written only when a worker comes or goes. A worker lowers it only from above 1; from 1 to
+    /// 0 only the fetcher does, when it retires the last worker.
     live: CachePadded<AtomicUsize>,
     fetcher: Thread,
     /// Whether the fetcher is parked (or about to park) for want of a slot: only then does a
@@ -161,8 +176,9 @@ fn serve<M: Send + 'static>(
         batch: AtomicUsize::new(1),
     });
     let quick_batch = (pool.workers / 4).max(1);
-    // The slots keep at most `size` messages in flight, so a send never waits for room.
-    let (sender, receiver) = crossbeam_channel::bounded::<(u64, M)>(pool.workers);
+    // The slots keep at most `size` messages in flight, so a send never waits for room; a
+    // retirement is sent only with nothing in flight.
+    let (sender, receiver) = crossbeam_channel::bounded::<Item<M>>(pool.workers);
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut spawned = 0usize;
     let mut number = 0u64;
@@ -170,6 +186,8 @@ fn serve<M: Send + 'static>(
     // go, so that the fetcher does not write the line they write at every message. Claimed
     // slots, free slots and messages in flight add up to the pool's size.
     let mut claimed = 0usize;
+    // Since when `get` has had nothing, if it has had nothing since the last message.
+    let mut idle_since: Option<Instant> = None;
 
     let outcome = loop {
         if claimed == 0 {
@@ -181,19 +199,33 @@ fn serve<M: Send + 'static>(
         let message = match fetched(catch_unwind(AssertUnwindSafe(&mut *get))) {
             Ok(Some(message)) => message,
             Ok(None) => {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RETIRE_AFTER
+                    && claimed + slots.free.load(Ordering::Acquire) == pool.workers
+                    && slots
+                        .live
+                        .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    // Nothing in flight, so there is room, and the last worker takes it; should
+                    // an earlier retirement still fill it, the worker stays counted.
+                    if sender.try_send(Item::Retire).is_err() {
+                        slots.live.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
                 ctl.sleep(pool.idle_time);
                 continue;
             }
             Err(e) => break Err(e),
         };
+        idle_since = None;
         number += 1;
         claimed -= 1;
         // The fetcher holds a receiver: the channel stays open, and the slots keep room in it.
-        let _ = sender.send((number, message));
-        // Sent, then counted: a worker that retires lowers `live`, then looks at the channel
-        // once more, so either it takes this message or this sees it gone and spawns another.
-        fence(Ordering::SeqCst);
-        let live = slots.live.load(Ordering::SeqCst);
+        let _ = sender.send(Item::Message(number, message));
+        // A worker is there to take it: the last one leaves only by a retirement sent above. A
+        // count a little behind only delays a spawn to the next message.
+        let live = slots.live.load(Ordering::Relaxed);
         // One worker per message in flight, at most: an idle daemon runs none, a saturated one
         // `size`. The slots not claimed bound the messages in flight from above; only when
         // that bound says "spawn" are the slots freed since the claim read, to be sure.
@@ -224,8 +256,10 @@ fn serve<M: Send + 'static>(
         let _ = worker.join();
     }
     // What no worker took (none could be spawned) is handled here: nothing fetched is lost.
-    for (number, message) in receiver.try_iter() {
-        handle_one(&**handle, log, number, message);
+    for item in receiver.try_iter() {
+        if let Item::Message(number, message) = item {
+            handle_one(&**handle, log, number, message);
+        }
     }
     outcome
 }
@@ -271,7 +305,7 @@ pub(super) fn handled(log: &Log, number: u64, ended: std::thread::Result<Result<
 
 fn spawn_worker<M: Send + 'static>(
     index: usize,
-    receiver: &Receiver<(u64, M)>,
+    receiver: &Receiver<Item<M>>,
     handle: &Arc<HandleFn<M>>,
     slots: &Arc<Slots>,
     log: &Log,
@@ -291,19 +325,21 @@ fn spawn_worker<M: Send + 'static>(
                     Err(_) => receiver.recv_timeout(RETIRE_AFTER),
                 };
                 let (number, message) = match next {
-                    Ok(next) => next,
+                    Ok(Item::Message(number, message)) => (number, message),
+                    Ok(Item::Retire) => return,
                     Err(RecvTimeoutError::Disconnected) => break,
                     Err(RecvTimeoutError::Timeout) => {
-                        // Retire, unless a message came as this worker gave up: the fetcher,
-                        // which sends before it counts, then sees one worker fewer.
-                        slots.live.fetch_sub(1, Ordering::SeqCst);
-                        fence(Ordering::SeqCst);
-                        match receiver.try_recv() {
-                            Ok(next) => {
-                                slots.live.fetch_add(1, Ordering::SeqCst);
-                                next
-                            }
-                            Err(_) => return,
+                        // Retire, unless this is the last worker: the others take what comes
+                        // meanwhile, and the last waits for the fetcher to retire it.
+                        let fewer =
+                            slots
+                                .live
+                                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |live| {
+                                    (live > 1).then(|| live - 1)
+                                });
+                        match fewer {
+                            Ok(_) => return,
+                            Err(_) => continue,
                         }
                     }
                 };
