@@ -519,6 +519,45 @@ mod tests {
     }
 
     #[test]
+    fn messages_that_come_as_workers_retire_are_each_handled() {
+        use std::collections::VecDeque;
+
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let handled = Arc::new(AtomicU64::new(0));
+        let ctl = Ctl::for_tests();
+        let (q, h) = (queue.clone(), handled.clone());
+        let mut body = adapter(
+            move || q.lock().expect("queue").pop_front(),
+            move |_n: u64| {
+                h.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        let runner = ctl.clone();
+        let daemon = thread::spawn(move || body(&runner, PoolSize::quick(4), &quiet()));
+        // Bursts spaced around the retirement time, so that messages come while the workers of
+        // the last burst time out, and while the fetcher retires the last of them.
+        let mut sent = 0u64;
+        for gap_ms in [150u64, 190, 200, 205, 210, 230, 260, 300] {
+            thread::sleep(Duration::from_millis(gap_ms));
+            let burst = gap_ms % 7 + 1;
+            queue.lock().expect("queue").extend(sent + 1..=sent + burst);
+            sent += burst;
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while handled.load(Ordering::SeqCst) < sent {
+            assert!(
+                Instant::now() < end,
+                "{} of {sent} handled",
+                handled.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        ctl.stop();
+        daemon.join().expect("join").expect("clean stop");
+        assert_eq!(handled.load(Ordering::SeqCst), sent);
+    }
+
+    #[test]
     fn idle_waits_end_at_stop() {
         let ctl = Ctl::for_tests();
         let stopper = ctl.clone();
