@@ -153,15 +153,16 @@ pub fn detach() -> Result<Side, Error> {
             let mut reporter = Reporter {
                 pipe: File::from(write),
             };
+            // The intermediate process must not run the caller's exit handlers, and has nothing
+            // of its own to flush: it writes only to the pipe.
             if let Err(e) = setsid() {
                 reporter.fail(&Error::sys("setsid", e));
-                sys::exit(1);
+                sys::exit_unflushed(1);
             }
             // SAFETY: this, the intermediate process, spawns no thread: since its fork it has
             // only made a reporter and called setsid.
             match unsafe { fork_again(alone) } {
-                // The intermediate process must not run the caller's exit handlers.
-                Ok(Forked::Parent(_)) => sys::exit(0),
+                Ok(Forked::Parent(_)) => sys::exit_unflushed(0),
                 Ok(Forked::Child(_)) => {
                     // The daemon itself writes its pid, first: with one writer the pid line
                     // always comes before the final word (the intermediate process, which knows
@@ -171,7 +172,7 @@ pub fn detach() -> Result<Side, Error> {
                 }
                 Err(e) => {
                     reporter.fail(&e);
-                    sys::exit(1)
+                    sys::exit_unflushed(1)
                 }
             }
         }

@@ -7,28 +7,30 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::engine::ending::Ending;
 use crate::error::Error;
 use crate::handover::Lifeline;
 use crate::sync::lock;
+use crate::sys::{self, PlainThread};
 
 /// How often the keeper looks at the pidfile's path.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
 /// Start the keeper: it watches the pidfile and answers successors until a stop is asked, then
 /// gives the body `grace` to return, and ends the daemon itself if it does not.
+///
+/// A plain thread rather than std's (`sys::spawn_plain_thread` says what that spares a daemon
+/// right after its fork); it allocates nothing while it waits, so it never has a malloc arena
+/// of its own either.
 pub(in crate::engine) fn spawn(
     ending: &Arc<Ending>,
     grace: Duration,
     wrapped: bool,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<PlainThread> {
     let ending = ending.clone();
-    thread::Builder::new()
-        .name("daemons-keeper".into())
-        .spawn(move || keep(&ending, grace, wrapped))
+    sys::spawn_plain_thread(b"daemons-keeper", move || keep(&ending, grace, wrapped))
 }
 
 fn keep(ending: &Ending, grace: Duration, wrapped: bool) {

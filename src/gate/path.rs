@@ -173,11 +173,18 @@ impl Dir {
     /// A new file beside `file`, as [`create_new`](Dir::create_new), under a name that nobody
     /// can foresee (`.NAME.RANDOM.new`), and that name.
     pub(crate) fn create_temporary(&self, file: &Path) -> io::Result<(File, PathBuf)> {
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let name = file.file_name().unwrap_or_default();
         let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
         // 64 random bits: a name that is taken was not foreseen, and another one will do.
         for _ in 0..8 {
-            let temporary = file.with_file_name(format!(".{name}.{:016x}.new", sys::random()));
+            // `.NAME.RANDOM.new`, built without `core::fmt` (see `Pid::line`).
+            let mut temporary = OsString::with_capacity(name.len() + 22);
+            temporary.push(".");
+            temporary.push(name);
+            temporary.push(".");
+            temporary.push(hex(sys::random()));
+            temporary.push(".new");
+            let temporary = file.with_file_name(temporary);
             match self.create_new(&temporary) {
                 Ok(created) => return Ok((created, temporary)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
@@ -610,6 +617,14 @@ pub(crate) fn give(
     fchown(file, uid, gid).map_err(|e| Error::Privileges {
         reason: format!("cannot give {} to {whom}: {e}", path.display()),
     })
+}
+
+/// `n` in 16 hexadecimal digits.
+fn hex(n: u64) -> String {
+    (0..16)
+        .rev()
+        .map(|i| char::from(b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 #[cfg(test)]
