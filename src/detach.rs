@@ -245,7 +245,16 @@ impl Pending {
         }
         match report::parse(&message) {
             (Some(pid), Some(Ok(()))) => Ok(pid),
-            (_, Some(Err(e))) => Err(e),
+            (_, Some(Err(e))) => {
+                // The daemon closes the pipe on its way out, not at its very end: a failed
+                // start returns once it is gone, so that no process is left when `start()`
+                // says why it failed (a daemon that reported a failure exits at once; a bounded
+                // wait all the same).
+                if let Some(Ok(daemon)) = &self.daemon {
+                    let _ = daemon.exited(deadline.left().min(KILL_WAIT));
+                }
+                Err(e)
+            }
             _ => Err(Error::DaemonVanished),
         }
     }
