@@ -4,15 +4,17 @@
 //! `systemctl show` (ActiveState, SubState, MainPID, Result), the journal, the pidfile.
 //!
 //! One container serves every test of this file (about a second to boot here); each test has
-//! units of its own. See `tests/common/nspawn.rs` for what the container is and what it sees.
+//! units of its own, and has the container to itself while it runs ([`shared`]). See
+//! `tests/common/nspawn.rs` for what the container is and what it sees.
 
 mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::nspawn::BootedSystemd;
@@ -25,10 +27,37 @@ fn unit_file(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The shared container, for one test at a time: a test that installs a binary or a unit (with a
+/// `systemctl daemon-reload`) while another one reloads or restarts its service would change the
+/// manager under it (a daemon-reload in the middle of a handover's reload left that unit
+/// stopping, once in three runs of the file). `None` where it cannot boot (the test is skipped).
+fn shared() -> Option<Shared> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    Some(Shared {
+        systemd: BootedSystemd::shared()?,
+        _turn: turn,
+    })
+}
+
+/// The shared container, held by one test.
+struct Shared {
+    systemd: Arc<BootedSystemd>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Deref for Shared {
+    type Target = Arc<BootedSystemd>;
+
+    fn deref(&self) -> &Arc<BootedSystemd> {
+        &self.systemd
+    }
+}
+
 /// The shared container with the example `binary` and the units `units` of `examples/systemd`
 /// installed; `None` where it cannot boot (the test is skipped).
-fn with_units(binary: &str, units: &[&str]) -> Option<Arc<BootedSystemd>> {
-    let systemd = BootedSystemd::shared()?;
+fn with_units(binary: &str, units: &[&str]) -> Option<Shared> {
+    let systemd = shared()?;
     systemd.install_example(binary);
     for unit in units {
         systemd.install_unit_file(&unit_file(unit));
@@ -43,7 +72,7 @@ fn pidfile_pid(systemd: &BootedSystemd, path: &str) -> Option<u32> {
 
 #[test]
 fn systemd_analyze_verify_accepts_every_unit_of_the_examples() {
-    let Some(systemd) = BootedSystemd::shared() else {
+    let Some(systemd) = shared() else {
         return;
     };
     let dir = unit_file("");
@@ -452,7 +481,7 @@ fn supervised_unit(name: &str, body: &str, extra: &str) -> String {
 
 #[test]
 fn a_supervised_notify_service_with_a_watchdog_lives_while_healthy_and_is_restarted_wedged() {
-    let Some(systemd) = BootedSystemd::shared() else {
+    let Some(systemd) = shared() else {
         return;
     };
     systemd.install_example("daemons-fixture");
