@@ -180,6 +180,42 @@ fn sample(subject: Subject, pidfile: &Path) -> Sample {
     }
 }
 
+/// The memory of a `daemonize` daemon that spawned one idle thread (`VmRSS`, private): the floor
+/// of any daemon that runs a thread. A first thread costs a new process more than its stack: its
+/// creation resolves a symbol of glibc's lazily (`_dl_allocate_tls`), which maps the dynamic
+/// loader's code and the symbol tables of the program and of each library.
+fn daemonize_with_a_thread(pidfile: &Path) -> (f64, f64) {
+    let program = Subject::Daemonize.starter();
+    assert!(
+        run(program, "start-with-thread", pidfile),
+        "daemonize start with a thread"
+    );
+    let pid = wait_for(|| live_pid(pidfile));
+    // The thread is spawned after the pidfile is written: wait until it runs.
+    wait_for(|| {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let threads: u32 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        (threads >= 2).then_some(())
+    });
+    let pidfd = pidfd_open(pid);
+    let measured = memory(pid);
+    assert!(
+        run(Subject::Daemonize.stopper(), "stop", pidfile),
+        "daemonize stop"
+    );
+    assert!(
+        exited(&pidfd, DEADLINE),
+        "the daemonize daemon did not exit"
+    );
+    let _ = fs::remove_file(pidfile);
+    measured
+}
+
 /// A supervised daemon's memory: the supervisor's and its child's (`VmRSS`, private).
 fn supervised(pidfile: &Path) -> ((f64, f64), (f64, f64)) {
     let program = Subject::Daemons.starter();
@@ -376,6 +412,10 @@ fn main() {
         println!(
             "  supervised daemons: supervisor VmRSS {sup_rss:.0} KiB, anonymous {sup_private:.0} KiB; child VmRSS {child_rss:.0} KiB, anonymous {child_private:.0} KiB"
         );
+        let (threaded_rss, threaded_private) = daemonize_with_a_thread(&pidfile);
+        println!(
+            "  daemonize 0.5 with one thread: VmRSS {threaded_rss:.0} KiB, anonymous {threaded_private:.0} KiB"
+        );
         message_ratios.push(messages_section(reps, dir.path()));
         let ours = |f: fn(&Sample) -> f64| of(Subject::Daemons, f);
         ratios.push((
@@ -385,14 +425,15 @@ fn main() {
             ours(|s| s.private) / of(Subject::Daemonize, |s| s.private),
             sup_rss / of(Subject::Daemonize, |s| s.rss),
             sup_private / of(Subject::Daemonize, |s| s.private),
+            ours(|s| s.rss) / threaded_rss,
         ));
     }
     println!(
         "ratios, one line per run (goals: start <= 1.10x bare, stop <= 1.05x bare, anonymous <= 1.2x and VmRSS <= 1.5x daemonize):"
     );
-    for (start, stop, rss, private, sup_rss, sup_private) in ratios {
+    for (start, stop, rss, private, sup_rss, sup_private, threaded) in ratios {
         println!(
-            "  start {start:.2}x bare  stop {stop:.2}x bare  VmRSS {rss:.2}x daemonize  anonymous {private:.2}x daemonize  supervisor VmRSS {sup_rss:.2}x, anonymous {sup_private:.2}x"
+            "  start {start:.2}x bare  stop {stop:.2}x bare  VmRSS {rss:.2}x daemonize  anonymous {private:.2}x daemonize  supervisor VmRSS {sup_rss:.2}x, anonymous {sup_private:.2}x  (VmRSS {threaded:.2}x daemonize with a thread)"
         );
     }
     let message_ratios: Vec<String> = message_ratios.iter().map(|r| format!("{r:.2}")).collect();

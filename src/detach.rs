@@ -153,15 +153,16 @@ pub fn detach() -> Result<Side, Error> {
             let mut reporter = Reporter {
                 pipe: File::from(write),
             };
+            // The intermediate process must not run the caller's exit handlers, and has nothing
+            // of its own to flush: it writes only to the pipe.
             if let Err(e) = setsid() {
                 reporter.fail(&Error::sys("setsid", e));
-                sys::exit(1);
+                sys::exit_unflushed(1);
             }
             // SAFETY: this, the intermediate process, spawns no thread: since its fork it has
             // only made a reporter and called setsid.
             match unsafe { fork_again(alone) } {
-                // The intermediate process must not run the caller's exit handlers.
-                Ok(Forked::Parent(_)) => sys::exit(0),
+                Ok(Forked::Parent(_)) => sys::exit_unflushed(0),
                 Ok(Forked::Child(_)) => {
                     // The daemon itself writes its pid, first: with one writer the pid line
                     // always comes before the final word (the intermediate process, which knows
@@ -171,7 +172,7 @@ pub fn detach() -> Result<Side, Error> {
                 }
                 Err(e) => {
                     reporter.fail(&e);
-                    sys::exit(1)
+                    sys::exit_unflushed(1)
                 }
             }
         }
@@ -244,7 +245,16 @@ impl Pending {
         }
         match report::parse(&message) {
             (Some(pid), Some(Ok(()))) => Ok(pid),
-            (_, Some(Err(e))) => Err(e),
+            (_, Some(Err(e))) => {
+                // The daemon closes the pipe on its way out, not at its very end: a failed
+                // start returns once it is gone, so that no process is left when `start()`
+                // says why it failed (a daemon that reported a failure exits at once; a bounded
+                // wait all the same).
+                if let Some(Ok(daemon)) = &self.daemon {
+                    let _ = daemon.exited(deadline.left().min(KILL_WAIT));
+                }
+                Err(e)
+            }
             _ => Err(Error::DaemonVanished),
         }
     }

@@ -78,6 +78,30 @@ impl Pid {
     pub(crate) const fn from_nix(pid: nix::unistd::Pid) -> Pid {
         Pid(pid.as_raw())
     }
+
+    /// The pid in decimal and a newline (a pidfile's first line, a report's pid line), written
+    /// without `core::fmt`: on its way to ready a daemon formats nothing else, and the
+    /// formatting machinery is pages of code that each new process faults in.
+    pub(crate) fn line(self) -> String {
+        let mut digits = [0u8; 12];
+        let mut n = self.0.unsigned_abs();
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut line = String::with_capacity(digits.len() - at + 2);
+        if self.0 < 0 {
+            line.push('-');
+        }
+        line.extend(digits[at..].iter().map(|&d| char::from(d)));
+        line.push('\n');
+        line
+    }
 }
 
 impl fmt::Debug for Pid {

@@ -590,3 +590,36 @@ fn low_temporary_pidfile_names_cannot_be_foreseen_so_squatting_them_stops_no_sta
     );
     assert!(names.contains(&"daemon.pid".to_string()), "{names:?}");
 }
+
+#[test]
+fn a_root_daemon_keeps_its_pidfiles_directory_above_the_pidfile() {
+    if !require_root("to start a daemon as root, which keeps its pidfile's directory open") {
+        return;
+    }
+    // The directory kept open for the unlink moves out of the way of the low descriptors, so
+    // that the pidfile takes the lowest free one: 3 in a daemon that opened nothing before, where
+    // `stop` and `status` read the holder's lock first. (The fixture opens its marks file first.)
+    let fx = fixture();
+    let pid = fx.start();
+    let descriptors: Vec<(i32, PathBuf)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's descriptors")
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            Some((fd, fs::read_link(entry.path()).ok()?))
+        })
+        .collect();
+    let fd_of = |path: &Path| {
+        descriptors
+            .iter()
+            .find(|(_, p)| p == path)
+            .map(|(fd, _)| *fd)
+    };
+    let pidfile = fd_of(&fx.pidfile()).expect("the pidfile is open");
+    let directory = fd_of(fx.dir()).expect("its directory is open");
+    assert!(
+        pidfile < directory && directory >= 10,
+        "pidfile at {pidfile}, its directory at {directory}: {descriptors:?}"
+    );
+    fx.stop_gracefully(pid);
+}

@@ -7,28 +7,30 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::engine::ending::Ending;
 use crate::error::Error;
 use crate::handover::Lifeline;
 use crate::sync::lock;
+use crate::sys::{self, PlainThread};
 
 /// How often the keeper looks at the pidfile's path.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
 /// Start the keeper: it watches the pidfile and answers successors until a stop is asked, then
 /// gives the body `grace` to return, and ends the daemon itself if it does not.
+///
+/// A plain thread rather than std's (`sys::spawn_plain_thread` says what that spares a daemon
+/// right after its fork); it allocates nothing while it waits, so it never has a malloc arena
+/// of its own either.
 pub(in crate::engine) fn spawn(
     ending: &Arc<Ending>,
     grace: Duration,
     wrapped: bool,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<PlainThread> {
     let ending = ending.clone();
-    thread::Builder::new()
-        .name("daemons-keeper".into())
-        .spawn(move || keep(&ending, grace, wrapped))
+    sys::spawn_plain_thread(b"daemons-keeper", move || keep(&ending, grace, wrapped))
 }
 
 fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
@@ -38,10 +40,14 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
     // The successor that got the sockets and has not taken over yet, if one has.
     let mut handing: Option<Lifeline> = None;
     loop {
-        let offer = successors.offer_fd();
+        // The offer once it is made; until then, the pipe that says it is made.
+        let (first, is_offer) = match successors.keeper_fd() {
+            Some((fd, is_offer)) => (Some(fd), is_offer),
+            None => (None, false),
+        };
         let lifeline = handing.as_ref().map(Lifeline::fd);
         // On the stack: the keeper allocates nothing while it waits (see `Lifecycle::wait`).
-        let mut fds: [Option<BorrowedFd<'_>>; 2] = [offer, lifeline];
+        let mut fds: [Option<BorrowedFd<'_>>; 2] = [first, lifeline];
         fds.sort_by_key(Option::is_none);
         let n = fds.iter().flatten().count();
         let fds: [BorrowedFd<'_>; 2] = fds.map(|fd| fd.unwrap_or(lifecycle.wake_fd()));
@@ -53,8 +59,14 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
         if woke.stopped() {
             break;
         }
+        if first.is_some() && !is_offer && woke.readable(0) {
+            // The offer is made: wait on it from the next round on (the pipe stays readable,
+            // and is not waited on again).
+            continue;
+        }
+        let offer = first.filter(|_| is_offer);
         let knocked = offer.is_some() && woke.readable(0);
-        let heard = lifeline.is_some() && woke.readable(usize::from(offer.is_some()));
+        let heard = lifeline.is_some() && woke.readable(usize::from(first.is_some()));
         if let Some(lifeline) = handing.take() {
             handing = successors.hear(pidfile, lifecycle, lifeline, heard);
         }

@@ -3,7 +3,7 @@
 //! wait, and the one way to wait for a stop ([`Lifecycle::wait`]), which every sleep of the body,
 //! the keeper and the futures of [`Ctl::stopped`](crate::Ctl::stopped) use.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -246,7 +246,9 @@ struct StopWakers(Mutex<Registry>);
 #[derive(Default)]
 struct Registry {
     next: u64,
-    wakers: HashMap<u64, Waker>,
+    /// A B-tree rather than a hash map: a hash map's random keys would cost every daemon a
+    /// `getrandom` at start, for a registry most of them never fill.
+    wakers: BTreeMap<u64, Waker>,
     watching: bool,
 }
 
@@ -272,13 +274,8 @@ impl StopWakers {
             .stack_size(64 * 1024)
             .spawn(move || {
                 while !watched.wait(&[], Duration::from_secs(3600)).stopped() {}
-                let wakers: Vec<Waker> = watched
-                    .stop_wakers
-                    .lock()
-                    .wakers
-                    .drain()
-                    .map(|(_, w)| w)
-                    .collect();
+                let wakers = std::mem::take(&mut watched.stop_wakers.lock().wakers);
+                let wakers: Vec<Waker> = wakers.into_values().collect();
                 for waker in wakers {
                     waker.wake();
                 }

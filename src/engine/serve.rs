@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
 use nix::sys::stat::{Mode, umask};
@@ -31,7 +31,7 @@ use crate::handover;
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
 use crate::sync::lock;
-use crate::sys;
+use crate::sys::{self, PlainThread};
 use crate::systemd::{self, Notifier, watchdog_period};
 
 /// systemd's default start timeout (`DefaultTimeoutStartSec=`): a longer ready timeout asks the
@@ -63,7 +63,7 @@ struct Begun {
     ending: Arc<Ending>,
     ctl: Ctl,
     readiness: Arc<Readiness>,
-    keeper: JoinHandle<()>,
+    keeper: PlainThread,
 }
 
 impl Engine {
@@ -218,7 +218,7 @@ impl Engine {
         // (the end is claimed, the pidfile let go of): waiting for it would only cost the stop
         // two context switches. A foreground caller goes on, so there it is joined.
         if !role.owns_process() {
-            let _ = keeper.join();
+            keeper.join();
         }
         result
     }

@@ -4,7 +4,7 @@
 //! it, and hearing whether it took over. The handover's protocol is the `handover` part's; what
 //! the instance does at each step is here.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::handover::{self, Answer, Heard, Lifeline, Offer, Predecessor, Takeove
 use crate::listen::Listeners;
 use crate::pidfile::PidfileLock;
 use crate::sync::lock;
+use crate::sys;
 
 /// An instance's part in the restarts, as it starts.
 pub(in crate::engine) enum Handover {
@@ -41,6 +42,10 @@ pub(in crate::engine) struct Successors {
     parked: Mutex<Option<Lifeline>>,
     /// How long a successor may take to take over before this instance serves on alone.
     limit: Duration,
+    /// A pipe made readable when the offer is made: the keeper, which already waits when the
+    /// daemon makes it (after the set-up), looks at it at once rather than at its next round.
+    /// None for a daemon without listening sockets, which never offers any.
+    nudge: Option<(OwnedFd, OwnedFd)>,
     log: Log,
 }
 
@@ -52,12 +57,17 @@ impl Successors {
         ready_timeout: Duration,
         log: Log,
     ) -> Successors {
+        // Without the pipe the keeper finds the offer at its next round, within a second.
+        let nudge = (listeners.len() > 0)
+            .then(|| sys::pipe(true).ok())
+            .flatten();
         Successors {
             offer: OnceLock::new(),
             listeners,
             predecessor: Mutex::new(None),
             parked: Mutex::new(None),
             limit: ready_timeout.saturating_add(handover::step(ready_timeout) * 2),
+            nudge,
             log,
         }
     }
@@ -65,6 +75,26 @@ impl Successors {
     /// Offer the listening sockets to a successor from now on.
     pub(in crate::engine) fn offer(&self, offer: Offer) {
         let _ = self.offer.set(offer);
+        self.nudge_keeper();
+    }
+
+    /// Tell the keeper that the offer is made.
+    fn nudge_keeper(&self) {
+        if let Some((_, write)) = &self.nudge {
+            // A full pipe (EAGAIN) is readable already, which is all that matters.
+            let _ = nix::unistd::write(write, b"o");
+        }
+    }
+
+    /// What the keeper waits on besides the stop: the offer's descriptor once it is made
+    /// (readable when a successor knocks), and until then the pipe that says it is made.
+    /// `(descriptor, is_the_offer)`.
+    pub(in crate::engine) fn keeper_fd(&self) -> Option<(BorrowedFd<'_>, bool)> {
+        match (self.offer_fd(), &self.nudge) {
+            (Some(offer), _) => Some((offer, true)),
+            (None, Some((read, _))) => Some((read.as_fd(), false)),
+            (None, None) => None,
+        }
     }
 
     /// A successor takes over from the instance that runs (see [`Takeover::take_over`]), and
@@ -87,6 +117,7 @@ impl Successors {
         }
         *lock(&self.predecessor) = predecessor;
         let _ = self.offer.set(offer);
+        self.nudge_keeper();
         Ok(())
     }
 

@@ -49,7 +49,7 @@ pub(crate) fn take_events(heard: &mut Vec<u8>) -> (usize, bool) {
 
 /// The pid line that opens every report.
 pub(crate) fn pid_line(pid: Pid) -> Vec<u8> {
-    format!("{pid}\n").into_bytes()
+    pid.line().into_bytes()
 }
 
 /// The final word of a failed start.

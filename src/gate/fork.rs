@@ -58,10 +58,12 @@ pub(crate) fn fork() -> Result<Forked, Error> {
     }
     // SAFETY: the process runs a single thread (checked just above; with one thread, nothing
     // can spawn another in between).
-    unsafe { fork_one_thread() }
+    unsafe { fork_one_thread(true) }
 }
 
-/// Fork again in a fork's child that `alone` says runs one thread, without counting them.
+/// Fork again in a fork's child that `alone` says runs one thread, without counting them: the
+/// middle process of a double fork, which exits at once. So its new child is not pinned with a
+/// pidfd (that process never signals or waits for it): the parent side is the bare pid.
 ///
 /// # Safety
 ///
@@ -74,19 +76,23 @@ pub(crate) unsafe fn fork_again(alone: Alone) -> Result<Forked, Error> {
     let Alone(_) = alone;
     // SAFETY: a fork's child runs one thread, and by the caller's contract it has spawned none
     // since.
-    unsafe { fork_one_thread() }
+    unsafe { fork_one_thread(false) }
 }
 
+/// Fork; the parent's side pins the child with a pidfd where the system has them, if `pin`.
+///
 /// # Safety
 ///
 /// The process runs a single thread.
 // The door: the only place where the crate forks.
 #[allow(clippy::disallowed_methods)]
-unsafe fn fork_one_thread() -> Result<Forked, Error> {
+unsafe fn fork_one_thread(pin: bool) -> Result<Forked, Error> {
     // SAFETY: the process runs a single thread (the caller's contract), so the child is a
     // complete copy and may run any code, not only async-signal-safe code.
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(Child::forked(Pid::from_nix(child)))),
+        Ok(ForkResult::Parent { child }) => {
+            Ok(Forked::Parent(Child::forked(Pid::from_nix(child), pin)))
+        }
         Ok(ForkResult::Child) => Ok(Forked::Child(Alone(PhantomData))),
         Err(e) => Err(Error::Fork {
             source: io::Error::from_raw_os_error(e as i32),

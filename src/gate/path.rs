@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Component, Path, PathBuf};
@@ -106,6 +106,9 @@ pub(crate) struct Dir {
     fd: Option<OwnedFd>,
 }
 
+/// The descriptors that [`Dir::above_low_descriptors`] keeps free below it.
+const LOW_DESCRIPTORS: std::os::fd::RawFd = 10;
+
 impl Dir {
     /// The directory of `file`, checked as root before `action` (see the module's
     /// documentation); as another user, nothing is done.
@@ -119,6 +122,25 @@ impl Dir {
             return Ok(Dir { fd: None });
         }
         walk(file, action, trusted).map(|fd| Dir { fd: Some(fd) })
+    }
+
+    /// The same directory under a descriptor above the low numbers, so that a file opened next
+    /// takes the lowest free one: a daemon's pidfile is then its descriptor 3, where `stop` and
+    /// `status` look first for the holder's lock (see `sys::holds_flock`). Left as it is where
+    /// the descriptor cannot be copied.
+    pub(crate) fn above_low_descriptors(self) -> Dir {
+        let Some(fd) = &self.fd else {
+            return self;
+        };
+        match fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(LOW_DESCRIPTORS)) {
+            Ok(copy) => {
+                // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns; the
+                // old one is closed when `self` drops.
+                let copy = unsafe { OwnedFd::from_raw_fd(copy) };
+                Dir { fd: Some(copy) }
+            }
+            Err(_) => self,
+        }
     }
 
     /// The directory's descriptor, where there is one (as root).
@@ -173,11 +195,18 @@ impl Dir {
     /// A new file beside `file`, as [`create_new`](Dir::create_new), under a name that nobody
     /// can foresee (`.NAME.RANDOM.new`), and that name.
     pub(crate) fn create_temporary(&self, file: &Path) -> io::Result<(File, PathBuf)> {
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let name = file.file_name().unwrap_or_default();
         let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
         // 64 random bits: a name that is taken was not foreseen, and another one will do.
         for _ in 0..8 {
-            let temporary = file.with_file_name(format!(".{name}.{:016x}.new", sys::random()));
+            // `.NAME.RANDOM.new`, built without `core::fmt` (see `Pid::line`).
+            let mut temporary = OsString::with_capacity(name.len() + 22);
+            temporary.push(".");
+            temporary.push(name);
+            temporary.push(".");
+            temporary.push(hex(sys::random()));
+            temporary.push(".new");
+            let temporary = file.with_file_name(temporary);
             match self.create_new(&temporary) {
                 Ok(created) => return Ok((created, temporary)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
@@ -610,6 +639,14 @@ pub(crate) fn give(
     fchown(file, uid, gid).map_err(|e| Error::Privileges {
         reason: format!("cannot give {} to {whom}: {e}", path.display()),
     })
+}
+
+/// `n` in 16 hexadecimal digits.
+fn hex(n: u64) -> String {
+    (0..16)
+        .rev()
+        .map(|i| char::from(b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -378,9 +378,9 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    /// The child that the fork gate just made.
-    pub(super) fn forked(pid: Pid) -> Child {
-        let pidfd = if sys::SIGNALS_PINNED {
+    /// The child that the fork gate just made, pinned if `pin`.
+    pub(super) fn forked(pid: Pid, pin: bool) -> Child {
+        let pidfd = if pin && sys::SIGNALS_PINNED {
             ExitWatch::new(pid).ok().flatten()
         } else {
             None

@@ -95,7 +95,7 @@ impl Content {
 /// on its line: control characters become spaces, and it is cut at [`REASON_MAX`] characters.
 pub(crate) fn render(pid: Pid, note: Option<&Note>) -> String {
     match note {
-        None => format!("{pid}\n"),
+        None => pid.line(),
         Some(Note::Failed(reason)) => format!("{pid}\n{FAILED}{}\n", one_line(reason)),
         Some(Note::Supervising {
             child,

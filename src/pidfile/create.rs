@@ -35,7 +35,8 @@ impl Pidfile {
     /// Take the lock, without writing the pid yet: a daemon writes it once it catches its stop
     /// signals, so that a `stop` that reads the pid always finds a daemon that stops gracefully.
     pub(crate) fn lock(&self) -> Result<PidfileLock, Error> {
-        let dir = self.dir(Action::TakePidfile)?;
+        // As root the directory is open: its descriptor moves out of the way of the pidfile's.
+        let dir = self.dir(Action::TakePidfile)?.above_low_descriptors();
         let mut lock = self.lock_in(&dir)?;
         lock.keep_dir(dir);
         Ok(lock)

@@ -1,8 +1,13 @@
 //! The environment, changed only where that is safe.
 
 /// Remove `names` from the environment, if this process runs a single thread: with more,
-/// another thread could be reading the environment meanwhile.
+/// another thread could be reading the environment meanwhile. Where none of them is set there is
+/// nothing to do, and the threads are not counted: a daemon's first look into `/proc/self`
+/// costs it tens of microseconds at start.
 pub(crate) fn remove_env_if_alone(names: &[&str]) {
+    if names.iter().all(|name| std::env::var_os(name).is_none()) {
+        return;
+    }
     if super::thread_count() != Some(1) {
         return;
     }

@@ -14,6 +14,14 @@ pub(crate) fn exit(code: i32) -> ! {
     exit_now(code)
 }
 
+/// Leave this process with `code` at once, flushing nothing: for a copy of the caller that has
+/// written nothing to stdio since the fork (the middle process of the double fork), whose
+/// buffers, flushed before that fork, are empty. Flushing them would only fault in the code of
+/// Rust's and C's stdio for nothing.
+pub(crate) fn exit_unflushed(code: i32) -> ! {
+    exit_now(code)
+}
+
 /// Flush Rust's stdout and stderr and every C stdio stream, so that what this process buffered
 /// is written once: before a fork copies the buffers, or `_exit` drops them.
 pub(crate) fn flush_stdio() {

@@ -5,7 +5,7 @@
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
 //! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
-//! `groups`, `random`, `env`, `signals`), and one per system or family of systems for what
+//! `groups`, `random`, `env`, `signals`, `thread`), and one per system or family of systems for what
 //! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
 //! a function in each OS file.
 //!
@@ -51,6 +51,7 @@ mod random;
 mod scm;
 mod signals;
 mod socket;
+mod thread;
 
 // The wait on a pidfile's lock, which needs only flock.
 
@@ -89,7 +90,7 @@ use netbsd as os;
 
 pub(crate) use atfork::{close_in_forked_children, forget_in_forked_children};
 pub(crate) use env::{in_test_harness, remove_env_if_alone};
-pub(crate) use exit::{die_with_parent, exit, flush_stdio};
+pub(crate) use exit::{die_with_parent, exit, exit_unflushed, flush_stdio};
 pub(crate) use fds::{adopt_passed_fds, close_copy, close_unowned, is_cloexec};
 pub(crate) use groups::{init_groups, set_groups};
 pub(crate) use ids::{own_process_group, process_group, process_group_of, session_of};
@@ -106,6 +107,7 @@ pub(crate) use signals::{SignalSet, reset_dispositions, unblock_all};
 pub(crate) use socket::{
     connect_without_blocking, is_listening_unix_stream, nobody_listens, socket_path,
 };
+pub(crate) use thread::{PlainThread, spawn as spawn_plain_thread};
 // Only Linux reaches a socket through its directory's descriptor (`gate::path`).
 #[cfg(target_os = "linux")]
 pub(crate) use socket::socket_path_max;

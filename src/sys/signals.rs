@@ -64,6 +64,11 @@ pub(crate) fn reset_dispositions(keep: &[Signal]) {
         if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
+        // A handler to keep is looked at without being changed (a disposition read costs what
+        // a change does; a change and a change back would be two).
+        if keep.contains(&signal) && has_handler(signal) {
+            continue;
+        }
         let wanted = if signal == Signal::SIGPIPE {
             SigHandler::SigIgn
         } else {
@@ -79,4 +84,17 @@ pub(crate) fn reset_dispositions(keep: &[Signal]) {
             let _ = unsafe { nix::sys::signal::signal(signal.nix(), previous) };
         }
     }
+}
+
+/// Whether `signal` has a handler (neither the default action nor ignored).
+fn has_handler(signal: Signal) -> bool {
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: a null new action only reads the current one into `current`, which is large enough.
+    let read = unsafe { libc::sigaction(signal as i32, std::ptr::null(), current.as_mut_ptr()) };
+    if read != 0 {
+        return false;
+    }
+    // SAFETY: sigaction succeeded, so it filled `current`.
+    let handler = unsafe { current.assume_init() }.sa_sigaction;
+    handler != libc::SIG_DFL && handler != libc::SIG_IGN
 }

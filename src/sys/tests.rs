@@ -60,3 +60,27 @@ fn the_pidfile_is_placed_unless_something_is_there() {
     assert!(!rename_unless_exists(here, &from, &to).expect("rename"));
     assert_eq!(fs::read_to_string(&to).expect("read"), "1");
 }
+
+#[test]
+fn a_plain_thread_runs_its_closure_under_its_name_and_is_joined() {
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::channel();
+    let thread = spawn_plain_thread(b"daemons-test-th", move || {
+        // Where a thread's name can be read: it names itself before the closure runs.
+        let name = fs::read_to_string("/proc/thread-self/comm").ok();
+        let _ = tx.send(name);
+    })
+    .expect("spawn");
+    let name = rx.recv_timeout(Duration::from_secs(10)).expect("it ran");
+    if cfg!(target_os = "linux") {
+        assert_eq!(name.as_deref().map(str::trim), Some("daemons-test-th"));
+    }
+    thread.join();
+}
+
+#[test]
+fn a_plain_thread_that_panics_ends_alone() {
+    let thread = spawn_plain_thread(b"daemons-panics", || panic!("on purpose")).expect("spawn");
+    // The panic stays in the thread: joining it returns, and this process goes on.
+    thread.join();
+}
