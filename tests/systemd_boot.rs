@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::nspawn::BootedSystemd;
+use common::nspawn::{BootedSystemd, UnitState};
 use common::{alive, wait_until};
 
 /// The unit file `name` of `examples/systemd`.
@@ -63,6 +63,37 @@ fn with_units(binary: &str, units: &[&str]) -> Option<Shared> {
         systemd.install_unit_file(&unit_file(unit));
     }
     Some(systemd)
+}
+
+/// `systemctl start UNIT`, once it has started: its state, which must be active, running and
+/// successful.
+fn start(systemd: &BootedSystemd, unit: &str) -> UnitState {
+    systemd.systemctl(&format!("start {unit}")).assert_success();
+    running(systemd, unit)
+}
+
+/// The state of `unit`, which must be active, running and successful.
+fn running(systemd: &BootedSystemd, unit: &str) -> UnitState {
+    let state = systemd.state(unit);
+    assert_eq!(
+        state.summary(),
+        ("active", "running", "success"),
+        "{unit}: {state:?}"
+    );
+    state
+}
+
+/// `systemctl stop UNIT`, once it has stopped: its state, which must be inactive, dead and
+/// successful.
+fn stop(systemd: &BootedSystemd, unit: &str) -> UnitState {
+    systemd.systemctl(&format!("stop {unit}")).assert_success();
+    let state = systemd.state(unit);
+    assert_eq!(
+        state.summary(),
+        ("inactive", "dead", "success"),
+        "{unit}: {state:?}"
+    );
+    state
 }
 
 /// The pid in the container's pidfile `path`, if there is one.
@@ -115,13 +146,7 @@ fn the_counter_as_a_notify_service_starts_reloads_and_stops() {
     };
 
     // systemctl start returns once the daemon has said READY=1.
-    systemd.systemctl(&format!("start {unit}")).assert_success();
-    let started = systemd.state(unit);
-    assert_eq!(
-        started.summary(),
-        ("active", "running", "success"),
-        "{started:?}"
-    );
+    let started = start(&systemd, unit);
     assert_ne!(started.main_pid, 0);
     assert_eq!(pidfile_pid(&systemd, pidfile), Some(started.main_pid));
     systemd.wait_for_journal(unit, "tick 1 at unix time");
@@ -135,25 +160,14 @@ fn the_counter_as_a_notify_service_starts_reloads_and_stops() {
         .systemctl(&format!("reload {unit}"))
         .assert_success();
     systemd.wait_for_journal(unit, "reload");
-    let reloaded = systemd.state(unit);
-    assert_eq!(
-        reloaded.summary(),
-        ("active", "running", "success"),
-        "{reloaded:?}"
-    );
+    let reloaded = running(&systemd, unit);
     assert_eq!(
         reloaded.main_pid, started.main_pid,
         "a reload keeps the process"
     );
 
     // SIGTERM: the handler's last line, exit 0, the pidfile gone.
-    systemd.systemctl(&format!("stop {unit}")).assert_success();
-    let stopped = systemd.state(unit);
-    assert_eq!(
-        stopped.summary(),
-        ("inactive", "dead", "success"),
-        "{stopped:?}"
-    );
+    let stopped = stop(&systemd, unit);
     assert_eq!(stopped.main_pid, 0);
     assert_eq!(systemd.read(pidfile), None, "the pidfile is removed");
     let journal = systemd.wait_for_journal(unit, "stopping at tick");
@@ -173,13 +187,7 @@ fn the_counter_as_a_forking_service_is_followed_through_its_pidfile() {
     };
 
     // `counter start` returns once the daemon is up, its pid in the pidfile that PIDFile= names.
-    systemd.systemctl(&format!("start {unit}")).assert_success();
-    let started = systemd.state(unit);
-    assert_eq!(
-        started.summary(),
-        ("active", "running", "success"),
-        "{started:?}"
-    );
+    let started = start(&systemd, unit);
     assert_ne!(started.main_pid, 0);
     assert_eq!(pidfile_pid(&systemd, pidfile), Some(started.main_pid));
     systemd.wait_for_journal(
@@ -209,22 +217,11 @@ fn the_counter_as_a_forking_service_is_followed_through_its_pidfile() {
         "{log}: {:?}",
         systemd.read(log)
     );
-    let reloaded = systemd.state(unit);
-    assert_eq!(
-        reloaded.summary(),
-        ("active", "running", "success"),
-        "{reloaded:?}"
-    );
+    let reloaded = running(&systemd, unit);
     assert_eq!(reloaded.main_pid, started.main_pid);
 
     // ExecStop is `counter stop`: it waits for the exit, so nothing is left for systemd to kill.
-    systemd.systemctl(&format!("stop {unit}")).assert_success();
-    let stopped = systemd.state(unit);
-    assert_eq!(
-        stopped.summary(),
-        ("inactive", "dead", "success"),
-        "{stopped:?}"
-    );
+    stop(&systemd, unit);
     assert_eq!(systemd.read(pidfile), None, "the pidfile is removed");
     systemd.wait_for_journal(unit, &format!("counter: stopped (pid {}", started.main_pid));
     let written = systemd.read(log).unwrap_or_default();
@@ -394,13 +391,7 @@ fn a_notify_service_reloaded_with_the_handover_stays_active_and_refuses_nobody()
     let Some(systemd) = with_units("echo", &["echo-notify.service"]) else {
         return;
     };
-    systemd.systemctl(&format!("start {unit}")).assert_success();
-    let first = systemd.state(unit);
-    assert_eq!(
-        first.summary(),
-        ("active", "running", "success"),
-        "{first:?}"
-    );
+    let first = start(&systemd, unit);
     let (served, failures) = clients_during(&systemd, "127.0.0.1:7880", move |systemd| {
         for _ in 0..3 {
             systemd
@@ -420,13 +411,7 @@ fn a_notify_service_reloaded_with_the_handover_stays_active_and_refuses_nobody()
         Some(now.main_pid)
     );
     assert_eq!(now.result, "success", "{now:?}");
-    systemd.systemctl(&format!("stop {unit}")).assert_success();
-    let stopped = systemd.state(unit);
-    assert_eq!(
-        stopped.summary(),
-        ("inactive", "dead", "success"),
-        "{stopped:?}"
-    );
+    stop(&systemd, unit);
 }
 
 #[test]
@@ -435,13 +420,7 @@ fn a_plain_restart_with_the_descriptor_store_refuses_nobody() {
     let Some(systemd) = with_units("echo", &["echo-fdstore.service"]) else {
         return;
     };
-    systemd.systemctl(&format!("start {unit}")).assert_success();
-    let first = systemd.state(unit);
-    assert_eq!(
-        first.summary(),
-        ("active", "running", "success"),
-        "{first:?}"
-    );
+    let first = start(&systemd, unit);
     assert!(
         wait_until(Duration::from_secs(10), || systemd
             .show(unit, "NFileDescriptorStore")
@@ -462,13 +441,7 @@ fn a_plain_restart_with_the_descriptor_store_refuses_nobody() {
     assert_ne!(now.main_pid, first.main_pid);
     let journal = systemd.journal(unit);
     assert!(!journal.contains("Address already in use"), "{journal}");
-    systemd.systemctl(&format!("stop {unit}")).assert_success();
-    let stopped = systemd.state(unit);
-    assert_eq!(
-        stopped.summary(),
-        ("inactive", "dead", "success"),
-        "{stopped:?}"
-    );
+    stop(&systemd, unit);
 }
 
 /// A supervised fixture as a `Type=notify` service with a watchdog: `body` and `extra`
@@ -492,15 +465,7 @@ fn a_supervised_notify_service_with_a_watchdog_lives_while_healthy_and_is_restar
         &format!("{healthy}.service"),
         &supervised_unit(healthy, "step", "FIXTURE_INTERVAL_MS=10"),
     );
-    systemd
-        .systemctl(&format!("start {healthy}"))
-        .assert_success();
-    let started = systemd.state(healthy);
-    assert_eq!(
-        started.summary(),
-        ("active", "running", "success"),
-        "{started:?}"
-    );
+    let started = start(&systemd, healthy);
     let steps = |name: &str| {
         systemd
             .read(&format!("/run/{name}.marks"))
@@ -512,21 +477,10 @@ fn a_supervised_notify_service_with_a_watchdog_lives_while_healthy_and_is_restar
         "{} steps",
         steps(healthy)
     );
-    let still = systemd.state(healthy);
-    assert_eq!(
-        still.summary(),
-        ("active", "running", "success"),
-        "{still:?}"
-    );
+    let still = running(&systemd, healthy);
     assert_eq!(still.main_pid, started.main_pid, "never restarted");
     assert_eq!(systemd.show(healthy, "NRestarts")["NRestarts"], "0");
-    systemd
-        .systemctl(&format!("stop {healthy}"))
-        .assert_success();
-    assert_eq!(
-        systemd.state(healthy).summary(),
-        ("inactive", "dead", "success")
-    );
+    stop(&systemd, healthy);
 
     // Wedged: the child blocks without a look at ctl, the pings stop, systemd restarts it.
     let wedged = "sup-wedged";
