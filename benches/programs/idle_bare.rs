@@ -7,59 +7,40 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid, fork, pause, pipe2, setsid};
+use nix::unistd::{Pid, pause};
+
+#[path = "bare_detach.rs"]
+mod bare_detach;
+use bare_detach::Side;
 
 fn start(pidfile: &str) -> ExitCode {
-    let (mut read, write) = pipe2(OFlag::O_CLOEXEC)
-        .map(|(r, w)| (fs::File::from(r), w))
-        .expect("pipe");
-    // SAFETY: this program runs one thread.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Parent { child } => {
-            drop(write);
-            let _ = waitpid(child, None);
-            let mut byte = [0u8; 1];
-            match read.read(&mut byte) {
-                Ok(1) => ExitCode::SUCCESS,
-                _ => ExitCode::FAILURE,
-            }
-        }
-        ForkResult::Child => {
-            drop(read);
-            setsid().expect("setsid");
-            // SAFETY: one thread.
-            if let ForkResult::Parent { .. } = unsafe { fork() }.expect("fork") {
-                // SAFETY: _exit ends the process.
-                unsafe { libc::_exit(0) };
-            }
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(pidfile)
-                .expect("open the pidfile");
-            file.try_lock().expect("lock the pidfile");
-            file.set_len(0).expect("truncate");
-            writeln!(file, "{}", std::process::id()).expect("write the pid");
-            let mut write = fs::File::from(write);
-            let _ = write.write_all(b"R");
-            drop(write);
-            loop {
-                pause();
-            }
-        }
+    let mut ready = match bare_detach::detach() {
+        Side::Caller(code) => return code,
+        Side::Daemon(ready) => ready,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(pidfile)
+        .expect("open the pidfile");
+    file.try_lock().expect("lock the pidfile");
+    file.set_len(0).expect("truncate");
+    writeln!(file, "{}", std::process::id()).expect("write the pid");
+    let _ = ready.write_all(b"R");
+    drop(ready);
+    loop {
+        pause();
     }
 }
 

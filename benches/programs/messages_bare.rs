@@ -9,14 +9,14 @@
 
 use std::fs;
 use std::hint::black_box;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
-use nix::fcntl::OFlag;
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, fork, pipe2, setsid};
+#[path = "bare_detach.rs"]
+mod bare_detach;
+use bare_detach::Side;
 
 const POOL: usize = 4;
 
@@ -53,36 +53,15 @@ fn main() -> ExitCode {
         eprintln!("MESSAGES is a number: {messages}");
         return ExitCode::from(2);
     };
-    let (mut read, write) = pipe2(OFlag::O_CLOEXEC)
-        .map(|(r, w)| (fs::File::from(r), w))
-        .expect("pipe");
-    // SAFETY: this program runs one thread until the daemon's own pool.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Parent { child } => {
-            drop(write);
-            let _ = waitpid(child, None);
-            let mut byte = [0u8; 1];
-            match read.read(&mut byte) {
-                Ok(1) => ExitCode::SUCCESS,
-                _ => ExitCode::FAILURE,
-            }
-        }
-        ForkResult::Child => {
-            drop(read);
-            setsid().expect("setsid");
-            // SAFETY: one thread.
-            if let ForkResult::Parent { .. } = unsafe { fork() }.expect("fork") {
-                // SAFETY: _exit ends the process.
-                unsafe { libc::_exit(0) };
-            }
-            fs::write(pidfile, format!("{}\n", std::process::id())).expect("write the pid");
-            let mut write = fs::File::from(write);
-            let _ = write.write_all(b"R");
-            drop(write);
-            let rate = serve(messages);
-            fs::write(result, format!("{rate}\n")).expect("write the result");
-            let _ = fs::remove_file(pidfile);
-            ExitCode::SUCCESS
-        }
-    }
+    let mut ready = match bare_detach::detach() {
+        Side::Caller(code) => return code,
+        Side::Daemon(ready) => ready,
+    };
+    fs::write(pidfile, format!("{}\n", std::process::id())).expect("write the pid");
+    let _ = ready.write_all(b"R");
+    drop(ready);
+    let rate = serve(messages);
+    fs::write(result, format!("{rate}\n")).expect("write the result");
+    let _ = fs::remove_file(pidfile);
+    ExitCode::SUCCESS
 }
