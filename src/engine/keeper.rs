@@ -40,11 +40,9 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
     // The successor that got the sockets and has not taken over yet, if one has.
     let mut handing: Option<Lifeline> = None;
     loop {
-        // The offer once it is made; until then, the pipe that says it is made.
-        let (first, is_offer) = match successors.keeper_fd() {
-            Some((fd, is_offer)) => (Some(fd), is_offer),
-            None => (None, false),
-        };
+        let offer = successors.offer_fd();
+        // Until the offer is made, the pipe that says it is made: a round ends when it is.
+        let first = offer.or_else(|| successors.nudge_fd());
         let lifeline = handing.as_ref().map(Lifeline::fd);
         // On the stack: the keeper allocates nothing while it waits (see `Lifecycle::wait`).
         let mut fds: [Option<BorrowedFd<'_>>; 2] = [first, lifeline];
@@ -59,12 +57,6 @@ fn keep(ending: &Ending, grace: Duration, wrapped: bool) {
         if woke.stopped() {
             break;
         }
-        if first.is_some() && !is_offer && woke.readable(0) {
-            // The offer is made: wait on it from the next round on (the pipe stays readable,
-            // and is not waited on again).
-            continue;
-        }
-        let offer = first.filter(|_| is_offer);
         let knocked = offer.is_some() && woke.readable(0);
         let heard = lifeline.is_some() && woke.readable(usize::from(first.is_some()));
         if let Some(lifeline) = handing.take() {

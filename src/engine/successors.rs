@@ -86,14 +86,13 @@ impl Successors {
         }
     }
 
-    /// What the keeper waits on besides the stop: the offer's descriptor once it is made
-    /// (readable when a successor knocks), and until then the pipe that says it is made.
-    /// `(descriptor, is_the_offer)`.
-    pub(in crate::engine) fn keeper_fd(&self) -> Option<(BorrowedFd<'_>, bool)> {
-        match (self.offer_fd(), &self.nudge) {
-            (Some(offer), _) => Some((offer, true)),
-            (None, Some((read, _))) => Some((read.as_fd(), false)),
-            (None, None) => None,
+    /// Readable once the offer is made: what the keeper waits on until then, so that it waits on
+    /// the offer from its next round on. `None` once the offer is made, or for a daemon that
+    /// never offers.
+    pub(in crate::engine) fn nudge_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self.offer.get() {
+            Some(_) => None,
+            None => self.nudge.as_ref().map(|(read, _)| read.as_fd()),
         }
     }
 
