@@ -654,6 +654,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_temporary_name_has_sixteen_hexadecimal_digits() {
+        assert_eq!(hex(0x1f), "000000000000001f");
+        assert_eq!(hex(u64::MAX), "ffffffffffffffff");
+    }
+
+    #[test]
     fn temporary_names_differ_and_are_not_the_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("x.pid");
