@@ -36,6 +36,7 @@ pub(crate) use log::stderr_is_journal;
 pub use stop_future::StopFuture;
 
 use std::os::fd::RawFd;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,9 +149,17 @@ impl Engine {
     }
 }
 
+/// The program's name as it was started (`argv[0]`'s file name, as syslog and glibc's
+/// `program_invocation_short_name` take it), else the executable's file name. `argv[0]` costs
+/// nothing to read; the executable is a readlink of `/proc/self/exe`.
 fn default_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+    let invoked = std::env::args_os()
+        .next()
+        .and_then(|arg| Some(Path::new(&arg).file_name()?.to_string_lossy().into_owned()));
+    invoked
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.file_name()?.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "daemon".to_string())
 }

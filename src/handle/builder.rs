@@ -213,8 +213,8 @@ impl DaemonBuilder {
         self.set(|s| s.keep_going(keep_going))
     }
 
-    /// The name the daemon logs under and the command line prints. Default: the executable's
-    /// file name.
+    /// The name the daemon logs under and the command line prints. Default: the file name of the
+    /// program as it was started (`argv[0]`, as syslog takes it), else the executable's.
     ///
     /// # Examples
     ///

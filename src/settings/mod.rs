@@ -50,7 +50,7 @@ pub(crate) struct Settings {
     /// Whether a failed step is only logged.
     #[builder(default)]
     pub(crate) keep_going: bool,
-    /// `None`: the executable's file name.
+    /// `None`: the file name of `argv[0]`, else of the executable.
     #[builder(setter(into, strip_option), default)]
     pub(crate) name: Option<String>,
     /// The Python original's default, kept.
