@@ -60,7 +60,7 @@ use crate::{Pid, Signal};
 
 use crate::error::{Action, Error};
 use crate::gate::process::{Pinned, Refused, Target};
-use crate::pidfile::{Pidfile, Status};
+use crate::pidfile::{Content, Pidfile, Status};
 use crate::sync::{Backoff, Deadline, lock};
 use crate::sys;
 
@@ -285,17 +285,27 @@ impl Process {
     ///
     /// See [`Process`].
     pub fn holding(pidfile: &Pidfile) -> Result<Option<Process>, Error> {
+        Ok(Process::holding_read(pidfile)?.map(|(process, _)| process))
+    }
+
+    /// [`Process::holding`], with what the pidfile said when the holder was found in the usual
+    /// case's one read (`None` when the whole probe found it): a stop reads the other instance
+    /// of a restart from it instead of opening the file again.
+    fn holding_read(pidfile: &Pidfile) -> Result<Option<(Process, Option<Content>)>, Error> {
         // The usual case, a running daemon, in one read of the file: the pid it names, pinned
         // first, then checked to hold the lock.
-        let Some((named, file, meta)) = pidfile.open_identified()? else {
+        let Some((content, file, meta)) = pidfile.open_identified()? else {
             return Ok(None);
         };
         let file = Arc::new(file);
-        if let Some(pid) = named
+        if let Some(pid) = content.pid
             && let Some(target) = pin_holder(pid, pidfile, &file, &meta)?
             && pidfile.names(&meta)
         {
-            return Ok(Some(Process::new(target, pidfile, file, meta)));
+            return Ok(Some((
+                Process::new(target, pidfile, file, meta),
+                Some(content),
+            )));
         }
         drop(file);
         // Anything else goes through the whole probe (a daemon in another pid namespace, a lock
@@ -322,14 +332,14 @@ impl Process {
                     Err(e) => Err(e.to_string()),
                 };
                 if let Some(target) = pin_checked(pid, pidfile, still_the_holder)? {
-                    return Ok(Some(Process { target, held: None }));
+                    return Ok(Some((Process { target, held: None }, None)));
                 }
             } else if let Some((_, file, meta)) = pidfile.open_identified()? {
                 let file = Arc::new(file);
                 if let Some(target) = pin_holder(pid, pidfile, &file, &meta)?
                     && pidfile.names(&meta)
                 {
-                    return Ok(Some(Process::new(target, pidfile, file, meta)));
+                    return Ok(Some((Process::new(target, pidfile, file, meta), None)));
                 }
             }
         }
@@ -589,11 +599,15 @@ const ROUNDS: usize = 8;
 /// The processes that hold `pidfile`: the one it names, and the other instance of a restart
 /// under way if it holds the lock too.
 fn holding_all(pidfile: &Pidfile) -> Result<Vec<Process>, Error> {
-    let Some(first) = Process::holding(pidfile)? else {
+    let Some((first, read)) = Process::holding_read(pidfile)? else {
         return Ok(Vec::new());
     };
+    let partner = match read {
+        Some(content) => content.handover(),
+        None => pidfile.partner()?,
+    };
     let mut holders = vec![first];
-    if let Some(partner) = pidfile.partner()?
+    if let Some(partner) = partner
         && partner != holders[0].pid()
         && let Some(partner) = Process::holding_as(pidfile, partner)?
     {

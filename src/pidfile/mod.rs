@@ -79,7 +79,7 @@ use crate::gate::path::{Dir, Trusted};
 use crate::sync::Backoff;
 use crate::sys;
 
-use content::Content;
+pub(crate) use content::Content;
 pub(crate) use content::Note;
 use create::Take;
 use holder::Lock;
@@ -569,22 +569,14 @@ impl Pidfile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Option<Pid>, Error> {
-        Ok(self.open_identified()?.and_then(|(pid, _, _)| pid))
-    }
-
-    /// The pidfile, open for reading, the pid written in it if it holds one, and the file's
-    /// identity; `None` when there is no file.
-    pub(crate) fn open_identified(
-        &self,
-    ) -> Result<Option<(Option<Pid>, File, fs::Metadata)>, Error> {
         Ok(self
-            .open_read()?
-            .map(|(content, file, meta)| (content.pid, file, meta)))
+            .open_identified()?
+            .and_then(|(content, _, _)| content.pid))
     }
 
-    /// The pidfile, open for reading and checked, what it says, and its identity; `None` when
-    /// there is no file.
-    fn open_read(&self) -> Result<Option<(Content, File, fs::Metadata)>, Error> {
+    /// The pidfile, open for reading and checked, what it says (the pid, and a note after it),
+    /// and the file's identity; `None` when there is no file.
+    pub(crate) fn open_identified(&self) -> Result<Option<(Content, File, fs::Metadata)>, Error> {
         let Some(file) = self.open()? else {
             return Ok(None);
         };
@@ -601,7 +593,7 @@ impl Pidfile {
     /// (`handover: PID`), if it does. Whether it holds the lock is for the caller to check.
     pub(crate) fn partner(&self) -> Result<Option<Pid>, Error> {
         Ok(self
-            .open_read()?
+            .open_identified()?
             .and_then(|(content, _, _)| content.handover()))
     }
 
