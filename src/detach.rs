@@ -401,25 +401,27 @@ impl Logs {
 
 /// stdin, stdout and stderr, open, before they take descriptors 0, 1 and 2.
 pub(crate) struct Stdio {
-    input: File,
-    out: File,
-    err: File,
+    /// `/dev/null`, open for reading and writing, as daemon(3) opens it: stdin, and stdout or
+    /// stderr where no log file is given. One open serves all three.
+    null: File,
+    out: Option<File>,
+    err: Option<File>,
 }
 
 impl Stdio {
     pub(crate) fn stdout(&self) -> &File {
-        &self.out
+        self.out.as_ref().unwrap_or(&self.null)
     }
 
     pub(crate) fn stderr(&self) -> &File {
-        &self.err
+        self.err.as_ref().unwrap_or(&self.null)
     }
 
     /// Make them descriptors 0, 1 and 2.
     pub(crate) fn redirect(self) -> Result<(), Error> {
-        dup2_stdin(self.input).map_err(|e| Error::sys("dup2", e))?;
-        dup2_stdout(&self.out).map_err(|e| Error::sys("dup2", e))?;
-        dup2_stderr(&self.err).map_err(|e| Error::sys("dup2", e))?;
+        dup2_stdout(self.stdout()).map_err(|e| Error::sys("dup2", e))?;
+        dup2_stderr(self.stderr()).map_err(|e| Error::sys("dup2", e))?;
+        dup2_stdin(self.null).map_err(|e| Error::sys("dup2", e))?;
         Ok(())
     }
 }
@@ -429,13 +431,9 @@ fn open_stdio(
     stderr: Option<&Path>,
     trusted: Trusted,
 ) -> Result<Stdio, Error> {
-    let open = |path: Option<&Path>| match path {
-        Some(path) => gate::path::open_log(path, trusted),
-        None => gate::path::open_null(),
-    };
-    let null = Path::new("/dev/null");
+    let open = |path: Option<&Path>| path.map(|p| gate::path::open_log(p, trusted)).transpose();
     Ok(Stdio {
-        input: File::open(null).map_err(|e| Error::io(Action::Open, null, e))?,
+        null: gate::path::open_null()?,
         out: open(stdout)?,
         err: open(stderr)?,
     })

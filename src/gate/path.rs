@@ -589,10 +589,12 @@ pub(crate) fn open_log(path: &Path, trusted: Trusted) -> Result<File, Error> {
     Ok(file)
 }
 
-/// `/dev/null`, open for writing: where stdout and stderr go when no log file is set.
+/// `/dev/null`, open for reading and writing: stdin, and where stdout and stderr go when no log
+/// file is set.
 pub(crate) fn open_null() -> Result<File, Error> {
     let null = Path::new("/dev/null");
     OpenOptions::new()
+        .read(true)
         .write(true)
         .open(null)
         .map_err(|e| Error::io(Action::Open, null, e))
