@@ -108,9 +108,7 @@ pub(crate) fn wait_all_exited(watches: &[&ExitWatch], timeout: Duration) -> Vec<
 /// The descriptors this process has open, from `/proc/self/fd` (the descriptor that reads the
 /// directory is among them, closed by the time this returns).
 pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
-    Ok(fs::read_dir(OPEN_FDS_DIR)?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect())
+    super::linux::numbered_entries(OPEN_FDS_DIR)
 }
 
 /// Where [`open_fds`] looks, for error messages.

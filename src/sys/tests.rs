@@ -27,6 +27,28 @@ fn threads_and_descriptors_are_listed() {
 }
 
 #[test]
+fn more_descriptors_than_one_read_holds_are_all_listed() {
+    use std::os::fd::AsRawFd;
+    // 24 bytes a record: 200 descriptors take several reads of the lister's buffer.
+    let files: Vec<File> = (0..200)
+        .map(|_| File::open("/dev/null").expect("open"))
+        .collect();
+    let listed = open_fds().expect("list");
+    for file in &files {
+        assert!(
+            listed.contains(&file.as_raw_fd()),
+            "{} listed",
+            file.as_raw_fd()
+        );
+    }
+    // No record is read twice.
+    let mut unique = listed.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), listed.len(), "{listed:?}");
+}
+
+#[test]
 fn an_exit_watch_sees_a_live_process() {
     let me = ExitWatch::new(crate::Pid::this())
         .expect("watch")
