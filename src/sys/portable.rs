@@ -128,11 +128,18 @@ fn is_dead(state: char) -> bool {
 
 /// The descriptors this process has open, from `/dev/fd` (the descriptor that reads the
 /// directory is among them, closed by the time this returns).
-#[cfg(any(target_os = "macos", target_os = "linux"))]
+#[cfg(target_os = "macos")]
 pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
     Ok(fs::read_dir(OPEN_FDS_DIR)?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect())
+}
+
+/// The descriptors this process has open, from `/dev/fd`, read as Linux reads its directories of
+/// numbers (see `linux::numbered_entries`).
+#[cfg(target_os = "linux")]
+pub(crate) fn open_fds() -> io::Result<Vec<RawFd>> {
+    super::linux::numbered_entries(OPEN_FDS_DIR)
 }
 
 /// Where [`open_fds`] looks, for error messages.
