@@ -46,15 +46,22 @@ pub(super) fn find_fd(
     // Since Linux 6.2 the directory's size is the number of open descriptors. Reading the
     // directory makes /proc build an entry for every descriptor, which costs more than looking
     // up the few below the pidfile's: a daemon opens its pidfile early, so look from 3 upwards,
-    // and only go through the whole directory when the numbers turn out sparse.
+    // and only go through the whole directory when the numbers turn out sparse: after a run of
+    // numbers that are not open (a process that is closing its descriptors as it exits has
+    // none left to find).
     if open > 0 {
+        const MISSES: u32 = 8;
         let mut seen = 0;
+        let mut misses = 0;
         let mut fd = 3u64;
-        while seen + 3 < open && fd < open + 32 {
+        while seen + 3 < open && fd < open + 32 && misses < MISSES {
             match holds(OsStr::new(&fd.to_string())) {
                 Some(true) => return Some(true),
-                Some(false) => seen += 1,
-                None => {}
+                Some(false) => {
+                    seen += 1;
+                    misses = 0;
+                }
+                None => misses += 1,
             }
             fd += 1;
         }
