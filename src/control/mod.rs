@@ -495,6 +495,15 @@ impl Process {
         Ok(!held.pidfile.is_locked(&held.file)?
             || sys::has_open(self.pid(), &held.file, &held.meta) == Some(false))
     }
+
+    /// Whether the pidfile that the process was found holding is no longer locked, at a look:
+    /// the sign of its exit where nothing else tells of it.
+    fn let_go(&self) -> Result<bool, Error> {
+        match &self.held {
+            Some(held) => Ok(!held.pidfile.is_locked(&held.file)?),
+            None => Ok(true),
+        }
+    }
 }
 
 /// Send `signal` to the process that holds `pidfile`, and return its pid.
@@ -669,21 +678,36 @@ pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error
     // Made after the process was checked to hold the pidfile, and before it is waited for: it
     // knows the process by its pid and start time.
     let threads = sys::ExitWatch::new(process.pid()).ok().flatten();
+    let threads_exited = || match &threads {
+        Some(threads) => threads.exited(deadline.left()).map_err(|e| Error::Sys {
+            call: "read /proc",
+            source: e,
+        }),
+        None => Ok(true),
+    };
+    // The wait on the lock is a child process (a fork); a daemon usually lets go of its pidfile
+    // within a millisecond of its SIGTERM, so the lock is looked at first, often.
+    let looks = Deadline::after(LOOK_AT_THE_LOCK.min(timeout));
+    while !looks.passed() {
+        if process.let_go()? {
+            return threads_exited();
+        }
+        std::thread::sleep(LOOK_EVERY);
+    }
     loop {
         if process.wait(backoff.next_pause().unwrap_or(Duration::ZERO))? {
-            return match &threads {
-                Some(threads) => threads.exited(deadline.left()).map_err(|e| Error::Sys {
-                    call: "read /proc",
-                    source: e,
-                }),
-                None => Ok(true),
-            };
+            return threads_exited();
         }
         if deadline.passed() {
             return Ok(false);
         }
     }
 }
+
+/// How long a wait without exit events looks at the pidfile's lock itself, every [`LOOK_EVERY`],
+/// before it starts a child that waits on it.
+const LOOK_AT_THE_LOCK: Duration = Duration::from_millis(2);
+const LOOK_EVERY: Duration = Duration::from_micros(50);
 
 /// Pin `pid`, then verify that it holds the lock of `file` (the pidfile, identified by `meta`):
 /// the holder, or `None`.
