@@ -3,7 +3,7 @@
 //! `/proc/locks`, which name a lock's holder.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::Pid;
 use nix::sys::stat::{major, minor};
 
-use super::linux::find_fd;
+use super::linux::{find_fd, read_small};
 use super::poll::{poll_readable, wait_readable};
 use crate::sync::Deadline;
 
@@ -210,21 +210,6 @@ pub(crate) fn flock_holders(meta: &fs::Metadata) -> io::Result<Vec<Pid>> {
         }
     }
     Ok(if exact.is_empty() { same_inode } else { exact })
-}
-
-/// Read a small file whole. `fs::read` would first ask the file's size and position, which
-/// `/proc` files do not know anyway.
-fn read_small(path: &Path, content: &mut Vec<u8>) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    let mut buf = [0u8; 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => content.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]

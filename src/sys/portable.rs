@@ -85,8 +85,8 @@ impl ExitWatch {
         super::linux::state_and_start(self.pid).is_none_or(|(state, started)| {
             started != self.started
                 || (is_dead(state)
-                    && fs::read_dir(format!("/proc/{}/task", self.pid))
-                        .map_or(true, |tasks| tasks.count() <= 1))
+                    && super::linux::numbered_entries(&format!("/proc/{}/task", self.pid))
+                        .map_or(true, |tasks| tasks.len() <= 1))
         })
     }
 
