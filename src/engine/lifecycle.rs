@@ -193,6 +193,12 @@ impl Lifecycle {
         self.stopping_told.store(true, Ordering::Release);
     }
 
+    /// Whether STOPPING=1 is said, or is never to be said, from now on.
+    #[cfg(test)]
+    pub(in crate::engine) fn stopping_settled(&self) -> bool {
+        self.stopping_told.load(Ordering::Acquire)
+    }
+
     pub(in crate::engine) fn notifier(&self) -> Option<Arc<Notifier>> {
         self.notifier.clone()
     }

@@ -192,6 +192,11 @@ impl Successors {
             .map_or("a new instance".to_string(), |pid| format!("pid {pid}"));
         match heard {
             Heard::Take => {
+                // Silent before the confirmation: once confirmed, the successor reports ready, and
+                // the `restart` that started it sends this instance a SIGTERM, whose handling says
+                // STOPPING=1 unless this is set. A service manager that heard it would stop the
+                // service, successor and all, once the reload ends.
+                lifecycle.stop_silently();
                 if let Some(pidfile) = pidfile.as_mut() {
                     pidfile.give();
                 }
@@ -199,7 +204,6 @@ impl Successors {
                 self.log.log(&format!(
                     "handed the listening sockets and the pidfile to {successor}, which took over: stopping"
                 ));
-                lifecycle.stop_silently();
                 lifecycle.request_stop(Some(Signal::SIGTERM));
                 None
             }
@@ -264,5 +268,59 @@ impl Successors {
         if let Some(offer) = self.offer.get() {
             offer.withdraw();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+
+    #[test]
+    fn an_instance_that_confirms_a_takeover_never_says_stopping_after() {
+        // The successor reports ready once it reads the confirmation, and the `restart` that
+        // started it then sends this instance a SIGTERM: from that moment this instance must
+        // be silent. The log line that follows the confirmation waits here until the successor
+        // has looked, so that a confirmation sent before the silence is caught every time.
+        let lifecycle = Lifecycle::new(None, None).expect("lifecycle");
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        let (looked, wait_for_look) = mpsc::channel::<bool>();
+        let held = Mutex::new(Some(wait_for_look));
+        let log = Log::to(move |_| {
+            if let Some(wait) = lock(&held).take() {
+                let _ = wait.recv_timeout(Duration::from_secs(10));
+            }
+        });
+        let successors =
+            Successors::new(Arc::new(Listeners::default()), Duration::from_secs(4), log);
+        let watched = lifecycle.clone();
+        let successor = std::thread::spawn(move || {
+            (&theirs).write_all(b"take\n").expect("say take");
+            let mut answer = String::new();
+            BufReader::new(&theirs)
+                .read_line(&mut answer)
+                .expect("the answer");
+            let silent = watched.stopping_settled();
+            let _ = looked.send(silent);
+            (answer, silent)
+        });
+        // The take has arrived once the socket is readable.
+        assert!(sys::wait_readable(ours.as_fd(), Duration::from_secs(10)).expect("poll"));
+        let left = successors.hear(
+            &Mutex::new(None),
+            &lifecycle,
+            Lifeline::on(ours, None),
+            true,
+        );
+        assert!(left.is_none(), "the handover is over");
+        let (answer, silent) = successor.join().expect("the successor's side");
+        assert_eq!(answer, "stopping\n");
+        assert!(
+            silent,
+            "silent before the confirmation reached the successor"
+        );
+        assert!(lifecycle.stop_requested(), "and stopping");
     }
 }

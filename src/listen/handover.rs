@@ -315,6 +315,19 @@ impl Lifeline {
         let _ = (&*self.stream).write_all(format!("{word}\n").as_bytes());
     }
 
+    /// A lifeline on `stream`, as [`Offer::answer`] makes one, for tests that play the successor
+    /// on the other end.
+    #[cfg(test)]
+    pub(crate) fn on(stream: UnixStream, successor: Option<Pid>) -> Lifeline {
+        Lifeline {
+            stream: ManuallyDrop::new(stream),
+            owner: Pid::this(),
+            successor,
+            since: Instant::now(),
+            heard: Vec::new(),
+        }
+    }
+
     /// The successor took over: tell it that this instance stops.
     pub(crate) fn confirm(self) {
         self.reply(STOPPING);
