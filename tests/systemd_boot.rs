@@ -354,7 +354,16 @@ fn clients_during(
             if done.load(Ordering::SeqCst) {
                 after += 1;
             } else if Instant::now() > limit {
-                failures.push("the act did not end within 60 s".to_string());
+                // What systemd holds, and what it and the units said: the failure's only trace
+                // once the container is gone.
+                let jobs = systemd.systemctl("list-jobs").stdout.clone();
+                let journal = systemd
+                    .journalctl("--lines=80 --output=short-monotonic")
+                    .stdout
+                    .clone();
+                failures.push(format!(
+                    "the act did not end within 60 s; jobs:\n{jobs}\njournal:\n{journal}"
+                ));
                 break;
             }
             let asked = (|| -> std::io::Result<String> {
