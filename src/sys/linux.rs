@@ -196,7 +196,10 @@ pub(crate) fn numbered_entries(dir: &str) -> io::Result<Vec<i32>> {
         let filled = match usize::try_from(n) {
             Ok(0) => return Ok(numbers),
             Ok(filled) => filled.min(buf.len()),
-            Err(_) => return Err(io::Error::last_os_error()),
+            Err(_) => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::Interrupted => continue,
+                e => return Err(e),
+            },
         };
         let mut records = &buf[..filled];
         while records.len() > NAME {
