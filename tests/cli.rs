@@ -294,6 +294,27 @@ fn the_name_is_the_executable_name_unless_set() {
     fx.stop_gracefully(pid);
 }
 
+#[test]
+fn the_default_name_is_the_one_the_program_was_started_by() {
+    // `argv[0]`'s file name, as syslog names a program: a program started through a link, or
+    // by a supervisor that sets `argv[0]`, is called what it was called.
+    use std::os::unix::process::CommandExt;
+    let fx = Fixture::new();
+    let mut status = fx.command("status");
+    status.arg0("/usr/sbin/counterd");
+    let out = fx.execute(&mut status);
+    assert_eq!(out.code(), Some(3), "{out:?}");
+    assert!(out.stdout.starts_with("counterd: not running"), "{out:?}");
+
+    let mut start = fx.command("start");
+    start.arg0("counterd");
+    let out = fx.execute(&mut start);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let pid = out.pid();
+    assert_eq!(out.stdout, format!("counterd: started (pid {pid})\n"));
+    fx.stop_gracefully(pid);
+}
+
 fn run_in_the_foreground_until(signal: Signal) {
     let fx = Fixture::new();
     let mut fg = fx.foreground(&mut fx.command("run"));
