@@ -686,13 +686,15 @@ pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error
         None => Ok(true),
     };
     // The wait on the lock is a child process (a fork); a daemon usually lets go of its pidfile
-    // within a millisecond of its SIGTERM, so the lock is looked at first, often.
-    let looks = Deadline::after(LOOK_AT_THE_LOCK.min(timeout));
-    while !looks.passed() {
+    // within a millisecond of its SIGTERM, so the lock is looked at first.
+    let mut looks = Backoff::within_from(LOOK_AT_THE_LOCK.min(timeout), FIRST_LOOK);
+    loop {
         if process.let_go()? {
             return threads_exited();
         }
-        std::thread::sleep(LOOK_EVERY);
+        if !looks.sleep() {
+            break;
+        }
     }
     loop {
         if process.wait(backoff.next_pause().unwrap_or(Duration::ZERO))? {
@@ -704,10 +706,10 @@ pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error
     }
 }
 
-/// How long a wait without exit events looks at the pidfile's lock itself, every [`LOOK_EVERY`],
-/// before it starts a child that waits on it.
+/// How long a wait without exit events looks at the pidfile's lock itself (at the pauses of
+/// [`Backoff`], from [`FIRST_LOOK`]) before it starts a child that waits on it.
 const LOOK_AT_THE_LOCK: Duration = Duration::from_millis(2);
-const LOOK_EVERY: Duration = Duration::from_micros(50);
+const FIRST_LOOK: Duration = Duration::from_micros(50);
 
 /// Pin `pid`, then verify that it holds the lock of `file` (the pidfile, identified by `meta`):
 /// the holder, or `None`.

@@ -15,7 +15,7 @@
 //! | --- | --- | --- | --- | --- | --- |
 //! | who holds the pidfile's lock | the `lock:` line in `/proc/PID/fdinfo/FD` ([`LOCK_LINES`]) | the file is locked (a `LOCK_SH \| LOCK_NB` is refused) and the pid has it open: `/proc/PID/fd` | locked, and open: `proc_pidinfo(PROC_PIDLISTFDS)`, `proc_pidfdinfo` | locked, and a descriptor of the pid that holds a lock on it: `kern.proc.filedesc` (`KF_FLAG_HASLOCK`) | locked, and a descriptor of the pid that holds a lock on it: `kern.file2`, where kernel addresses are shown (else `/proc/PID/fd`) |
 //! | the holder when the pid named is not it | `/proc/locks` | unknown | unknown | unknown | unknown |
-//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | the pidfile's lock, looked at every 50 µs for 2 ms, then a child process blocked on it (`LockWaiter`) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
+//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | the pidfile's lock, looked at for 2 ms (pauses from 50 µs, doubling), then a child process blocked on it (`LockWaiter`) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
 //! | pinning a process before it is checked ([`ExitWatch`]; the signal itself is sent by `gate::process`) | a pidfd, which `pidfd_send_signal` goes through | its start time in `/proc/PID/stat`; a `kill` after the check again | a kqueue; a `kill` once it says the process has not exited, after the check again | as macOS | as macOS |
 //! | descriptors inherited through exec | `/proc/self/fd` | `/dev/fd` | `/dev/fd` | `kern.proc.filedesc` | `kern.file2` |
 //! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
