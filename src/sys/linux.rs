@@ -76,14 +76,14 @@ pub(super) fn find_fd(
             return Some(false);
         }
     }
-    let dir = match fs::read_dir(&fd_dir) {
-        Ok(dir) => dir,
+    let fds = match numbered_entries(&format!("/proc/{pid}/fd")) {
+        Ok(fds) => fds,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
     Some(
-        dir.flatten()
-            .any(|entry| holds(&entry.file_name()) == Some(true)),
+        fds.into_iter()
+            .any(|fd| holds(OsStr::new(&fd.to_string())) == Some(true)),
     )
 }
 
