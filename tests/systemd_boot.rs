@@ -74,25 +74,20 @@ fn start(systemd: &BootedSystemd, unit: &str) -> UnitState {
 
 /// The state of `unit`, which must be active, running and successful.
 fn running(systemd: &BootedSystemd, unit: &str) -> UnitState {
-    let state = systemd.state(unit);
-    assert_eq!(
-        state.summary(),
-        ("active", "running", "success"),
-        "{unit}: {state:?}"
-    );
-    state
+    in_state(systemd, unit, ("active", "running", "success"))
 }
 
 /// `systemctl stop UNIT`, once it has stopped: its state, which must be inactive, dead and
 /// successful.
 fn stop(systemd: &BootedSystemd, unit: &str) -> UnitState {
     systemd.systemctl(&format!("stop {unit}")).assert_success();
+    in_state(systemd, unit, ("inactive", "dead", "success"))
+}
+
+/// The state of `unit`, which must be `expected` (active state, sub-state, result).
+fn in_state(systemd: &BootedSystemd, unit: &str, expected: (&str, &str, &str)) -> UnitState {
     let state = systemd.state(unit);
-    assert_eq!(
-        state.summary(),
-        ("inactive", "dead", "success"),
-        "{unit}: {state:?}"
-    );
+    assert_eq!(state.summary(), expected, "{unit}: {state:?}");
     state
 }
 
