@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use daemons::{Daemon, Stopped};
+
+#[path = "programs/bare_pool.rs"]
+mod bare_pool;
 use nix::sys::signal::{Signal, raise};
 
 /// The handler's work: next to nothing, so that the pool's own cost is what is measured.
@@ -56,25 +59,7 @@ fn through_daemon(pool: usize, messages: u64, pidfile: &Path) -> Duration {
 fn through_channel(pool: usize, capacity: usize, messages: u64) -> Duration {
     let sink = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let (sender, receiver) = crossbeam_channel::bounded::<u64>(capacity);
-    let workers: Vec<_> = (0..pool)
-        .map(|_| {
-            let receiver = receiver.clone();
-            let sink = sink.clone();
-            thread::spawn(move || {
-                for n in receiver {
-                    work(n, &sink);
-                }
-            })
-        })
-        .collect();
-    for n in 1..=messages {
-        sender.send(n).expect("workers alive");
-    }
-    drop(sender);
-    for worker in workers {
-        worker.join().expect("worker");
-    }
+    bare_pool::run(pool, capacity, messages, move |n| work(n, &sink));
     started.elapsed()
 }
 

@@ -11,35 +11,21 @@ use std::fs;
 use std::hint::black_box;
 use std::io::Write;
 use std::process::ExitCode;
-use std::thread;
 use std::time::Instant;
 
 #[path = "bare_detach.rs"]
 mod bare_detach;
+#[path = "bare_pool.rs"]
+mod bare_pool;
 use bare_detach::Side;
 
 const POOL: usize = 4;
 
 fn serve(messages: u64) -> f64 {
     let began = Instant::now();
-    let (sender, receiver) = crossbeam_channel::bounded::<u64>(POOL);
-    let workers: Vec<_> = (0..POOL)
-        .map(|_| {
-            let receiver = receiver.clone();
-            thread::spawn(move || {
-                for n in receiver {
-                    black_box(n);
-                }
-            })
-        })
-        .collect();
-    for n in 1..=messages {
-        sender.send(n).expect("workers alive");
-    }
-    drop(sender);
-    for worker in workers {
-        worker.join().expect("worker");
-    }
+    bare_pool::run(POOL, POOL, messages, |n| {
+        black_box(n);
+    });
     messages as f64 / began.elapsed().as_secs_f64()
 }
 
