@@ -492,8 +492,7 @@ impl Process {
         // The waiting child may wait behind a successor that took the lock of this same file the
         // moment it was free: a file that is not locked, or whose pid no longer has it open, is
         // let go of.
-        Ok(!held.pidfile.is_locked(&held.file)?
-            || sys::has_open(self.pid(), &held.file, &held.meta) == Some(false))
+        Ok(self.let_go()? || sys::has_open(self.pid(), &held.file, &held.meta) == Some(false))
     }
 
     /// Whether the pidfile that the process was found holding is no longer locked, at a look:

@@ -86,14 +86,11 @@ impl Successors {
         }
     }
 
-    /// Readable once the offer is made: what the keeper waits on until then, so that it waits on
-    /// the offer from its next round on. `None` once the offer is made, or for a daemon that
-    /// never offers.
+    /// Readable once the offer is made (and from then on): what the keeper waits on while it
+    /// has seen no offer, so that an offer made after it looked ends its round at once. `None`
+    /// for a daemon that never offers.
     pub(in crate::engine) fn nudge_fd(&self) -> Option<BorrowedFd<'_>> {
-        match self.offer.get() {
-            Some(_) => None,
-            None => self.nudge.as_ref().map(|(read, _)| read.as_fd()),
-        }
+        self.nudge.as_ref().map(|(read, _)| read.as_fd())
     }
 
     /// A successor takes over from the instance that runs (see [`Takeover::take_over`]), and
