@@ -37,7 +37,12 @@ impl Credentials {
                 Account::Name(name) => User::from_name(name),
                 Account::Id(id) => User::from_uid(Uid::from_raw(*id)),
             }
-            .map_err(|e| Error::setting("user", format!("cannot look up {user}: {e}")))?;
+            .map_err(|e| {
+                Error::setting(
+                    "user",
+                    format!("cannot look up {user}: {}", std::io::Error::from(e)),
+                )
+            })?;
             match (found, user) {
                 (Some(entry), _) => {
                     creds.uid = Some(entry.uid);
@@ -60,7 +65,12 @@ impl Credentials {
                 Account::Name(name) => Group::from_name(name),
                 Account::Id(id) => Group::from_gid(Gid::from_raw(*id)),
             }
-            .map_err(|e| Error::setting("group", format!("cannot look up {group}: {e}")))?;
+            .map_err(|e| {
+                Error::setting(
+                    "group",
+                    format!("cannot look up {group}: {}", std::io::Error::from(e)),
+                )
+            })?;
             creds.gid = Some(match (found, group) {
                 (Some(entry), _) => entry.gid,
                 (None, Account::Id(id)) => Gid::from_raw(*id),
@@ -108,7 +118,11 @@ impl Credentials {
             });
         }
         let fail = |call: &str, e: nix::Error| Error::Privileges {
-            reason: format!("{call} failed for {}: {e}", self.describe()),
+            reason: format!(
+                "{call} failed for {}: {}",
+                self.describe(),
+                std::io::Error::from(e)
+            ),
         };
         if let Some(gid) = self.gid {
             match (&self.name, self.uid) {

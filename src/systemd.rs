@@ -325,12 +325,18 @@ fn adopt_ready_fd(fd: RawFd) -> Result<OwnedFd, String> {
     let stat = match fstat(borrowed) {
         Ok(stat) => stat,
         Err(nix::errno::Errno::EBADF) => return Err("not open".into()),
-        Err(e) => return Err(format!("a descriptor that cannot be examined ({e})")),
+        Err(e) => {
+            return Err(format!(
+                "a descriptor that cannot be examined ({})",
+                std::io::Error::from(e)
+            ));
+        }
     };
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
         return Err("not a pipe".into());
     }
-    let flags = fcntl(borrowed, FcntlArg::F_GETFL).map_err(|e| format!("unreadable ({e})"))?;
+    let flags = fcntl(borrowed, FcntlArg::F_GETFL)
+        .map_err(|e| format!("unreadable ({})", std::io::Error::from(e)))?;
     if OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDONLY {
         return Err("the read end of a pipe".into());
     }

@@ -639,7 +639,11 @@ pub(crate) fn give(
         )));
     }
     fchown(file, uid, gid).map_err(|e| Error::Privileges {
-        reason: format!("cannot give {} to {whom}: {e}", path.display()),
+        reason: format!(
+            "cannot give {} to {whom}: {}",
+            path.display(),
+            io::Error::from(e)
+        ),
     })
 }
 

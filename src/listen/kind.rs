@@ -25,10 +25,19 @@ pub(crate) fn kind_of(fd: BorrowedFd<'_>) -> Result<Kind, String> {
     let family = match getsockname::<SockaddrStorage>(fd.as_raw_fd()) {
         Ok(local) => local.family(),
         Err(nix::errno::Errno::ENOTSOCK) => return Err("not a socket".into()),
-        Err(e) => return Err(format!("a descriptor whose address cannot be read ({e})")),
+        Err(e) => {
+            return Err(format!(
+                "a descriptor whose address cannot be read ({})",
+                io::Error::from(e)
+            ));
+        }
     };
-    let kind = getsockopt(&fd, sockopt::SockType)
-        .map_err(|e| format!("a socket whose type cannot be read ({e})"))?;
+    let kind = getsockopt(&fd, sockopt::SockType).map_err(|e| {
+        format!(
+            "a socket whose type cannot be read ({})",
+            io::Error::from(e)
+        )
+    })?;
     let listening = getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false);
     let inet = matches!(family, Some(AddressFamily::Inet | AddressFamily::Inet6));
     let unix = family == Some(AddressFamily::Unix);
