@@ -15,7 +15,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -142,12 +142,42 @@ pub(in crate::engine) struct SignalThread {
     /// says so.
     busy: Arc<Mutex<Option<(Signal, Instant)>>>,
     /// Told when the thread ends, so that the wait for it can have a timeout.
-    ended: Option<mpsc::Receiver<()>>,
+    ended: Option<Arc<Ended>>,
     log: Log,
 }
 
 /// How long a stop waits for a handler in silence before it logs that it is waiting.
 const PATIENCE: Duration = Duration::from_secs(1);
+
+/// That the signal thread has left its loop, or unwound out of it: a wait for it can have a
+/// timeout, which a join cannot. (A flag and a condition variable rather than a channel: std's
+/// channel brings 23 KiB of code and a kilobyte of relocated data into every program.)
+#[derive(Default)]
+struct Ended {
+    done: Mutex<bool>,
+    told: Condvar,
+}
+
+impl Ended {
+    /// Whether it was told within `timeout`.
+    fn wait(&self, timeout: Duration) -> bool {
+        let (done, _) = self
+            .told
+            .wait_timeout_while(lock(&self.done), timeout, |done| !*done)
+            .unwrap_or_else(PoisonError::into_inner);
+        *done
+    }
+}
+
+/// Tells its [`Ended`] when dropped: at the end of the thread's loop, or as a panic unwinds it.
+struct TellEnded(Arc<Ended>);
+
+impl Drop for TellEnded {
+    fn drop(&mut self) {
+        *lock(&self.0.done) = true;
+        self.0.told.notify_all();
+    }
+}
 
 /// The signals caught, before the signal thread runs: what arrives meanwhile waits in the pipe.
 /// Without `pipe`, no signal has work for a signal thread.
@@ -250,7 +280,8 @@ impl CaughtSignals {
             });
         };
         let handle = pipe.handle();
-        let (tell_ended, ended) = mpsc::channel();
+        let ended = Arc::new(Ended::default());
+        let tell_ended = TellEnded(ended.clone());
         let (running, thread_log, called) = (busy.clone(), log.clone(), handlers.clone());
         let thread = thread::Builder::new()
             .name("daemons-signals".into())
@@ -275,7 +306,7 @@ impl CaughtSignals {
                         }
                     }
                 }
-                let _ = tell_ended.send(());
+                drop(tell_ended);
                 // Handed back rather than dropped here: closing the pipe writes to this
                 // socket, which must still have a reader.
                 pipe
@@ -325,7 +356,7 @@ impl SignalThread {
         // A handler that never returns keeps the stop handlers from running, and the daemon is
         // then killed at the stop timeout: the log says why.
         if let Some(ended) = &self.ended
-            && ended.recv_timeout(PATIENCE) == Err(mpsc::RecvTimeoutError::Timeout)
+            && !ended.wait(PATIENCE)
             && let Some((signal, since)) = *lock(&self.busy)
         {
             self.log.log(&format!(
