@@ -58,7 +58,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::{Pid, Signal};
 
-use crate::error::{Action, Error};
+use crate::error::{Action, Error, human};
 use crate::gate::process::{Pinned, Refused, Target};
 use crate::pidfile::{Content, Pidfile, Status};
 use crate::sync::{Backoff, Deadline, lock};
@@ -199,21 +199,6 @@ impl fmt::Display for Stopped {
                 write!(f, "stopped (pid {pid}, killed after {})", human(*after))
             }
         }
-    }
-}
-
-/// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
-pub(crate) fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1 {
-        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-    } else if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        let text = format!("{:.1}", d.as_secs_f64());
-        format!("{} s", text.trim_end_matches(".0"))
     }
 }
 
@@ -800,6 +785,16 @@ mod tests {
         assert_eq!(human(Duration::from_secs(10)), "10 s");
         assert_eq!(human(Duration::from_millis(10_020)), "10 s");
         assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
+        assert_eq!(human(Duration::from_micros(999_960)), "999 ms");
+        assert_eq!(human(Duration::from_nanos(960)), "0.0 ms");
+        assert_eq!(human(Duration::from_nanos(50_000)), "0.1 ms");
+        let tenths = |ms| crate::error::Tenths(Duration::from_millis(ms)).to_string();
+        assert_eq!(tenths(0), "0.0");
+        assert_eq!(tenths(49), "0.0");
+        assert_eq!(tenths(50), "0.1");
+        assert_eq!(tenths(1_500), "1.5");
+        assert_eq!(tenths(59_960), "60.0");
+        assert_eq!(tenths(3_600_000), "3600.0");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::engine::lifecycle::Lifecycle;
 use crate::engine::log::Log;
 use crate::engine::readiness::Readiness;
 use crate::engine::role::Role;
-use crate::error::{Error, report};
+use crate::error::{Error, Tenths, report};
 use crate::sync::lock;
 use crate::systemd::Notifier;
 
@@ -360,8 +360,8 @@ impl SignalThread {
             && let Some((signal, since)) = *lock(&self.busy)
         {
             self.log.log(&format!(
-                "stopping: a {signal} handler has been running for {:.1} s; the stop handlers wait for it to return",
-                since.elapsed().as_secs_f64()
+                "stopping: a {signal} handler has been running for {} s; the stop handlers wait for it to return",
+                Tenths(since.elapsed())
             ));
         }
         self.thread.take().and_then(|thread| thread.join().ok())

@@ -2,8 +2,37 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use super::{Error, HandoverKind, NotSignalled};
+
+/// A duration in seconds with one decimal (`2.5`), to the nearest tenth: how the messages say a
+/// duration. Written with integers: formatting an `f64` would bring 17 KiB of code into every
+/// program, for a digit after the point.
+pub(crate) struct Tenths(pub(crate) Duration);
+
+impl fmt::Display for Tenths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = (self.0.as_nanos() + 50_000_000) / 100_000_000;
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+/// `0.6 ms`, `3 ms`, `250 ms`, `10 s`, `2.5 s`: how people say durations.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1 {
+        let tenths = (d.as_nanos() + 50_000) / 100_000;
+        format!("{}.{} ms", tenths / 10, tenths % 10)
+    } else if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        let text = Tenths(d).to_string();
+        format!("{} s", text.trim_end_matches(".0"))
+    }
+}
 
 /// What to do about a system error, where its errno says.
 fn hint(source: &io::Error) -> &'static str {

@@ -52,6 +52,7 @@ use std::time::Duration;
 use crate::{Pid, Signal};
 
 pub use action::Action;
+pub(crate) use display::{Tenths, human};
 pub(crate) use failure::{Failure, UserError, chain_text};
 
 /// Everything that can go wrong when building, starting, probing or stopping a daemon.

@@ -12,7 +12,7 @@ use crate::{Pid, Signal};
 use crate::control::{self, Stopped};
 use crate::detach::{Side, detach, inherited_fds};
 use crate::engine::{Detached, Engine};
-use crate::error::Error;
+use crate::error::{Error, Tenths};
 use crate::pidfile::Status;
 use crate::sys;
 
@@ -517,16 +517,14 @@ impl std::fmt::Display for Health {
     /// ```
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Health::Healthy { pid, quiet } => write!(
-                f,
-                "healthy (pid {pid}; alive {:.1}s ago)",
-                quiet.as_secs_f64()
-            ),
+            Health::Healthy { pid, quiet } => {
+                write!(f, "healthy (pid {pid}; alive {}s ago)", Tenths(*quiet))
+            }
             Health::Wedged { pid, quiet, period } => write!(
                 f,
-                "wedged (pid {pid}): its body has shown no life for {:.1}s, longer than {:.1}s",
-                quiet.as_secs_f64(),
-                period.as_secs_f64()
+                "wedged (pid {pid}): its body has shown no life for {}s, longer than {}s",
+                Tenths(*quiet),
+                Tenths(*period)
             ),
             Health::NotRunning => write!(f, "not running"),
         }

@@ -74,7 +74,7 @@ use std::time::Duration;
 use crate::Pid;
 use nix::unistd::geteuid;
 
-use crate::error::{Action, Error};
+use crate::error::{Action, Error, Tenths};
 use crate::gate::path::{Dir, Trusted};
 use crate::sync::Backoff;
 use crate::sys;
@@ -284,11 +284,7 @@ impl fmt::Display for Words<'_> {
                 write!(f, "running (pid {pid}, supervised; ")?;
                 match (child, restart_in) {
                     (None, Some(wait)) => {
-                        write!(
-                            f,
-                            "restarting in {:.1} s (restart {restarts}",
-                            wait.as_secs_f64()
-                        )?;
+                        write!(f, "restarting in {} s (restart {restarts}", Tenths(*wait))?;
                         if let Some(last) = last_end {
                             write!(f, ", last: {last}")?;
                         }
