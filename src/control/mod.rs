@@ -778,26 +778,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_well() {
-        assert_eq!(human(Duration::from_micros(600)), "0.6 ms");
-        assert_eq!(human(Duration::from_micros(2500)), "2 ms");
-        assert_eq!(human(Duration::from_millis(999)), "999 ms");
-        assert_eq!(human(Duration::from_secs(10)), "10 s");
-        assert_eq!(human(Duration::from_millis(10_020)), "10 s");
-        assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
-        assert_eq!(human(Duration::from_micros(999_960)), "999 ms");
-        assert_eq!(human(Duration::from_nanos(960)), "0.0 ms");
-        assert_eq!(human(Duration::from_nanos(50_000)), "0.1 ms");
-        let tenths = |ms| crate::error::Tenths(Duration::from_millis(ms)).to_string();
-        assert_eq!(tenths(0), "0.0");
-        assert_eq!(tenths(49), "0.0");
-        assert_eq!(tenths(50), "0.1");
-        assert_eq!(tenths(1_500), "1.5");
-        assert_eq!(tenths(59_960), "60.0");
-        assert_eq!(tenths(3_600_000), "3600.0");
-    }
-
-    #[test]
     fn a_process_handle_may_be_shared_between_threads() {
         fn shared<T: Send + Sync>() {}
         shared::<Process>();
