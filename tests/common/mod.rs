@@ -367,13 +367,22 @@ impl Fixture {
 
     /// Live processes of this fixture: their environment (which every command and daemon
     /// inherits), command line or one of their descriptors names the temporary directory.
+    ///
+    /// Not a copy of this test process between its fork and its exec (a command that another
+    /// test is spawning): it holds every descriptor of this process, those of other fixtures'
+    /// directories among them, until its exec closes them. Killed here, that other test's
+    /// command would end by SIGKILL before it printed anything.
     pub fn processes(&self) -> Vec<Pid> {
         let dir = self.dir.path().as_os_str().as_bytes();
         let names = |text: &[u8]| text.windows(dir.len()).any(|w| w == dir);
         let me = std::process::id() as i32;
+        let harness = fs::read_link("/proc/self/exe").ok();
+        let not_yet_exec = |pid: Pid| {
+            harness.is_some() && fs::read_link(format!("/proc/{pid}/exe")).ok() == harness
+        };
         all_pids()
             .into_iter()
-            .filter(|&pid| pid.as_raw() != me && alive(pid))
+            .filter(|&pid| pid.as_raw() != me && alive(pid) && !not_yet_exec(pid))
             .filter(|&pid| {
                 ["environ", "cmdline"]
                     .iter()
