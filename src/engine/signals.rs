@@ -367,3 +367,34 @@ impl SignalThread {
         self.thread.take().and_then(|thread| thread.join().ok())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_is_seen_to_end_whether_it_returns_or_panics() {
+        let ended = Arc::new(Ended::default());
+        let go = Arc::new(Mutex::new(()));
+        let held = lock(&go);
+        let (tell, gate) = (TellEnded(ended.clone()), go.clone());
+        let thread = thread::spawn(move || {
+            let _tell = tell;
+            // Runs until the test lets go of the mutex.
+            let _held = lock(&gate);
+        });
+        assert!(!ended.wait(Duration::from_millis(20)), "still running");
+        drop(held);
+        assert!(ended.wait(Duration::from_secs(10)), "told at its end");
+        thread.join().expect("joined");
+
+        let ended = Arc::new(Ended::default());
+        let tell = TellEnded(ended.clone());
+        let thread = thread::spawn(move || {
+            let _tell = tell;
+            panic!("on purpose");
+        });
+        assert!(ended.wait(Duration::from_secs(10)), "told as it unwinds");
+        assert!(thread.join().is_err());
+    }
+}

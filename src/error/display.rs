@@ -22,8 +22,8 @@ impl fmt::Display for Tenths {
 pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1 {
-        let tenths = (d.as_nanos() + 50_000) / 100_000;
-        format!("{}.{} ms", tenths / 10, tenths % 10)
+        // Under a millisecond, a thousand times as long in seconds reads the same.
+        format!("{} ms", Tenths(d * 1000))
     } else if ms < 1000 {
         format!("{ms} ms")
     } else if ms.is_multiple_of(1000) {

@@ -1,7 +1,6 @@
 //! What every build for Linux reads in `/proc`, the portable one included: a process's
 //! descriptors, threads, group, command and start time, and the pid namespace of `/proc` itself.
 
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -23,25 +22,17 @@ pub(crate) fn has_open(pid: Pid, _file: &File, meta: &fs::Metadata) -> Option<bo
 
 /// Whether one of `pid`'s descriptors is the file of `meta` and `accept` takes it (given the
 /// descriptor's number); `None` when `/proc/PID/fd` cannot be read.
-pub(super) fn find_fd(
-    pid: Pid,
-    meta: &fs::Metadata,
-    accept: impl Fn(&str) -> bool,
-) -> Option<bool> {
+pub(super) fn find_fd(pid: Pid, meta: &fs::Metadata, accept: impl Fn(i32) -> bool) -> Option<bool> {
     let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
     let open = match fs::metadata(&fd_dir) {
         Ok(dir) => dir.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
-    let holds = |fd: &OsStr| -> Option<bool> {
+    let holds = |fd: i32| -> Option<bool> {
         // Follows the descriptor to its file; `None` when there is no such descriptor.
-        let target = fd_dir.join(fd).metadata().ok()?;
-        Some(
-            target.dev() == meta.dev()
-                && target.ino() == meta.ino()
-                && accept(&fd.to_string_lossy()),
-        )
+        let target = fd_dir.join(fd.to_string()).metadata().ok()?;
+        Some(target.dev() == meta.dev() && target.ino() == meta.ino() && accept(fd))
     };
     // Since Linux 6.2 the directory's size is the number of open descriptors. Reading the
     // directory makes /proc build an entry for every descriptor, which costs more than looking
@@ -53,9 +44,9 @@ pub(super) fn find_fd(
         const MISSES: u32 = 8;
         let mut seen = 0;
         let mut misses = 0;
-        let mut fd = 3u64;
-        while seen + 3 < open && fd < open + 32 && misses < MISSES {
-            match holds(OsStr::new(&fd.to_string())) {
+        let mut fd = 3i32;
+        while seen + 3 < open && u64::from(fd.unsigned_abs()) < open + 32 && misses < MISSES {
+            match holds(fd) {
                 Some(true) => return Some(true),
                 Some(false) => {
                     seen += 1;
@@ -65,8 +56,8 @@ pub(super) fn find_fd(
             }
             fd += 1;
         }
-        for fd in ["0", "1", "2"] {
-            match holds(OsStr::new(fd)) {
+        for fd in 0..3 {
+            match holds(fd) {
                 Some(true) => return Some(true),
                 Some(false) => seen += 1,
                 None => {}
@@ -81,10 +72,7 @@ pub(super) fn find_fd(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
-    Some(
-        fds.into_iter()
-            .any(|fd| holds(OsStr::new(&fd.to_string())) == Some(true)),
-    )
+    Some(fds.into_iter().any(|fd| holds(fd) == Some(true)))
 }
 
 /// A file of `/proc`, whole, as text; `None` where it cannot be read.
@@ -356,7 +344,7 @@ mod tests {
         // SAFETY: `high` was just returned by the kernel and is owned here only.
         let high = unsafe { OwnedFd::from_raw_fd(high) };
         let meta = fs::metadata(&path).expect("stat");
-        let number = high.as_raw_fd().to_string();
+        let number = high.as_raw_fd();
         let probe = File::open(&path).expect("open");
         drop(file);
         assert_eq!(find_fd(Pid::this(), &meta, |fd| fd == number), Some(true));
