@@ -40,11 +40,14 @@ impl Deadline {
 /// The pauses of a wait that looks again and again for something that nothing announces (a lock
 /// let go of, a process gone without a pidfd or a kqueue): 200 µs, doubling up to 20 ms, cut
 /// short at the deadline. Short enough that a state that settles within microseconds costs
-/// little, long enough that a state that takes a while costs no CPU.
+/// little, long enough that a state that takes a while costs no CPU. A short wait whose end is
+/// worth seeing at once pauses the same time at each look instead ([`Backoff::every`]).
 #[derive(Debug)]
 pub(crate) struct Backoff {
     pause: Duration,
     deadline: Deadline,
+    /// Whether each pause is twice the one before (else they are all the first).
+    doubles: bool,
 }
 
 impl Backoff {
@@ -58,6 +61,7 @@ impl Backoff {
         Backoff {
             pause: Backoff::FIRST,
             deadline,
+            doubles: true,
         }
     }
 
@@ -66,13 +70,13 @@ impl Backoff {
         Backoff::until(Deadline::after(timeout))
     }
 
-    /// Pauses for at most `timeout` from now, the first of them `first`: for a state that
-    /// usually settles within a few hundred microseconds, which the first pauses of 200 and
-    /// 400 µs would each overshoot.
-    pub(crate) fn within_from(timeout: Duration, first: Duration) -> Backoff {
+    /// Pauses of `pause` each, for at most `timeout` from now: for a short wait whose end is
+    /// worth seeing at once, which a doubling pause would overshoot by as much as it waited.
+    pub(crate) fn every(pause: Duration, timeout: Duration) -> Backoff {
         Backoff {
-            pause: first,
+            pause,
             deadline: Deadline::after(timeout),
+            doubles: false,
         }
     }
 
@@ -89,7 +93,9 @@ impl Backoff {
             return None;
         }
         let pause = self.pause.min(left);
-        self.pause = (self.pause * 2).min(Backoff::LONGEST);
+        if self.doubles {
+            self.pause = (self.pause * 2).min(Backoff::LONGEST);
+        }
         Some(pause)
     }
 
@@ -121,6 +127,9 @@ mod tests {
         let mut done = Backoff::within(Duration::ZERO);
         assert_eq!(done.next_pause(), None);
         assert!(!done.sleep());
+        let mut steady = Backoff::every(Duration::from_micros(50), Duration::MAX);
+        let steady: Vec<Option<Duration>> = (0..3).map(|_| steady.next_pause()).collect();
+        assert_eq!(steady, [Some(Duration::from_micros(50)); 3]);
         let mut short = Backoff::within(Duration::from_micros(50));
         assert!(
             short

@@ -652,11 +652,14 @@ fn stop_all(processes: &[Process], timeout: Duration) -> Result<Stopped, Error> 
 /// successor at a restart, so the wait also looks whether the process still has the pidfile
 /// open, at growing intervals ([`Backoff`]); and a process whose first thread no longer has it
 /// open may still be ending in its other threads, which hold its descriptors (its listening
-/// sockets among them): those are waited for too.
+/// sockets among them): those are waited for too. The first 2 ms look at the lock every 50 µs,
+/// with sleeps that end when asked ([`sys::FineSleeps`]): a daemon usually lets go within a
+/// millisecond of its SIGTERM, and a look that comes late adds its lateness to the stop.
 pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error> {
     if sys::EXIT_EVENTS {
         return process.wait(timeout);
     }
+    let _fine = sys::FineSleeps::new();
     let mut backoff = Backoff::within(timeout);
     let deadline = backoff.deadline();
     // Made after the process was checked to hold the pidfile, and before it is waited for: it
@@ -671,7 +674,7 @@ pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error
     };
     // The wait on the lock is a child process (a fork); a daemon usually lets go of its pidfile
     // within a millisecond of its SIGTERM, so the lock is looked at first.
-    let mut looks = Backoff::within_from(LOOK_AT_THE_LOCK.min(timeout), FIRST_LOOK);
+    let mut looks = Backoff::every(LOOK_EVERY, LOOK_AT_THE_LOCK.min(timeout));
     loop {
         if process.let_go()? {
             return threads_exited();
@@ -690,10 +693,10 @@ pub(crate) fn exited(process: &Process, timeout: Duration) -> Result<bool, Error
     }
 }
 
-/// How long a wait without exit events looks at the pidfile's lock itself (at the pauses of
-/// [`Backoff`], from [`FIRST_LOOK`]) before it starts a child that waits on it.
+/// How long a wait without exit events looks at the pidfile's lock itself, every
+/// [`LOOK_EVERY`], before it starts a child that waits on it.
 const LOOK_AT_THE_LOCK: Duration = Duration::from_millis(2);
-const FIRST_LOOK: Duration = Duration::from_micros(50);
+const LOOK_EVERY: Duration = Duration::from_micros(50);
 
 /// Pin `pid`, then verify that it holds the lock of `file` (the pidfile, identified by `meta`):
 /// the holder, or `None`.

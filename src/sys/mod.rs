@@ -5,7 +5,7 @@
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
 //! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
-//! `groups`, `random`, `env`, `signals`, `thread`), and one per system or family of systems for what
+//! `groups`, `random`, `env`, `signals`, `sleep`, `thread`), and one per system or family of systems for what
 //! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
 //! a function in each OS file.
 //!
@@ -15,7 +15,7 @@
 //! | --- | --- | --- | --- | --- | --- |
 //! | who holds the pidfile's lock | the `lock:` line in `/proc/PID/fdinfo/FD` ([`LOCK_LINES`]) | the file is locked (a `LOCK_SH \| LOCK_NB` is refused) and the pid has it open: `/proc/PID/fd` | locked, and open: `proc_pidinfo(PROC_PIDLISTFDS)`, `proc_pidfdinfo` | locked, and a descriptor of the pid that holds a lock on it: `kern.proc.filedesc` (`KF_FLAG_HASLOCK`) | locked, and a descriptor of the pid that holds a lock on it: `kern.file2`, where kernel addresses are shown (else `/proc/PID/fd`) |
 //! | the holder when the pid named is not it | `/proc/locks` | unknown | unknown | unknown | unknown |
-//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | the pidfile's lock, looked at for 2 ms (pauses from 50 µs, doubling), then a child process blocked on it (`LockWaiter`) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
+//! | waiting for a daemon to exit | pidfd ([`ExitWatch`]) | the pidfile's lock, looked at every 50 µs for 2 ms (with a timer slack of 1 µs, [`FineSleeps`]), then a child process blocked on it (`LockWaiter`) | kqueue `EVFILT_PROC` ([`ExitWatch`]) | kqueue | kqueue |
 //! | pinning a process before it is checked ([`ExitWatch`]; the signal itself is sent by `gate::process`) | a pidfd, which `pidfd_send_signal` goes through | its start time in `/proc/PID/stat`; a `kill` after the check again | a kqueue; a `kill` once it says the process has not exited, after the check again | as macOS | as macOS |
 //! | descriptors inherited through exec | `/proc/self/fd` | `/dev/fd` | `/dev/fd` | `kern.proc.filedesc` | `kern.file2` |
 //! | threads before a fork | `/proc/self/task` | `/proc/self/task` | `PROC_PIDTASKINFO` | `ki_numthreads` | `p_nlwps` |
@@ -50,6 +50,7 @@ mod poll;
 mod random;
 mod scm;
 mod signals;
+mod sleep;
 mod socket;
 mod thread;
 
@@ -104,6 +105,7 @@ pub(crate) use poll::wait_readable;
 pub(crate) use random::random;
 pub(crate) use scm::{receive_with_fds, send_datagram_with_fds, send_with_fds};
 pub(crate) use signals::{SignalSet, reset_dispositions, unblock_all};
+pub(crate) use sleep::FineSleeps;
 pub(crate) use socket::{
     connect_without_blocking, is_listening_unix_stream, nobody_listens, socket_path,
 };
