@@ -85,8 +85,8 @@ impl Backoff {
         self.deadline
     }
 
-    /// The next pause, cut short at the deadline (the one after it is twice as long); `None`
-    /// once the deadline has passed.
+    /// The next pause, cut short at the deadline (the one after it is twice as long, unless the
+    /// pauses are steady: [`Backoff::every`]); `None` once the deadline has passed.
     pub(crate) fn next_pause(&mut self) -> Option<Duration> {
         let left = self.deadline.left();
         if left.is_zero() {
