@@ -5,9 +5,10 @@
 //!
 //! This file is only the dispatch: which file answers which question. One file per mechanism
 //! that every system has (`pipe`, `poll`, `fds`, `scm`, `socket`, `peer`, `exit`, `atfork`,
-//! `groups`, `random`, `env`, `signals`, `sleep`, `thread`), and one per system or family of systems for what
-//! differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`, `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and
-//! a function in each OS file.
+//! `groups`, `random`, `env`, `signals`, `sleep`, `thread`), and one per system or family of
+//! systems for what differs (`linux`, `pidfd`, `portable`, `kqueue`, `macos`, `freebsd`,
+//! `netbsd`). A new platform is a new OS file and a column below; a new question is a row, and a
+//! function in each OS file.
 //!
 //! Each question has one answer per mechanism:
 //!
