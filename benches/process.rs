@@ -13,7 +13,7 @@
 //!   messages per second into a file; the two alternate in each repetition, and the ratio is the
 //!   median of each repetition's own ratio, because the machine's speed at passing a cache line
 //!   between cores changes by 5x from one minute to the next (the cache line round trip between
-//!   CPUs 0 and 1, measured before the section, says which it was), and the two runs of one
+//!   CPUs 0 and 1, measured before each repetition, says which it was and whether it moved), and the two runs of one
 //!   repetition see the same;
 //! - memory: the idle daemon's `VmRSS` and its anonymous memory (`RssAnon`: what it wrote of its
 //!   own, the private part that no other process could share; file pages, the executable's and
@@ -336,13 +336,16 @@ fn cache_line_round_trip() -> Option<f64> {
 /// and returns the median of the repetitions' ratios (this crate's rate over the bare one's).
 fn messages_section(reps: usize, dir: &Path) -> f64 {
     let messages = env_number("PROCESS_MESSAGES", 1_000_000) as u64;
-    let placement = cache_line_round_trip();
+    // Measured before each repetition: a run whose round trip moved between levels compared its
+    // pools on different machines, and says so.
+    let mut trips = Vec::new();
     let programs = [
         env!("CARGO_BIN_EXE_messages-daemons"),
         env!("CARGO_BIN_EXE_messages-bare"),
     ];
     let (mut ours, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
+        trips.extend(cache_line_round_trip());
         let mut rates = [0.0; 2];
         for turn in 0..2 {
             let which = (rep + turn) % 2;
@@ -357,9 +360,16 @@ fn messages_section(reps: usize, dir: &Path) -> f64 {
         sorted.sort_by(f64::total_cmp);
         (sorted[0], sorted[sorted.len() - 1])
     };
-    let placement = placement.map_or("unknown".to_string(), |ns| format!("{ns:.0} ns"));
+    trips.sort_by(f64::total_cmp);
+    let placement = match (trips.first(), trips.last()) {
+        (Some(low), Some(high)) => {
+            let middle = trips[trips.len() / 2];
+            format!("{low:.0}..{high:.0} ns, median {middle:.0}")
+        }
+        _ => "unknown".to_string(),
+    };
     println!(
-        "  messages/s, pool of 4, {messages} messages: daemons {:.2} M, bare crossbeam pool {:.2} M; ratio per repetition {:.2}..{:.2} (cache line round trip between CPUs: {placement})",
+        "  messages/s, pool of 4, {messages} messages: daemons {:.2} M, bare crossbeam pool {:.2} M; ratio per repetition {:.2}..{:.2} (cache line round trip between CPUs before each repetition: {placement})",
         median(ours) / 1e6,
         median(bare) / 1e6,
         spread.0,
