@@ -13,8 +13,8 @@
 //!   messages per second into a file; the two alternate in each repetition, and the ratio is the
 //!   median of each repetition's own ratio, because the machine's speed at passing a cache line
 //!   between cores changes by 5x from one minute to the next (the cache line round trip between
-//!   CPUs 0 and 1, measured before each repetition, says which it was and whether it moved), and the two runs of one
-//!   repetition see the same;
+//!   CPUs 0 and 1, measured before each repetition, says which it was and whether it moved), and
+//!   the two runs of one repetition see the same;
 //! - memory: the idle daemon's `VmRSS` and its anonymous memory (`RssAnon`: what it wrote of its
 //!   own, the private part that no other process could share; file pages, the executable's and
 //!   the libraries', are counted in `VmRSS`), and the same for a supervised daemon (supervisor

@@ -44,8 +44,10 @@ pub(super) fn find_fd(pid: Pid, meta: &fs::Metadata, accept: impl Fn(i32) -> boo
         const MISSES: u32 = 8;
         let mut seen = 0;
         let mut misses = 0;
-        let mut fd = 3i32;
-        while seen + 3 < open && u64::from(fd.unsigned_abs()) < open + 32 && misses < MISSES {
+        // No descriptor is guessed at beyond 32 past the count of open ones.
+        let last = i32::try_from(open + 32).unwrap_or(i32::MAX);
+        let mut fd = 3;
+        while seen + 3 < open && fd < last && misses < MISSES {
             match holds(fd) {
                 Some(true) => return Some(true),
                 Some(false) => {
